@@ -1,0 +1,123 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::NamespaceResourceScope;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// KServe `serving.kserve.io/v1beta1` `InferenceService`: the fields trigger-controller reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InferenceService {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// The spec is opaque to us: we never write it whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<InferenceServiceStatus>,
+}
+
+impl kube::Resource for InferenceService {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        "InferenceService".into()
+    }
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        "serving.kserve.io".into()
+    }
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        "v1beta1".into()
+    }
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        "inferenceservices".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// A Knative-style condition as KServe reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KnativeCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InferenceServiceStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<KnativeCondition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Per component (`predictor`, `transformer`, ...) revision status, kept opaque.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: BTreeMap<String, Value>,
+}
+
+impl InferenceService {
+    /// True when KServe has observed the current generation, reports Ready, and every
+    /// component's latest created revision is also its latest ready revision: the rollout of
+    /// the last change is complete.
+    pub fn rollout_complete(&self) -> bool {
+        let Some(status) = &self.status else {
+            return false;
+        };
+        let observed = match (status.observed_generation, self.metadata.generation) {
+            (Some(o), Some(g)) => o >= g,
+            _ => false,
+        };
+        let ready = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        let revisions_settled = status.components.values().all(|c| {
+            let created = c.get("latestCreatedRevision").and_then(Value::as_str);
+            let ready = c.get("latestReadyRevision").and_then(Value::as_str);
+            created.is_none() || created == ready
+        });
+        observed && ready && revisions_settled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerates_unknown_fields_and_reads_rollout_state() {
+        let isvc: InferenceService = serde_json::from_value(serde_json::json!({
+            "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": "m", "generation": 2},
+            "spec": {"predictor": {"sklearn": {"storageUri": "pvc://x"}}, "futureField": true},
+            "status": {"observedGeneration": 2, "conditions": [{"type": "Ready", "status": "True", "severity": "Info"}],
+                       "components": {"predictor": {"latestCreatedRevision": "m-2", "latestReadyRevision": "m-1"}},
+                       "modelStatus": {"states": {}}}
+        }))
+        .expect("parses");
+        assert!(!isvc.rollout_complete(), "revision m-2 not ready yet");
+        let mut done = isvc.clone();
+        if let Some(s) = done.status.as_mut() {
+            s.components.insert(
+                "predictor".into(),
+                serde_json::json!({"latestCreatedRevision": "m-2", "latestReadyRevision": "m-2"}),
+            );
+        }
+        assert!(done.rollout_complete());
+    }
+}

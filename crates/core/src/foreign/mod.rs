@@ -1,0 +1,13 @@
+//! Minimal types for objects other projects own that our controllers read and patch. Each keeps
+//! only the fields we use and tolerates (ignores) every other field, so a newer KServe or
+//! Argo CD never breaks deserialisation. We patch these objects, never replace them, so the
+//! fields we do not model are never lost.
+
+mod application;
+mod inference_service;
+
+pub use application::{
+    Application, ApplicationStatus, HealthStatus, InfoItem, Operation, OperationInitiator,
+    OperationState, SyncOperation, SyncStatus,
+};
+pub use inference_service::{InferenceService, InferenceServiceStatus, KnativeCondition};

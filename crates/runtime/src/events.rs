@@ -1,0 +1,72 @@
+//! Kubernetes Events on our objects, via kube's recorder (events.k8s.io/v1, de-duplicated).
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+/// Publishes Events as one controller.
+#[derive(Clone)]
+pub struct Events {
+    recorder: Recorder,
+}
+
+impl Events {
+    pub fn new(client: Client, controller: &str, instance: Option<String>) -> Self {
+        Self {
+            recorder: Recorder::new(
+                client,
+                Reporter {
+                    controller: controller.to_string(),
+                    instance,
+                },
+            ),
+        }
+    }
+
+    /// A Normal event. Failures to publish are logged, never fatal: an Event is a notice, the
+    /// status is the record.
+    pub async fn normal(
+        &self,
+        regarding: &ObjectReference,
+        reason: &str,
+        action: &str,
+        note: impl Into<String>,
+    ) {
+        self.publish(regarding, EventType::Normal, reason, action, note.into())
+            .await;
+    }
+
+    /// A Warning event.
+    pub async fn warning(
+        &self,
+        regarding: &ObjectReference,
+        reason: &str,
+        action: &str,
+        note: impl Into<String>,
+    ) {
+        self.publish(regarding, EventType::Warning, reason, action, note.into())
+            .await;
+    }
+
+    async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        // The API server caps an Event note at 1 KiB.
+        let note: String = note.chars().take(1000).collect();
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, regarding).await {
+            tracing::warn!(error = %e, reason, object = ?regarding.name, "could not publish event");
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! The controller runner every controller uses: watch-driven reconciliation with
+//! - tolerance of malformed objects: the watch is of raw objects, each is parsed on its own, so
+//!   one object that does not match our types is reported (Warning Event) and skipped instead
+//!   of stopping the whole watch;
+//! - namespace scoping (one watch per listed namespace, or one cluster-wide watch);
+//! - per-object exponential backoff for transient errors (via `backon`), while invalid input
+//!   waits for the object to change;
+//! - reconcile count, error and duration metrics labelled by the error's variant name.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::events::Events;
+use crate::metrics::ReconcileMetrics;
+use crate::scope::Scope;
+use crate::shutdown::Shutdown;
+
+/// What a reconcile error says about itself.
+pub trait ReconcileError: std::error::Error + Send + Sync + 'static {
+    /// The variant name: the metric label and the Event reason.
+    fn reason(&self) -> &'static str;
+    /// True when retrying can help (API unreachable, conflict); false when the object itself
+    /// is wrong and nothing changes until it does.
+    fn is_transient(&self) -> bool;
+}
+
+/// One controller's logic. The runner calls `reconcile` for every change of a watched object
+/// of type `Object` (and of whatever `configure` adds).
+pub trait Reconciler: Send + Sync + 'static {
+    type Object: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static;
+    type Error: ReconcileError;
+
+    /// The controller's name: metric label, field manager and Event reporter.
+    fn name(&self) -> &'static str;
+
+    fn reconcile(
+        &self,
+        object: Arc<Self::Object>,
+    ) -> impl Future<Output = Result<Action, Self::Error>> + Send;
+
+    /// Adds watches that map to the main objects (owned pods, ...). `namespace` is the
+    /// namespace this controller instance watches, `None` for all.
+    fn configure(
+        &self,
+        controller: Controller<DynamicObject>,
+        _client: &Client,
+        _namespace: Option<&str>,
+    ) -> Controller<DynamicObject> {
+        controller
+    }
+}
+
+/// Per-object backoff state.
+#[derive(Default)]
+pub struct Backoffs {
+    by_object: Mutex<HashMap<String, backon::ExponentialBackoff>>,
+}
+
+impl Backoffs {
+    fn builder() -> ExponentialBuilder {
+        ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(500))
+            .with_max_delay(Duration::from_secs(300))
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+    }
+
+    /// The next delay for `key`; grows exponentially while failures repeat.
+    pub fn next(&self, key: &str) -> Duration {
+        let Ok(mut map) = self.by_object.lock() else {
+            return Duration::from_secs(5);
+        };
+        map.entry(key.to_string())
+            .or_insert_with(|| Self::builder().build())
+            .next()
+            .unwrap_or(Duration::from_secs(300))
+    }
+
+    /// Forgets `key` after a success.
+    pub fn reset(&self, key: &str) {
+        if let Ok(mut map) = self.by_object.lock() {
+            map.remove(key);
+        }
+    }
+}
+
+/// What the runner needs besides the reconciler.
+pub struct RunnerParts {
+    pub client: Client,
+    pub scope: Scope,
+    pub metrics: ReconcileMetrics,
+    pub events: Events,
+    pub shutdown: Shutdown,
+}
+
+struct Shared<R: Reconciler> {
+    reconciler: Arc<R>,
+    parts: RunnerParts,
+    backoffs: Backoffs,
+    resource: ApiResource,
+}
+
+fn key_of(obj: &DynamicObject) -> String {
+    format!(
+        "{}/{}",
+        obj.metadata.namespace.as_deref().unwrap_or(""),
+        obj.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+/// Distinguishes reconciler errors from the runner's own handling.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Failed<E: ReconcileError>(E);
+
+async fn reconcile_one<R: Reconciler>(
+    obj: Arc<DynamicObject>,
+    shared: Arc<Shared<R>>,
+) -> Result<Action, Failed<R::Error>> {
+    let name = shared.reconciler.name();
+    let key = key_of(&obj);
+    let namespace = obj.metadata.namespace.clone().unwrap_or_default();
+    if !shared.parts.scope.allows(&namespace) {
+        return Ok(Action::await_change());
+    }
+    let started = Instant::now();
+    let typed: R::Object = match DynamicObject::clone(&obj).try_parse::<R::Object>() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(controller = name, object = %key, error = %e, "skipping malformed object");
+            shared
+                .parts
+                .metrics
+                .observe(name, started.elapsed(), Some("MalformedObject"));
+            let reference = obj.object_ref(&shared.resource);
+            shared
+                .parts
+                .events
+                .warning(
+                    &reference,
+                    "MalformedObject",
+                    "Reconcile",
+                    format!("{name} cannot read this object: {e}"),
+                )
+                .await;
+            return Ok(Action::await_change());
+        }
+    };
+    let result = shared.reconciler.reconcile(Arc::new(typed)).await;
+    let took = started.elapsed();
+    match result {
+        Ok(action) => {
+            shared.parts.metrics.observe(name, took, None);
+            shared.backoffs.reset(&key);
+            Ok(action)
+        }
+        Err(e) => {
+            shared.parts.metrics.observe(name, took, Some(e.reason()));
+            Err(Failed(e))
+        }
+    }
+}
+
+fn error_policy<R: Reconciler>(
+    obj: Arc<DynamicObject>,
+    err: &Failed<R::Error>,
+    shared: Arc<Shared<R>>,
+) -> Action {
+    let key = key_of(&obj);
+    if err.0.is_transient() {
+        let delay = shared.backoffs.next(&key);
+        tracing::warn!(controller = shared.reconciler.name(), object = %key, error = %err.0, reason = err.0.reason(), retry_in = ?delay, "reconcile failed; retrying");
+        Action::requeue(delay)
+    } else {
+        tracing::warn!(controller = shared.reconciler.name(), object = %key, error = %err.0, reason = err.0.reason(), "reconcile failed; waiting for the object to change");
+        Action::await_change()
+    }
+}
+
+/// Runs the reconciler until shutdown.
+pub async fn run<R: Reconciler>(reconciler: Arc<R>, parts: RunnerParts) {
+    let resource = ApiResource::erase::<R::Object>(&());
+    let client = parts.client.clone();
+    let scope = parts.scope.clone();
+    let shutdown = parts.shutdown.clone();
+    let shared = Arc::new(Shared {
+        reconciler: reconciler.clone(),
+        parts,
+        backoffs: Backoffs::default(),
+        resource: resource.clone(),
+    });
+    scope.wait_synced().await;
+
+    let mut runs = Vec::new();
+    let namespaces: Vec<Option<String>> = if scope.listed_namespaces().is_empty() {
+        vec![None]
+    } else {
+        scope
+            .listed_namespaces()
+            .iter()
+            .cloned()
+            .map(Some)
+            .collect()
+    };
+    for namespace in namespaces {
+        let api: Api<DynamicObject> = match &namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let controller = Controller::new_with(
+            api,
+            watcher::Config::default().any_semantic(),
+            resource.clone(),
+        );
+        let controller = reconciler.configure(controller, &client, namespace.as_deref());
+        let scope_changes = {
+            let scope = scope.clone();
+            futures::stream::unfold(scope, |scope| async move {
+                scope.changed().await;
+                Some(((), scope))
+            })
+        };
+        let shutdown = shutdown.clone();
+        let run = controller
+            .reconcile_all_on(scope_changes)
+            .graceful_shutdown_on(async move { shutdown.wait().await })
+            .run(reconcile_one::<R>, error_policy::<R>, shared.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    // Reconcile failures are logged by the error policy; these are watch and
+                    // queue errors, which the controller retries by itself.
+                    tracing::debug!(error = %e, "controller event");
+                }
+            });
+        runs.push(run);
+    }
+    futures::future::join_all(runs).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_per_object_and_resets() {
+        let b = Backoffs::default();
+        let first = b.next("ns/a");
+        let mut last = first;
+        for _ in 0..6 {
+            last = b.next("ns/a");
+        }
+        assert!(last > first, "{last:?} should exceed {first:?}");
+        assert!(b.next("ns/b") < last, "another object has its own backoff");
+        b.reset("ns/a");
+        assert!(b.next("ns/a") <= Duration::from_secs(2));
+        for _ in 0..40 {
+            assert!(b.next("ns/c") <= Duration::from_secs(600));
+        }
+    }
+}

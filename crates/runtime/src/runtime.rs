@@ -1,0 +1,184 @@
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::cli::CommonArgs;
+use crate::events::Events;
+use crate::http::{self, Health};
+use crate::leader::LeaderElector;
+use crate::metrics::{ReconcileMetrics, SharedRegistry, new_registry};
+use crate::runner::{self, Reconciler, RunnerParts};
+use crate::scope::Scope;
+use crate::shutdown::Shutdown;
+use crate::telemetry;
+
+/// A connected controller process: client, metrics, health, scope and shutdown signal.
+pub struct Runtime {
+    pub name: &'static str,
+    pub args: CommonArgs,
+    pub client: Client,
+    pub registry: SharedRegistry,
+    pub health: Health,
+    pub shutdown: Shutdown,
+    pub scope: Scope,
+    pub events: Events,
+    metrics: ReconcileMetrics,
+}
+
+async fn load_config(args: &CommonArgs) -> anyhow::Result<Config> {
+    match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("invalid kubeconfig {}", path.display()))
+        }
+        None => Config::infer().await.context("no Kubernetes configuration found (set --kubeconfig or KUBECONFIG, or run in a cluster)"),
+    }
+}
+
+impl Runtime {
+    /// Sets up logging and connects to the API server. An unreachable server is an error that
+    /// names its address, after at most `--connect-timeout`.
+    pub async fn connect(name: &'static str, args: CommonArgs) -> anyhow::Result<Self> {
+        telemetry::init(&args.log_filter, args.log_format)?;
+        let mut config = load_config(&args).await?;
+        config.connect_timeout = Some(args.connect_timeout);
+        let url = config.cluster_url.to_string();
+        let client =
+            Client::try_from(config).with_context(|| format!("cannot build a client for {url}"))?;
+        match tokio::time::timeout(args.connect_timeout, client.apiserver_version()).await {
+            Ok(Ok(info)) => {
+                tracing::info!(controller = name, server = %url, version = %info.git_version, "connected to the API server")
+            }
+            Ok(Err(e)) => anyhow::bail!("cannot reach the Kubernetes API server at {url}: {e}"),
+            Err(_) => anyhow::bail!(
+                "cannot reach the Kubernetes API server at {url}: no answer within {:?}",
+                args.connect_timeout
+            ),
+        }
+        let registry = new_registry();
+        let metrics = ReconcileMetrics::register(&registry);
+        let identity = args
+            .leader_identity
+            .clone()
+            .or_else(|| std::env::var("POD_NAME").ok())
+            .or_else(|| std::env::var("HOSTNAME").ok());
+        let events = Events::new(client.clone(), name, identity);
+        let scope = Scope::new(args.namespaces.clone(), args.namespace_selector.clone());
+        Ok(Self {
+            name,
+            args,
+            client,
+            registry,
+            health: Health::default(),
+            shutdown: Shutdown::new(),
+            scope,
+            events,
+            metrics,
+        })
+    }
+
+    fn identity(&self) -> String {
+        self.args
+            .leader_identity
+            .clone()
+            .or_else(|| std::env::var("POD_NAME").ok())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("{}-{}", self.name, std::process::id()))
+    }
+
+    fn lease_namespace(&self) -> String {
+        self.args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".to_string())
+    }
+
+    /// Runs `work` as the leader (when leader election is on) until shutdown, serving metrics
+    /// and health meanwhile. Losing the lease ends the process with an error.
+    pub async fn run_until_shutdown<F>(self, work: impl FnOnce(&Self) -> F) -> anyhow::Result<()>
+    where
+        F: Future<Output = ()>,
+    {
+        let listener = http::bind(self.args.http_addr).await?;
+        tokio::spawn(http::serve(
+            listener,
+            self.registry.clone(),
+            self.health.clone(),
+            self.shutdown.clone(),
+        ));
+        self.shutdown.listen_for_signals();
+        // Standby replicas are ready too: readiness gates traffic, not leadership.
+        self.health.set_ready(true);
+
+        let elector = self.args.leader_election.then(|| {
+            let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.lease_namespace());
+            LeaderElector::new(api, self.name, &self.identity(), self.args.lease_duration)
+        });
+        if let Some(elector) = &elector {
+            tokio::select! {
+                _ = elector.acquire() => {}
+                _ = self.shutdown.wait() => return Ok(()),
+            }
+        }
+        tokio::spawn(self.scope.clone().watch_namespaces(self.client.clone()));
+
+        let lost = async {
+            match &elector {
+                Some(e) => Some(e.hold().await),
+                None => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::select! {
+            _ = work(&self) => Ok(()),
+            reason = lost => {
+                self.shutdown.trigger();
+                Err(anyhow::anyhow!(reason.unwrap_or_default()))
+            }
+        };
+        if let Some(elector) = &elector {
+            if outcome.is_ok() {
+                elector.release().await;
+            }
+        }
+        tracing::info!(controller = self.name, "stopped");
+        outcome
+    }
+
+    /// Runs a reconciler under this runtime until shutdown.
+    pub async fn run<R: Reconciler>(self, reconciler: R) -> anyhow::Result<()> {
+        let reconciler = Arc::new(reconciler);
+        self.run_until_shutdown(|rt| {
+            let parts = RunnerParts {
+                client: rt.client.clone(),
+                scope: rt.scope.clone(),
+                metrics: rt.metrics.clone(),
+                events: rt.events.clone(),
+                shutdown: rt.shutdown.clone(),
+            };
+            runner::run(reconciler, parts)
+        })
+        .await
+    }
+
+    /// Serves metrics and health and holds leadership, reconciling nothing, until shutdown.
+    /// For controllers whose reconciler is not built yet; their `--help` says so.
+    pub async fn run_idle(self) -> anyhow::Result<()> {
+        tracing::warn!(
+            controller = self.name,
+            "this controller does not reconcile anything yet"
+        );
+        self.run_until_shutdown(|rt| {
+            let shutdown = rt.shutdown.clone();
+            async move { shutdown.wait().await }
+        })
+        .await
+    }
+}

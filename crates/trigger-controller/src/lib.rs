@@ -1,0 +1,24 @@
+//! Restarts model servers and syncs or refreshes Argo CD Applications, exactly once, when a NotebookValidationJob succeeds.
+
+use nbg_runtime::{CommonArgs, Runtime};
+
+/// The controller's name: field manager, metric label and Event reporter.
+pub const NAME: &str = "trigger-controller";
+
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "trigger-controller",
+    version,
+    about = "Restarts model servers and syncs or refreshes Argo CD Applications, exactly once, when a NotebookValidationJob succeeds.",
+    long_about = "Restarts model servers and syncs or refreshes Argo CD Applications, exactly once, when a NotebookValidationJob succeeds.\n\nNot implemented yet: this build connects to the API server and runs the shared runtime (metrics, health, leader election) but acts on no trigger."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Connects, then runs until SIGTERM.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = Runtime::connect(NAME, cli.common).await?;
+    runtime.run_idle().await
+}

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Builds the pinned Kubernetes binaries (kube-apiserver, kube-controller-manager, kubectl),
+# etcd and helm from their Go modules through the module proxy, and caches them outside the
+# repository keyed by version. A cached binary is reused at no cost.
+#
+# usage: hack/build-binaries.sh [component...]   (default: all)
+#        hack/build-binaries.sh --path <component>  prints the cached binary's path
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lib/versions.sh
+source "$here/lib/versions.sh"
+
+all_components=(etcd kube-apiserver kube-controller-manager kubectl helm)
+
+version_of() {
+  case "$1" in
+    etcd) echo "$ETCD_VERSION" ;;
+    kube-apiserver|kube-controller-manager|kubectl) echo "$KUBERNETES_VERSION" ;;
+    helm) echo "$HELM_VERSION" ;;
+    *) echo "unknown component '$1' (known: ${all_components[*]})" >&2; return 2 ;;
+  esac
+}
+
+binary_path() { echo "$NBG_BIN_DIR/$1-$(version_of "$1")/$1"; }
+
+log() { printf '[build-binaries %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+need_go() {
+  command -v go >/dev/null 2>&1 || {
+    echo "error: Go is needed to build the control-plane binaries, and 'go' is not on PATH" >&2
+    exit 1
+  }
+}
+
+# A wrapper module that imports k8s.io/kubernetes: its go.mod points every staging module
+# (k8s.io/api => ./staging/...) at the published v0.x release of the same minor.
+kubernetes_module_dir() {
+  local dir="$NBG_CACHE_DIR/src/kubernetes-$KUBERNETES_VERSION"
+  if [ -f "$dir/.ready" ]; then echo "$dir"; return; fi
+  rm -rf "$dir"; mkdir -p "$dir"
+  local staging="v0.${KUBERNETES_VERSION#v1.}"
+  log "resolving k8s.io/kubernetes@$KUBERNETES_VERSION (staging modules at $staging)"
+  local gomod
+  gomod="$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" \
+    | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  [ -f "$gomod" ] || { echo "error: could not download k8s.io/kubernetes@$KUBERNETES_VERSION" >&2; exit 1; }
+  {
+    echo "module nbg.local/kubernetes-build"
+    echo
+    echo "go $(sed -n 's/^go \(.*\)/\1/p' "$gomod")"
+    echo
+    echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+    echo
+    echo "replace ("
+    sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\t\1 => \1 '"$staging"'#p' "$gomod"
+    echo ")"
+  } >"$dir/go.mod"
+  cat >"$dir/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  log "downloading module graph for Kubernetes $KUBERNETES_VERSION (large; cached afterwards)"
+  (cd "$dir" && go mod tidy -e >/dev/null 2>"$dir/tidy.log") || {
+    echo "error: go mod tidy failed for the Kubernetes wrapper module; see $dir/tidy.log" >&2; exit 1; }
+  touch "$dir/.ready"
+  echo "$dir"
+}
+
+kubernetes_ldflags() {
+  local v="$KUBERNETES_VERSION" minor
+  minor="$(echo "$v" | cut -d. -f2)"
+  local flags=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  echo "-s -w$flags"
+}
+
+build_one() {
+  local name="$1" out
+  out="$(binary_path "$name")"
+  if [ -x "$out" ]; then log "$name $(version_of "$name"): cached at $out"; return; fi
+  need_go
+  mkdir -p "$(dirname "$out")"
+  local start=$SECONDS tmp="$out.tmp.$$"
+  case "$name" in
+    kube-apiserver|kube-controller-manager|kubectl)
+      local dir; dir="$(kubernetes_module_dir)"
+      log "building $name $KUBERNETES_VERSION (cold builds take several minutes on 2 cores)"
+      (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$(kubernetes_ldflags)" \
+        -o "$tmp" "k8s.io/kubernetes/cmd/$name")
+      ;;
+    etcd)
+      local dir="$NBG_CACHE_DIR/src/etcd-$ETCD_VERSION"
+      mkdir -p "$dir"
+      cat >"$dir/main.go" <<'GO'
+// Command etcd runs the etcd server from its Go module.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+      if [ ! -f "$dir/go.mod" ]; then
+        (cd "$dir" && go mod init nbg.local/etcd-build >/dev/null 2>&1 \
+          && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>"$dir/get.log" \
+          && go mod tidy >/dev/null 2>>"$dir/get.log") || {
+          rm -f "$dir/go.mod"; echo "error: could not resolve etcd $ETCD_VERSION; see $dir/get.log" >&2; exit 1; }
+      fi
+      log "building etcd $ETCD_VERSION"
+      (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" .)
+      ;;
+    helm)
+      local dir="$NBG_CACHE_DIR/src/helm-$HELM_VERSION"
+      mkdir -p "$dir"
+      if [ ! -f "$dir/go.mod" ]; then
+        (cd "$dir" && go mod init nbg.local/helm-build >/dev/null 2>&1 \
+          && printf '//go:build tools\n\npackage tools\n\nimport _ "helm.sh/helm/v3/cmd/helm"\n' >tools.go \
+          && go get "helm.sh/helm/v3@$HELM_VERSION" >/dev/null 2>"$dir/get.log" \
+          && go mod tidy >/dev/null 2>>"$dir/get.log") || {
+          rm -f "$dir/go.mod"; echo "error: could not resolve helm $HELM_VERSION; see $dir/get.log" >&2; exit 1; }
+      fi
+      log "building helm $HELM_VERSION"
+      (cd "$dir" && CGO_ENABLED=0 go build -trimpath \
+        -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+        -o "$tmp" helm.sh/helm/v3/cmd/helm)
+      ;;
+  esac
+  mv "$tmp" "$out"
+  log "$name $(version_of "$name") built in $((SECONDS - start)) s -> $out"
+}
+
+main() {
+  if [ "${1:-}" = "--path" ]; then
+    [ $# -eq 2 ] || { echo "usage: $0 --path <component>" >&2; exit 2; }
+    binary_path "$2"; return
+  fi
+  local comps=("$@")
+  [ ${#comps[@]} -gt 0 ] || comps=("${all_components[@]}")
+  for c in "${comps[@]}"; do version_of "$c" >/dev/null; done
+  for c in "${comps[@]}"; do build_one "$c"; done
+}
+
+main "$@"

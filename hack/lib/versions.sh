@@ -1,0 +1,11 @@
+# Pinned versions of the tools the local control plane and the tests are built from.
+# Sourced by the hack/ scripts; change a version here and the cache key changes with it.
+KUBERNETES_VERSION="v1.35.4"
+ETCD_VERSION="v3.6.16"
+HELM_VERSION="v3.21.4"
+# just is installed from crates.io when it is missing.
+JUST_VERSION="1.43.0"
+
+# Binaries are cached outside the repository, keyed by version, so a fresh clone reuses them.
+NBG_CACHE_DIR="${NBG_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/notebook-gitops}"
+NBG_BIN_DIR="$NBG_CACHE_DIR/bin"
