@@ -46,7 +46,9 @@ impl Runtime {
     /// Sets up logging and connects to the API server. An unreachable server is an error that
     /// names its address, after at most `--connect-timeout`.
     pub async fn connect(name: &'static str, args: CommonArgs) -> anyhow::Result<Self> {
-        telemetry::init(&args.log_filter, args.log_format)?;
+        // The filter is checked now, but logging starts after the connection check, so an
+        // unreachable server is reported in exactly one line.
+        telemetry::validate(&args.log_filter)?;
         let mut config = load_config(&args).await?;
         config.connect_timeout = Some(args.connect_timeout);
         let url = config.cluster_url.to_string();

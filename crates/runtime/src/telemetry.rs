@@ -4,6 +4,13 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::cli::LogFormat;
 
+/// Checks a filter without installing it.
+pub fn validate(filter: &str) -> anyhow::Result<()> {
+    EnvFilter::try_new(filter)
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("invalid --log-filter {filter:?}: {e}"))
+}
+
 /// Installs the global subscriber. An invalid filter is an error naming the flag.
 pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(filter)

@@ -1,0 +1,60 @@
+//! `local-kubelet`: the e2e kubelet double as a standalone process, for the demo and for anyone
+//! trying the controllers by hand on the local control plane (`just local-kubelet`).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use nbg_e2e::kubelet::{self, KubeletConfig, PodHandling};
+
+/// Plays the kubelet for pods on the local control plane: binds them to a local Node, then
+/// either runs their containers' commands as local processes (the default) or only marks them
+/// Running and Ready.
+#[derive(Parser, Debug)]
+#[command(name = "local-kubelet", version)]
+struct Cli {
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Name of the Node this double registers.
+    #[arg(long, env = "NBG_KUBELET_NODE", default_value = "local-kubelet")]
+    node_name: String,
+    /// Namespaces to serve, comma-separated; all when empty.
+    #[arg(long, env = "NBG_KUBELET_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Only mark pods Running and Ready; never run their commands.
+    #[arg(long)]
+    ready_only: bool,
+    /// Directory for pods' volumes, logs and termination messages.
+    #[arg(long, env = "NBG_KUBELET_DIR", default_value = "target/local-kubelet")]
+    work_dir: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = async {
+        let kc = Kubeconfig::read_from(&cli.kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+        let client = kube::Client::try_from(config)?;
+        let work_dir = std::path::absolute(&cli.work_dir)?;
+        let handling = if cli.ready_only { PodHandling::MakeReady } else { PodHandling::RunCommands };
+        tracing::info!(node = %cli.node_name, ?handling, dir = %work_dir.display(), "local kubelet double running");
+        tokio::select! {
+            r = kubelet::run(client, KubeletConfig { node_name: cli.node_name, namespaces: cli.namespaces, handling, work_dir }) => r,
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,150 @@
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+/// The repository root (the e2e crate lives one level below it).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Path of a built binary of this workspace (same profile and target dir as the test).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    // Test executables live in <target>/<profile>/deps; binaries in <target>/<profile>.
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    profile_dir.join(name)
+}
+
+/// A running local control plane.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub kubeconfig: PathBuf,
+    pub kubectl: PathBuf,
+    pub helm: PathBuf,
+}
+
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+fn tool_path(name: &str) -> anyhow::Result<PathBuf> {
+    let out = Command::new(repo_root().join("hack/build-binaries.sh"))
+        .args(["--path", name])
+        .output()?;
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+fn boot() -> anyhow::Result<Cluster> {
+    let root = repo_root();
+    let dir = std::env::var_os("NBG_CLUSTER_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/local-cluster"));
+    // `up` is idempotent: it returns at once when the cluster is already running.
+    let status = Command::new(root.join("hack/local-cluster.sh"))
+        .arg("up")
+        .status()
+        .context("running hack/local-cluster.sh up")?;
+    if !status.success() {
+        bail!("hack/local-cluster.sh up failed");
+    }
+    let status = Command::new(root.join("hack/build-binaries.sh"))
+        .arg("helm")
+        .status()?;
+    if !status.success() {
+        bail!("building helm failed");
+    }
+    let cluster = Cluster {
+        kubeconfig: dir.join("kubeconfig"),
+        kubectl: tool_path("kubectl")?,
+        helm: tool_path("helm")?,
+    };
+    cluster.install_crds()?;
+    Ok(cluster)
+}
+
+impl Cluster {
+    /// Boots the control plane once per test process, or reuses the running one.
+    pub fn get() -> Cluster {
+        match CLUSTER.get_or_init(|| boot().map_err(|e| format!("{e:#}"))) {
+            Ok(c) => c.clone(),
+            Err(e) => panic!("the local control plane is not available: {e}"),
+        }
+    }
+
+    /// An admin client.
+    pub async fn client(&self) -> Client {
+        self.client_for(&self.kubeconfig).await
+    }
+
+    /// A client from any kubeconfig file.
+    pub async fn client_for(&self, kubeconfig: &Path) -> Client {
+        let kc = Kubeconfig::read_from(kubeconfig).expect("readable kubeconfig");
+        let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .expect("valid kubeconfig");
+        Client::try_from(config).expect("client")
+    }
+
+    /// Runs kubectl as admin; returns (success, stdout, stderr).
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        crate::process::run_with_input(&self.kubectl, &self.kubeconfig, args, stdin)
+    }
+
+    fn install_crds(&self) -> anyhow::Result<()> {
+        let root = repo_root();
+        for dir in [root.join("manifests/crds"), root.join("e2e/crds")] {
+            let (ok, _, err) = self.kubectl(
+                &[
+                    "apply",
+                    "--server-side",
+                    "--force-conflicts",
+                    "-f",
+                    &dir.to_string_lossy(),
+                ],
+                None,
+            );
+            if !ok {
+                bail!("kubectl apply -f {} failed: {err}", dir.display());
+            }
+        }
+        let (ok, _, err) = self.kubectl(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd",
+                "--all",
+                "--timeout=60s",
+            ],
+            None,
+        );
+        if !ok {
+            bail!("CRDs not established: {err}");
+        }
+        Ok(())
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,662 @@
+//! The kubelet double. There is no container runtime on our machines, so this plays the
+//! kubelet (and the scheduler) for the pods our tests create:
+//!
+//! - it registers a Ready Node and binds unscheduled pods in its namespaces to it;
+//! - [`PodHandling::MakeReady`] marks bound pods Running and Ready (for Deployments and other
+//!   workloads whose containers we never run);
+//! - [`PodHandling::RunCommands`] runs a pod's init containers, then its containers, as local
+//!   processes and writes the real exit codes and termination messages back to the pod status;
+//!   `activeDeadlineSeconds` is enforced as the kubelet does;
+//! - a pod being deleted has its processes killed and is then removed, as the kubelet confirms
+//!   a graceful deletion.
+//!
+//! Running a container locally: the image is ignored and the container's `command` + `args`
+//! run on this machine. Volumes become directories under the pod's work dir (emptyDir empty,
+//! Secret and ConfigMap filled with their keys), and every occurrence of a mount path - and of
+//! the termination message path - in the command, args, env values and workingDir is rewritten
+//! to the local directory or file. Env `value`, `valueFrom` (secretKeyRef, configMapKeyRef,
+//! fieldRef metadata.name/namespace) and `envFrom` are resolved from the API as a kubelet does.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{
+    Binding, ConfigMap, Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStatus, Node, NodeCondition, NodeStatus, ObjectReference, Pod, PodCondition, PodIP,
+    PodStatus, Secret,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use tokio::process::Command;
+
+/// The kubelet caps a termination message at 4096 bytes.
+pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
+const FIELD_MANAGER: &str = "nbg-local-kubelet";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodHandling {
+    MakeReady,
+    RunCommands,
+}
+
+#[derive(Clone, Debug)]
+pub struct KubeletConfig {
+    pub node_name: String,
+    /// Namespaces to serve; all when empty.
+    pub namespaces: Vec<String>,
+    pub handling: PodHandling,
+    /// Where pods get their directories.
+    pub work_dir: PathBuf,
+}
+
+#[derive(Clone)]
+struct State {
+    client: Client,
+    config: KubeletConfig,
+    /// Pods (ns/name/uid) already being handled, so watch replays do not start them twice.
+    started: Arc<Mutex<HashSet<String>>>,
+    /// Local process ids per pod, to kill on deletion.
+    running: Arc<Mutex<HashMap<String, Vec<u32>>>>,
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+fn pod_key(pod: &Pod) -> String {
+    format!(
+        "{}/{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or(""),
+        pod.metadata.name.as_deref().unwrap_or(""),
+        pod.metadata.uid.as_deref().unwrap_or("")
+    )
+}
+
+/// Runs the double until the future is dropped.
+pub async fn run(client: Client, config: KubeletConfig) -> anyhow::Result<()> {
+    register_node(&client, &config.node_name).await?;
+    let state = State {
+        client: client.clone(),
+        config: config.clone(),
+        started: Arc::default(),
+        running: Arc::default(),
+    };
+    let apis: Vec<Api<Pod>> = if config.namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        config
+            .namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    let streams = apis
+        .into_iter()
+        .map(|api| watcher(api, watcher::Config::default()).boxed());
+    let mut events = futures::stream::select_all(streams);
+    let heartbeat = {
+        let client = client.clone();
+        let node = config.node_name.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                let _ = register_node(&client, &node).await;
+            }
+        })
+    };
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = state.handle(pod).await {
+                        tracing::warn!(error = %e, "kubelet double: handling a pod failed");
+                    }
+                });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "kubelet double: pod watch error");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    heartbeat.abort();
+    Ok(())
+}
+
+async fn register_node(client: &Client, name: &str) -> anyhow::Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = Node {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(BTreeMap::from([(
+                "kubernetes.io/hostname".to_string(),
+                name.to_string(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        ..Node::default()
+    };
+    nodes
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&node),
+        )
+        .await?;
+    let status = Node {
+        status: Some(NodeStatus {
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                reason: Some("KubeletReady".into()),
+                message: Some("notebook-gitops kubelet double".into()),
+                last_heartbeat_time: Some(now()),
+                last_transition_time: Some(now()),
+            }]),
+            ..NodeStatus::default()
+        }),
+        ..node
+    };
+    nodes
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&status),
+        )
+        .await?;
+    Ok(())
+}
+
+impl State {
+    fn pods(&self, ns: &str) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    async fn handle(&self, pod: Pod) -> anyhow::Result<()> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let key = pod_key(&pod);
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+
+        if pod.metadata.deletion_timestamp.is_some() {
+            if node.as_deref() == Some(self.config.node_name.as_str()) {
+                self.kill_processes(&key);
+                let _ = self
+                    .pods(&ns)
+                    .delete(
+                        &name,
+                        &DeleteParams {
+                            grace_period_seconds: Some(0),
+                            ..DeleteParams::default()
+                        },
+                    )
+                    .await;
+            }
+            return Ok(());
+        }
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        if phase == "Succeeded" || phase == "Failed" {
+            return Ok(());
+        }
+        match node {
+            None => {
+                let binding = Binding {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    target: ObjectReference {
+                        kind: Some("Node".into()),
+                        name: Some(self.config.node_name.clone()),
+                        ..ObjectReference::default()
+                    },
+                };
+                // A conflict means someone bound it already; the next event brings it back.
+                let _: Result<Binding, _> = self
+                    .pods(&ns)
+                    .create_subresource("binding", &name, &PostParams::default(), &binding)
+                    .await;
+                Ok(())
+            }
+            Some(n) if n == self.config.node_name => {
+                if !self
+                    .started
+                    .lock()
+                    .map(|mut s| s.insert(key.clone()))
+                    .unwrap_or(false)
+                {
+                    return Ok(());
+                }
+                match self.config.handling {
+                    PodHandling::MakeReady => self.make_ready(&pod).await,
+                    PodHandling::RunCommands => self.run_pod(pod).await,
+                }
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn kill_processes(&self, key: &str) {
+        let pids = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|mut r| r.remove(key))
+            .unwrap_or_default();
+        for pid in pids {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+
+    async fn write_status(&self, pod: &Pod, status: PodStatus) -> anyhow::Result<()> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let patch = serde_json::json!({ "status": status });
+        self.pods(&ns)
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
+    fn base_status(
+        phase: &str,
+        ready: bool,
+        containers: Vec<ContainerStatus>,
+        started: Time,
+    ) -> PodStatus {
+        let cond = |t: &str, v: bool| PodCondition {
+            type_: t.into(),
+            status: if v { "True" } else { "False" }.into(),
+            last_transition_time: Some(now()),
+            ..PodCondition::default()
+        };
+        PodStatus {
+            phase: Some(phase.into()),
+            conditions: Some(vec![
+                cond("PodScheduled", true),
+                cond("Initialized", true),
+                cond("ContainersReady", ready),
+                cond("Ready", ready),
+            ]),
+            container_statuses: Some(containers),
+            host_ip: Some("127.0.0.1".into()),
+            pod_ip: Some("127.0.0.1".into()),
+            pod_ips: Some(vec![PodIP {
+                ip: "127.0.0.1".into(),
+            }]),
+            start_time: Some(started),
+            ..PodStatus::default()
+        }
+    }
+
+    fn running_status(c: &Container, ready: bool, started: &Time) -> ContainerStatus {
+        ContainerStatus {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            image_id: String::new(),
+            ready,
+            started: Some(true),
+            restart_count: 0,
+            state: Some(ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: Some(started.clone()),
+                }),
+                ..ContainerState::default()
+            }),
+            ..ContainerStatus::default()
+        }
+    }
+
+    async fn make_ready(&self, pod: &Pod) -> anyhow::Result<()> {
+        let started = now();
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default();
+        let statuses = containers
+            .iter()
+            .map(|c| Self::running_status(c, true, &started))
+            .collect();
+        self.write_status(pod, Self::base_status("Running", true, statuses, started))
+            .await
+    }
+
+    async fn run_pod(&self, pod: Pod) -> anyhow::Result<()> {
+        let key = pod_key(&pod);
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let started = now();
+        let dir = self.config.work_dir.join(&ns).join(&name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("volumes"))?;
+        let mounts = self.prepare_volumes(&ns, &spec, &dir).await?;
+
+        let running: Vec<ContainerStatus> = spec
+            .containers
+            .iter()
+            .map(|c| Self::running_status(c, false, &started))
+            .collect();
+        self.write_status(
+            &pod,
+            Self::base_status("Running", false, running, started.clone()),
+        )
+        .await?;
+
+        let deadline = spec
+            .active_deadline_seconds
+            .map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0)));
+        let work = async {
+            for c in spec.init_containers.clone().unwrap_or_default() {
+                let (code, message, _, _) = self
+                    .run_container(&key, &ns, &name, &c, &mounts, &dir)
+                    .await?;
+                if code != 0 {
+                    return Ok::<_, anyhow::Error>(Err((c.name.clone(), code, message)));
+                }
+            }
+            let mut results = Vec::new();
+            for c in &spec.containers {
+                results.push((
+                    c.clone(),
+                    self.run_container(&key, &ns, &name, c, &mounts, &dir)
+                        .await?,
+                ));
+            }
+            Ok(Ok(results))
+        };
+        let outcome = match deadline {
+            Some(d) => tokio::time::timeout(d, work).await.ok(),
+            None => Some(work.await),
+        };
+        let mut status = match outcome {
+            None => {
+                self.kill_processes(&key);
+                let mut s = Self::base_status("Failed", false, vec![], started);
+                s.reason = Some("DeadlineExceeded".into());
+                s.message = Some(format!(
+                    "Pod was active on the node longer than the specified deadline"
+                ));
+                s
+            }
+            Some(Err(e)) => {
+                let mut s = Self::base_status("Failed", false, vec![], started);
+                s.reason = Some("KubeletDoubleError".into());
+                s.message = Some(format!("{e:#}"));
+                s
+            }
+            Some(Ok(Err((container, code, message)))) => {
+                let mut s = Self::base_status("Failed", false, vec![], started);
+                s.message = Some(format!(
+                    "init container {container} exited with {code}: {message}"
+                ));
+                s
+            }
+            Some(Ok(Ok(results))) => {
+                let all_ok = results.iter().all(|(_, (code, ..))| *code == 0);
+                let statuses = results
+                    .into_iter()
+                    .map(
+                        |(c, (code, message, started_at, finished_at))| ContainerStatus {
+                            name: c.name.clone(),
+                            image: c.image.clone().unwrap_or_default(),
+                            image_id: String::new(),
+                            ready: false,
+                            started: Some(false),
+                            restart_count: 0,
+                            state: Some(ContainerState {
+                                terminated: Some(ContainerStateTerminated {
+                                    exit_code: code,
+                                    reason: Some(
+                                        if code == 0 { "Completed" } else { "Error" }.into(),
+                                    ),
+                                    message: (!message.is_empty()).then_some(message),
+                                    started_at: Some(started_at),
+                                    finished_at: Some(finished_at),
+                                    ..ContainerStateTerminated::default()
+                                }),
+                                ..ContainerState::default()
+                            }),
+                            ..ContainerStatus::default()
+                        },
+                    )
+                    .collect();
+                Self::base_status(
+                    if all_ok { "Succeeded" } else { "Failed" },
+                    false,
+                    statuses,
+                    started,
+                )
+            }
+        };
+        if let Some(conditions) = status.conditions.as_mut() {
+            conditions.retain(|c| c.type_ != "Ready" && c.type_ != "ContainersReady");
+        }
+        // The pod may be gone (deleted mid-run): nothing to report then.
+        if self
+            .pods(&ns)
+            .get_opt(&name)
+            .await?
+            .is_some_and(|p| p.metadata.uid == pod.metadata.uid)
+        {
+            self.write_status(&pod, status).await?;
+        }
+        Ok(())
+    }
+
+    async fn prepare_volumes(
+        &self,
+        ns: &str,
+        spec: &k8s_openapi::api::core::v1::PodSpec,
+        dir: &Path,
+    ) -> anyhow::Result<HashMap<String, PathBuf>> {
+        let mut local = HashMap::new();
+        for v in spec.volumes.clone().unwrap_or_default() {
+            let path = dir.join("volumes").join(&v.name);
+            std::fs::create_dir_all(&path)?;
+            if let Some(s) = &v.secret {
+                let name = s.secret_name.clone().unwrap_or_default();
+                let secret = Api::<Secret>::namespaced(self.client.clone(), ns)
+                    .get(&name)
+                    .await?;
+                for (k, val) in secret.data.unwrap_or_default() {
+                    std::fs::write(path.join(&k), &val.0)?;
+                }
+                for (k, val) in secret.string_data.unwrap_or_default() {
+                    std::fs::write(path.join(&k), val)?;
+                }
+            }
+            if let Some(c) = &v.config_map {
+                let cm = Api::<ConfigMap>::namespaced(self.client.clone(), ns)
+                    .get(&c.name)
+                    .await?;
+                for (k, val) in cm.data.unwrap_or_default() {
+                    std::fs::write(path.join(&k), val)?;
+                }
+            }
+            local.insert(v.name.clone(), path);
+        }
+        Ok(local)
+    }
+
+    async fn env_of(
+        &self,
+        ns: &str,
+        pod_name: &str,
+        c: &Container,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let mut env = Vec::new();
+        for from in c.env_from.clone().unwrap_or_default() {
+            let prefix = from.prefix.clone().unwrap_or_default();
+            if let Some(s) = from.secret_ref {
+                let secret = Api::<Secret>::namespaced(self.client.clone(), ns)
+                    .get(&s.name)
+                    .await?;
+                for (k, v) in secret.data.unwrap_or_default() {
+                    env.push((
+                        format!("{prefix}{k}"),
+                        String::from_utf8_lossy(&v.0).into_owned(),
+                    ));
+                }
+            }
+            if let Some(m) = from.config_map_ref {
+                let cm = Api::<ConfigMap>::namespaced(self.client.clone(), ns)
+                    .get(&m.name)
+                    .await?;
+                for (k, v) in cm.data.unwrap_or_default() {
+                    env.push((format!("{prefix}{k}"), v));
+                }
+            }
+        }
+        for e in c.env.clone().unwrap_or_default() {
+            let value = if let Some(v) = e.value {
+                v
+            } else if let Some(from) = e.value_from {
+                if let Some(s) = from.secret_key_ref {
+                    let secret = Api::<Secret>::namespaced(self.client.clone(), ns)
+                        .get(&s.name)
+                        .await?;
+                    secret
+                        .data
+                        .unwrap_or_default()
+                        .get(&s.key)
+                        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                        .unwrap_or_default()
+                } else if let Some(m) = from.config_map_key_ref {
+                    let cm = Api::<ConfigMap>::namespaced(self.client.clone(), ns)
+                        .get(&m.name)
+                        .await?;
+                    cm.data
+                        .unwrap_or_default()
+                        .get(&m.key)
+                        .cloned()
+                        .unwrap_or_default()
+                } else if let Some(f) = from.field_ref {
+                    match f.field_path.as_str() {
+                        "metadata.name" => pod_name.to_string(),
+                        "metadata.namespace" => ns.to_string(),
+                        _ => String::new(),
+                    }
+                } else {
+                    String::new()
+                }
+            } else {
+                String::new()
+            };
+            env.push((e.name, value));
+        }
+        Ok(env)
+    }
+
+    /// Runs one container; returns (exit code, termination message, started, finished).
+    async fn run_container(
+        &self,
+        key: &str,
+        ns: &str,
+        pod_name: &str,
+        c: &Container,
+        volumes: &HashMap<String, PathBuf>,
+        dir: &Path,
+    ) -> anyhow::Result<(i32, String, Time, Time)> {
+        let termination_path = c
+            .termination_message_path
+            .clone()
+            .unwrap_or_else(|| "/dev/termination-log".into());
+        let local_termination = dir.join(format!("termination-{}", c.name));
+        let _ = std::fs::remove_file(&local_termination);
+        // Longest mount path first, so /a/b is rewritten before /a.
+        let mut rewrites: Vec<(String, String)> = c
+            .volume_mounts
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| {
+                let base = volumes.get(&m.name)?;
+                let local = match &m.sub_path {
+                    Some(sub) if !sub.is_empty() => base.join(sub),
+                    _ => base.clone(),
+                };
+                let _ = std::fs::create_dir_all(&local);
+                Some((m.mount_path, local.to_string_lossy().into_owned()))
+            })
+            .collect();
+        rewrites.push((
+            termination_path,
+            local_termination.to_string_lossy().into_owned(),
+        ));
+        rewrites.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+        let rewrite = |s: &str| {
+            rewrites.iter().fold(s.to_string(), |acc, (from, to)| {
+                acc.replace(from.as_str(), to)
+            })
+        };
+
+        let mut argv: Vec<String> = c.command.clone().unwrap_or_default();
+        argv.extend(c.args.clone().unwrap_or_default());
+        let argv: Vec<String> = argv.iter().map(|a| rewrite(a)).collect();
+        let started = now();
+        let Some((program, args)) = argv.split_first() else {
+            let msg = format!(
+                "container {} has no command; the kubelet double cannot run image entrypoints",
+                c.name
+            );
+            return Ok((128, msg, started.clone(), started));
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .kill_on_drop(true)
+            .stdin(std::process::Stdio::null());
+        let workdir = c
+            .working_dir
+            .as_deref()
+            .map(&rewrite)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| dir.to_path_buf());
+        let _ = std::fs::create_dir_all(&workdir);
+        cmd.current_dir(workdir);
+        for (k, v) in self.env_of(ns, pod_name, c).await? {
+            cmd.env(k, rewrite(&v));
+        }
+        let log = std::fs::File::create(dir.join(format!("{}.log", c.name)))?;
+        cmd.stdout(log.try_clone()?).stderr(log);
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                return Ok((
+                    127,
+                    format!("cannot start {program}: {e}"),
+                    started.clone(),
+                    now(),
+                ));
+            }
+        };
+        if let (Some(pid), Ok(mut running)) = (child.id(), self.running.lock()) {
+            running.entry(key.to_string()).or_default().push(pid);
+        }
+        let status = child.wait().await?;
+        let code = status.code().unwrap_or(137);
+        let mut message = std::fs::read(&local_termination).unwrap_or_default();
+        message.truncate(TERMINATION_MESSAGE_LIMIT);
+        Ok((
+            code,
+            String::from_utf8_lossy(&message).into_owned(),
+            started,
+            now(),
+        ))
+    }
+}

@@ -1,0 +1,216 @@
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, ObjectMeta, PostParams};
+
+use crate::cluster::{Cluster, repo_root};
+
+/// Runs a command with `--kubeconfig`, feeding `stdin`; returns (success, stdout, stderr).
+pub fn run_with_input(
+    bin: &Path,
+    kubeconfig: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return (
+                false,
+                String::new(),
+                format!("cannot start {}: {e}", bin.display()),
+            );
+        }
+    };
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let _ = pipe.write_all(input.as_bytes());
+    }
+    match child.wait_with_output() {
+        Ok(out) => (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ),
+        Err(e) => (false, String::new(), e.to_string()),
+    }
+}
+
+/// A local process that is killed when dropped, so a failing test leaves nothing behind.
+/// Its output goes to `target/e2e-logs/<name>-<pid>.log`.
+pub struct LocalProcess {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl LocalProcess {
+    pub fn spawn(name: &str, mut cmd: Command) -> Self {
+        let dir = repo_root().join("target/e2e-logs");
+        let _ = std::fs::create_dir_all(&dir);
+        let log = dir.join(format!("{name}-{}-{}.log", std::process::id(), unique()));
+        let file = std::fs::File::create(&log).expect("create process log");
+        let err = file.try_clone().expect("clone log handle");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self { child, log }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process's output so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Still running?
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LocalProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+/// Renders a chart with `helm template` and keeps only its ServiceAccount and RBAC documents,
+/// so a test grants a controller exactly what its chart grants.
+pub fn chart_rbac(
+    cluster: &Cluster,
+    chart: &Path,
+    release: &str,
+    namespace: &str,
+    set: &[&str],
+) -> String {
+    let mut cmd = Command::new(&cluster.helm);
+    cmd.args(["template", release])
+        .arg(chart)
+        .args(["--namespace", namespace]);
+    for s in set {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().expect("run helm template");
+    assert!(
+        out.status.success(),
+        "helm template {} failed: {}",
+        chart.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = String::from_utf8_lossy(&out.stdout);
+    rendered
+        .split("\n---")
+        .filter(|doc| {
+            doc.lines().any(|l| {
+                matches!(
+                    l.trim(),
+                    "kind: ServiceAccount"
+                        | "kind: Role"
+                        | "kind: ClusterRole"
+                        | "kind: RoleBinding"
+                        | "kind: ClusterRoleBinding"
+                )
+            })
+        })
+        .map(|doc| format!("---{doc}\n"))
+        .collect()
+}
+
+/// A kubeconfig that authenticates as a ServiceAccount through a TokenRequest token. Creates
+/// the ServiceAccount when missing; applies `rbac_yaml` (which may be empty) first.
+pub async fn service_account_kubeconfig(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    rbac_yaml: &str,
+) -> PathBuf {
+    let client = cluster.client().await;
+    if !rbac_yaml.trim().is_empty() {
+        let (ok, _, err) = cluster.kubectl(&["apply", "-f", "-"], Some(rbac_yaml));
+        assert!(ok, "applying RBAC failed: {err}");
+    }
+    let sas: Api<ServiceAccount> = Api::namespaced(client, namespace);
+    if sas
+        .get_opt(name)
+        .await
+        .expect("read service account")
+        .is_none()
+    {
+        let sa = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            ..ServiceAccount::default()
+        };
+        sas.create(&PostParams::default(), &sa)
+            .await
+            .expect("create service account");
+    }
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let issued: TokenRequest = sas
+        .create_subresource("token", name, &PostParams::default(), &request)
+        .await
+        .expect("TokenRequest");
+    let token = issued.status.map(|s| s.token).expect("token issued");
+    let admin = std::fs::read_to_string(&cluster.kubeconfig).expect("admin kubeconfig");
+    // Same server and CA as the admin kubeconfig; only the user differs.
+    let mut out = String::new();
+    let mut in_users = false;
+    for line in admin.lines() {
+        if line.starts_with("users:") {
+            in_users = true;
+            out.push_str(&format!(
+                "users:\n- name: sa\n  user:\n    token: {token}\n"
+            ));
+            continue;
+        }
+        if in_users && !line.starts_with(' ') && !line.starts_with('-') {
+            in_users = false;
+        }
+        if in_users {
+            continue;
+        }
+        out.push_str(&line.replace("user: admin", "user: sa"));
+        out.push('\n');
+    }
+    let path = repo_root().join(format!("target/e2e-logs/kubeconfig-{namespace}-{name}"));
+    let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
+    std::fs::write(&path, out).expect("write service account kubeconfig");
+    path
+}

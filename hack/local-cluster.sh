@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# A real local control plane on loopback: etcd, kube-apiserver (TLS, RBAC, token-authenticated
+# admin, ServiceAccount token issuing) and kube-controller-manager with the built-in
+# controllers our tests rely on. No container runtime and no kubelet: pods are run by the
+# project's kubelet double (`just local-kubelet`).
+#
+# usage: hack/local-cluster.sh up|down|status|env
+#   up      build missing binaries, start the components, wait until ready (idempotent)
+#   down    stop every component this script started and delete the cluster's data
+#   status  say what is running
+#   env     print `export KUBECONFIG=...` for the shell
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+# shellcheck source=lib/versions.sh
+source "$here/lib/versions.sh"
+
+state="${NBG_CLUSTER_DIR:-$repo/target/local-cluster}"
+pki="$state/pki"
+logs="$state/logs"
+pids="$state/pids"
+kubeconfig="$state/kubeconfig"
+etcd_port="${NBG_ETCD_PORT:-23790}"
+etcd_peer_port="${NBG_ETCD_PEER_PORT:-23800}"
+apiserver_port="${NBG_APISERVER_PORT:-16443}"
+components=(etcd kube-apiserver kube-controller-manager)
+
+say() { printf '[local-cluster] %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+bin() { "$here/build-binaries.sh" --path "$1"; }
+
+pid_of() { [ -f "$pids/$1.pid" ] && cat "$pids/$1.pid" || true; }
+alive() { local p; p="$(pid_of "$1")"; [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+
+port_in_use() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
+port_owner() { ss -Htlnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\("[^"]*",pid=[0-9]*\).*/\1/p' | head -n1; }
+
+# Certificates, keys and tokens are made once and kept, so a warm start does no crypto work.
+ensure_pki() {
+  mkdir -p "$pki"
+  [ -f "$pki/ca.crt" ] && [ -f "$pki/apiserver.crt" ] && [ -f "$pki/sa.key" ] && [ -f "$pki/tokens.csv" ] && return
+  say "creating certificates and tokens in $pki"
+  command -v openssl >/dev/null || die "openssl is needed to create the cluster's certificates"
+  (
+    cd "$pki"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 \
+      -subj "/CN=notebook-gitops-local-ca" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr \
+      -subj "/CN=kube-apiserver" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' >apiserver.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt \
+      -days 3650 -extfile apiserver.ext 2>/dev/null
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+    admin="$(openssl rand -hex 24)"; kcm="$(openssl rand -hex 24)"
+    printf '%s,admin,admin-uid,system:masters\n%s,system:kube-controller-manager,kcm-uid,system:masters\n' "$admin" "$kcm" >tokens.csv
+    chmod 600 ./*.key tokens.csv
+  )
+}
+
+token_of() { awk -F, -v u="$1" '$2==u {print $1}' "$pki/tokens.csv"; }
+
+write_kubeconfig() { # path user
+  local ca; ca="$(base64 -w0 <"$pki/ca.crt")"
+  cat >"$1" <<KCFG
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$apiserver_port
+    certificate-authority-data: $ca
+users:
+- name: $2
+  user:
+    token: $(token_of "$2")
+contexts:
+- name: local
+  context: {cluster: local, user: $2}
+current-context: local
+KCFG
+  chmod 600 "$1"
+}
+
+start() { # name args...
+  local name="$1"; shift
+  setsid "$@" >"$logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$pids/$name.pid"
+}
+
+wait_ready() { # name check-command... ; fails fast when the process dies
+  local name="$1"; shift
+  local deadline=$((SECONDS + ${NBG_CLUSTER_START_TIMEOUT:-90}))
+  until "$@" >/dev/null 2>&1; do
+    if ! alive "$name"; then
+      say "$name exited during start-up; last lines of $logs/$name.log:"
+      tail -n 15 "$logs/$name.log" >&2 || true
+      stop_all
+      die "$name crashed; its log is $logs/$name.log"
+    fi
+    [ $SECONDS -lt $deadline ] || { stop_all; die "$name not ready after ${NBG_CLUSTER_START_TIMEOUT:-90}s; its log is $logs/$name.log"; }
+    sleep 0.2
+  done
+}
+
+apiserver_ready() {
+  curl -sf --cacert "$pki/ca.crt" -H "Authorization: Bearer $(token_of admin)" \
+    "https://127.0.0.1:$apiserver_port/readyz" | grep -q ok
+}
+
+stop_all() {
+  local c p
+  for c in kube-controller-manager kube-apiserver etcd; do
+    p="$(pid_of "$c")"
+    if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
+      kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL -- "-$p" 2>/dev/null || true
+    fi
+    rm -f "$pids/$c.pid"
+  done
+}
+
+cmd_up() {
+  local started=$SECONDS
+  mkdir -p "$logs" "$pids"
+  if alive etcd && alive kube-apiserver && alive kube-controller-manager && apiserver_ready; then
+    say "already running; KUBECONFIG=$kubeconfig"
+    return
+  fi
+  # A partial cluster (a component crashed since) is restarted whole.
+  stop_all
+  "$here/build-binaries.sh" etcd kube-apiserver kube-controller-manager kubectl \
+    || die "building the control-plane binaries failed (see the output above)"
+  local c
+  for c in "${components[@]}"; do [ -x "$(bin "$c")" ] || die "missing build of $c at $(bin "$c")"; done
+  for port in "$etcd_port" "$etcd_peer_port" "$apiserver_port"; do
+    if port_in_use "$port"; then
+      die "port $port is in use by another process ($(port_owner "$port")); stop it or set NBG_ETCD_PORT / NBG_ETCD_PEER_PORT / NBG_APISERVER_PORT"
+    fi
+  done
+  ensure_pki
+  rm -rf "$state/etcd-data"
+  write_kubeconfig "$kubeconfig" admin
+  write_kubeconfig "$state/kube-controller-manager.kubeconfig" system:kube-controller-manager
+
+  say "starting etcd on 127.0.0.1:$etcd_port"
+  start etcd "$(bin etcd)" --name local --data-dir "$state/etcd-data" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+    --initial-cluster "local=http://127.0.0.1:$etcd_peer_port" --unsafe-no-fsync --log-level warn
+  wait_ready etcd curl -sf "http://127.0.0.1:$etcd_port/health"
+
+  say "starting kube-apiserver on https://127.0.0.1:$apiserver_port"
+  start kube-apiserver "$(bin kube-apiserver)" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$apiserver_port" \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --token-auth-file "$pki/tokens.csv" \
+    --authorization-mode RBAC \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --api-audiences https://kubernetes.default.svc.cluster.local \
+    --service-cluster-ip-range 10.0.0.0/24 \
+    --endpoint-reconciler-type none \
+    --enable-priority-and-fairness=false \
+    --profiling=false
+  wait_ready kube-apiserver apiserver_ready
+
+  say "starting kube-controller-manager"
+  start kube-controller-manager "$(bin kube-controller-manager)" \
+    --kubeconfig "$state/kube-controller-manager.kubeconfig" \
+    --authentication-kubeconfig "$state/kube-controller-manager.kubeconfig" \
+    --authorization-kubeconfig "$state/kube-controller-manager.kubeconfig" \
+    --controllers namespace-controller,garbage-collector-controller,deployment-controller,replicaset-controller,job-controller,serviceaccount-controller,statefulset-controller,daemonset-controller,disruption-controller \
+    --root-ca-file "$pki/ca.crt" \
+    --service-account-private-key-file "$pki/sa.key" \
+    --leader-elect=false --secure-port 0 \
+    --concurrent-gc-syncs 5
+  # Ready once it has created the default ServiceAccount (serviceaccount controller running).
+  wait_ready kube-controller-manager "$(bin kubectl)" --kubeconfig "$kubeconfig" -n default get serviceaccount default
+
+  say "ready in $((SECONDS - started)) s"
+  cat >&2 <<MSG
+[local-cluster] kubeconfig: $kubeconfig
+[local-cluster] use it:     export KUBECONFIG=$kubeconfig   (or: hack/just kubectl get ns)
+[local-cluster] logs:       $logs/
+[local-cluster] stop it:    hack/just cluster-down
+MSG
+}
+
+cmd_down() {
+  stop_all
+  rm -rf "$state/etcd-data"
+  say "stopped"
+}
+
+cmd_status() {
+  local c
+  for c in "${components[@]}"; do
+    if alive "$c"; then echo "$c: running (pid $(pid_of "$c"))"; else echo "$c: stopped"; fi
+  done
+  if alive kube-apiserver && apiserver_ready; then echo "api: ready at https://127.0.0.1:$apiserver_port (KUBECONFIG=$kubeconfig)"; fi
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  env) echo "export KUBECONFIG=$kubeconfig" ;;
+  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+esac
