@@ -389,9 +389,9 @@ impl State {
                 self.kill_processes(&key);
                 let mut s = Self::base_status("Failed", false, vec![], started);
                 s.reason = Some("DeadlineExceeded".into());
-                s.message = Some(format!(
-                    "Pod was active on the node longer than the specified deadline"
-                ));
+                s.message = "Pod was active on the node longer than the specified deadline"
+                    .to_string()
+                    .into();
                 s
             }
             Some(Err(e)) => {

@@ -4,7 +4,7 @@ KUBERNETES_VERSION="v1.35.4"
 ETCD_VERSION="v3.6.16"
 HELM_VERSION="v3.21.4"
 # just is installed from crates.io when it is missing.
-JUST_VERSION="1.43.0"
+JUST_VERSION="1.59.0"
 
 # Binaries are cached outside the repository, keyed by version, so a fresh clone reuses them.
 NBG_CACHE_DIR="${NBG_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/notebook-gitops}"

@@ -152,7 +152,7 @@ mod tests {
             &t(0),
         );
         let out = for_phase(
-            &[other.clone()],
+            std::slice::from_ref(&other),
             Phase::Succeeded,
             "Done",
             "ok",

@@ -145,10 +145,8 @@ impl Runtime {
                 Err(anyhow::anyhow!(reason.unwrap_or_default()))
             }
         };
-        if let Some(elector) = &elector {
-            if outcome.is_ok() {
-                elector.release().await;
-            }
+        if let Some(elector) = elector.as_ref().filter(|_| outcome.is_ok()) {
+            elector.release().await;
         }
         tracing::info!(controller = self.name, "stopped");
         outcome

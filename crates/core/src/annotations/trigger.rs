@@ -334,16 +334,14 @@ fn parse_entry(index: usize, entry: &Value) -> Result<TriggerTarget, TriggerSpec
         ));
     }
     let namespace = text("namespace", true)?;
-    if let Some(ns) = &namespace {
-        if !is_dns_label(ns) {
-            return Err(err(
-                "namespace",
-                format!(
-                    "{:?} is not a valid namespace name (lower-case RFC 1123 label)",
-                    shorten(ns)
-                ),
-            ));
-        }
+    if let Some(ns) = namespace.as_deref().filter(|ns| !is_dns_label(ns)) {
+        return Err(err(
+            "namespace",
+            format!(
+                "{:?} is not a valid namespace name (lower-case RFC 1123 label)",
+                shorten(ns)
+            ),
+        ));
     }
     let action = match required("action", false)?.as_str() {
         "restart" => TriggerAction::Restart,

@@ -1,0 +1,55 @@
+# notebook-gitops developer commands. Run them through `hack/just <recipe>` on a machine
+# without `just`: it installs just first.
+
+kubeconfig := justfile_directory() / "target/local-cluster/kubeconfig"
+
+# List the recipes.
+default:
+    @just --list --justfile {{justfile()}}
+
+# Everything CI runs: format and lint checks, unit tests, then e2e tests on the local control plane.
+test:
+    hack/test.sh
+
+# Unit tests only (no control plane needed).
+unit:
+    cargo test --workspace --exclude nbg-e2e
+
+# Build the pinned Kubernetes, etcd and helm binaries (cached outside the repo).
+build-binaries *components:
+    hack/build-binaries.sh {{components}}
+
+# Start the local control plane (etcd, kube-apiserver, kube-controller-manager) on loopback.
+cluster-up:
+    hack/local-cluster.sh up
+
+# Stop the local control plane and delete its data.
+cluster-down:
+    hack/local-cluster.sh down
+
+# Show what of the local control plane is running.
+cluster-status:
+    hack/local-cluster.sh status
+
+# kubectl of the pinned version against the local control plane.
+kubectl *args:
+    "$(hack/build-binaries.sh --path kubectl)" --kubeconfig {{kubeconfig}} {{args}}
+
+# Run one of our controllers against the local control plane, e.g. `just run wave-marker --namespaces demo`.
+run binary *args:
+    cargo build --quiet --bin {{binary}}
+    "${CARGO_TARGET_DIR:-target}/debug/{{binary}}" --kubeconfig {{kubeconfig}} {{args}}
+
+# Play the kubelet for pods on the local control plane (runs their commands locally; --ready-only to only mark them Ready).
+local-kubelet *args:
+    cargo build --quiet -p nbg-e2e --bin local-kubelet
+    "${CARGO_TARGET_DIR:-target}/debug/local-kubelet" --kubeconfig {{kubeconfig}} {{args}}
+
+# Regenerate manifests/crds/ from the Rust types.
+crds:
+    UPDATE_CRDS=1 cargo test --quiet -p nbg-core --test crd_manifests
+
+# Formatting and lints, as CI checks them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
