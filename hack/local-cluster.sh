@@ -5,7 +5,8 @@
 # project's kubelet double (`just local-kubelet`).
 #
 # usage: hack/local-cluster.sh up|down|status|env
-#   up      build missing binaries, start the components, wait until ready (idempotent)
+#   up      build missing binaries, start the components, wait until ready, install our CRDs
+#           (idempotent)
 #   down    stop every component this script started and delete the cluster's data
 #   status  say what is running
 #   env     print `export KUBECONFIG=...` for the shell
@@ -182,7 +183,13 @@ cmd_up() {
   # Ready once it has created the default ServiceAccount (serviceaccount controller running).
   wait_ready kube-controller-manager "$(bin kubectl)" --kubeconfig "$kubeconfig" -n default get serviceaccount default
 
-  say "ready in $((SECONDS - started)) s"
+  # The project's own API, so the cluster is ready for NotebookValidationJobs at once.
+  "$(bin kubectl)" --kubeconfig "$kubeconfig" apply --server-side --force-conflicts -f "$repo/manifests/crds" >/dev/null \
+    || die "installing the CRDs from manifests/crds failed"
+  "$(bin kubectl)" --kubeconfig "$kubeconfig" wait --for=condition=Established crd --all --timeout=30s >/dev/null \
+    || die "the CRDs from manifests/crds were not established"
+
+  say "ready in $((SECONDS - started)) s (NotebookValidationJob CRD installed)"
   cat >&2 <<MSG
 [local-cluster] kubeconfig: $kubeconfig
 [local-cluster] use it:     export KUBECONFIG=$kubeconfig   (or: hack/just kubectl get ns)

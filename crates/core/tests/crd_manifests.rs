@@ -1,5 +1,5 @@
-//! The CRD YAML under `manifests/crds/` is generated from the Rust types. This test fails when
-//! it is stale; `just crds` (UPDATE_CRDS=1) rewrites it.
+//! The CRD YAML under `manifests/crds/` and in the CRD chart is generated from the Rust types.
+//! This test fails when either is stale; `just crds` (UPDATE_CRDS=1) rewrites both.
 
 use std::path::PathBuf;
 
@@ -14,20 +14,25 @@ fn render(
 
 #[test]
 fn committed_crds_match_the_rust_types() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../manifests/crds");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let update = std::env::var_os("UPDATE_CRDS").is_some_and(|v| v == "1");
     let mut stale = Vec::new();
-    for (file, crd) in nbg_core::crds() {
-        let path = dir.join(file);
-        let want = render(&crd);
-        if update {
-            std::fs::create_dir_all(&dir).expect("create manifests/crds");
-            std::fs::write(&path, &want).expect("write CRD");
-            continue;
-        }
-        match std::fs::read_to_string(&path) {
-            Ok(have) if have == want => {}
-            _ => stale.push(path.display().to_string()),
+    for dir in [
+        root.join("manifests/crds"),
+        root.join("charts/notebook-gitops-crds/crds"),
+    ] {
+        for (file, crd) in nbg_core::crds() {
+            let path = dir.join(file);
+            let want = render(&crd);
+            if update {
+                std::fs::create_dir_all(&dir).expect("create manifests/crds");
+                std::fs::write(&path, &want).expect("write CRD");
+                continue;
+            }
+            match std::fs::read_to_string(&path) {
+                Ok(have) if have == want => {}
+                _ => stale.push(path.display().to_string()),
+            }
         }
     }
     assert!(
