@@ -50,6 +50,9 @@ if ! "$here/local-cluster.sh" status | grep -q '^api: ready'; then
 fi
 "$here/local-cluster.sh" up
 
+step "controller binaries (the e2e tests run them as processes)"
+cargo build --workspace --bins --quiet
+
 step "unit and end-to-end tests"
 # In its own process group, so every process a test starts is stopped with it.
 setsid cargo test --workspace --no-fail-fast &

@@ -21,7 +21,9 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    profile_dir.join(name)
+    let path = profile_dir.join(name);
+    assert!(path.exists(), "{} is not built; run `cargo build --workspace --bins` first (hack/test.sh does)", path.display());
+    path
 }
 
 /// A running local control plane.

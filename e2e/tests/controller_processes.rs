@@ -110,7 +110,8 @@ async fn leader_election_under_a_service_account_token() {
         &lease_rbac(&ns.name, "wave-marker"),
     )
     .await;
-    let start = |identity: &str| {
+    let port_b = free_port();
+    let start = |identity: &str, port: u16| {
         let mut cmd = Command::new(workspace_binary("wave-marker"));
         cmd.args([
             "--kubeconfig",
@@ -142,7 +143,7 @@ async fn leader_election_under_a_service_account_token() {
             .filter(|h| !h.is_empty())
     };
 
-    let mut first = start("replica-a");
+    let mut first = start("replica-a", free_port());
     let leader = eventually(
         Duration::from_secs(20),
         "replica-a to take the lease",
@@ -150,7 +151,7 @@ async fn leader_election_under_a_service_account_token() {
     )
     .await;
     assert_eq!(leader, "replica-a", "{}", first.output());
-    let mut second = start("replica-b");
+    let mut second = start("replica-b", port_b);
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(
         holder(leases.clone()).await.as_deref(),
@@ -170,4 +171,47 @@ async fn leader_election_under_a_service_account_token() {
     )
     .await;
     assert!(second.is_running(), "{}", second.output());
+
+    // The shared HTTP endpoints.
+    let get = |path: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                &format!("http://127.0.0.1:{port_b}{path}"),
+            ])
+            .output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    assert!(
+        get("/readyz").ends_with("200"),
+        "readyz: {}",
+        get("/readyz")
+    );
+    assert!(get("/healthz").ends_with("200"));
+    let metrics = get("/metrics");
+    assert!(
+        metrics.contains("# TYPE nbg_reconciles counter") && metrics.ends_with("200"),
+        "{metrics}"
+    );
+
+    // SIGTERM: a clean exit that hands the lease back at once.
+    second.terminate();
+    let status = second
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits after SIGTERM");
+    assert!(
+        status.success(),
+        "exit status {status:?}: {}",
+        second.output()
+    );
+    assert_eq!(
+        holder(leases.clone()).await,
+        None,
+        "the lease is released on shutdown"
+    );
 }
