@@ -22,7 +22,11 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let path = profile_dir.join(name);
-    assert!(path.exists(), "{} is not built; run `cargo build --workspace --bins` first (hack/test.sh does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --workspace --bins` first (hack/test.sh does)",
+        path.display()
+    );
     path
 }
 
