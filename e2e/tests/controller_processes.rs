@@ -128,7 +128,7 @@ async fn leader_election_under_a_service_account_token() {
             "--lease-duration",
             "3s",
         ])
-        .args(["--http-addr", &format!("127.0.0.1:{}", free_port())]);
+        .args(["--http-addr", &format!("127.0.0.1:{port}")]);
         LocalProcess::spawn(identity, cmd)
     };
     let leases: Api<Lease> = Api::namespaced(cluster.client().await, &ns.name);
@@ -195,7 +195,9 @@ async fn leader_election_under_a_service_account_token() {
     assert!(get("/healthz").ends_with("200"));
     let metrics = get("/metrics");
     assert!(
-        metrics.contains("# TYPE nbg_reconciles counter") && metrics.ends_with("200"),
+        metrics.contains("nbg_leader{controller=\"wave-marker\"} 1")
+            && metrics.contains("nbg_build_info{")
+            && metrics.ends_with("200"),
         "{metrics}"
     );
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -78,6 +79,56 @@ impl ReconcileMetrics {
                 })
                 .inc();
         }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub controller: String,
+    pub version: String,
+}
+
+/// Per-process metrics present from the start: build information and leadership.
+#[derive(Clone)]
+pub struct ProcessMetrics {
+    leader: Family<ControllerLabels, Gauge>,
+    controller: String,
+}
+
+impl ProcessMetrics {
+    pub fn register(registry: &SharedRegistry, controller: &str, version: &str) -> Self {
+        let info: Family<BuildLabels, Gauge> = Family::default();
+        info.get_or_create(&BuildLabels {
+            controller: controller.to_string(),
+            version: version.to_string(),
+        })
+        .set(1);
+        let leader: Family<ControllerLabels, Gauge> = Family::default();
+        leader
+            .get_or_create(&ControllerLabels {
+                controller: controller.to_string(),
+            })
+            .set(0);
+        if let Ok(mut r) = registry.write() {
+            r.register("build_info", "Build information; always 1", info);
+            r.register(
+                "leader",
+                "1 while this replica holds the lease (or runs without leader election)",
+                leader.clone(),
+            );
+        }
+        Self {
+            leader,
+            controller: controller.to_string(),
+        }
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader
+            .get_or_create(&ControllerLabels {
+                controller: self.controller.clone(),
+            })
+            .set(i64::from(leader));
     }
 }
 

@@ -11,7 +11,7 @@ use crate::cli::CommonArgs;
 use crate::events::Events;
 use crate::http::{self, Health};
 use crate::leader::LeaderElector;
-use crate::metrics::{ReconcileMetrics, SharedRegistry, new_registry};
+use crate::metrics::{ProcessMetrics, ReconcileMetrics, SharedRegistry, new_registry};
 use crate::runner::{self, Reconciler, RunnerParts};
 use crate::scope::Scope;
 use crate::shutdown::Shutdown;
@@ -28,6 +28,7 @@ pub struct Runtime {
     pub scope: Scope,
     pub events: Events,
     metrics: ReconcileMetrics,
+    process_metrics: ProcessMetrics,
 }
 
 async fn load_config(args: &CommonArgs) -> anyhow::Result<Config> {
@@ -45,7 +46,11 @@ async fn load_config(args: &CommonArgs) -> anyhow::Result<Config> {
 impl Runtime {
     /// Sets up logging and connects to the API server. An unreachable server is an error that
     /// names its address, after at most `--connect-timeout`.
-    pub async fn connect(name: &'static str, args: CommonArgs) -> anyhow::Result<Self> {
+    pub async fn connect(
+        name: &'static str,
+        version: &str,
+        args: CommonArgs,
+    ) -> anyhow::Result<Self> {
         // The filter is checked now, but logging starts after the connection check, so an
         // unreachable server is reported in exactly one line.
         telemetry::validate(&args.log_filter)?;
@@ -66,6 +71,7 @@ impl Runtime {
         }
         let registry = new_registry();
         let metrics = ReconcileMetrics::register(&registry);
+        let process_metrics = ProcessMetrics::register(&registry, name, version);
         let identity = args
             .leader_identity
             .clone()
@@ -83,6 +89,7 @@ impl Runtime {
             scope,
             events,
             metrics,
+            process_metrics,
         })
     }
 
@@ -130,6 +137,7 @@ impl Runtime {
                 _ = self.shutdown.wait() => return Ok(()),
             }
         }
+        self.process_metrics.set_leader(true);
         tokio::spawn(self.scope.clone().watch_namespaces(self.client.clone()));
 
         let lost = async {

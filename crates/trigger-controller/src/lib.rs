@@ -19,6 +19,6 @@ pub struct Cli {
 
 /// Connects, then runs until SIGTERM.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let runtime = Runtime::connect(NAME, cli.common).await?;
+    let runtime = Runtime::connect(NAME, env!("CARGO_PKG_VERSION"), cli.common).await?;
     runtime.run_idle().await
 }
