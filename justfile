@@ -45,9 +45,10 @@ local-kubelet *args:
     cargo build --quiet -p nbg-e2e --bin local-kubelet
     "${CARGO_TARGET_DIR:-target}/debug/local-kubelet" --kubeconfig {{kubeconfig}} {{args}}
 
-# Regenerate manifests/crds/ from the Rust types.
-crds:
-    UPDATE_CRDS=1 cargo test --quiet -p nbg-core --test crd_manifests
+# Regenerate every generated file: CRDs (manifests/crds/, the CRD chart) and the Argo CD snippets (manifests/argocd/).
+generate:
+    UPDATE_GENERATED=1 cargo test --quiet -p nbg-core --test crd_manifests
+    UPDATE_GENERATED=1 cargo test --quiet -p nbg-argocd-health --test snippets
 
 # Formatting and lints, as CI checks them.
 lint:

@@ -1,9 +1,9 @@
 //! The CRD YAML under `manifests/crds/` and in the CRD chart is generated from the Rust types.
-//! This test fails when either is stale; `just crds` (UPDATE_CRDS=1) rewrites both.
+//! This test fails when either is stale; `hack/just generate` (UPDATE_GENERATED=1) rewrites both.
 
 use std::path::PathBuf;
 
-const HEADER: &str = "# Generated from crates/core by `just crds`; do not edit.\n";
+const HEADER: &str = "# Generated from crates/core by `hack/just generate`; do not edit.\n";
 
 fn render(
     crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -15,7 +15,7 @@ fn render(
 #[test]
 fn committed_crds_match_the_rust_types() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let update = std::env::var_os("UPDATE_CRDS").is_some_and(|v| v == "1");
+    let update = std::env::var_os("UPDATE_GENERATED").is_some_and(|v| v == "1");
     let mut stale = Vec::new();
     for dir in [
         root.join("manifests/crds"),
@@ -37,7 +37,7 @@ fn committed_crds_match_the_rust_types() {
     }
     assert!(
         stale.is_empty(),
-        "stale generated CRDs (run `hack/just crds`): {stale:?}"
+        "stale generated CRDs (run `hack/just generate`): {stale:?}"
     );
 }
 

@@ -33,6 +33,11 @@ pub const NOTEBOOK_SUMMARY: &str = "mlops.dev/notebook-summary";
 pub const ALLOW_TRIGGERS_FROM: &str = "mlops.dev/allow-triggers-from";
 /// On a target that has no native refresh: set by a `refresh` trigger to the run identity.
 pub const REFRESH_REQUESTED: &str = "mlops.dev/refresh-requested";
+/// On a restarted InferenceService (and copied by KServe into the predictor's pod template):
+/// the run identity and time of the restart, so re-applying it is a no-op.
+pub const RESTARTED_AT: &str = "mlops.dev/restarted-at";
+/// `kubectl rollout restart`'s pod-template annotation on Deployments, StatefulSets, DaemonSets.
+pub const KUBECTL_RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 /// Argo CD's refresh annotation on an Application (`normal` or `hard`).
 pub const ARGOCD_REFRESH: &str = "argocd.argoproj.io/refresh";
 /// Argo CD's resource-tracking annotation (`<app>:<group>/<kind>:<namespace>/<name>`).

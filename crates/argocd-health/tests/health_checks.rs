@@ -1,0 +1,165 @@
+//! Every case of every `health_test.yaml` runs in a sandbox equal to Argo CD's default and must
+//! return exactly the status and message it names. Also: the sandbox really lacks `string` and
+//! `math`, a script that uses them fails the suite, and no object makes a check return an
+//! invalid status.
+
+use std::path::{Path, PathBuf};
+
+use nbg_argocd_health::{Sandbox, all_checks};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+fn customizations() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../manifests/argocd/resource_customizations")
+}
+
+fn read_yaml(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn every_case_of_every_health_test_passes_in_the_argocd_sandbox() {
+    let sandbox = Sandbox::new().expect("sandbox");
+    let mut cases = 0;
+    for check in all_checks() {
+        let dir = customizations().join(check.dir);
+        let on_disk = std::fs::read_to_string(dir.join("health.lua")).expect("health.lua");
+        assert_eq!(on_disk, check.script, "the embedded script is the file");
+        let tests = read_yaml(&dir.join("health_test.yaml"));
+        let list = tests["tests"].as_array().expect("tests list");
+        assert!(!list.is_empty());
+        for case in list {
+            let input = case["inputPath"].as_str().expect("inputPath");
+            let object = read_yaml(&dir.join(input));
+            let health = sandbox
+                .evaluate(check.script, &object)
+                .unwrap_or_else(|e| panic!("{}/{input}: {e}", check.dir));
+            assert_eq!(
+                health.status,
+                case["healthStatus"]["status"].as_str().unwrap_or_default(),
+                "{}/{input}",
+                check.dir
+            );
+            assert_eq!(
+                health.message,
+                case["healthStatus"]["message"].as_str().unwrap_or_default(),
+                "{}/{input}",
+                check.dir
+            );
+            cases += 1;
+        }
+        // Every testdata file is used by a case.
+        let files = std::fs::read_dir(dir.join("testdata"))
+            .expect("testdata")
+            .count();
+        assert_eq!(
+            files,
+            list.len(),
+            "{}: testdata files without a case",
+            check.dir
+        );
+    }
+    assert!(cases >= 30, "only {cases} cases");
+}
+
+#[test]
+fn the_sandbox_lacks_string_math_io_and_most_of_os() {
+    let sandbox = Sandbox::new().expect("sandbox");
+    for (chunk, want) in [
+        ("return type(string)", "nil"),
+        ("return type(math)", "nil"),
+        ("return type(io)", "nil"),
+        ("return type(debug)", "nil"),
+        ("return type(os.exit)", "nil"),
+        ("return type(os.execute)", "nil"),
+        ("return type(os.getenv)", "nil"),
+        ("return type(os.time)", "function"),
+        ("return type(os.date)", "function"),
+        ("return type(table.insert)", "function"),
+        ("return type(require)", "function"),
+        ("return type(tostring)", "function"),
+        ("return 'a' .. 1", "a1"),
+    ] {
+        assert_eq!(sandbox.eval_to_string(chunk).expect(chunk), want, "{chunk}");
+    }
+    // Method syntax on strings needs the string library too.
+    assert!(sandbox.eval_to_string("return ('abc'):upper()").is_err());
+}
+
+#[test]
+fn a_check_that_uses_string_find_fails_the_suite() {
+    let sandbox = Sandbox::new().expect("sandbox");
+    let nvj = all_checks()
+        .iter()
+        .find(|c| c.kind == "NotebookValidationJob")
+        .expect("nvj check");
+    let broken = nvj.script.replace(
+        "local phase = text(status.phase)",
+        "local phase = text(status.phase)\nif phase ~= nil and string.find(phase, \"Succ\") then phase = \"Succeeded\" end",
+    );
+    assert_ne!(broken, nvj.script, "the injection point exists");
+    let object = json!({"metadata": {"generation": 1}, "status": {"phase": "Succeeded", "observedGeneration": 1}});
+    assert!(sandbox.evaluate(nvj.script, &object).is_ok());
+    let err = sandbox
+        .evaluate(&broken, &object)
+        .expect_err("string is absent in Argo CD's sandbox");
+    assert!(err.to_string().contains("string"), "{err}");
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        (-5i64..5).prop_map(|n| json!(n)),
+        prop::sample::select(vec![
+            "Succeeded",
+            "Failed",
+            "Pending",
+            "Bound",
+            "Lost",
+            "Running",
+            "Healthy",
+            "",
+            "x"
+        ])
+        .prop_map(|s| json!(s)),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop::sample::select(vec![
+                    "status",
+                    "phase",
+                    "message",
+                    "observedGeneration",
+                    "retryCount",
+                    "metadata",
+                    "generation",
+                    "annotations",
+                    "health",
+                    "operationState",
+                    "operation",
+                    "sync",
+                    "spec",
+                    "volumeName",
+                ]),
+                inner,
+                0..5
+            )
+            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+        ]
+    })
+}
+
+proptest! {
+    #[test]
+    fn every_check_returns_a_valid_status_for_any_object(object in json_value()) {
+        let sandbox = Sandbox::new().expect("sandbox");
+        for check in all_checks() {
+            let result = sandbox.evaluate(check.script, &object);
+            prop_assert!(result.is_ok(), "{}: {:?} on {}", check.dir, result, object);
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The install snippets under `manifests/argocd/` are generated from the health-check files and
+//! contain exactly their Lua. `hack/just generate` (UPDATE_GENERATED=1) rewrites them.
+
+use std::path::PathBuf;
+
+use nbg_argocd_health::{all_checks, snippets};
+use serde_json::Value;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../manifests/argocd")
+}
+
+#[test]
+fn committed_snippets_are_current() {
+    let update = std::env::var_os("UPDATE_GENERATED").is_some_and(|v| v == "1");
+    let mut stale = Vec::new();
+    for (file, text) in snippets::all() {
+        let path = dir().join(file);
+        if update {
+            std::fs::write(&path, &text).expect("write snippet");
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(file);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale generated snippets (run `hack/just generate`): {stale:?}"
+    );
+}
+
+fn parse(file: &str) -> Value {
+    let text = std::fs::read_to_string(dir().join(file)).expect("snippet");
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{file} is not valid YAML: {e}"))
+}
+
+#[test]
+fn snippets_contain_exactly_the_files_lua() {
+    let cm = parse("argocd-cm-patch.yaml");
+    let helm = parse("argo-cd-helm-values.yaml");
+    let cr = parse("argocd-cr-patch.yaml");
+    let data = cm["data"].as_object().expect("data");
+    assert!(
+        cm.as_object().is_some_and(|m| m.len() == 1),
+        "the ConfigMap patch carries data keys only"
+    );
+    for check in all_checks() {
+        let key = format!("resource.customizations.health.{}", check.key());
+        assert_eq!(data[&key].as_str(), Some(check.script), "argocd-cm {key}");
+        assert_eq!(
+            helm["configs"]["cm"][&key].as_str(),
+            Some(check.script),
+            "helm values {key}"
+        );
+        let entry = cr["spec"]["resourceHealthChecks"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|e| e["kind"] == check.kind && e["group"].as_str().unwrap_or("") == check.group)
+            .unwrap_or_else(|| panic!("ArgoCD CR entry for {}", check.kind));
+        assert_eq!(
+            entry["check"].as_str(),
+            Some(check.script),
+            "ArgoCD CR {}",
+            check.kind
+        );
+    }
+    assert!(
+        data.contains_key("resource.customizations.health.PersistentVolumeClaim"),
+        "core group has no prefix"
+    );
+    for (key, pointers) in snippets::IGNORED_UPDATES {
+        let full = format!("resource.customizations.ignoreResourceUpdates.{key}");
+        let value: Value =
+            serde_saphyr::from_str(data[&full].as_str().expect("ignore updates")).expect("yaml");
+        let listed: Vec<&str> = value["jsonPointers"]
+            .as_array()
+            .expect("pointers")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(listed, pointers.to_vec());
+        assert_eq!(cr["spec"]["extraConfig"][&full], data[&full]);
+    }
+}
