@@ -11,7 +11,7 @@ cd "$repo"
 source "$here/lib/versions.sh"
 
 step() { printf '\n== %s (%s)\n' "$*" "$(date +%H:%M:%S)" >&2; }
-for tool in cargo go openssl curl ss setsid; do
+for tool in cargo go python3 git openssl curl ss setsid; do
   command -v "$tool" >/dev/null || { echo "error: '$tool' is needed by the tests and is not on PATH" >&2; exit 1; }
 done
 

@@ -1,6 +1,18 @@
-//! Runs NotebookValidationJobs: executes the notebook from git, compares it with a golden notebook and reports every cell in the NVJ status.
+//! nvj-validator: runs NotebookValidationJobs.
+//!
+//! - [`runner`]: executes a notebook with papermill and judges it (cells, golden comparison);
+//!   used inside validation pods (`pod-run`) and locally by notebook authors (`run`).
+//! - `nvj-validator` without a subcommand is the controller.
 
+pub mod runner;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use nbg_core::nvj::{ComparisonConfig, ComparisonStrategy};
 use nbg_runtime::{CommonArgs, Runtime};
+
+use runner::report::{self, Outcome, RunReport};
 
 /// The controller's name: field manager, metric label and Event reporter.
 pub const NAME: &str = "nvj-validator";
@@ -10,15 +22,245 @@ pub const NAME: &str = "nvj-validator";
     name = "nvj-validator",
     version,
     about = "Runs NotebookValidationJobs: executes the notebook from git, compares it with a golden notebook and reports every cell in the NVJ status.",
-    long_about = "Runs NotebookValidationJobs: executes the notebook from git, compares it with a golden notebook and reports every cell in the NVJ status.\n\nNot implemented yet: this build connects to the API server and runs the shared runtime (metrics, health, leader election) but does not reconcile NotebookValidationJobs."
+    long_about = "Runs NotebookValidationJobs: executes the notebook from git, compares it with a golden notebook and reports every cell in the NVJ status.\n\nWithout a subcommand it runs the controller. Not implemented yet: this build of the controller connects to the API server and runs the shared runtime (metrics, health, leader election) but does not reconcile NotebookValidationJobs.\n\n`nvj-validator run` validates a notebook on this machine, as a validation pod would."
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
 
-/// Connects, then runs until SIGTERM.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let runtime = Runtime::connect(NAME, env!("CARGO_PKG_VERSION"), cli.common).await?;
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Execute a notebook on this machine with papermill and print the verdict, as a validation
+    /// pod would report it. Exit code: 0 succeeded, 1 a cell failed, 2 golden mismatch,
+    /// 3 timeout, 4 invalid input, 5 infrastructure failure.
+    Run(RunArgs),
+    /// Inside a validation pod: fetch, execute and judge the notebook described by NBG_RUN_SPEC,
+    /// and report through the termination message. Not for direct use.
+    PodRun(PodRunArgs),
+    /// Copy this executable to DEST (the init container of a validation pod uses it to bring
+    /// the runner into any notebook image).
+    InstallRunner {
+        /// Where to copy the executable.
+        dest: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The notebook to execute.
+    pub notebook: PathBuf,
+    /// A golden notebook whose outputs the executed notebook must match.
+    #[arg(long)]
+    pub golden: Option<PathBuf>,
+    /// Comparison strategy.
+    #[arg(long, value_parser = ["normalized", "exact"], default_value = "normalized")]
+    pub strategy: String,
+    /// Absolute tolerance for numbers in outputs.
+    #[arg(long, default_value = "0.0001")]
+    pub tolerance: String,
+    /// Extra regular expressions treated as timestamps (repeatable).
+    #[arg(long = "timestamp-pattern")]
+    pub timestamp_patterns: Vec<String>,
+    /// Output types left out of the comparison (repeatable): stream, execute_result, display_data, error.
+    #[arg(long = "ignore-output-type")]
+    pub ignore_output_types: Vec<String>,
+    /// Compare execution counts too.
+    #[arg(long)]
+    pub compare_execution_count: bool,
+    /// Do not replace timestamps before comparing.
+    #[arg(long)]
+    pub keep_timestamps: bool,
+    /// Stop the notebook after this long (Go duration).
+    #[arg(long, default_value = "30m")]
+    pub timeout: String,
+    /// Where to write the executed notebook; a temporary file by default.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Python with papermill and a Jupyter kernel.
+    #[arg(long, env = "NBG_PYTHON", default_value = "python3")]
+    pub python: String,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PodRunArgs {
+    /// Where the kubelet reads the termination message.
+    #[arg(long, default_value = "/dev/termination-log")]
+    pub termination_message_path: PathBuf,
+    /// Python with papermill and a Jupyter kernel.
+    #[arg(long, env = "NBG_PYTHON", default_value = "python3")]
+    pub python: String,
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Entry point of the binary.
+pub fn main(cli: Cli) -> ExitCode {
+    match cli.command {
+        None => nbg_runtime::block_on_main(run_controller(cli.common)),
+        Some(Command::Run(args)) => run_local(&args),
+        Some(Command::PodRun(args)) => run_in_pod(&args),
+        Some(Command::InstallRunner { dest }) => install_runner(&dest),
+    }
+}
+
+async fn run_controller(common: CommonArgs) -> anyhow::Result<()> {
+    let runtime = Runtime::connect(NAME, env!("CARGO_PKG_VERSION"), common).await?;
     runtime.run_idle().await
+}
+
+fn run_local(args: &RunArgs) -> ExitCode {
+    let timeout = match nbg_core::duration::parse_go_duration(&args.timeout) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: --timeout: {e}");
+            return exit(Outcome::InvalidInput.exit_code());
+        }
+    };
+    let spec = ComparisonConfig {
+        strategy: Some(if args.strategy == "exact" {
+            ComparisonStrategy::Exact
+        } else {
+            ComparisonStrategy::Normalized
+        }),
+        floating_point_tolerance: Some(args.tolerance.clone()),
+        ignore_timestamps: Some(!args.keep_timestamps),
+        ignore_execution_count: Some(!args.compare_execution_count),
+        custom_timestamp_patterns: args.timestamp_patterns.clone(),
+        ignore_output_types: args.ignore_output_types.clone(),
+    };
+    let comparison = match runner::compare::CompareConfig::from_spec(&spec) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit(Outcome::InvalidInput.exit_code());
+        }
+    };
+    let temp = std::env::temp_dir().join(format!("nvj-validator-run-{}", std::process::id()));
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| temp.join("executed.ipynb"));
+    if let Some(dir) = output.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let cwd = args
+        .notebook
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let report = runner::execute(&runner::Execute {
+        notebook: &args.notebook,
+        golden: args.golden.as_deref(),
+        comparison: &comparison,
+        timeout,
+        timeout_text: &args.timeout,
+        python: &args.python,
+        cwd: &cwd,
+        output: &output,
+    });
+    if args.output.is_none() {
+        let _ = std::fs::remove_dir_all(&temp);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", render_text(&report));
+    }
+    exit(report.outcome.exit_code())
+}
+
+/// The verdict for a terminal.
+pub fn render_text(r: &RunReport) -> String {
+    use nbg_core::nvj::CellStatus;
+    let mut out = String::new();
+    for c in &r.cells {
+        let mark = match c.status {
+            CellStatus::Success => "ok  ",
+            CellStatus::Failure => "FAIL",
+            CellStatus::Skipped => "skip",
+        };
+        out.push_str(&format!(
+            "  cell {:>3}  {mark}  {}\n",
+            c.cell_index + 1,
+            c.execution_time.as_deref().unwrap_or("")
+        ));
+        if let Some(e) = &c.error_message {
+            for line in e.lines().take(3) {
+                out.push_str(&format!("            {line}\n"));
+            }
+        }
+    }
+    if let Some(cmp) = &r.comparison {
+        out.push_str(&format!(
+            "  golden: {:?}, {}/{} cells matched\n",
+            cmp.result, cmp.matched_cells, cmp.total_cells
+        ));
+        for d in &cmp.diffs {
+            out.push_str(&format!(
+                "    cell {} ({:?}): {}\n",
+                d.cell_index + 1,
+                d.diff_type,
+                d.diff
+                    .as_deref()
+                    .and_then(|s| s.lines().next())
+                    .unwrap_or("")
+            ));
+        }
+    }
+    out.push_str(&format!("{}: {}\n", r.outcome.reason(), r.message));
+    out
+}
+
+fn run_in_pod(args: &PodRunArgs) -> ExitCode {
+    let report = match std::env::var("NBG_RUN_SPEC")
+        .map_err(|e| e.to_string())
+        .and_then(|s| serde_json::from_str::<runner::PodRunSpec>(&s).map_err(|e| e.to_string()))
+    {
+        Ok(spec) => runner::run_pod(&spec, &args.python),
+        Err(e) => RunReport::new(
+            Outcome::InvalidInput,
+            format!("NBG_RUN_SPEC is missing or invalid: {e}"),
+        ),
+    };
+    let message = report::encode(&report);
+    if let Err(e) = std::fs::write(&args.termination_message_path, &message) {
+        eprintln!(
+            "error: cannot write the termination message to {}: {e}",
+            args.termination_message_path.display()
+        );
+    }
+    // Also on stderr, for `kubectl logs`; the controller never parses logs.
+    eprint!("{}", render_text(&report));
+    exit(report.outcome.exit_code())
+}
+
+fn install_runner(dest: &std::path::Path) -> ExitCode {
+    let result = std::env::current_exe().and_then(|me| {
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::copy(me, dest).map(|_| ())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "error: cannot install the runner at {}: {e}",
+                dest.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,325 @@
+//! The runner: the code that executes a notebook and judges it. The same code runs inside
+//! validation pods (`nvj-validator pod-run`, reporting through the termination message) and on
+//! a notebook author's machine (`nvj-validator run`, printing the verdict).
+
+pub mod compare;
+pub mod execute;
+pub mod git;
+pub mod notebook;
+pub mod report;
+pub mod results;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nbg_core::nvj::{ComparisonConfig, ComparisonOutcome, NotebookSource};
+use serde::{Deserialize, Serialize};
+
+use compare::CompareConfig;
+use notebook::Notebook;
+use report::{Outcome, RunReport};
+
+/// `s` cut to at most `max` characters, marked when cut.
+pub fn bounded(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max.saturating_sub(3)).collect();
+        out.push_str("...");
+        out
+    }
+}
+
+/// What a validation pod runs; the controller passes it as JSON in `NBG_RUN_SPEC`. It holds no
+/// credentials: those are files of the mounted Secrets named by the `*_credentials_dir` paths.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodRunSpec {
+    pub notebook: NotebookSource,
+    #[serde(default)]
+    pub golden: Option<NotebookSource>,
+    #[serde(default)]
+    pub comparison: ComparisonConfig,
+    pub timeout_seconds: i64,
+    #[serde(default)]
+    pub notebook_credentials_dir: Option<String>,
+    #[serde(default)]
+    pub golden_credentials_dir: Option<String>,
+    /// Scratch directory for the clones and the executed notebook.
+    pub work_dir: String,
+}
+
+/// How to execute one notebook file.
+#[derive(Debug, Clone)]
+pub struct Execute<'a> {
+    pub notebook: &'a Path,
+    pub golden: Option<&'a Path>,
+    pub comparison: &'a CompareConfig,
+    pub timeout: Duration,
+    /// The timeout as the user wrote it, for messages (`30m`).
+    pub timeout_text: &'a str,
+    pub python: &'a str,
+    /// Working directory of the kernel (the repository checkout in pods).
+    pub cwd: &'a Path,
+    /// Where the executed notebook is written.
+    pub output: &'a Path,
+}
+
+fn read_notebook(path: &Path) -> Result<Notebook, RunReport> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        RunReport::new(
+            Outcome::InvalidInput,
+            format!("cannot read notebook {shown}: {e}"),
+        )
+    })?;
+    Notebook::parse(&shown, &text).map_err(|e| RunReport::new(Outcome::InvalidInput, e.to_string()))
+}
+
+fn kernel_of(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    // Papermill needs a kernel name; notebooks without a kernelspec run in python3.
+    v.pointer("/metadata/kernelspec/name")
+        .is_none()
+        .then(|| "python3".to_string())
+}
+
+/// Executes a notebook and judges it: cells, then the golden comparison.
+pub fn execute(x: &Execute<'_>) -> RunReport {
+    if let Err(report) = read_notebook(x.notebook) {
+        return report;
+    }
+    let golden = match x.golden.map(read_notebook).transpose() {
+        Ok(g) => g,
+        Err(report) => return report,
+    };
+    let kernel = kernel_of(x.notebook);
+    let run = match execute::run_papermill(
+        x.python,
+        x.notebook,
+        x.output,
+        x.cwd,
+        kernel.as_deref(),
+        x.timeout,
+    ) {
+        Ok(run) => run,
+        Err(e) => {
+            return RunReport::new(
+                Outcome::Infrastructure,
+                format!("cannot start papermill with {}: {e}", x.python),
+            );
+        }
+    };
+    let executed = std::fs::read_to_string(x.output)
+        .ok()
+        .and_then(|t| Notebook::parse("executed notebook", &t).ok());
+    let Some(executed) = executed else {
+        let why = if run.timed_out {
+            "timed out before papermill wrote any output".to_string()
+        } else {
+            run.stderr_tail.clone()
+        };
+        let outcome = if run.timed_out {
+            Outcome::Timeout
+        } else if why.contains("No such kernel") {
+            Outcome::InvalidInput
+        } else {
+            Outcome::Infrastructure
+        };
+        return RunReport::new(
+            outcome,
+            format!(
+                "papermill produced no executed notebook: {}",
+                bounded(&why, 800)
+            ),
+        );
+    };
+    let (cells, failure) = results::cell_results(&executed);
+    let code_cells = cells.len();
+    if run.timed_out {
+        let mut message = format!(
+            "the notebook ran longer than the timeout {} and was stopped",
+            x.timeout_text
+        );
+        if let Some(f) = &failure {
+            message.push_str(&format!(
+                " while running cell {} (cellIndex {})",
+                f.index + 1,
+                f.index
+            ));
+        }
+        return RunReport::new(Outcome::Timeout, message).with_cells(cells);
+    }
+    if let Some(f) = failure {
+        return RunReport::new(Outcome::CellFailed, bounded(&f.summary(), 1000)).with_cells(cells);
+    }
+    if run.exit_code != Some(0) {
+        return RunReport::new(
+            Outcome::Infrastructure,
+            format!(
+                "papermill exited with {:?}: {}",
+                run.exit_code,
+                bounded(&run.stderr_tail, 800)
+            ),
+        )
+        .with_cells(cells);
+    }
+    let mut report = RunReport::new(
+        Outcome::Succeeded,
+        format!("all {code_cells} code cells succeeded"),
+    )
+    .with_cells(cells);
+    if let Some(golden) = golden {
+        let cmp = compare::compare(&executed, &golden, x.comparison);
+        if cmp.result == ComparisonOutcome::Failed {
+            let first = cmp.diffs.first().map(|d| {
+                let why = d
+                    .diff
+                    .as_deref()
+                    .and_then(|s| s.lines().next())
+                    .unwrap_or("differs");
+                format!(
+                    "; first: cell {} (cellIndex {}): {why}",
+                    d.cell_index + 1,
+                    d.cell_index
+                )
+            });
+            report.outcome = Outcome::GoldenMismatch;
+            report.message = bounded(
+                &format!(
+                    "golden comparison failed: {} of {} cells differ{}",
+                    cmp.mismatched_cells,
+                    cmp.total_cells,
+                    first.unwrap_or_default()
+                ),
+                1000,
+            );
+        } else {
+            report.message.push_str(&format!(
+                "; golden comparison matched {}/{} cells",
+                cmp.matched_cells, cmp.total_cells
+            ));
+        }
+        report.comparison = Some(cmp);
+    }
+    report
+}
+
+/// `30m`, `1h30m`, `45s` - the way `spec.timeout` is written.
+pub fn humantime(d: Duration) -> String {
+    let s = d.as_secs();
+    let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if sec > 0 || out.is_empty() {
+        out.push_str(&format!("{sec}s"));
+    }
+    out
+}
+
+/// Inside a validation pod: fetch the repositories, execute, judge. Never panics: every failure
+/// becomes a report.
+pub fn run_pod(spec: &PodRunSpec, python: &str) -> RunReport {
+    let started = std::time::Instant::now();
+    let timeout = Duration::from_secs(u64::try_from(spec.timeout_seconds).unwrap_or(0));
+    let comparison = match CompareConfig::from_spec(&spec.comparison) {
+        Ok(c) => c,
+        Err(e) => return RunReport::new(Outcome::InvalidInput, e.to_string()),
+    };
+    let work = PathBuf::from(&spec.work_dir);
+    let checkout = |source: &NotebookSource,
+                    dir: &str,
+                    creds: &Option<String>|
+     -> Result<PathBuf, RunReport> {
+        let creds = match creds
+            .as_deref()
+            .map(|d| git::GitCredentials::from_dir(Path::new(d)))
+            .transpose()
+        {
+            Ok(c) => c.flatten(),
+            Err(e) => return Err(RunReport::new(Outcome::InvalidInput, e.message)),
+        };
+        let dest = work.join(dir);
+        let _ = std::fs::remove_dir_all(&dest);
+        match git::fetch(&source.git, &dest, creds.as_ref(), git::NETWORK_PROTOCOLS) {
+            Ok(_) => {}
+            Err(e) if e.transient => {
+                return Err(RunReport::new(
+                    Outcome::Infrastructure,
+                    format!(
+                        "cannot fetch {}: {}",
+                        source.git.url,
+                        bounded(&e.message, 600)
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(RunReport::new(
+                    Outcome::InvalidInput,
+                    format!(
+                        "cannot fetch {} at {:?}: {}",
+                        source.git.url,
+                        source.git.r#ref,
+                        bounded(&e.message, 600)
+                    ),
+                ));
+            }
+        }
+        // The path must stay inside the checkout.
+        if Path::new(&source.path).is_absolute() || source.path.split('/').any(|p| p == "..") {
+            return Err(RunReport::new(
+                Outcome::InvalidInput,
+                format!(
+                    "notebook path {:?} must be relative to the repository",
+                    source.path
+                ),
+            ));
+        }
+        let path = dest.join(&source.path);
+        if !path.is_file() {
+            return Err(RunReport::new(
+                Outcome::InvalidInput,
+                format!(
+                    "{} has no file {} at {:?}",
+                    source.git.url, source.path, source.git.r#ref
+                ),
+            ));
+        }
+        Ok(path)
+    };
+    let notebook = match checkout(&spec.notebook, "notebook", &spec.notebook_credentials_dir) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    // The golden notebook comes from its own repository, ref and path.
+    let golden = match &spec.golden {
+        Some(g) => match checkout(g, "golden", &spec.golden_credentials_dir) {
+            Ok(p) => Some(p),
+            Err(r) => return r,
+        },
+        None => None,
+    };
+    let cwd = notebook
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| work.clone());
+    let output = work.join("executed.ipynb");
+    let remaining = timeout.saturating_sub(started.elapsed());
+    let timeout_text = humantime(timeout);
+    execute(&Execute {
+        notebook: &notebook,
+        golden: golden.as_deref(),
+        comparison: &comparison,
+        timeout: remaining,
+        timeout_text: &timeout_text,
+        python,
+        cwd: &cwd,
+        output: &output,
+    })
+}

@@ -1,0 +1,207 @@
+//! `nvj-validator run` on real notebooks with real papermill and a real Jupyter kernel (the
+//! project's pinned Python environment, created by hack/python-env.sh when missing).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn python() -> &'static str {
+    static PY: OnceLock<String> = OnceLock::new();
+    PY.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/python-env.sh");
+        let out = Command::new(script)
+            .output()
+            .expect("run hack/python-env.sh");
+        assert!(
+            out.status.success(),
+            "python env: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!("{}/python", String::from_utf8_lossy(&out.stdout).trim())
+    })
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nbg-run-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("dir");
+    d
+}
+
+fn notebook(path: &Path, cells: &[&str]) {
+    let cells: Vec<Value> = cells
+        .iter()
+        .map(|src| json!({"cell_type": "code", "source": src, "metadata": {}, "outputs": [], "execution_count": null}))
+        .collect();
+    let nb = json!({"nbformat": 4, "nbformat_minor": 5, "cells": cells,
+                    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}});
+    std::fs::write(path, serde_json::to_string(&nb).expect("json")).expect("write notebook");
+}
+
+fn run(args: &[&str]) -> (i32, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nvj-validator"))
+        .arg("run")
+        .args(args)
+        .args(["--json", "--python", python()])
+        .output()
+        .expect("run nvj-validator");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not a JSON report ({e}): {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+#[test]
+fn a_passing_notebook_reports_every_cell() {
+    let d = dir("pass");
+    let nb = d.join("pass.ipynb");
+    notebook(&nb, &["x = 2", "print('x is', x)", "x * 21"]);
+    let (code, report) = run(&[nb.to_str().unwrap_or_default()]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["outcome"], "Succeeded");
+    let cells = report["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 3);
+    assert!(cells.iter().all(|c| c["status"] == "Success"));
+    assert_eq!(cells[2]["output"], "42");
+}
+
+#[test]
+fn the_third_cell_raising_is_reported_at_cell_3() {
+    let d = dir("fail");
+    let nb = d.join("fail.ipynb");
+    notebook(
+        &nb,
+        &[
+            "a = 1",
+            "b = 2",
+            "raise ValueError('training data is empty')",
+            "print('never')",
+        ],
+    );
+    let (code, report) = run(&[nb.to_str().unwrap_or_default()]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["outcome"], "CellFailed");
+    let message = report["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("cell 3 (cellIndex 2) raised ValueError: training data is empty"),
+        "{message}"
+    );
+    let cells = report["cells"].as_array().expect("cells");
+    assert_eq!(cells[2]["status"], "Failure");
+    assert!(
+        cells[2]["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Traceback"),
+        "bounded traceback included"
+    );
+    assert_eq!(cells[3]["status"], "Skipped");
+}
+
+#[test]
+fn golden_comparison_within_and_beyond_tolerance() {
+    let d = dir("golden");
+    let golden_src = d.join("golden-src.ipynb");
+    notebook(
+        &golden_src,
+        &[
+            "import datetime; print('trained at', datetime.datetime.now().isoformat())",
+            "print('accuracy: 0.9512')",
+        ],
+    );
+    // The golden notebook is an executed copy.
+    let golden = d.join("golden.ipynb");
+    let (code, _) = run(&[
+        golden_src.to_str().unwrap_or_default(),
+        "--output",
+        golden.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(code, 0);
+
+    let close = d.join("close.ipynb");
+    notebook(
+        &close,
+        &[
+            "import datetime; print('trained at', datetime.datetime.now().isoformat())",
+            "print('accuracy: 0.9517')",
+        ],
+    );
+    let (code, report) = run(&[
+        close.to_str().unwrap_or_default(),
+        "--golden",
+        golden.to_str().unwrap_or_default(),
+        "--tolerance",
+        "0.001",
+    ]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["comparison"]["result"], "matched");
+
+    let far = d.join("far.ipynb");
+    notebook(
+        &far,
+        &[
+            "import datetime; print('trained at', datetime.datetime.now().isoformat())",
+            "print('accuracy: 0.9612')",
+        ],
+    );
+    let (code, report) = run(&[
+        far.to_str().unwrap_or_default(),
+        "--golden",
+        golden.to_str().unwrap_or_default(),
+        "--tolerance",
+        "0.001",
+    ]);
+    assert_eq!(code, 2, "{report}");
+    assert_eq!(report["outcome"], "GoldenMismatch");
+    let diff = &report["comparison"]["diffs"][0];
+    assert_eq!(diff["cellIndex"], 1);
+    assert!(
+        diff["diff"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("0.9612 differs from the golden 0.9512"),
+        "{diff}"
+    );
+}
+
+#[test]
+fn a_timeout_stops_the_notebook_and_its_kernel_early() {
+    let d = dir("timeout");
+    let nb = d.join("slow.ipynb");
+    notebook(
+        &nb,
+        &[
+            "import os; open('kernel.pid', 'w').write(str(os.getpid()))",
+            "import time; time.sleep(120)",
+        ],
+    );
+    let started = Instant::now();
+    let (code, report) = run(&[nb.to_str().unwrap_or_default(), "--timeout", "4s"]);
+    assert_eq!(code, 3, "{report}");
+    assert_eq!(report["outcome"], "Timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        report["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cell 2 (cellIndex 1)"),
+        "{report}"
+    );
+    let pid = std::fs::read_to_string(d.join("kernel.pid")).expect("kernel wrote its pid");
+    let pid: i32 = pid.trim().parse().expect("pid");
+    assert!(
+        !nvj_validator::runner::execute::is_running(pid),
+        "the kernel {pid} is still running"
+    );
+}
