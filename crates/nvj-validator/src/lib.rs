@@ -4,6 +4,7 @@
 //!   used inside validation pods (`pod-run`) and locally by notebook authors (`run`).
 //! - `nvj-validator` without a subcommand is the controller.
 
+pub mod controller;
 pub mod runner;
 
 use std::path::PathBuf;

@@ -1,0 +1,7 @@
+//! The NotebookValidationJob controller: fetch the NVJ's pods, [`decide::decide`], apply the
+//! plan (delete and create pods, write status with server-side apply as `nvj-validator`,
+//! publish Events).
+
+pub mod decide;
+pub mod pod;
+pub mod spec_check;

@@ -1,0 +1,158 @@
+//! Checks of a spec beyond what the CRD schema can express. Pure.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use nbg_core::nvj::NotebookValidationJobSpec;
+
+use crate::runner::compare::CompareConfig;
+
+/// What is wrong with a spec; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError(pub String);
+
+/// A spec that can run.
+#[derive(Debug, Clone)]
+pub struct CheckedSpec {
+    pub timeout: Duration,
+    /// Go-operator features this implementation does not run (field paths), reported with a
+    /// condition and a Warning Event; the notebook still runs with `containerImage`.
+    pub unsupported: Vec<&'static str>,
+}
+
+pub fn check(spec: &NotebookValidationJobSpec) -> Result<CheckedSpec, SpecError> {
+    let timeout = nbg_core::duration::parse_go_duration(&spec.timeout)
+        .map_err(|e| SpecError(format!("spec.timeout: {e}")))?;
+    if timeout.is_zero() {
+        return Err(SpecError("spec.timeout: must be longer than zero".into()));
+    }
+    if let Some(cmp) = &spec.comparison_config {
+        CompareConfig::from_spec(cmp).map_err(|e| SpecError(e.to_string()))?;
+    }
+    let pc = &spec.pod_config;
+    let volumes: BTreeSet<&str> = pc.volumes.iter().map(|v| v.name.as_str()).collect();
+    for (i, m) in pc.volume_mounts.iter().enumerate() {
+        if !volumes.contains(m.name.as_str()) {
+            return Err(SpecError(format!(
+                "spec.podConfig.volumeMounts[{i}].name: no volume named {:?} in spec.podConfig.volumes",
+                m.name
+            )));
+        }
+        if m.mount_path.starts_with("/nbg") {
+            return Err(SpecError(format!(
+                "spec.podConfig.volumeMounts[{i}].mountPath: {:?} is reserved for the runner",
+                m.mount_path
+            )));
+        }
+    }
+    for (i, e) in pc.env.iter().enumerate() {
+        if e.name.starts_with("NBG_") {
+            return Err(SpecError(format!(
+                "spec.podConfig.env[{i}].name: {:?} is reserved for the runner",
+                e.name
+            )));
+        }
+    }
+    for (field, source) in [
+        ("spec.notebook.path", Some(&spec.notebook)),
+        ("spec.goldenNotebook.path", spec.golden_notebook.as_ref()),
+    ] {
+        if let Some(s) = source {
+            if s.path.starts_with('/') || s.path.split('/').any(|p| p == "..") {
+                return Err(SpecError(format!(
+                    "{field}: {:?} must be a path inside the repository",
+                    s.path
+                )));
+            }
+        }
+    }
+    let mut unsupported = Vec::new();
+    if pc
+        .build_config
+        .as_ref()
+        .is_some_and(|b| b.enabled != Some(false))
+    {
+        unsupported.push("spec.podConfig.buildConfig");
+    }
+    if spec
+        .model_validation
+        .as_ref()
+        .is_some_and(|m| m.enabled != Some(false))
+    {
+        unsupported.push("spec.modelValidation");
+    }
+    if spec.validation_config.is_some() {
+        unsupported.push("spec.validationConfig");
+    }
+    Ok(CheckedSpec {
+        timeout,
+        unsupported,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(extra: serde_json::Value) -> NotebookValidationJobSpec {
+        let mut v = serde_json::json!({
+            "notebook": {"git": {"url": "https://x/r.git", "ref": "main"}, "path": "a.ipynb"},
+            "podConfig": {"containerImage": "img"}
+        });
+        if let (Some(base), Some(more)) = (v.as_object_mut(), extra.as_object()) {
+            for (k, val) in more {
+                base.insert(k.clone(), val.clone());
+            }
+        }
+        serde_json::from_value(v).expect("spec")
+    }
+
+    #[test]
+    fn accepts_a_plain_spec() {
+        let c = check(&spec(serde_json::json!({}))).expect("valid");
+        assert_eq!(c.timeout, Duration::from_secs(1800));
+        assert!(c.unsupported.is_empty());
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        let e = check(&spec(
+            serde_json::json!({"comparisonConfig": {"customTimestampPatterns": ["("]}}),
+        ))
+        .expect_err("bad regex");
+        assert!(
+            e.0.starts_with("spec.comparisonConfig.customTimestampPatterns[0]"),
+            "{e:?}"
+        );
+        let e = check(&spec(serde_json::json!({"podConfig": {"containerImage": "i", "volumeMounts": [{"name": "v", "mountPath": "/d"}]}})))
+            .expect_err("dangling mount");
+        assert!(
+            e.0.starts_with("spec.podConfig.volumeMounts[0].name"),
+            "{e:?}"
+        );
+        let e = check(&spec(serde_json::json!({"notebook": {"git": {"url": "https://x/r.git", "ref": "main"}, "path": "../x.ipynb"}}))).expect_err("escape");
+        assert!(e.0.starts_with("spec.notebook.path"), "{e:?}");
+        let e = check(&spec(serde_json::json!({"timeout": "0s"}))).expect_err("zero");
+        assert!(e.0.starts_with("spec.timeout"), "{e:?}");
+    }
+
+    #[test]
+    fn reports_unsupported_go_operator_features() {
+        let c = check(&spec(serde_json::json!({
+            "podConfig": {"containerImage": "i", "buildConfig": {"strategy": "s2i"}},
+            "modelValidation": {"platform": "kserve"},
+            "validationConfig": {"level": "development"}
+        })))
+        .expect("valid");
+        assert_eq!(
+            c.unsupported,
+            vec![
+                "spec.podConfig.buildConfig",
+                "spec.modelValidation",
+                "spec.validationConfig"
+            ]
+        );
+        let off = check(&spec(serde_json::json!({"podConfig": {"containerImage": "i", "buildConfig": {"enabled": false}}}))).expect("valid");
+        assert!(off.unsupported.is_empty());
+    }
+}
