@@ -346,10 +346,8 @@ pub fn decide(
                     "the notebook ran longer than the timeout {} and was stopped",
                     nvj.spec.timeout
                 );
-                return {
-                    cx.fail(current, "Timeout", message, &mut plan);
-                    plan
-                };
+                cx.fail(current, "Timeout", message, &mut plan);
+                return plan;
             }
             if let Some(why) = stuck_waiting(p, now, settings.waiting_grace) {
                 cx.retry_or_fail(current, why, Some(p), &mut plan);

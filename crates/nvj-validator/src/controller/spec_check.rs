@@ -57,13 +57,13 @@ pub fn check(spec: &NotebookValidationJobSpec) -> Result<CheckedSpec, SpecError>
         ("spec.notebook.path", Some(&spec.notebook)),
         ("spec.goldenNotebook.path", spec.golden_notebook.as_ref()),
     ] {
-        if let Some(s) = source {
-            if s.path.starts_with('/') || s.path.split('/').any(|p| p == "..") {
-                return Err(SpecError(format!(
-                    "{field}: {:?} must be a path inside the repository",
-                    s.path
-                )));
-            }
+        if let Some(s) =
+            source.filter(|s| s.path.starts_with('/') || s.path.split('/').any(|p| p == ".."))
+        {
+            return Err(SpecError(format!(
+                "{field}: {:?} must be a path inside the repository",
+                s.path
+            )));
         }
     }
     let mut unsupported = Vec::new();
