@@ -154,3 +154,20 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The bin directory of the project's notebook Python environment (hack/python-env.sh).
+pub fn notebook_python() -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let out = Command::new(repo_root().join("hack/python-env.sh"))
+            .output()
+            .expect("run hack/python-env.sh");
+        assert!(
+            out.status.success(),
+            "python env: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("python")
+    })
+    .clone()
+}

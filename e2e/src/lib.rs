@@ -9,6 +9,7 @@
 //!   ServiceAccount token with exactly the RBAC a chart grants; killed when dropped.
 
 pub mod cluster;
+pub mod git_server;
 pub mod kubelet;
 pub mod namespace;
 pub mod process;

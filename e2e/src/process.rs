@@ -146,21 +146,30 @@ pub fn chart_rbac(
         String::from_utf8_lossy(&out.stderr)
     );
     let rendered = String::from_utf8_lossy(&out.stdout);
-    rendered
-        .split("\n---")
+    let mut docs: Vec<String> = vec![String::new()];
+    for line in rendered.lines() {
+        if line.trim_end() == "---" {
+            docs.push(String::new());
+        } else if let Some(doc) = docs.last_mut() {
+            doc.push_str(line);
+            doc.push('\n');
+        }
+    }
+    let rbac_kinds = [
+        "ServiceAccount",
+        "Role",
+        "ClusterRole",
+        "RoleBinding",
+        "ClusterRoleBinding",
+    ];
+    docs.into_iter()
         .filter(|doc| {
             doc.lines().any(|l| {
-                matches!(
-                    l.trim(),
-                    "kind: ServiceAccount"
-                        | "kind: Role"
-                        | "kind: ClusterRole"
-                        | "kind: RoleBinding"
-                        | "kind: ClusterRoleBinding"
-                )
+                l.strip_prefix("kind: ")
+                    .is_some_and(|k| rbac_kinds.contains(&k.trim()))
             })
         })
-        .map(|doc| format!("---{doc}\n"))
+        .map(|doc| format!("---\n{doc}"))
         .collect()
 }
 

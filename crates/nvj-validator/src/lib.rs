@@ -23,13 +23,44 @@ pub const NAME: &str = "nvj-validator";
     name = "nvj-validator",
     version,
     about = "Runs NotebookValidationJobs: executes the notebook from git, compares it with a golden notebook and reports every cell in the NVJ status.",
-    long_about = "Runs NotebookValidationJobs: executes the notebook from git, compares it with a golden notebook and reports every cell in the NVJ status.\n\nWithout a subcommand it runs the controller. Not implemented yet: this build of the controller connects to the API server and runs the shared runtime (metrics, health, leader election) but does not reconcile NotebookValidationJobs.\n\n`nvj-validator run` validates a notebook on this machine, as a validation pod would."
+    long_about = "Runs NotebookValidationJobs: executes the notebook from git, compares it with a golden notebook and reports every cell in the NVJ status.\n\nWithout a subcommand it runs the controller: for each new spec generation of an NVJ it creates a validation pod, reads the runner's report from the pod's termination message, and writes phase, conditions, per-cell results and the golden comparison into the status. Infrastructure failures are retried with backoff; failing cells, golden mismatches and timeouts are final.\n\n`nvj-validator run` validates a notebook on this machine, as a validation pod would."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub controller: ControllerArgs,
+}
+
+/// Controller settings.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ControllerArgs {
+    /// Image of the init container that brings the runner into the notebook image (normally
+    /// this controller's own image).
+    #[arg(long, env = "NBG_RUNNER_IMAGE", default_value = concat!("ghcr.io/notebook-gitops/nvj-validator:", env!("CARGO_PKG_VERSION")))]
+    pub runner_image: String,
+    /// Path of the nvj-validator binary inside the runner image.
+    #[arg(
+        long,
+        env = "NBG_RUNNER_PATH",
+        default_value = "/usr/local/bin/nvj-validator"
+    )]
+    pub runner_path: String,
+    /// Python with papermill inside notebook images.
+    #[arg(long, env = "NBG_NOTEBOOK_PYTHON", default_value = "python3")]
+    pub notebook_python: String,
+    /// Retries after infrastructure failures (pod evicted or deleted, image not pulled, node lost).
+    #[arg(long, env = "NBG_MAX_RETRIES", default_value_t = 3)]
+    pub max_retries: i32,
+    /// Delay before the first retry; doubles with each retry (Go duration).
+    #[arg(long, env = "NBG_RETRY_BACKOFF", default_value = "10s", value_parser = parse_duration)]
+    pub retry_backoff: std::time::Duration,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    nbg_core::duration::parse_go_duration(s).map_err(|e| e.to_string())
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -105,16 +136,37 @@ fn exit(code: i32) -> ExitCode {
 /// Entry point of the binary.
 pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
-        None => nbg_runtime::block_on_main(run_controller(cli.common)),
+        None => nbg_runtime::block_on_main(run_controller(cli.common, cli.controller)),
         Some(Command::Run(args)) => run_local(&args),
         Some(Command::PodRun(args)) => run_in_pod(&args),
         Some(Command::InstallRunner { dest }) => install_runner(&dest),
     }
 }
 
-async fn run_controller(common: CommonArgs) -> anyhow::Result<()> {
+async fn run_controller(common: CommonArgs, args: ControllerArgs) -> anyhow::Result<()> {
+    if args.max_retries < 0 {
+        anyhow::bail!("--max-retries must not be negative");
+    }
     let runtime = Runtime::connect(NAME, env!("CARGO_PKG_VERSION"), common).await?;
-    runtime.run_idle().await
+    let settings = controller::decide::Settings {
+        max_retries: args.max_retries,
+        retry_backoff: args.retry_backoff,
+        ..Default::default()
+    };
+    let pod_settings = controller::pod::PodSettings {
+        runner_image: args.runner_image,
+        runner_path: args.runner_path,
+        python: args.notebook_python,
+    };
+    let metrics = controller::reconcile::ValidationMetrics::register(&runtime.registry);
+    let reconciler = controller::reconcile::NvjReconciler::new(
+        runtime.client.clone(),
+        runtime.events.clone(),
+        settings,
+        pod_settings,
+        metrics,
+    );
+    runtime.run(reconciler).await
 }
 
 fn run_local(args: &RunArgs) -> ExitCode {

@@ -218,8 +218,6 @@ pub fn decide(
         let mut status = NotebookValidationJobStatus {
             start_time: Some(cx.time()),
             retry_count: Some(0),
-            // The triggers of earlier runs stay: they belong to trigger-controller.
-            triggers: current.triggers.clone(),
             // Conditions of other writers are kept; ours are recomputed below.
             conditions: current
                 .conditions

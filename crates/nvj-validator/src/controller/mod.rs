@@ -4,4 +4,5 @@
 
 pub mod decide;
 pub mod pod;
+pub mod reconcile;
 pub mod spec_check;

@@ -1,0 +1,277 @@
+//! The reconciler's I/O: fetch the NVJ's pods, decide, apply. Status is written with
+//! server-side apply as `nvj-validator`, with only the fields this controller owns (never
+//! `status.triggers`, never other writers' conditions).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use nbg_core::conditions;
+use nbg_core::nvj::{NotebookValidationJob, NotebookValidationJobStatus, Phase};
+use nbg_runtime::ReconcileError;
+use nbg_runtime::events::Events;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+use super::decide::{self, CONDITION_UNSUPPORTED, Plan, Settings};
+use super::pod::{self, LABEL_NVJ_UID, PodSettings};
+use super::spec_check;
+use crate::NAME;
+
+/// Errors of one reconcile; the variant name is the metric label and Event reason.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cannot build the validation pod: {0}")]
+    PodSpec(String),
+}
+
+impl ReconcileError for Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "Kube",
+            Error::PodSpec(_) => "PodSpec",
+        }
+    }
+    fn is_transient(&self) -> bool {
+        matches!(self, Error::Kube(_))
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    /// `ValidationSucceeded`, `CellFailed`, `GoldenMismatch`, `Timeout`, `RetriesExhausted`, ...
+    result: String,
+}
+
+/// Validations by result, their duration, and runs in progress.
+#[derive(Clone)]
+pub struct ValidationMetrics {
+    validations: Family<ResultLabels, Counter>,
+    duration: Histogram,
+    in_progress: Gauge,
+    running: Arc<Mutex<HashSet<String>>>,
+}
+
+impl ValidationMetrics {
+    pub fn register(registry: &nbg_runtime::metrics::SharedRegistry) -> Self {
+        let this = Self {
+            validations: Family::default(),
+            duration: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            in_progress: Gauge::default(),
+            running: Arc::default(),
+        };
+        if let Ok(mut r) = registry.write() {
+            r.register(
+                "validations",
+                "Finished validation runs, by result",
+                this.validations.clone(),
+            );
+            r.register(
+                "validation_duration_seconds",
+                "Duration of finished validation runs",
+                this.duration.clone(),
+            );
+            r.register(
+                "validations_in_progress",
+                "Validation runs in progress",
+                this.in_progress.clone(),
+            );
+        }
+        this
+    }
+
+    fn observe(&self, run: &str, before: Option<Phase>, after: &NotebookValidationJobStatus) {
+        let Ok(mut running) = self.running.lock() else {
+            return;
+        };
+        match after.phase {
+            Some(p) if p.is_terminal() => {
+                running.remove(run);
+                if before.is_none_or(|b| !b.is_terminal()) {
+                    let result = after
+                        .condition(conditions::READY)
+                        .map(|c| c.reason.clone())
+                        .unwrap_or_default();
+                    self.validations
+                        .get_or_create(&ResultLabels { result })
+                        .inc();
+                    if let (Some(s), Some(e)) = (&after.start_time, &after.completion_time) {
+                        self.duration
+                            .observe(e.0.duration_since(s.0).as_secs_f64().max(0.0));
+                    }
+                }
+            }
+            Some(_) => {
+                running.insert(run.to_string());
+            }
+            None => {}
+        }
+        self.in_progress
+            .set(i64::try_from(running.len()).unwrap_or(i64::MAX));
+    }
+}
+
+pub struct NvjReconciler {
+    client: Client,
+    events: Events,
+    settings: Settings,
+    pod_settings: PodSettings,
+    metrics: ValidationMetrics,
+}
+
+impl NvjReconciler {
+    pub fn new(
+        client: Client,
+        events: Events,
+        settings: Settings,
+        pod_settings: PodSettings,
+        metrics: ValidationMetrics,
+    ) -> Self {
+        Self {
+            client,
+            events,
+            settings,
+            pod_settings,
+            metrics,
+        }
+    }
+}
+
+/// The status fields this controller owns, as an apply patch body.
+fn owned_status(status: &NotebookValidationJobStatus) -> serde_json::Value {
+    let mine = [
+        conditions::READY,
+        conditions::RECONCILING,
+        conditions::STALLED,
+        conditions::VALIDATION_COMPLETE,
+        CONDITION_UNSUPPORTED,
+    ];
+    let mut status = status.clone();
+    status.triggers.clear();
+    status
+        .conditions
+        .retain(|c| mine.contains(&c.type_.as_str()));
+    serde_json::json!({
+        "apiVersion": NotebookValidationJob::api_version(&()),
+        "kind": NotebookValidationJob::kind(&()),
+        "status": status,
+    })
+}
+
+impl nbg_runtime::Reconciler for NvjReconciler {
+    type Object = NotebookValidationJob;
+    type Error = Error;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn reconcile(&self, nvj: Arc<NotebookValidationJob>) -> Result<Action, Error> {
+        if nvj.metadata.deletion_timestamp.is_some() {
+            // Its pods are owned by it: the garbage collector removes them.
+            return Ok(Action::await_change());
+        }
+        let namespace = nvj.namespace().unwrap_or_default();
+        let name = nvj.name_any();
+        let uid = nvj.metadata.uid.clone().unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let owned = pods
+            .list(&ListParams::default().labels(&format!("{LABEL_NVJ_UID}={uid}")))
+            .await?
+            .items;
+        let plan: Plan = decide::decide(&nvj, &owned, Timestamp::now(), &self.settings);
+        let reference = nvj.object_ref(&());
+
+        for pod_name in &plan.delete_pods {
+            match pods.delete(pod_name, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(attempt) = plan.create_attempt {
+            let timeout = spec_check::check(&nvj.spec)
+                .map(|c| c.timeout)
+                .unwrap_or(Duration::from_secs(1800));
+            let seconds = i64::try_from(timeout.as_secs().max(1)).unwrap_or(i64::MAX / 2);
+            let pod =
+                pod::build(&nvj, attempt, seconds, &self.pod_settings).map_err(Error::PodSpec)?;
+            let pod_name = pod.metadata.name.clone().unwrap_or_default();
+            match pods
+                .create(
+                    &PostParams {
+                        field_manager: Some(NAME.into()),
+                        ..PostParams::default()
+                    },
+                    &pod,
+                )
+                .await
+            {
+                Ok(_) => {
+                    let note = format!("created validation pod {pod_name} (attempt {attempt})");
+                    self.events
+                        .normal(&reference, "PodCreated", "CreatePod", note)
+                        .await;
+                }
+                // Created before a crash or by an earlier reconcile: the same pod, adopted.
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(status) = &plan.status {
+            let api: Api<NotebookValidationJob> = Api::namespaced(self.client.clone(), &namespace);
+            api.patch_status(
+                &name,
+                &PatchParams::apply(NAME).force(),
+                &Patch::Apply(owned_status(status)),
+            )
+            .await?;
+            let before = nvj.status.as_ref().and_then(|s| s.phase).filter(|_| {
+                nvj.status.as_ref().and_then(|s| s.observed_generation) == nvj.metadata.generation
+            });
+            let run = format!("{uid}/{}", nvj.metadata.generation.unwrap_or(0));
+            self.metrics.observe(&run, before, status);
+        }
+        for e in &plan.events {
+            if e.warning {
+                self.events
+                    .warning(&reference, e.reason, "Validate", e.note.clone())
+                    .await;
+            } else {
+                self.events
+                    .normal(&reference, e.reason, "Validate", e.note.clone())
+                    .await;
+            }
+        }
+        Ok(plan
+            .requeue
+            .map_or_else(Action::await_change, Action::requeue))
+    }
+
+    fn configure(
+        &self,
+        controller: Controller<kube::api::DynamicObject>,
+        client: &Client,
+        namespace: Option<&str>,
+    ) -> Controller<kube::api::DynamicObject> {
+        let pods: Api<Pod> = match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        controller.owns(
+            pods,
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=nvj-validator"),
+        )
+    }
+}

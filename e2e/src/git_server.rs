@@ -1,0 +1,187 @@
+//! A git server for tests: serves bare repositories over git's "dumb" HTTP protocol (static
+//! files after `git update-server-info`) on 127.0.0.1, optionally behind HTTP basic auth, so
+//! validation pods fetch with real git over a real network protocol, credentials included.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+pub struct GitServer {
+    pub root: PathBuf,
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Some(v) = (status == StatusCode::UNAUTHORIZED)
+        .then(|| "Basic realm=\"git\"".parse().ok())
+        .flatten()
+    {
+        r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+impl GitServer {
+    /// Starts serving `root`; with `auth`, every request needs that user and password.
+    pub async fn start(root: &Path, auth: Option<(&str, &str)>) -> Self {
+        std::fs::create_dir_all(root).expect("git root");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind git server");
+        let addr = listener.local_addr().expect("addr");
+        let expected = auth.map(|(u, p)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        });
+        let served = root.to_path_buf();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let root = served.clone();
+                let expected = expected.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let root = root.clone();
+                        let expected = expected.clone();
+                        async move {
+                            if let Some(want) = &expected {
+                                let got = req
+                                    .headers()
+                                    .get(hyper::header::AUTHORIZATION)
+                                    .and_then(|v| v.to_str().ok());
+                                if got != Some(want.as_str()) {
+                                    return Ok::<_, Infallible>(reply(
+                                        StatusCode::UNAUTHORIZED,
+                                        b"authentication required".to_vec(),
+                                    ));
+                                }
+                            }
+                            let path = req.uri().path().trim_start_matches('/').to_string();
+                            if path.split('/').any(|p| p == ".." || p.is_empty()) {
+                                return Ok(reply(StatusCode::BAD_REQUEST, vec![]));
+                            }
+                            Ok(match std::fs::read(root.join(&path)) {
+                                Ok(bytes) => reply(StatusCode::OK, bytes),
+                                Err(_) => reply(StatusCode::NOT_FOUND, vec![]),
+                            })
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            root: root.to_path_buf(),
+            addr,
+            task,
+        }
+    }
+
+    /// The URL of repository `name`.
+    pub fn url(&self, name: &str) -> String {
+        format!("http://{}/{name}.git", self.addr)
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=e2e",
+            "-c",
+            "user.email=e2e@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A repository served by a [`GitServer`]: a working copy that pushes to a bare repository.
+pub struct GitRepo {
+    work: PathBuf,
+    bare: PathBuf,
+}
+
+impl GitRepo {
+    pub fn create(server: &GitServer, name: &str) -> Self {
+        let bare = server.root.join(format!("{name}.git"));
+        let work = server.root.join(format!("{name}-work"));
+        let _ = std::fs::remove_dir_all(&bare);
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&bare).expect("bare dir");
+        std::fs::create_dir_all(&work).expect("work dir");
+        git(&bare, &["init", "-q", "--bare"]);
+        git(&work, &["init", "-q"]);
+        git(&work, &["remote", "add", "origin", &bare.to_string_lossy()]);
+        Self { work, bare }
+    }
+
+    /// Writes files, commits, pushes `main`, and returns the commit SHA.
+    pub fn commit(&self, files: &[(&str, String)], message: &str) -> String {
+        for (path, content) in files {
+            let p = self.work.join(path);
+            if let Some(d) = p.parent() {
+                std::fs::create_dir_all(d).expect("dir");
+            }
+            std::fs::write(p, content).expect("write file");
+        }
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "-m", message]);
+        git(
+            &self.work,
+            &["push", "-q", "origin", "HEAD:refs/heads/main"],
+        );
+        git(&self.bare, &["update-server-info"]);
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    pub fn tag(&self, tag: &str) {
+        git(&self.work, &["tag", tag]);
+        git(&self.work, &["push", "-q", "origin", tag]);
+        git(&self.bare, &["update-server-info"]);
+    }
+}
+
+/// A notebook (nbformat 4, python3 kernel) with one code cell per source.
+pub fn notebook(cells: &[&str]) -> String {
+    let cells: Vec<serde_json::Value> = cells
+        .iter()
+        .map(|src| serde_json::json!({"cell_type": "code", "source": src, "metadata": {}, "outputs": [], "execution_count": null}))
+        .collect();
+    serde_json::json!({"nbformat": 4, "nbformat_minor": 5, "cells": cells,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}})
+    .to_string()
+}

@@ -1,0 +1,500 @@
+//! nvj-validator end to end: the controller runs as a process under exactly the RBAC of its
+//! chart, in a namespace that enforces the "restricted" Pod Security Standard; the kubelet
+//! double runs validation pods with real git (over HTTP from a local git server), real
+//! papermill and a real Jupyter kernel.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use nbg_core::conditions;
+use nbg_core::nvj::{CellStatus, NotebookValidationJob, Phase};
+use nbg_e2e::cluster::{eventually, notebook_python, repo_root, workspace_binary};
+use nbg_e2e::git_server::{GitRepo, GitServer, notebook};
+use nbg_e2e::kubelet::{self, KubeletConfig, PodHandling};
+use nbg_e2e::process::{LocalProcess, chart_rbac, service_account_kubeconfig};
+use nbg_e2e::{Cluster, TestNamespace};
+
+struct Env {
+    cluster: Cluster,
+    ns: TestNamespace,
+    nvjs: Api<NotebookValidationJob>,
+    pods: Api<Pod>,
+    _controller: LocalProcess,
+    _kubelet: tokio::task::JoinHandle<()>,
+    git: GitServer,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+impl Env {
+    async fn start(prefix: &str, extra_args: &[&str], auth: Option<(&str, &str)>) -> Self {
+        let cluster = Cluster::get();
+        let labels = BTreeMap::from([(
+            "pod-security.kubernetes.io/enforce".to_string(),
+            "restricted".to_string(),
+        )]);
+        let ns = TestNamespace::with_labels(&cluster, prefix, labels).await;
+        let release = format!("nvjv-{}", ns.name);
+        let rbac = chart_rbac(
+            &cluster,
+            &repo_root().join("charts/nvj-validator"),
+            &release,
+            &ns.name,
+            &[
+                &format!("watchNamespaces={{{}}}", ns.name),
+                "leaderElection=false",
+            ],
+        );
+        let kubeconfig = service_account_kubeconfig(&cluster, &ns.name, &release, &rbac).await;
+        let mut cmd = Command::new(workspace_binary("nvj-validator"));
+        cmd.arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args([
+                "--namespaces",
+                &ns.name,
+                "--http-addr",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
+            .args([
+                "--runner-image",
+                "local/nvj-validator:e2e",
+                "--retry-backoff",
+                "1s",
+            ])
+            .arg("--notebook-python")
+            .arg(notebook_python())
+            .args(extra_args)
+            .env("RUST_LOG", "info,kube=warn");
+        if !extra_args.contains(&"--runner-path") {
+            cmd.arg("--runner-path")
+                .arg(workspace_binary("nvj-validator"));
+        }
+        let controller = LocalProcess::spawn("nvj-validator", cmd);
+        let client = cluster.client().await;
+        let config = KubeletConfig {
+            node_name: format!("kubelet-{}", ns.name),
+            namespaces: vec![ns.name.clone()],
+            handling: PodHandling::RunCommands,
+            work_dir: repo_root().join("target/e2e-kubelet"),
+        };
+        let kubelet_client = client.clone();
+        let kubelet = tokio::spawn(async move {
+            let _ = kubelet::run(kubelet_client, config).await;
+        });
+        let git = GitServer::start(
+            &repo_root().join(format!("target/e2e-git/{}", ns.name)),
+            auth,
+        )
+        .await;
+        Self {
+            nvjs: Api::namespaced(client.clone(), &ns.name),
+            pods: Api::namespaced(client, &ns.name),
+            cluster,
+            ns,
+            _controller: controller,
+            _kubelet: kubelet,
+            git,
+        }
+    }
+
+    async fn create(&self, name: &str, spec: serde_json::Value) -> NotebookValidationJob {
+        let nvj: NotebookValidationJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mlops.mlops.dev/v1alpha1", "kind": "NotebookValidationJob", "metadata": {"name": name}, "spec": spec
+        }))
+        .expect("nvj");
+        self.nvjs
+            .create(&PostParams::default(), &nvj)
+            .await
+            .expect("create nvj")
+    }
+
+    /// Waits for the current generation to reach a terminal phase.
+    async fn finished(&self, name: &str, within: Duration) -> NotebookValidationJob {
+        let nvjs = self.nvjs.clone();
+        let controller_log = self._controller.log.clone();
+        let what = format!(
+            "{name} to finish (controller log: {})",
+            controller_log.display()
+        );
+        eventually(within, &what, || {
+            let nvjs = nvjs.clone();
+            let name = name.to_string();
+            async move {
+                let n = nvjs.get(&name).await.ok()?;
+                n.current_phase().filter(|p| p.is_terminal()).map(|_| n)
+            }
+        })
+        .await
+    }
+
+    fn spec(&self, repo: &str, path: &str, reference: &str) -> serde_json::Value {
+        serde_json::json!({
+            "notebook": {"git": {"url": self.git.url(repo), "ref": reference}, "path": path},
+            "podConfig": {"containerImage": "quay.io/jupyter/minimal-notebook:2025-06-02"},
+            "timeout": "2m"
+        })
+    }
+}
+
+/// Executes `cells` locally with nvj-validator run and returns the executed notebook: a golden copy.
+fn executed(cells: &[&str]) -> String {
+    let dir =
+        std::env::temp_dir().join(format!("nbg-golden-{}-{}", std::process::id(), cells.len()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let input = dir.join("in.ipynb");
+    let output = dir.join("out.ipynb");
+    std::fs::write(&input, notebook(cells)).expect("write");
+    let status = Command::new(workspace_binary("nvj-validator"))
+        .arg("run")
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .arg("--python")
+        .arg(notebook_python())
+        .status()
+        .expect("run");
+    assert!(status.success());
+    std::fs::read_to_string(&output).expect("executed notebook")
+}
+
+#[tokio::test]
+async fn passing_and_failing_notebooks_report_every_cell_and_run_once() {
+    let env = Env::start("nvj-cells", &[], None).await;
+    let repo = GitRepo::create(&env.git, "notebooks");
+    repo.commit(
+        &[
+            (
+                "nb/pass.ipynb",
+                notebook(&["x = 20", "print('x is', x)", "x * 2 + 2"]),
+            ),
+            (
+                "nb/fail.ipynb",
+                notebook(&[
+                    "a = 1",
+                    "b = 2",
+                    "raise ValueError('training data is empty')",
+                    "print('never')",
+                ]),
+            ),
+        ],
+        "notebooks",
+    );
+    env.create("pass", env.spec("notebooks", "nb/pass.ipynb", "main"))
+        .await;
+    env.create("fail", env.spec("notebooks", "nb/fail.ipynb", "main"))
+        .await;
+
+    let pass = env.finished("pass", Duration::from_secs(90)).await;
+    let s = pass.status.clone().expect("status");
+    assert_eq!(s.phase, Some(Phase::Succeeded), "{:?}", s.message);
+    assert_eq!(s.results.len(), 3);
+    assert!(s.results.iter().all(|c| c.status == CellStatus::Success));
+    assert_eq!(s.results[2].output.as_deref(), Some("42"));
+    assert!(conditions::is_true(&s.conditions, conditions::READY));
+    assert!(
+        s.start_time.is_some() && s.completion_time.is_some() && s.validation_pod_name.is_some()
+    );
+
+    let fail = env.finished("fail", Duration::from_secs(90)).await;
+    let s = fail.status.clone().expect("status");
+    assert_eq!(s.phase, Some(Phase::Failed));
+    let message = s.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("cell 3 (cellIndex 2) raised ValueError: training data is empty"),
+        "{message}"
+    );
+    assert_eq!(s.results[2].status, CellStatus::Failure);
+    assert!(
+        s.results[2]
+            .error_message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("ValueError")
+    );
+    assert_eq!(s.results[3].status, CellStatus::Skipped);
+    assert_eq!(s.retry_count, Some(0));
+    assert!(conditions::is_true(&s.conditions, conditions::STALLED));
+    // Run once: exactly one pod for the failing job.
+    let uid = fail.metadata.uid.clone().unwrap_or_default();
+    let pods = env
+        .pods
+        .list(&ListParams::default().labels(&format!("mlops.dev/nvj-uid={uid}")))
+        .await
+        .expect("pods");
+    assert_eq!(
+        pods.items.len(),
+        1,
+        "a deterministic failure is not retried"
+    );
+}
+
+#[tokio::test]
+async fn golden_comparison_within_and_beyond_tolerance() {
+    let env = Env::start("nvj-golden", &[], None).await;
+    let repo = GitRepo::create(&env.git, "ml");
+    let golden = executed(&[
+        "import datetime; print('trained at', datetime.datetime.now().isoformat())",
+        "print('accuracy: 0.9512')",
+    ]);
+    repo.commit(
+        &[
+            ("golden/train.ipynb", golden),
+            (
+                "close.ipynb",
+                notebook(&[
+                    "import datetime; print('trained at', datetime.datetime.now().isoformat())",
+                    "print('accuracy: 0.9517')",
+                ]),
+            ),
+            (
+                "far.ipynb",
+                notebook(&[
+                    "import datetime; print('trained at', datetime.datetime.now().isoformat())",
+                    "print('accuracy: 0.9712')",
+                ]),
+            ),
+        ],
+        "golden",
+    );
+    for (name, path) in [("close", "close.ipynb"), ("far", "far.ipynb")] {
+        let mut spec = env.spec("ml", path, "main");
+        spec["goldenNotebook"] = serde_json::json!({"git": {"url": env.git.url("ml"), "ref": "main"}, "path": "golden/train.ipynb"});
+        spec["comparisonConfig"] = serde_json::json!({"floatingPointTolerance": "0.001"});
+        env.create(name, spec).await;
+    }
+    let close = env
+        .finished("close", Duration::from_secs(90))
+        .await
+        .status
+        .expect("status");
+    assert_eq!(close.phase, Some(Phase::Succeeded), "{:?}", close.message);
+    assert_eq!(
+        close
+            .comparison_result
+            .as_ref()
+            .map(|c| (c.matched_cells, c.total_cells)),
+        Some((2, 2))
+    );
+    let far = env
+        .finished("far", Duration::from_secs(90))
+        .await
+        .status
+        .expect("status");
+    assert_eq!(far.phase, Some(Phase::Failed));
+    let cmp = far.comparison_result.expect("comparison");
+    assert_eq!(cmp.mismatched_cells, 1);
+    assert!(
+        cmp.diffs[0]
+            .diff
+            .as_deref()
+            .unwrap_or_default()
+            .contains("0.9712 differs from the golden 0.9512"),
+        "{:?}",
+        cmp.diffs
+    );
+    assert!(
+        far.message
+            .unwrap_or_default()
+            .contains("golden comparison failed")
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_fails_well_before_the_notebook_would_end() {
+    let env = Env::start("nvj-timeout", &[], None).await;
+    let repo = GitRepo::create(&env.git, "slow");
+    repo.commit(
+        &[("slow.ipynb", notebook(&["import time", "time.sleep(300)"]))],
+        "slow",
+    );
+    let mut spec = env.spec("slow", "slow.ipynb", "main");
+    spec["timeout"] = serde_json::json!("8s");
+    let started = Instant::now();
+    env.create("slow", spec).await;
+    let s = env
+        .finished("slow", Duration::from_secs(120))
+        .await
+        .status
+        .expect("status");
+    assert_eq!(s.phase, Some(Phase::Failed));
+    assert_eq!(
+        s.condition(conditions::STALLED).map(|c| c.reason.as_str()),
+        Some("Timeout")
+    );
+    assert!(s.message.unwrap_or_default().contains("timeout 8s"));
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "took {:?}; the notebook sleeps 300 s",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_private_repository_with_a_credentials_secret_and_no_secret_in_the_pod() {
+    let token = "tok-4f9c2b7e1d";
+    let env = Env::start("nvj-private", &[], Some(("ml-bot", token))).await;
+    let repo = GitRepo::create(&env.git, "private");
+    let sha = repo.commit(
+        &[("train.ipynb", notebook(&["print('secret model trained')"]))],
+        "private",
+    );
+    let secrets: Api<Secret> = Api::namespaced(env.cluster.client().await, &env.ns.name);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("git-credentials".into()),
+            ..ObjectMeta::default()
+        },
+        string_data: Some(BTreeMap::from([
+            ("username".to_string(), "ml-bot".to_string()),
+            ("password".to_string(), token.to_string()),
+        ])),
+        ..Secret::default()
+    };
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    // Without credentials the fetch is refused: a deterministic failure, not retried.
+    env.create("anonymous", env.spec("private", "train.ipynb", &sha))
+        .await;
+    let anonymous = env
+        .finished("anonymous", Duration::from_secs(90))
+        .await
+        .status
+        .expect("status");
+    assert_eq!(
+        (anonymous.phase, anonymous.retry_count),
+        (Some(Phase::Failed), Some(0)),
+        "{:?}",
+        anonymous.message
+    );
+    // With the Secret, at a full commit SHA.
+    let mut spec = env.spec("private", "train.ipynb", &sha);
+    spec["notebook"]["git"]["credentialsSecret"] = serde_json::json!("git-credentials");
+    env.create("private", spec).await;
+    let done = env.finished("private", Duration::from_secs(90)).await;
+    let s = done.status.clone().expect("status");
+    assert_eq!(s.phase, Some(Phase::Succeeded), "{:?}", s.message);
+    let pod = env
+        .pods
+        .get(s.validation_pod_name.as_deref().unwrap_or_default())
+        .await
+        .expect("pod");
+    let text = serde_json::to_string(&pod).expect("json");
+    assert!(!text.contains(token), "the token appears in the pod object");
+    assert!(
+        text.contains("git-credentials"),
+        "the Secret is referenced by name"
+    );
+}
+
+#[tokio::test]
+async fn a_spec_change_after_failure_reruns_and_a_deleted_pod_is_retried() {
+    let env = Env::start("nvj-rerun", &[], None).await;
+    let repo = GitRepo::create(&env.git, "rerun");
+    let broken = repo.commit(
+        &[("train.ipynb", notebook(&["raise RuntimeError('bug')"]))],
+        "broken",
+    );
+    let fixed = repo.commit(
+        &[(
+            "train.ipynb",
+            notebook(&["import time; time.sleep(6)", "print('fixed')"]),
+        )],
+        "fixed",
+    );
+    env.create("rerun", env.spec("rerun", "train.ipynb", &broken))
+        .await;
+    let first = env.finished("rerun", Duration::from_secs(90)).await;
+    assert_eq!(
+        first.status.as_ref().and_then(|s| s.phase),
+        Some(Phase::Failed)
+    );
+    let old_pod = first
+        .status
+        .as_ref()
+        .and_then(|s| s.validation_pod_name.clone())
+        .unwrap_or_default();
+
+    // Point the job at the fixed commit: a new generation, a new run.
+    let patch = serde_json::json!({"spec": {"notebook": {"git": {"ref": fixed}}}});
+    env.nvjs
+        .patch("rerun", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("spec change");
+    // Delete the new run's pod while its notebook sleeps: an infrastructure failure, retried.
+    let pods = env.pods.clone();
+    let nvjs = env.nvjs.clone();
+    let running = eventually(Duration::from_secs(60), "the new run's pod to run", || {
+        let (pods, nvjs) = (pods.clone(), nvjs.clone());
+        async move {
+            let n = nvjs.get("rerun").await.ok()?;
+            let name = n
+                .status
+                .as_ref()
+                .and_then(|s| s.validation_pod_name.clone())?;
+            let p = pods.get(&name).await.ok()?;
+            (n.status.as_ref().and_then(|s| s.observed_generation) == Some(2)
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .then_some(name)
+        }
+    })
+    .await;
+    assert_ne!(running, old_pod);
+    assert!(
+        env.pods
+            .get_opt(&old_pod)
+            .await
+            .expect("get")
+            .is_none_or(|p| p.metadata.deletion_timestamp.is_some()),
+        "the old run's pod is removed"
+    );
+    env.pods
+        .delete(&running, &DeleteParams::default())
+        .await
+        .expect("delete pod");
+    let done = env.finished("rerun", Duration::from_secs(120)).await;
+    let s = done.status.expect("status");
+    assert_eq!(s.phase, Some(Phase::Succeeded), "{:?}", s.message);
+    assert_eq!(s.observed_generation, Some(2));
+    assert_eq!(s.retry_count, Some(1), "the deleted pod was retried once");
+}
+
+#[tokio::test]
+async fn exhausting_retries_fails_with_the_count() {
+    // A runner that cannot be installed: every attempt fails as infrastructure.
+    let env = Env::start(
+        "nvj-retries",
+        &[
+            "--max-retries",
+            "2",
+            "--runner-path",
+            "/nonexistent/nvj-validator",
+        ],
+        None,
+    )
+    .await;
+    let repo = GitRepo::create(&env.git, "r");
+    repo.commit(&[("a.ipynb", notebook(&["1"]))], "a");
+    env.create("doomed", env.spec("r", "a.ipynb", "main")).await;
+    let s = env
+        .finished("doomed", Duration::from_secs(120))
+        .await
+        .status
+        .expect("status");
+    assert_eq!(s.phase, Some(Phase::Failed));
+    assert_eq!(s.retry_count, Some(2));
+    assert!(
+        s.message
+            .unwrap_or_default()
+            .starts_with("failed after 2 retries")
+    );
+}
