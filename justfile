@@ -54,3 +54,8 @@ generate:
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Benchmark nvj-validator's overhead per validation and its memory with 5,000 NVJs (release build).
+bench-nvj-validator *args:
+    cargo build --release --quiet -p nvj-validator -p nbg-e2e --bin nvj-validator --bin bench-nvj-validator
+    "${CARGO_TARGET_DIR:-target}/release/bench-nvj-validator" {{args}}

@@ -16,11 +16,12 @@ pub fn repo_root() -> PathBuf {
 pub fn workspace_binary(name: &str) -> PathBuf {
     // Test executables live in <target>/<profile>/deps; binaries in <target>/<profile>.
     let exe = std::env::current_exe().unwrap_or_default();
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let profile_dir = if dir.ends_with("deps") {
+        dir.parent().map(Path::to_path_buf).unwrap_or_default()
+    } else {
+        dir
+    };
     let path = profile_dir.join(name);
     assert!(
         path.exists(),
@@ -78,6 +79,14 @@ fn boot() -> anyhow::Result<Cluster> {
 impl Cluster {
     /// Boots the control plane once per test process, or reuses the running one.
     pub fn get() -> Cluster {
+        // Logs of in-process helpers (the kubelet double) show with a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn,kube_client=error".into()),
+            )
+            .with_test_writer()
+            .try_init();
         match CLUSTER.get_or_init(|| boot().map_err(|e| format!("{e:#}"))) {
             Ok(c) => c.clone(),
             Err(e) => panic!("the local control plane is not available: {e}"),

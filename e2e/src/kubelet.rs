@@ -53,6 +53,9 @@ pub struct KubeletConfig {
     pub handling: PodHandling,
     /// Where pods get their directories.
     pub work_dir: PathBuf,
+    /// Environment every container starts with, as a node's own environment would be (for
+    /// example `GIT_CONFIG_GLOBAL` naming a git mirror); the container's env comes after it.
+    pub node_env: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -115,8 +118,13 @@ pub async fn run(client: Client, config: KubeletConfig) -> anyhow::Result<()> {
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
                 let state = state.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = state.handle(pod).await {
+                    if let Err(e) = state.handle(pod.clone()).await {
                         tracing::warn!(error = %e, "kubelet double: handling a pod failed");
+                        // As a kubelet does: the pod stays Pending, its container waiting with the reason.
+                        state.report_config_error(&pod, &format!("{e:#}")).await;
+                        if let Ok(mut started) = state.started.lock() {
+                            started.remove(&pod_key(&pod));
+                        }
                     }
                 });
             }
@@ -246,6 +254,38 @@ impl State {
             }
             Some(_) => Ok(()),
         }
+    }
+
+    async fn report_config_error(&self, pod: &Pod, message: &str) {
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default();
+        let statuses: Vec<ContainerStatus> = containers
+            .iter()
+            .map(|c| ContainerStatus {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                image_id: String::new(),
+                ready: false,
+                restart_count: 0,
+                state: Some(ContainerState {
+                    waiting: Some(k8s_openapi::api::core::v1::ContainerStateWaiting {
+                        reason: Some("CreateContainerConfigError".into()),
+                        message: Some(message.to_string()),
+                    }),
+                    ..ContainerState::default()
+                }),
+                ..ContainerStatus::default()
+            })
+            .collect();
+        let status = PodStatus {
+            phase: Some("Pending".into()),
+            container_statuses: Some(statuses),
+            ..PodStatus::default()
+        };
+        let _ = self.write_status(pod, status).await;
     }
 
     fn kill_processes(&self, key: &str) {
@@ -469,24 +509,36 @@ impl State {
         for v in spec.volumes.clone().unwrap_or_default() {
             let path = dir.join("volumes").join(&v.name);
             std::fs::create_dir_all(&path)?;
+            // A missing optional Secret or ConfigMap gives an empty volume, as on a real kubelet.
             if let Some(s) = &v.secret {
                 let name = s.secret_name.clone().unwrap_or_default();
-                let secret = Api::<Secret>::namespaced(self.client.clone(), ns)
-                    .get(&name)
-                    .await?;
-                for (k, val) in secret.data.unwrap_or_default() {
-                    std::fs::write(path.join(&k), &val.0)?;
-                }
-                for (k, val) in secret.string_data.unwrap_or_default() {
-                    std::fs::write(path.join(&k), val)?;
+                match Api::<Secret>::namespaced(self.client.clone(), ns)
+                    .get_opt(&name)
+                    .await?
+                {
+                    Some(secret) => {
+                        for (k, val) in secret.data.unwrap_or_default() {
+                            std::fs::write(path.join(&k), &val.0)?;
+                        }
+                    }
+                    None if s.optional == Some(true) => {}
+                    None => anyhow::bail!("secret {name:?} of volume {:?} not found", v.name),
                 }
             }
             if let Some(c) = &v.config_map {
-                let cm = Api::<ConfigMap>::namespaced(self.client.clone(), ns)
-                    .get(&c.name)
-                    .await?;
-                for (k, val) in cm.data.unwrap_or_default() {
-                    std::fs::write(path.join(&k), val)?;
+                match Api::<ConfigMap>::namespaced(self.client.clone(), ns)
+                    .get_opt(&c.name)
+                    .await?
+                {
+                    Some(cm) => {
+                        for (k, val) in cm.data.unwrap_or_default() {
+                            std::fs::write(path.join(&k), val)?;
+                        }
+                    }
+                    None if c.optional == Some(true) => {}
+                    None => {
+                        anyhow::bail!("configmap {:?} of volume {:?} not found", c.name, v.name)
+                    }
                 }
             }
             local.insert(v.name.clone(), path);
@@ -629,6 +681,9 @@ impl State {
             .unwrap_or_else(|| dir.to_path_buf());
         let _ = std::fs::create_dir_all(&workdir);
         cmd.current_dir(workdir);
+        for (k, v) in &self.config.node_env {
+            cmd.env(k, v);
+        }
         for (k, v) in self.env_of(ns, pod_name, c).await? {
             cmd.env(k, rewrite(&v));
         }

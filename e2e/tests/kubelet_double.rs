@@ -23,6 +23,7 @@ fn start_kubelet(
         namespaces: vec![ns.to_string()],
         handling,
         work_dir: nbg_e2e::cluster::repo_root().join("target/e2e-kubelet"),
+        node_env: vec![],
     };
     let _ = cluster;
     tokio::spawn(async move {

@@ -24,9 +24,18 @@ struct Cli {
     /// Only mark pods Running and Ready; never run their commands.
     #[arg(long)]
     ready_only: bool,
+    /// Environment every container starts with, like a node's own (repeatable KEY=VALUE).
+    #[arg(long = "node-env", value_parser = parse_env)]
+    node_env: Vec<(String, String)>,
     /// Directory for pods' volumes, logs and termination messages.
     #[arg(long, env = "NBG_KUBELET_DIR", default_value = "target/local-kubelet")]
     work_dir: PathBuf,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 #[tokio::main]
@@ -45,7 +54,7 @@ async fn main() -> std::process::ExitCode {
         let handling = if cli.ready_only { PodHandling::MakeReady } else { PodHandling::RunCommands };
         tracing::info!(node = %cli.node_name, ?handling, dir = %work_dir.display(), "local kubelet double running");
         tokio::select! {
-            r = kubelet::run(client, KubeletConfig { node_name: cli.node_name, namespaces: cli.namespaces, handling, work_dir }) => r,
+            r = kubelet::run(client, KubeletConfig { node_name: cli.node_name, namespaces: cli.namespaces, handling, work_dir, node_env: cli.node_env }) => r,
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     }
