@@ -232,7 +232,7 @@ impl State {
                     },
                 };
                 // A conflict means someone bound it already; the next event brings it back.
-                let _: Result<Binding, _> = self
+                let _: Result<serde_json::Value, _> = self
                     .pods(&ns)
                     .create_subresource("binding", &name, &PostParams::default(), &binding)
                     .await;

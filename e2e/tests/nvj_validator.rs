@@ -25,6 +25,7 @@ struct Env {
     _controller: LocalProcess,
     _kubelet: tokio::task::JoinHandle<()>,
     git: GitServer,
+    metrics_port: u16,
 }
 
 fn free_port() -> u16 {
@@ -66,6 +67,7 @@ impl Env {
             ],
         );
         let kubeconfig = service_account_kubeconfig(&cluster, &ns.name, &release, &rbac).await;
+        let metrics_port = free_port();
         let mut cmd = Command::new(workspace_binary("nvj-validator"));
         cmd.arg("--kubeconfig")
             .arg(&kubeconfig)
@@ -73,7 +75,7 @@ impl Env {
                 "--namespaces",
                 &ns.name,
                 "--http-addr",
-                &format!("127.0.0.1:{}", free_port()),
+                &format!("127.0.0.1:{metrics_port}"),
             ])
             .args([
                 "--runner-image",
@@ -125,6 +127,7 @@ impl Env {
             _controller: controller,
             _kubelet: kubelet,
             git,
+            metrics_port,
         }
     }
 
@@ -256,6 +259,32 @@ async fn passing_and_failing_notebooks_report_every_cell_and_run_once() {
         pods.items.len(),
         1,
         "a deterministic failure is not retried"
+    );
+
+    // Metrics: validations by result, and nothing left in progress.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            &format!("http://127.0.0.1:{}/metrics", env.metrics_port),
+        ])
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        metrics.contains("nbg_validations_total{result=\"ValidationSucceeded\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nbg_validations_total{result=\"CellFailed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nbg_validations_in_progress 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nbg_validation_duration_seconds_count 2"),
+        "{metrics}"
     );
 }
 

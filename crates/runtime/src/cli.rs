@@ -73,6 +73,10 @@ pub struct CommonArgs {
     #[arg(long, env = "NBG_LEASE_DURATION", value_parser = parse_seconds, default_value = "15s", global = true)]
     pub lease_duration: Duration,
 
+    /// At most this many objects are reconciled at the same time (bounds memory and API load).
+    #[arg(long, env = "NBG_MAX_CONCURRENT_RECONCILES", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_reconciles: u16,
+
     /// How long to wait for the API server at start-up before giving up (Go duration).
     #[arg(long, env = "NBG_CONNECT_TIMEOUT", value_parser = parse_seconds, default_value = "10s", global = true)]
     pub connect_timeout: Duration,

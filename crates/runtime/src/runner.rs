@@ -1,10 +1,12 @@
 //! The controller runner every controller uses: watch-driven reconciliation with
-//! - tolerance of malformed objects: the watch is of raw objects, each is parsed on its own, so
-//!   one object that does not match our types is reported (Warning Event) and skipped instead
-//!   of stopping the whole watch;
+//! - tolerance of malformed objects: the watch is of raw objects and each is parsed on its own,
+//!   so one object that does not match our types is reported (log line, metric, Warning Event)
+//!   and skipped instead of stopping the whole watch;
+//! - a store of typed, slimmed objects (no managedFields, no kubectl last-applied copy), so
+//!   memory stays proportional to what the controllers read;
 //! - namespace scoping (one watch per listed namespace, or one cluster-wide watch);
-//! - per-object exponential backoff for transient errors (via `backon`), while invalid input
-//!   waits for the object to change;
+//! - bounded concurrency, and per-object exponential backoff for transient errors (via
+//!   `backon`), while invalid input waits for the object to change;
 //! - reconcile count, error and duration metrics labelled by the error's variant name.
 
 use std::collections::HashMap;
@@ -13,12 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, ApiResource, DynamicObject};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
-use kube::{Client, Resource};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::events::Events;
@@ -59,10 +62,10 @@ pub trait Reconciler: Send + Sync + 'static {
     /// namespace this controller instance watches, `None` for all.
     fn configure(
         &self,
-        controller: Controller<DynamicObject>,
+        controller: Controller<Self::Object>,
         _client: &Client,
         _namespace: Option<&str>,
-    ) -> Controller<DynamicObject> {
+    ) -> Controller<Self::Object> {
         controller
     }
 }
@@ -105,6 +108,8 @@ impl Backoffs {
 /// What the runner needs besides the reconciler.
 pub struct RunnerParts {
     pub client: Client,
+    /// Reconciles running at the same time, per watched namespace.
+    pub concurrency: u16,
     pub scope: Scope,
     pub metrics: ReconcileMetrics,
     pub events: Events,
@@ -115,14 +120,13 @@ struct Shared<R: Reconciler> {
     reconciler: Arc<R>,
     parts: RunnerParts,
     backoffs: Backoffs,
-    resource: ApiResource,
 }
 
-fn key_of(obj: &DynamicObject) -> String {
+fn key_of<K: Resource>(obj: &K) -> String {
     format!(
         "{}/{}",
-        obj.metadata.namespace.as_deref().unwrap_or(""),
-        obj.metadata.name.as_deref().unwrap_or("")
+        obj.meta().namespace.as_deref().unwrap_or(""),
+        obj.meta().name.as_deref().unwrap_or("")
     )
 }
 
@@ -132,39 +136,20 @@ fn key_of(obj: &DynamicObject) -> String {
 pub struct Failed<E: ReconcileError>(E);
 
 async fn reconcile_one<R: Reconciler>(
-    obj: Arc<DynamicObject>,
+    obj: Arc<R::Object>,
     shared: Arc<Shared<R>>,
 ) -> Result<Action, Failed<R::Error>> {
     let name = shared.reconciler.name();
-    let key = key_of(&obj);
-    let namespace = obj.metadata.namespace.clone().unwrap_or_default();
-    if !shared.parts.scope.allows(&namespace) {
+    let key = key_of(obj.as_ref());
+    if !shared
+        .parts
+        .scope
+        .allows(&obj.namespace().unwrap_or_default())
+    {
         return Ok(Action::await_change());
     }
     let started = Instant::now();
-    let typed: R::Object = match DynamicObject::clone(&obj).try_parse::<R::Object>() {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(controller = name, object = %key, error = %e, "skipping malformed object");
-            shared
-                .parts
-                .metrics
-                .observe(name, started.elapsed(), Some("MalformedObject"));
-            let reference = obj.object_ref(&shared.resource);
-            shared
-                .parts
-                .events
-                .warning(
-                    &reference,
-                    "MalformedObject",
-                    "Reconcile",
-                    format!("{name} cannot read this object: {e}"),
-                )
-                .await;
-            return Ok(Action::await_change());
-        }
-    };
-    let result = shared.reconciler.reconcile(Arc::new(typed)).await;
+    let result = shared.reconciler.reconcile(obj).await;
     let took = started.elapsed();
     match result {
         Ok(action) => {
@@ -180,11 +165,11 @@ async fn reconcile_one<R: Reconciler>(
 }
 
 fn error_policy<R: Reconciler>(
-    obj: Arc<DynamicObject>,
+    obj: Arc<R::Object>,
     err: &Failed<R::Error>,
     shared: Arc<Shared<R>>,
 ) -> Action {
-    let key = key_of(&obj);
+    let key = key_of(obj.as_ref());
     if err.0.is_transient() {
         let delay = shared.backoffs.next(&key);
         tracing::warn!(controller = shared.reconciler.name(), object = %key, error = %err.0, reason = err.0.reason(), retry_in = ?delay, "reconcile failed; retrying");
@@ -195,17 +180,77 @@ fn error_policy<R: Reconciler>(
     }
 }
 
+/// Removes the fields no controller reads from a watched object before it is parsed.
+fn slim(obj: &mut DynamicObject) {
+    obj.metadata.managed_fields = None;
+    if let Some(a) = obj.metadata.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Parses a raw object; a malformed one is reported (once per resourceVersion) and skipped.
+fn parse<K: Resource<DynamicType = ()> + DeserializeOwned>(
+    obj: DynamicObject,
+    resource: &ApiResource,
+    shared: &Arc<Shared<impl Reconciler>>,
+) -> Option<K> {
+    let reference = obj.object_ref(resource);
+    let key = format!(
+        "{}/{}",
+        obj.metadata.namespace.as_deref().unwrap_or(""),
+        obj.metadata.name.as_deref().unwrap_or("")
+    );
+    match obj.try_parse::<K>() {
+        Ok(k) => Some(k),
+        Err(e) => {
+            let name = shared.reconciler.name();
+            tracing::warn!(controller = name, object = %key, error = %e, "skipping malformed object");
+            shared
+                .parts
+                .metrics
+                .observe(name, Duration::ZERO, Some("MalformedObject"));
+            let events = shared.parts.events.clone();
+            tokio::spawn(async move {
+                events
+                    .warning(
+                        &reference,
+                        "MalformedObject",
+                        "Reconcile",
+                        format!("{name} cannot read this object: {e}"),
+                    )
+                    .await;
+            });
+            None
+        }
+    }
+}
+
+/// Raw watch events to typed ones, dropping objects that do not parse.
+fn typed_event<K: Resource<DynamicType = ()> + DeserializeOwned>(
+    event: watcher::Event<DynamicObject>,
+    resource: &ApiResource,
+    shared: &Arc<Shared<impl Reconciler>>,
+) -> Option<watcher::Event<K>> {
+    Some(match event {
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(parse(o, resource, shared)?),
+        watcher::Event::Apply(o) => watcher::Event::Apply(parse(o, resource, shared)?),
+        watcher::Event::Delete(o) => watcher::Event::Delete(parse(o, resource, shared)?),
+    })
+}
+
 /// Runs the reconciler until shutdown.
 pub async fn run<R: Reconciler>(reconciler: Arc<R>, parts: RunnerParts) {
     let resource = ApiResource::erase::<R::Object>(&());
     let client = parts.client.clone();
     let scope = parts.scope.clone();
     let shutdown = parts.shutdown.clone();
+    let concurrency = parts.concurrency;
     let shared = Arc::new(Shared {
         reconciler: reconciler.clone(),
         parts,
         backoffs: Backoffs::default(),
-        resource: resource.clone(),
     });
     scope.wait_synced().await;
 
@@ -225,11 +270,17 @@ pub async fn run<R: Reconciler>(reconciler: Arc<R>, parts: RunnerParts) {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
             None => Api::all_with(client.clone(), &resource),
         };
-        let controller = Controller::new_with(
-            api,
-            watcher::Config::default().any_semantic(),
-            resource.clone(),
-        );
+        let (reader, writer) = reflector::store::<R::Object>();
+        let (res, sh) = (resource.clone(), shared.clone());
+        let typed = watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .modify(slim)
+            .try_filter_map(move |event| {
+                futures::future::ready(Ok(typed_event::<R::Object>(event, &res, &sh)))
+            });
+        let stream = reflector::reflector(writer, typed).applied_objects();
+        let controller = Controller::for_stream(stream, reader)
+            .with_config(controller::Config::default().concurrency(concurrency));
         let controller = reconciler.configure(controller, &client, namespace.as_deref());
         let scope_changes = {
             let scope = scope.clone();
@@ -258,6 +309,23 @@ pub async fn run<R: Reconciler>(reconciler: Arc<R>, parts: RunnerParts) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_objects_are_slimmed() {
+        let mut obj: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "X",
+            "metadata": {"name": "a", "managedFields": [{"manager": "m", "operation": "Apply"}],
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "keep": "me"}},
+            "spec": {"a": 1}
+        }))
+        .expect("object");
+        slim(&mut obj);
+        assert!(obj.metadata.managed_fields.is_none());
+        let annotations = obj.metadata.annotations.unwrap_or_default();
+        assert_eq!(annotations.len(), 1);
+        assert_eq!(annotations.get("keep").map(String::as_str), Some("me"));
+        assert_eq!(obj.data["spec"]["a"], 1);
+    }
 
     #[test]
     fn backoff_grows_per_object_and_resets() {

@@ -166,6 +166,7 @@ impl Runtime {
         self.run_until_shutdown(|rt| {
             let parts = RunnerParts {
                 client: rt.client.clone(),
+                concurrency: rt.args.max_concurrent_reconciles,
                 scope: rt.scope.clone(),
                 metrics: rt.metrics.clone(),
                 events: rt.events.clone(),

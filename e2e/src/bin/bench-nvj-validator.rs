@@ -148,7 +148,7 @@ async fn main() -> anyhow::Result<()> {
                 ..ObjectReference::default()
             },
         };
-        let _: Binding = pods
+        let _: serde_json::Value = pods
             .create_subresource("binding", &pod_name, &PostParams::default(), &binding)
             .await?;
         let status = serde_json::json!({"status": {"phase": "Succeeded", "containerStatuses": [{

@@ -767,6 +767,30 @@ mod tests {
     }
 
     #[test]
+    fn an_image_that_cannot_be_pulled_is_retried_after_the_grace_period() {
+        let mut n = nvj(1, None, json!({}));
+        step(&mut n, &[], at(0));
+        let pulling = |created: &str| {
+            serde_json::from_value::<Pod>(json!({
+                "metadata": {"name": "train-v1-0", "labels": {"mlops.dev/generation": "1"}, "creationTimestamp": created},
+                "status": {"phase": "Pending", "containerStatuses": [{"name": "notebook", "image": "img", "imageID": "", "ready": false,
+                    "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"img\""}}}]}
+            }))
+            .expect("pod")
+        };
+        // Within the grace period: keep waiting.
+        let plan = step(&mut n, &[pulling("2027-01-15T08:00:00Z")], at(60));
+        assert_eq!(n.status.as_ref().and_then(|s| s.retry_count), Some(0));
+        assert!(plan.delete_pods.is_empty());
+        // Past it: an infrastructure failure, retried with a new pod.
+        let plan = step(&mut n, &[pulling("2027-01-15T08:00:00Z")], at(400));
+        let s = n.status.clone().expect("status");
+        assert_eq!(s.retry_count, Some(1));
+        assert!(s.message.unwrap_or_default().contains("ImagePullBackOff"));
+        assert_eq!(plan.delete_pods, vec!["train-v1-0".to_string()]);
+    }
+
+    #[test]
     fn a_report_that_cannot_be_read_is_never_a_success() {
         let mut n = nvj(1, None, json!({}));
         step(&mut n, &[], at(0));

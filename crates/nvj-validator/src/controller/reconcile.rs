@@ -261,10 +261,10 @@ impl nbg_runtime::Reconciler for NvjReconciler {
 
     fn configure(
         &self,
-        controller: Controller<kube::api::DynamicObject>,
+        controller: Controller<NotebookValidationJob>,
         client: &Client,
         namespace: Option<&str>,
-    ) -> Controller<kube::api::DynamicObject> {
+    ) -> Controller<NotebookValidationJob> {
         let pods: Api<Pod> = match namespace {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
