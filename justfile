@@ -59,3 +59,8 @@ lint:
 bench-nvj-validator *args:
     cargo build --release --quiet -p nvj-validator -p nbg-e2e --bin nvj-validator --bin bench-nvj-validator
     "${CARGO_TARGET_DIR:-target}/release/bench-nvj-validator" {{args}}
+
+# Build the statically linked nvj-validator that release images ship (runs in any Linux notebook image).
+runner-static:
+    RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p nvj-validator --bin nvj-validator --target x86_64-unknown-linux-gnu
+    @echo "${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release/nvj-validator"
