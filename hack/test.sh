@@ -25,9 +25,21 @@ cleanup() {
   if [ -n "$started_cluster" ]; then
     "$here/local-cluster.sh" down || true
   fi
+  # Notebook kernels run in sessions of their own (jupyter_client starts them so); those of this
+  # run work inside this checkout's target/. They stop when their papermill does; make sure.
+  local pid
+  for pid in $(pgrep -f ipykernel_launcher || true); do
+    case "$(readlink "/proc/$pid/cwd" 2>/dev/null)" in
+      "$repo"/target/*) kill -KILL "$pid" 2>/dev/null || true ;;
+    esac
+  done
   # Nothing of this run may survive it.
   local left
-  left="$( { [ -n "$test_pgid" ] && pgrep -g "$test_pgid" || true; [ -n "$started_cluster" ] && pgrep -f "$repo/target/local-cluster" || true; } | tr '\n' ' ')"
+  sleep 0.5
+  left="$( { [ -n "$test_pgid" ] && pgrep -g "$test_pgid" || true; [ -n "$started_cluster" ] && pgrep -f "$repo/target/local-cluster" || true;
+            for pid in $(pgrep -f ipykernel_launcher || true); do
+              case "$(readlink "/proc/$pid/cwd" 2>/dev/null)" in "$repo"/target/*) echo "$pid" ;; esac
+            done; } | tr '\n' ' ')"
   if [ -n "${left// /}" ]; then
     echo "error: processes left behind: $left" >&2
     rc=1
