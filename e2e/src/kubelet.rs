@@ -298,6 +298,7 @@ impl State {
         for pid in pids {
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
                 .status();
         }
     }
