@@ -1,4 +1,11 @@
 //! Restarts model servers and syncs or refreshes Argo CD Applications, exactly once, when a NotebookValidationJob succeeds.
+//!
+//! Built so far, and unit-tested: [`authorize`] (who may act on what) and [`actions`] (what each
+//! action writes, idempotent per run). The controller does not use them yet: it runs the shared
+//! runtime and acts on no trigger, as its `--help` says.
+
+pub mod actions;
+pub mod authorize;
 
 use nbg_runtime::{CommonArgs, Runtime};
 

@@ -1,0 +1,336 @@
+//! What each action writes on its target, planned from the live object (pure). Exactly once
+//! rests on one rule: the run's identity (`<uid>/<generation>`) is written in the same patch as
+//! the action itself, so a controller that crashes anywhere and tries again finds the marker and
+//! does nothing - the action is idempotent on the target.
+//!
+//! - restart Deployment / StatefulSet / DaemonSet: `kubectl rollout restart`'s pod-template
+//!   annotation, with `mlops.dev/restarted-by-run` beside it in the template;
+//! - restart InferenceService: `mlops.dev/restarted-at: "<run> <time>"` on the InferenceService,
+//!   which KServe copies into the predictor's pod template (editing KServe's Deployment would be
+//!   reverted);
+//! - restart Argo Rollout: `spec.restartAt`, with the marker annotation;
+//! - sync Application: `.operation.sync` initiated by this controller, the run in `info`, only
+//!   when no operation is running, guarded by the object's resourceVersion;
+//! - refresh Application: `argocd.argoproj.io/refresh`; other kinds: `mlops.dev/refresh-requested`.
+
+use nbg_core::annotations::{self, RefreshKind, TriggerAction, TriggerTarget};
+use serde_json::{Value, json};
+
+/// The pod-template (or object) annotation recording which run restarted the target.
+pub const RESTARTED_BY_RUN: &str = "mlops.dev/restarted-by-run";
+/// The `info` entry naming the run in an Argo CD operation.
+pub const OPERATION_INFO_RUN: &str = "nvj-run";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// The marker of this run is already on the target.
+    AlreadyApplied,
+    /// Apply this JSON merge patch.
+    Patch(Value),
+    /// Not now (an Argo CD operation is running); try again when the target changes.
+    Wait(String),
+}
+
+fn annotation<'a>(obj: &'a Value, pointer: &str, key: &str) -> Option<&'a str> {
+    obj.pointer(pointer)?.get(key)?.as_str()
+}
+
+fn operation_has_run(op: Option<&Value>, run: &str) -> bool {
+    op.and_then(|o| o.get("info"))
+        .and_then(Value::as_array)
+        .is_some_and(|info| {
+            info.iter().any(|i| {
+                i.get("name").and_then(Value::as_str) == Some(OPERATION_INFO_RUN)
+                    && i.get("value").and_then(Value::as_str) == Some(run)
+            })
+        })
+}
+
+/// Plans `target.action` on the live object `live` for `run`, at time `now` (RFC 3339).
+pub fn plan(target: &TriggerTarget, live: &Value, run: &str, now: &str) -> Plan {
+    let kind = target.kind.as_str();
+    match (target.action, target.group(), kind) {
+        (TriggerAction::Restart, "apps", "Deployment" | "StatefulSet" | "DaemonSet") => {
+            if annotation(
+                live,
+                "/spec/template/metadata/annotations",
+                RESTARTED_BY_RUN,
+            ) == Some(run)
+            {
+                return Plan::AlreadyApplied;
+            }
+            Plan::Patch(json!({"spec": {"template": {"metadata": {"annotations": {
+                annotations::KUBECTL_RESTARTED_AT: now, RESTARTED_BY_RUN: run
+            }}}}}))
+        }
+        (TriggerAction::Restart, "serving.kserve.io", "InferenceService") => {
+            let marker = annotation(live, "/metadata/annotations", annotations::RESTARTED_AT);
+            if marker.is_some_and(|m| m.split(' ').next() == Some(run)) {
+                return Plan::AlreadyApplied;
+            }
+            Plan::Patch(
+                json!({"metadata": {"annotations": {annotations::RESTARTED_AT: format!("{run} {now}")}}}),
+            )
+        }
+        (TriggerAction::Restart, "argoproj.io", "Rollout") => {
+            if annotation(live, "/metadata/annotations", RESTARTED_BY_RUN) == Some(run) {
+                return Plan::AlreadyApplied;
+            }
+            Plan::Patch(
+                json!({"metadata": {"annotations": {RESTARTED_BY_RUN: run}}, "spec": {"restartAt": now}}),
+            )
+        }
+        (TriggerAction::Sync, "argoproj.io", "Application") => {
+            let requested = live.get("operation").filter(|o| !o.is_null());
+            let last = live.pointer("/status/operationState/operation");
+            if operation_has_run(requested, run) || operation_has_run(last, run) {
+                return Plan::AlreadyApplied;
+            }
+            let phase = live
+                .pointer("/status/operationState/phase")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if requested.is_some() || matches!(phase, "Running" | "Terminating") {
+                return Plan::Wait(format!(
+                    "an Argo CD operation is {}; syncing once it finishes",
+                    if requested.is_some() {
+                        "requested"
+                    } else {
+                        "running"
+                    }
+                ));
+            }
+            // The resourceVersion makes the patch fail if anything changed since we looked, so
+            // two syncs can never be started over each other.
+            let version = live
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(Value::Null);
+            Plan::Patch(json!({
+                "metadata": {"resourceVersion": version},
+                "operation": {
+                    "sync": {},
+                    "initiatedBy": {"username": "trigger-controller"},
+                    "info": [{"name": OPERATION_INFO_RUN, "value": run}]
+                }
+            }))
+        }
+        (TriggerAction::Refresh, _, _) => {
+            if annotation(
+                live,
+                "/metadata/annotations",
+                annotations::REFRESH_REQUESTED,
+            ) == Some(run)
+            {
+                return Plan::AlreadyApplied;
+            }
+            let mut a = serde_json::Map::new();
+            a.insert(annotations::REFRESH_REQUESTED.into(), json!(run));
+            if target.group() == "argoproj.io" && kind == "Application" {
+                let how = match target.refresh {
+                    RefreshKind::Normal => "normal",
+                    RefreshKind::Hard => "hard",
+                };
+                a.insert(annotations::ARGOCD_REFRESH.into(), json!(how));
+            }
+            Plan::Patch(json!({"metadata": {"annotations": a}}))
+        }
+        (action, group, kind) => {
+            Plan::Wait(format!("{action} is not supported for {group}/{kind}"))
+        }
+    }
+}
+
+/// Whether the target reports the restart complete (where it reports it).
+pub fn rollout_complete(group: &str, kind: &str, live: &Value) -> bool {
+    let int = |p: &str| live.pointer(p).and_then(Value::as_i64);
+    let observed = int("/status/observedGeneration") >= int("/metadata/generation")
+        && int("/metadata/generation").is_some();
+    match (group, kind) {
+        ("apps", "Deployment") => {
+            let want = int("/spec/replicas").unwrap_or(1);
+            observed
+                && int("/status/updatedReplicas").unwrap_or(0) == want
+                && int("/status/availableReplicas").unwrap_or(0) == want
+                && int("/status/replicas").unwrap_or(0) == want
+        }
+        ("apps", "StatefulSet") => {
+            let want = int("/spec/replicas").unwrap_or(1);
+            let rev = |p: &str| live.pointer(p).and_then(Value::as_str);
+            observed
+                && rev("/status/updateRevision") == rev("/status/currentRevision")
+                && int("/status/readyReplicas").unwrap_or(0) == want
+        }
+        ("apps", "DaemonSet") => {
+            let want = int("/status/desiredNumberScheduled").unwrap_or(0);
+            observed
+                && int("/status/updatedNumberScheduled").unwrap_or(-1) == want
+                && int("/status/numberAvailable").unwrap_or(-1) == want
+        }
+        ("serving.kserve.io", "InferenceService") => {
+            serde_json::from_value::<nbg_core::foreign::InferenceService>(live.clone())
+                .map(|i| i.rollout_complete())
+                .unwrap_or(false)
+        }
+        ("argoproj.io", "Rollout") => {
+            live.pointer("/status/restartedAt")
+                .is_some_and(|r| Some(r) == live.pointer("/spec/restartAt"))
+                && live.pointer("/status/phase").and_then(Value::as_str) == Some("Healthy")
+        }
+        // Applications and refreshes complete when applied.
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(yaml: &str) -> TriggerTarget {
+        annotations::parse_on_success_trigger(yaml)
+            .expect("valid")
+            .remove(0)
+    }
+
+    /// Applies a merge patch as the API server would (RFC 7386).
+    fn merge(base: &mut Value, patch: &Value) {
+        match (base, patch) {
+            (Value::Object(b), Value::Object(p)) => {
+                for (k, v) in p {
+                    if v.is_null() {
+                        b.remove(k);
+                    } else {
+                        merge(b.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+            (b, p) => *b = p.clone(),
+        }
+    }
+
+    /// Plans and applies until the plan says done; returns how many patches were written.
+    fn apply_twice(t: &TriggerTarget, live: &mut Value, run: &str) -> usize {
+        let mut writes = 0;
+        for _ in 0..2 {
+            if let Plan::Patch(p) = plan(t, live, run, "2027-01-15T08:00:00Z") {
+                merge(live, &p);
+                writes += 1;
+            }
+        }
+        writes
+    }
+
+    #[test]
+    fn every_restart_is_idempotent_per_run() {
+        for (yaml, mut live) in [
+            (
+                "- {apiVersion: apps/v1, kind: Deployment, name: m, action: restart}",
+                json!({"spec": {"template": {"metadata": {"labels": {"a": "b"}}}}}),
+            ),
+            (
+                "- {apiVersion: apps/v1, kind: StatefulSet, name: m, action: restart}",
+                json!({"spec": {}}),
+            ),
+            (
+                "- {apiVersion: serving.kserve.io/v1beta1, kind: InferenceService, name: m, action: restart}",
+                json!({"metadata": {}}),
+            ),
+            (
+                "- {apiVersion: argoproj.io/v1alpha1, kind: Rollout, name: m, action: restart}",
+                json!({"spec": {}}),
+            ),
+            (
+                "- {apiVersion: apps/v1, kind: Deployment, name: m, action: refresh}",
+                json!({"metadata": {}}),
+            ),
+        ] {
+            let t = target(yaml);
+            assert_eq!(
+                apply_twice(&t, &mut live, "u1/1"),
+                1,
+                "{yaml}: one write per run"
+            );
+            assert_eq!(
+                apply_twice(&t, &mut live, "u1/2"),
+                1,
+                "{yaml}: a new run acts again"
+            );
+        }
+    }
+
+    #[test]
+    fn deployment_restart_follows_kubectl_rollout_restart() {
+        let t = target("- {apiVersion: apps/v1, kind: Deployment, name: m, action: restart}");
+        let Plan::Patch(p) = plan(&t, &json!({}), "u1/3", "2027-01-15T08:00:00Z") else {
+            panic!("a patch")
+        };
+        assert_eq!(
+            p.pointer("/spec/template/metadata/annotations/kubectl.kubernetes.io~1restartedAt"),
+            Some(&json!("2027-01-15T08:00:00Z"))
+        );
+        assert_eq!(
+            p.pointer("/spec/template/metadata/annotations/mlops.dev~1restarted-by-run"),
+            Some(&json!("u1/3"))
+        );
+    }
+
+    #[test]
+    fn sync_waits_for_a_running_operation_and_fires_once() {
+        let t = target(
+            "- {apiVersion: argoproj.io/v1alpha1, kind: Application, name: a, action: sync}",
+        );
+        let running = json!({"metadata": {"resourceVersion": "7"}, "status": {"operationState": {"phase": "Running"}}});
+        assert!(matches!(plan(&t, &running, "u1/1", "t"), Plan::Wait(_)));
+        let idle = json!({"metadata": {"resourceVersion": "8"}, "status": {"operationState": {"phase": "Succeeded"}}});
+        let Plan::Patch(p) = plan(&t, &idle, "u1/1", "t") else {
+            panic!("a patch")
+        };
+        assert_eq!(
+            p.pointer("/metadata/resourceVersion"),
+            Some(&json!("8")),
+            "guarded by resourceVersion"
+        );
+        assert_eq!(
+            p.pointer("/operation/initiatedBy/username"),
+            Some(&json!("trigger-controller"))
+        );
+        // Requested (ours) or finished (ours): never again for the same run.
+        let requested = json!({"operation": p["operation"].clone(), "status": {}});
+        assert_eq!(plan(&t, &requested, "u1/1", "t"), Plan::AlreadyApplied);
+        let finished = json!({"status": {"operationState": {"phase": "Succeeded", "operation": p["operation"].clone()}}});
+        assert_eq!(plan(&t, &finished, "u1/1", "t"), Plan::AlreadyApplied);
+        // Someone else's requested operation: wait.
+        let theirs = json!({"operation": {"sync": {}, "initiatedBy": {"username": "admin"}}});
+        assert!(matches!(plan(&t, &theirs, "u1/1", "t"), Plan::Wait(_)));
+    }
+
+    #[test]
+    fn refresh_on_applications_uses_argocds_annotation() {
+        let t = target(
+            "- {apiVersion: argoproj.io/v1alpha1, kind: Application, name: a, action: refresh, refresh: hard}",
+        );
+        let Plan::Patch(p) = plan(&t, &json!({}), "u1/1", "t") else {
+            panic!("a patch")
+        };
+        assert_eq!(
+            p.pointer("/metadata/annotations/argocd.argoproj.io~1refresh"),
+            Some(&json!("hard"))
+        );
+    }
+
+    #[test]
+    fn rollout_completion_is_read_where_the_target_reports_it() {
+        let rolling = json!({"metadata": {"generation": 3}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 3, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 2}});
+        assert!(
+            !rollout_complete("apps", "Deployment", &rolling),
+            "an old pod is still there"
+        );
+        let done = json!({"metadata": {"generation": 3}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}});
+        assert!(rollout_complete("apps", "Deployment", &done));
+        let stale = json!({"metadata": {"generation": 4}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}});
+        assert!(!rollout_complete("apps", "Deployment", &stale));
+    }
+}
