@@ -1,11 +1,14 @@
-//! Restarts model servers and syncs or refreshes Argo CD Applications, exactly once, when a NotebookValidationJob succeeds.
+//! Restarts model servers and syncs or refreshes Argo CD Applications, exactly once, when a
+//! NotebookValidationJob succeeds.
 //!
-//! Built so far, and unit-tested: [`authorize`] (who may act on what) and [`actions`] (what each
-//! action writes, idempotent per run). The controller does not use them yet: it runs the shared
-//! runtime and acts on no trigger, as its `--help` says.
+//! - [`authorize`]: who may act on what (same namespace, target consent, managing Application);
+//! - [`actions`]: what each action writes, idempotent per run;
+//! - [`reconcile`]: for each succeeded run, acts on every trigger target once and records the
+//!   outcome in `status.triggers` with its own field manager, with an Event.
 
 pub mod actions;
 pub mod authorize;
+pub mod reconcile;
 
 use nbg_runtime::{CommonArgs, Runtime};
 
@@ -17,15 +20,37 @@ pub const NAME: &str = "trigger-controller";
     name = "trigger-controller",
     version,
     about = "Restarts model servers and syncs or refreshes Argo CD Applications, exactly once, when a NotebookValidationJob succeeds.",
-    long_about = "Restarts model servers and syncs or refreshes Argo CD Applications, exactly once, when a NotebookValidationJob succeeds.\n\nNot implemented yet: this build connects to the API server and runs the shared runtime (metrics, health, leader election) but acts on no trigger."
+    long_about = "Restarts model servers and syncs or refreshes Argo CD Applications, exactly once, when a NotebookValidationJob succeeds.\n\nFor every run that succeeded it acts once on each target of the NVJ's mlops.dev/on-success-trigger annotation: restart (Deployment, StatefulSet, DaemonSet rollout restart; KServe InferenceService; Argo Rollout), sync or refresh (Argo CD Application), and records the outcome in status.triggers with an Event. Targets in other namespaces need their consent (mlops.dev/allow-triggers-from), or, for an Application, to manage the NVJ."
 )]
 pub struct Cli {
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Only act on targets in the NVJ's own namespace.
+    #[arg(long, env = "NBG_DISABLE_CROSS_NAMESPACE")]
+    pub disable_cross_namespace: bool,
+    /// Kinds that may be targeted, as group/Kind (core group: /Kind), comma-separated.
+    #[arg(
+        long,
+        env = "NBG_ALLOWED_KINDS",
+        value_delimiter = ',',
+        default_value = "apps/Deployment,apps/StatefulSet,apps/DaemonSet,argoproj.io/Rollout,argoproj.io/Application,serving.kserve.io/InferenceService"
+    )]
+    pub allowed_kinds: Vec<String>,
 }
 
 /// Connects, then runs until SIGTERM.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = Runtime::connect(NAME, env!("CARGO_PKG_VERSION"), cli.common).await?;
-    runtime.run_idle().await
+    let policy = authorize::Policy {
+        allowed_kinds: cli
+            .allowed_kinds
+            .iter()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .collect(),
+        allow_cross_namespace: !cli.disable_cross_namespace,
+    };
+    let reconciler =
+        reconcile::TriggerReconciler::new(runtime.client.clone(), runtime.events.clone(), policy);
+    runtime.run(reconciler).await
 }
