@@ -13,7 +13,7 @@
 //!   when no operation is running, guarded by the object's resourceVersion;
 //! - refresh Application: `argocd.argoproj.io/refresh`; other kinds: `mlops.dev/refresh-requested`.
 
-use nbg_core::annotations::{self, RefreshKind, TriggerAction, TriggerTarget};
+use nbg_core::annotations::{self, RefreshKind, RestartStrategy, TriggerAction, TriggerTarget};
 use serde_json::{Value, json};
 
 /// The pod-template (or object) annotation recording which run restarted the target.
@@ -29,6 +29,8 @@ pub enum Plan {
     Patch(Value),
     /// Not now (an Argo CD operation is running); try again when the target changes.
     Wait(String),
+    /// This controller cannot do what the entry asks; recorded as a failure, never retried.
+    Unsupported(String),
 }
 
 fn annotation<'a>(obj: &'a Value, pointer: &str, key: &str) -> Option<&'a str> {
@@ -49,6 +51,11 @@ fn operation_has_run(op: Option<&Value>, run: &str) -> bool {
 /// Plans `target.action` on the live object `live` for `run`, at time `now` (RFC 3339).
 pub fn plan(target: &TriggerTarget, live: &Value, run: &str, now: &str) -> Plan {
     let kind = target.kind.as_str();
+    if target.strategy == RestartStrategy::Evict {
+        return Plan::Unsupported(
+            "restart strategy evict is not implemented yet; nothing was done".into(),
+        );
+    }
     match (target.action, target.group(), kind) {
         (TriggerAction::Restart, "apps", "Deployment" | "StatefulSet" | "DaemonSet") => {
             if annotation(
@@ -136,7 +143,7 @@ pub fn plan(target: &TriggerTarget, live: &Value, run: &str, now: &str) -> Plan 
             Plan::Patch(json!({"metadata": {"annotations": a}}))
         }
         (action, group, kind) => {
-            Plan::Wait(format!("{action} is not supported for {group}/{kind}"))
+            Plan::Unsupported(format!("{action} is not supported for {group}/{kind}"))
         }
     }
 }
@@ -302,6 +309,22 @@ mod tests {
         // Someone else's requested operation: wait.
         let theirs = json!({"operation": {"sync": {}, "initiatedBy": {"username": "admin"}}});
         assert!(matches!(plan(&t, &theirs, "u1/1", "t"), Plan::Wait(_)));
+    }
+
+    #[test]
+    fn unsupported_requests_do_nothing() {
+        let evict = target(
+            "- {apiVersion: apps/v1, kind: Deployment, name: m, action: restart, strategy: evict}",
+        );
+        assert!(
+            matches!(plan(&evict, &json!({}), "u1/1", "t"), Plan::Unsupported(_)),
+            "never a silent rollout restart instead"
+        );
+        let odd = target("- {apiVersion: v1, kind: ConfigMap, name: c, action: restart}");
+        assert!(matches!(
+            plan(&odd, &json!({}), "u1/1", "t"),
+            Plan::Unsupported(_)
+        ));
     }
 
     #[test]

@@ -150,6 +150,7 @@ impl TriggerReconciler {
         match actions::plan(t, &value, run, &stamp) {
             Plan::AlreadyApplied => {}
             Plan::Wait(why) => return Ok((record(TriggerOutcome::InProgress, why), true)),
+            Plan::Unsupported(why) => return Ok((record(TriggerOutcome::Failed, why), false)),
             Plan::Patch(patch) => {
                 api.patch(
                     &t.name,
