@@ -110,6 +110,21 @@ apiserver_ready() {
     "https://127.0.0.1:$apiserver_port/readyz" | grep -q ok
 }
 
+# `kubectl wait --for=condition=Established` fails at once, instead of waiting, while a new CRD has
+# no conditions yet; poll the condition instead.
+wait_crds_established() {
+  local deadline=$((SECONDS + 30)) states
+  while [ $SECONDS -lt $deadline ]; do
+    states="$("$(bin kubectl)" --kubeconfig "$kubeconfig" get crd \
+      -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Established")].status}{"\n"}{end}' 2>/dev/null || true)"
+    if [ -n "$states" ] && ! grep -qv '^True$' <<<"$states"; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  return 1
+}
+
 stop_all() {
   local c p
   for c in kube-controller-manager kube-apiserver etcd; do
@@ -186,8 +201,7 @@ cmd_up() {
   # The project's own API, so the cluster is ready for NotebookValidationJobs at once.
   "$(bin kubectl)" --kubeconfig "$kubeconfig" apply --server-side --force-conflicts -f "$repo/manifests/crds" >/dev/null \
     || die "installing the CRDs from manifests/crds failed"
-  "$(bin kubectl)" --kubeconfig "$kubeconfig" wait --for=condition=Established crd --all --timeout=30s >/dev/null \
-    || die "the CRDs from manifests/crds were not established"
+  wait_crds_established || die "the CRDs from manifests/crds were not established within 30 s"
 
   say "ready in $((SECONDS - started)) s (NotebookValidationJob CRD installed)"
   cat >&2 <<MSG

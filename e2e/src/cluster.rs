@@ -129,20 +129,19 @@ impl Cluster {
                 bail!("kubectl apply -f {} failed: {err}", dir.display());
             }
         }
-        let (ok, _, err) = self.kubectl(
-            &[
-                "wait",
-                "--for=condition=Established",
-                "crd",
-                "--all",
-                "--timeout=60s",
-            ],
-            None,
-        );
-        if !ok {
-            bail!("CRDs not established: {err}");
+        // `kubectl wait` fails at once while a new CRD has no conditions yet: poll instead.
+        let jsonpath = r#"jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{"\n"}{end}"#;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (ok, out, err) = self.kubectl(&["get", "crd", "-o", jsonpath], None);
+            if ok && !out.trim().is_empty() && out.lines().all(|l| l == "True") {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("CRDs not established within 60 s: {err}{out}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        Ok(())
     }
 }
 

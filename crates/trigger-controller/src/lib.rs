@@ -50,7 +50,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .collect(),
         allow_cross_namespace: !cli.disable_cross_namespace,
     };
-    let reconciler =
-        reconcile::TriggerReconciler::new(runtime.client.clone(), runtime.events.clone(), policy);
+    let metrics = reconcile::TriggerMetrics::register(&runtime.registry);
+    let reconciler = reconcile::TriggerReconciler::new(
+        runtime.client.clone(),
+        runtime.events.clone(),
+        policy,
+        metrics,
+    );
     runtime.run(reconciler).await
 }

@@ -20,6 +20,10 @@ use nbg_core::foreign::Application;
 use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome, TriggerRecord};
 use nbg_runtime::ReconcileError;
 use nbg_runtime::events::Events;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::NAME;
 use crate::actions::{self, Plan};
@@ -40,18 +44,57 @@ impl ReconcileError for Error {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    kind: String,
+    action: String,
+    /// `Succeeded`, `Failed`, `Denied`.
+    result: String,
+}
+
+/// Actions by kind, action and result; latency from the run's completion to the action applied.
+#[derive(Clone)]
+pub struct TriggerMetrics {
+    actions: Family<ActionLabels, Counter>,
+    latency: Histogram,
+}
+
+impl TriggerMetrics {
+    pub fn register(registry: &nbg_runtime::metrics::SharedRegistry) -> Self {
+        let this = Self {
+            actions: Family::default(),
+            latency: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+        };
+        if let Ok(mut r) = registry.write() {
+            r.register(
+                "trigger_actions",
+                "Trigger outcomes, by target kind, action and result",
+                this.actions.clone(),
+            );
+            r.register(
+                "trigger_latency_seconds",
+                "From the NVJ's completion to the trigger's action being applied",
+                this.latency.clone(),
+            );
+        }
+        this
+    }
+}
+
 pub struct TriggerReconciler {
     client: Client,
     events: Events,
     policy: Policy,
+    metrics: TriggerMetrics,
 }
 
 impl TriggerReconciler {
-    pub fn new(client: Client, events: Events, policy: Policy) -> Self {
+    pub fn new(client: Client, events: Events, policy: Policy, metrics: TriggerMetrics) -> Self {
         Self {
             client,
             events,
             policy,
+            metrics,
         }
     }
 
@@ -299,7 +342,27 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                 &Patch::Apply(&patch),
             )
             .await?;
+            let completed = nvj.status.as_ref().and_then(|s| s.completion_time.clone());
             for r in changed {
+                if r.outcome != TriggerOutcome::InProgress {
+                    let labels = ActionLabels {
+                        kind: r.kind.clone(),
+                        action: r.action.clone(),
+                        result: format!("{:?}", r.outcome),
+                    };
+                    self.metrics.actions.get_or_create(&labels).inc();
+                }
+                if let (Some(c), true) = (
+                    &completed,
+                    matches!(
+                        r.outcome,
+                        TriggerOutcome::Succeeded | TriggerOutcome::InProgress
+                    ),
+                ) {
+                    self.metrics
+                        .latency
+                        .observe(now.0.duration_since(c.0).as_secs_f64().max(0.0));
+                }
                 let target = format!("{} {} {}/{}", r.action, r.kind, r.namespace, r.name);
                 let note = format!(
                     "{target} for run {run}: {}",
