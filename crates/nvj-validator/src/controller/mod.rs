@@ -1,6 +1,6 @@
 //! The NotebookValidationJob controller: fetch the NVJ's pods, [`decide::decide`], apply the
-//! plan (delete and create pods, write status with server-side apply as `nvj-validator`,
-//! publish Events).
+//! plan (write status with server-side apply as `nvj-validator`, conditioned on the version the
+//! decision was made from; then delete and create pods; publish Events).
 
 pub mod decide;
 pub mod pod;

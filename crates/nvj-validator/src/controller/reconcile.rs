@@ -193,6 +193,26 @@ impl nbg_runtime::Reconciler for NvjReconciler {
         let plan: Plan = decide::decide(&nvj, &owned, Timestamp::now(), &self.settings);
         let reference = nvj.object_ref(&());
 
+        // Status first, conditioned on the version this decision was made from: a reconcile
+        // working from a stale copy (the watch lags behind our own writes) fails here with a
+        // conflict and is retried on fresh data, before it can touch any pod.
+        if let Some(status) = &plan.status {
+            let api: Api<NotebookValidationJob> = Api::namespaced(self.client.clone(), &namespace);
+            let mut body = owned_status(status);
+            body["metadata"] =
+                serde_json::json!({"resourceVersion": nvj.metadata.resource_version});
+            api.patch_status(
+                &name,
+                &PatchParams::apply(NAME).force(),
+                &Patch::Apply(body),
+            )
+            .await?;
+            let before = nvj.status.as_ref().and_then(|s| s.phase).filter(|_| {
+                nvj.status.as_ref().and_then(|s| s.observed_generation) == nvj.metadata.generation
+            });
+            let run = format!("{uid}/{}", nvj.metadata.generation.unwrap_or(0));
+            self.metrics.observe(&run, before, status);
+        }
         for pod_name in &plan.delete_pods {
             match pods.delete(pod_name, &DeleteParams::background()).await {
                 Ok(_) => {}
@@ -228,20 +248,6 @@ impl nbg_runtime::Reconciler for NvjReconciler {
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
                 Err(e) => return Err(e.into()),
             }
-        }
-        if let Some(status) = &plan.status {
-            let api: Api<NotebookValidationJob> = Api::namespaced(self.client.clone(), &namespace);
-            api.patch_status(
-                &name,
-                &PatchParams::apply(NAME).force(),
-                &Patch::Apply(owned_status(status)),
-            )
-            .await?;
-            let before = nvj.status.as_ref().and_then(|s| s.phase).filter(|_| {
-                nvj.status.as_ref().and_then(|s| s.observed_generation) == nvj.metadata.generation
-            });
-            let run = format!("{uid}/{}", nvj.metadata.generation.unwrap_or(0));
-            self.metrics.observe(&run, before, status);
         }
         for e in &plan.events {
             if e.warning {
