@@ -210,4 +210,50 @@ async fn a_succeeded_run_restarts_a_deployment_once_and_denies_without_consent()
         ok && events.lines().count() >= 1,
         "a TriggerSucceeded Event"
     );
+    let valid = nvjs
+        .get("train")
+        .await
+        .expect("nvj")
+        .status
+        .and_then(|s| s.condition("TriggersValid").cloned())
+        .expect("condition");
+    assert_eq!(valid.status, "True");
+
+    // A malformed annotation: reported in a condition naming entry and field, never acted on.
+    let bad = "- {apiVersion: apps/v1, kind: Deployment, name: model-server, action: restrat}\n";
+    succeeded_nvj(&nvjs, "typo", bad).await;
+    let condition = eventually(
+        Duration::from_secs(30),
+        "the TriggersValid condition",
+        || {
+            let nvjs = nvjs.clone();
+            async move {
+                nvjs.get("typo")
+                    .await
+                    .ok()?
+                    .status?
+                    .condition("TriggersValid")
+                    .cloned()
+                    .filter(|c| c.status == "False")
+            }
+        },
+    )
+    .await;
+    assert!(
+        condition.message.contains("entry 0") && condition.message.contains("field `action`"),
+        "{}",
+        condition.message
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        deployments
+            .get("model-server")
+            .await
+            .expect("deployment")
+            .metadata
+            .generation,
+        restarted_generation,
+        "nothing acted on"
+    );
+    drop(restarted);
 }

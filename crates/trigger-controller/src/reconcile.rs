@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -242,6 +242,74 @@ impl TriggerReconciler {
     }
 }
 
+/// The condition trigger-controller owns on the NVJ.
+pub const CONDITION_TRIGGERS_VALID: &str = "TriggersValid";
+
+fn triggers_valid(
+    nvj: &NotebookValidationJob,
+    valid: bool,
+    reason: &str,
+    message: &str,
+) -> Condition {
+    let now = Time(Timestamp::now());
+    let mut c = nbg_core::conditions::condition(
+        CONDITION_TRIGGERS_VALID,
+        valid,
+        reason,
+        message,
+        nvj.metadata.generation,
+        &now,
+    );
+    // The transition time moves only when the status does.
+    if let Some(old) = nvj
+        .status
+        .as_ref()
+        .and_then(|s| s.condition(CONDITION_TRIGGERS_VALID))
+        .filter(|o| o.status == c.status)
+    {
+        c.last_transition_time = old.last_transition_time.clone();
+    }
+    c
+}
+
+fn condition_changed(nvj: &NotebookValidationJob, c: &Condition) -> bool {
+    let old = nvj
+        .status
+        .as_ref()
+        .and_then(|s| s.condition(CONDITION_TRIGGERS_VALID));
+    old.is_none_or(|o| {
+        o.status != c.status
+            || o.message != c.message
+            || o.observed_generation != c.observed_generation
+    })
+}
+
+impl TriggerReconciler {
+    /// Everything this controller owns in the status, in one apply: with server-side apply,
+    /// what a manager omits from its next apply is removed.
+    async fn apply_status(
+        &self,
+        nvj: &NotebookValidationJob,
+        triggers: Vec<TriggerRecord>,
+        condition: Condition,
+    ) -> Result<(), Error> {
+        let patch = serde_json::json!({
+            "apiVersion": NotebookValidationJob::api_version(&()),
+            "kind": NotebookValidationJob::kind(&()),
+            "status": {"triggers": triggers, "conditions": [condition]},
+        });
+        let api: Api<NotebookValidationJob> =
+            Api::namespaced(self.client.clone(), &nvj.namespace().unwrap_or_default());
+        api.patch_status(
+            &nvj.name_any(),
+            &PatchParams::apply(NAME).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
 fn final_outcome(o: TriggerOutcome) -> bool {
     !matches!(o, TriggerOutcome::InProgress)
 }
@@ -277,15 +345,19 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
         let targets = match annotations::parse_on_success_trigger(&value) {
             Ok(t) => t,
             Err(e) => {
-                // Never acted on; said once per run (the Event recorder de-duplicates).
-                self.events
-                    .warning(
-                        &reference,
-                        "TriggerDenied",
-                        "ParseTriggers",
-                        format!("run {run}: {e}"),
-                    )
-                    .await;
+                // Never acted on: a condition and a Warning Event say why, naming entry and field.
+                let condition = triggers_valid(&nvj, false, "InvalidTrigger", &e.to_string());
+                if condition_changed(&nvj, &condition) {
+                    self.apply_status(&nvj, existing, condition).await?;
+                    self.events
+                        .warning(
+                            &reference,
+                            "TriggerDenied",
+                            "ParseTriggers",
+                            format!("run {run}: {e}"),
+                        )
+                        .await;
+                }
                 return Ok(Action::await_change());
             }
         };
@@ -328,20 +400,15 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
             }
             records.insert(key, record);
         }
-        if !changed.is_empty() {
-            let triggers: Vec<TriggerRecord> = records.into_values().collect();
-            let patch = serde_json::json!({
-                "apiVersion": NotebookValidationJob::api_version(&()),
-                "kind": NotebookValidationJob::kind(&()),
-                "status": {"triggers": triggers},
-            });
-            let api: Api<NotebookValidationJob> = Api::namespaced(self.client.clone(), &nvj_ns);
-            api.patch_status(
-                &nvj.name_any(),
-                &PatchParams::apply(NAME).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
+        let condition = triggers_valid(
+            &nvj,
+            true,
+            "Valid",
+            &format!("{} trigger targets", targets.len()),
+        );
+        if !changed.is_empty() || condition_changed(&nvj, &condition) {
+            self.apply_status(&nvj, records.into_values().collect(), condition)
+                .await?;
             let completed = nvj.status.as_ref().and_then(|s| s.completion_time.clone());
             for r in changed {
                 if r.outcome != TriggerOutcome::InProgress {
