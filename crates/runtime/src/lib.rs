@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod runner;
 pub mod scope;
 pub mod shutdown;
+pub mod status;
 pub mod telemetry;
 
 mod runtime;

@@ -293,19 +293,8 @@ impl TriggerReconciler {
         triggers: Vec<TriggerRecord>,
         condition: Condition,
     ) -> Result<(), Error> {
-        let patch = serde_json::json!({
-            "apiVersion": NotebookValidationJob::api_version(&()),
-            "kind": NotebookValidationJob::kind(&()),
-            "status": {"triggers": triggers, "conditions": [condition]},
-        });
-        let api: Api<NotebookValidationJob> =
-            Api::namespaced(self.client.clone(), &nvj.namespace().unwrap_or_default());
-        api.patch_status(
-            &nvj.name_any(),
-            &PatchParams::apply(NAME).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        let status = serde_json::json!({"triggers": triggers, "conditions": [condition]});
+        nbg_runtime::status::apply_status(&self.client, nvj, NAME, &status, false).await?;
         Ok(())
     }
 }

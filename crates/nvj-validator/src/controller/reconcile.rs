@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -149,7 +149,7 @@ impl NvjReconciler {
 }
 
 /// The status fields this controller owns, as an apply patch body.
-fn owned_status(status: &NotebookValidationJobStatus) -> serde_json::Value {
+fn owned_status(status: &NotebookValidationJobStatus) -> NotebookValidationJobStatus {
     let mine = [
         conditions::READY,
         conditions::RECONCILING,
@@ -162,11 +162,7 @@ fn owned_status(status: &NotebookValidationJobStatus) -> serde_json::Value {
     status
         .conditions
         .retain(|c| mine.contains(&c.type_.as_str()));
-    serde_json::json!({
-        "apiVersion": NotebookValidationJob::api_version(&()),
-        "kind": NotebookValidationJob::kind(&()),
-        "status": status,
-    })
+    status
 }
 
 impl nbg_runtime::Reconciler for NvjReconciler {
@@ -183,7 +179,6 @@ impl nbg_runtime::Reconciler for NvjReconciler {
             return Ok(Action::await_change());
         }
         let namespace = nvj.namespace().unwrap_or_default();
-        let name = nvj.name_any();
         let uid = nvj.metadata.uid.clone().unwrap_or_default();
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let owned = pods
@@ -197,14 +192,12 @@ impl nbg_runtime::Reconciler for NvjReconciler {
         // working from a stale copy (the watch lags behind our own writes) fails here with a
         // conflict and is retried on fresh data, before it can touch any pod.
         if let Some(status) = &plan.status {
-            let api: Api<NotebookValidationJob> = Api::namespaced(self.client.clone(), &namespace);
-            let mut body = owned_status(status);
-            body["metadata"] =
-                serde_json::json!({"resourceVersion": nvj.metadata.resource_version});
-            api.patch_status(
-                &name,
-                &PatchParams::apply(NAME).force(),
-                &Patch::Apply(body),
+            nbg_runtime::status::apply_status(
+                &self.client,
+                nvj.as_ref(),
+                NAME,
+                &owned_status(status),
+                true,
             )
             .await?;
             let before = nvj.status.as_ref().and_then(|s| s.phase).filter(|_| {

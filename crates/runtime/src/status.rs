@@ -1,0 +1,42 @@
+//! Writing a controller's part of an object's status. Every controller writes only the status
+//! fields it owns, with server-side apply under its own field manager, so controllers sharing
+//! one status never overwrite each other. With server-side apply, a field a manager applied
+//! before and omits now is removed: callers pass everything they own, every time.
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Applies `status` (the fields `field_manager` owns) to `obj`'s status subresource. With
+/// `if_unchanged`, the write is conditioned on the resourceVersion `obj` was read at: a
+/// controller that decided from a stale copy gets a 409 conflict instead of acting on it.
+pub async fn apply_status<K>(
+    client: &kube::Client,
+    obj: &K,
+    field_manager: &str,
+    status: &impl Serialize,
+    if_unchanged: bool,
+) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let mut body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    if if_unchanged {
+        body["metadata"] = serde_json::json!({"resourceVersion": obj.meta().resource_version});
+    }
+    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(field_manager).force(),
+        &Patch::Apply(body),
+    )
+    .await
+}
