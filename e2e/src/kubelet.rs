@@ -716,3 +716,26 @@ impl State {
         ))
     }
 }
+
+impl KubeletConfig {
+    /// The double as tests use it: one node per test, serving `namespaces`, working under
+    /// `target/e2e-kubelet`.
+    pub fn for_test(namespaces: &[&str], handling: PodHandling) -> Self {
+        Self {
+            node_name: format!("kubelet-{}", namespaces.first().copied().unwrap_or("test")),
+            namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
+            handling,
+            work_dir: crate::cluster::repo_root().join("target/e2e-kubelet"),
+            node_env: vec![],
+        }
+    }
+}
+
+/// Runs the double in the background until the handle is aborted or dropped with its runtime.
+pub fn spawn(client: Client, config: KubeletConfig) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = run(client, config).await {
+            tracing::error!(error = %format!("{e:#}"), "kubelet double failed");
+        }
+    })
+}

@@ -242,3 +242,11 @@ pub async fn service_account_kubeconfig(
     std::fs::write(&path, out).expect("write service account kubeconfig");
     path
 }
+
+/// A TCP port free on 127.0.0.1 right now (for a process's --http-addr).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use nbg_e2e::cluster::{eventually, workspace_binary};
-use nbg_e2e::process::{LocalProcess, service_account_kubeconfig};
+use nbg_e2e::process::{LocalProcess, free_port, service_account_kubeconfig};
 use nbg_e2e::{Cluster, TestNamespace};
 
 const BINARIES: [&str; 5] = [
@@ -84,13 +84,6 @@ fn an_unreachable_api_server_is_one_clear_line_and_a_non_zero_exit() {
             "{name}: {stderr}"
         );
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn lease_rbac(ns: &str, sa: &str) -> String {

@@ -13,24 +13,11 @@ use nbg_e2e::kubelet::{self, KubeletConfig, PodHandling};
 use nbg_e2e::{Cluster, TestNamespace};
 
 fn start_kubelet(
-    cluster: &Cluster,
     client: kube::Client,
     ns: &str,
     handling: PodHandling,
 ) -> tokio::task::JoinHandle<()> {
-    let config = KubeletConfig {
-        node_name: format!("kubelet-{ns}"),
-        namespaces: vec![ns.to_string()],
-        handling,
-        work_dir: nbg_e2e::cluster::repo_root().join("target/e2e-kubelet"),
-        node_env: vec![],
-    };
-    let _ = cluster;
-    tokio::spawn(async move {
-        if let Err(e) = kubelet::run(client, config).await {
-            panic!("kubelet double failed: {e:#}");
-        }
-    })
+    kubelet::spawn(client, KubeletConfig::for_test(&[ns], handling))
 }
 
 #[tokio::test]
@@ -38,7 +25,7 @@ async fn deployments_become_ready_through_the_real_controllers() {
     let cluster = Cluster::get();
     let ns = TestNamespace::new(&cluster, "ready").await;
     let client = cluster.client().await;
-    let kubelet = start_kubelet(&cluster, client.clone(), &ns.name, PodHandling::MakeReady);
+    let kubelet = start_kubelet(client.clone(), &ns.name, PodHandling::MakeReady);
     let deployment: Deployment = serde_json::from_value(serde_json::json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "model-server"},
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "m"}},
@@ -81,7 +68,7 @@ async fn pod_commands_run_locally_with_real_exit_codes_and_termination_messages(
         .create(&PostParams::default(), &secret)
         .await
         .expect("secret");
-    let kubelet = start_kubelet(&cluster, client.clone(), &ns.name, PodHandling::RunCommands);
+    let kubelet = start_kubelet(client.clone(), &ns.name, PodHandling::RunCommands);
 
     // An init container writes into a shared emptyDir; the main container reads it, checks the
     // env from the Secret, writes its termination message and exits 3.

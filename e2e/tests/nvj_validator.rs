@@ -14,7 +14,7 @@ use nbg_core::nvj::{CellStatus, NotebookValidationJob, Phase};
 use nbg_e2e::cluster::{eventually, notebook_python, repo_root, workspace_binary};
 use nbg_e2e::git_server::{GitRepo, GitServer, notebook};
 use nbg_e2e::kubelet::{self, KubeletConfig, PodHandling};
-use nbg_e2e::process::{LocalProcess, chart_rbac, service_account_kubeconfig};
+use nbg_e2e::process::{LocalProcess, chart_rbac, free_port, service_account_kubeconfig};
 use nbg_e2e::{Cluster, TestNamespace};
 
 struct Env {
@@ -26,13 +26,6 @@ struct Env {
     _kubelet: tokio::task::JoinHandle<()>,
     git: GitServer,
     metrics_port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
 }
 
 impl Env {
@@ -109,16 +102,10 @@ impl Env {
             node_env.push(("GIT_CONFIG_GLOBAL".to_string(), path.display().to_string()));
         }
         let config = KubeletConfig {
-            node_name: format!("kubelet-{}", ns.name),
-            namespaces: vec![ns.name.clone()],
-            handling: PodHandling::RunCommands,
-            work_dir: repo_root().join("target/e2e-kubelet"),
-            node_env: node_env.to_vec(),
+            node_env,
+            ..KubeletConfig::for_test(&[&ns.name], PodHandling::RunCommands)
         };
-        let kubelet_client = client.clone();
-        let kubelet = tokio::spawn(async move {
-            let _ = kubelet::run(kubelet_client, config).await;
-        });
+        let kubelet = kubelet::spawn(client.clone(), config);
         Self {
             nvjs: Api::namespaced(client.clone(), &ns.name),
             pods: Api::namespaced(client, &ns.name),

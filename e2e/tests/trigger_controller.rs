@@ -12,7 +12,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome};
 use nbg_e2e::cluster::{eventually, repo_root, workspace_binary};
 use nbg_e2e::kubelet::{self, KubeletConfig, PodHandling};
-use nbg_e2e::process::{LocalProcess, chart_rbac, service_account_kubeconfig};
+use nbg_e2e::process::{LocalProcess, chart_rbac, free_port, service_account_kubeconfig};
 use nbg_e2e::{Cluster, TestNamespace};
 
 fn deployment(name: &str) -> Deployment {
@@ -51,11 +51,8 @@ async fn succeeded_nvj(
     .expect("status")
 }
 
-fn start_controller(cluster: &Cluster, kubeconfig: &std::path::Path, ns: &str) -> LocalProcess {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
+fn start_controller(kubeconfig: &std::path::Path, ns: &str) -> LocalProcess {
+    let port = free_port();
     let mut cmd = Command::new(workspace_binary("trigger-controller"));
     cmd.arg("--kubeconfig").arg(kubeconfig).args([
         "--namespaces",
@@ -63,7 +60,6 @@ fn start_controller(cluster: &Cluster, kubeconfig: &std::path::Path, ns: &str) -
         "--http-addr",
         &format!("127.0.0.1:{port}"),
     ]);
-    let _ = cluster;
     LocalProcess::spawn("trigger-controller", cmd)
 }
 
@@ -73,17 +69,10 @@ async fn a_succeeded_run_restarts_a_deployment_once_and_denies_without_consent()
     let ns = TestNamespace::new(&cluster, "trig").await;
     let other = TestNamespace::new(&cluster, "trig-other").await;
     let client = cluster.client().await;
-    let config = KubeletConfig {
-        node_name: format!("kubelet-{}", ns.name),
-        namespaces: vec![ns.name.clone(), other.name.clone()],
-        handling: PodHandling::MakeReady,
-        work_dir: repo_root().join("target/e2e-kubelet"),
-        node_env: vec![],
-    };
-    let kubelet_client = client.clone();
-    let _kubelet = tokio::spawn(async move {
-        let _ = kubelet::run(kubelet_client, config).await;
-    });
+    let _kubelet = kubelet::spawn(
+        client.clone(),
+        KubeletConfig::for_test(&[&ns.name, &other.name], PodHandling::MakeReady),
+    );
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     let elsewhere: Api<Deployment> = Api::namespaced(client.clone(), &other.name);
     deployments
@@ -122,7 +111,7 @@ async fn a_succeeded_run_restarts_a_deployment_once_and_denies_without_consent()
         ],
     );
     let kubeconfig = service_account_kubeconfig(&cluster, &ns.name, &release, &rbac).await;
-    let mut controller = start_controller(&cluster, &kubeconfig, &ns.name);
+    let mut controller = start_controller(&kubeconfig, &ns.name);
 
     let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), &ns.name);
     let trigger = format!(
@@ -180,7 +169,7 @@ async fn a_succeeded_run_restarts_a_deployment_once_and_denies_without_consent()
 
     // Killed and restarted: the run is not acted on again.
     controller.kill();
-    let restarted = start_controller(&cluster, &kubeconfig, &ns.name);
+    let restarted = start_controller(&kubeconfig, &ns.name);
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(
         deployments
