@@ -29,6 +29,8 @@ pub struct Runtime {
     pub events: Events,
     metrics: ReconcileMetrics,
     process_metrics: ProcessMetrics,
+    /// --leader-identity, else POD_NAME, else HOSTNAME; also the Events' reporting instance.
+    identity: Option<String>,
 }
 
 async fn load_config(args: &CommonArgs) -> anyhow::Result<Config> {
@@ -77,7 +79,7 @@ impl Runtime {
             .clone()
             .or_else(|| std::env::var("POD_NAME").ok())
             .or_else(|| std::env::var("HOSTNAME").ok());
-        let events = Events::new(client.clone(), name, identity);
+        let events = Events::new(client.clone(), name, identity.clone());
         let scope = Scope::new(args.namespaces.clone(), args.namespace_selector.clone());
         Ok(Self {
             name,
@@ -90,15 +92,15 @@ impl Runtime {
             events,
             metrics,
             process_metrics,
+            identity,
         })
     }
 
+    /// This replica's identity in the Lease: --leader-identity, POD_NAME, the host name, or
+    /// `<controller>-<pid>`.
     fn identity(&self) -> String {
-        self.args
-            .leader_identity
+        self.identity
             .clone()
-            .or_else(|| std::env::var("POD_NAME").ok())
-            .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| format!("{}-{}", self.name, std::process::id()))
     }
 
