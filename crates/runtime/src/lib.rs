@@ -2,8 +2,8 @@
 //! of it: command-line flags with environment fallbacks ([`cli`]), structured logging
 //! ([`telemetry`]), the `/metrics` `/healthz` `/readyz` server ([`http`]), leader election on
 //! a Lease ([`leader`]), namespace scoping ([`scope`]), the controller runner with per-object
-//! backoff and reconcile metrics ([`runner`]), Kubernetes Events ([`events`]), and graceful
-//! shutdown ([`shutdown`]). [`Runtime`] ties them together.
+//! backoff and reconcile metrics ([`runner`]), Kubernetes Events ([`events`]), each controller's
+//! server-side-apply status writes ([`status`]), and graceful shutdown ([`shutdown`]). [`Runtime`] ties them together.
 
 pub mod cli;
 pub mod events;
