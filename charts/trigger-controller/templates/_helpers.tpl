@@ -13,14 +13,21 @@ app.kubernetes.io/part-of: notebook-gitops
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- end -}}
 
-{{/* The rules the controller needs where NVJs and their targets live: read NVJs, write their status, patch targets, record Events. */}}
-{{- define "trigger-controller.rules" -}}
+{{/* The rules the controller needs where NVJs live: read NVJs, write their status, record Events. */}}
+{{- define "trigger-controller.nvjRules" -}}
 - apiGroups: [mlops.mlops.dev]
   resources: [notebookvalidationjobs]
   verbs: [get, list, watch]
 - apiGroups: [mlops.mlops.dev]
   resources: [notebookvalidationjobs/status]
   verbs: [get, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end -}}
+
+{{/* The rules the controller needs where targets live: get and patch exactly the allowed kinds; with eviction, list pods and evict them. */}}
+{{- define "trigger-controller.targetRules" -}}
 {{- $kinds := .Values.allowedKinds }}
 {{- $apps := list }}
 {{- range $pair := list (list "apps/Deployment" "deployments") (list "apps/StatefulSet" "statefulsets") (list "apps/DaemonSet" "daemonsets") }}
@@ -45,7 +52,17 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
   resources: [{{ join ", " $argo }}]
   verbs: [get, patch]
 {{- end }}
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
+{{- if .Values.allowEviction }}
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
+- apiGroups: [""]
+  resources: [pods/eviction]
+  verbs: [create]
+{{- end }}
+{{- end -}}
+
+{{- define "trigger-controller.rules" -}}
+{{ include "trigger-controller.nvjRules" . }}
+{{ include "trigger-controller.targetRules" . | trim }}
 {{- end -}}

@@ -5,6 +5,7 @@
 //! backoff and reconcile metrics ([`runner`]), Kubernetes Events ([`events`]), each controller's
 //! server-side-apply status writes ([`status`]), and graceful shutdown ([`shutdown`]). [`Runtime`] ties them together.
 
+pub mod api_requests;
 pub mod cli;
 pub mod events;
 pub mod http;

@@ -7,6 +7,7 @@ use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
+use crate::api_requests::ApiRequestMetrics;
 use crate::cli::CommonArgs;
 use crate::events::Events;
 use crate::http::{self, Health};
@@ -59,8 +60,12 @@ impl Runtime {
         let mut config = load_config(&args).await?;
         config.connect_timeout = Some(args.connect_timeout);
         let url = config.cluster_url.to_string();
-        let client =
-            Client::try_from(config).with_context(|| format!("cannot build a client for {url}"))?;
+        let registry = new_registry();
+        let api_requests = ApiRequestMetrics::register(&registry);
+        let client = kube::client::ClientBuilder::try_from(config)
+            .with_context(|| format!("cannot build a client for {url}"))?
+            .with_layer(&api_requests.layer())
+            .build();
         match tokio::time::timeout(args.connect_timeout, client.apiserver_version()).await {
             Ok(Ok(info)) => {
                 tracing::info!(controller = name, server = %url, version = %info.git_version, "connected to the API server")
@@ -71,7 +76,6 @@ impl Runtime {
                 args.connect_timeout
             ),
         }
-        let registry = new_registry();
         let metrics = ReconcileMetrics::register(&registry);
         let process_metrics = ProcessMetrics::register(&registry, name, version);
         let identity = args

@@ -7,11 +7,12 @@
 //!   annotation, with `mlops.dev/restarted-by-run` beside it in the template;
 //! - restart InferenceService: `mlops.dev/restarted-at: "<run> <time>"` on the InferenceService,
 //!   which KServe copies into the predictor's pod template (editing KServe's Deployment would be
-//!   reverted);
+//!   reverted), with the predictor's revision at that moment so completion waits for a new one;
 //! - restart Argo Rollout: `spec.restartAt`, with the marker annotation;
 //! - sync Application: `.operation.sync` initiated by this controller, the run in `info`, only
 //!   when no operation is running, guarded by the object's resourceVersion;
-//! - refresh Application: `argocd.argoproj.io/refresh`; other kinds: `mlops.dev/refresh-requested`.
+//! - refresh Application: `argocd.argoproj.io/refresh`; other kinds: `mlops.dev/refresh-requested`;
+//! - restart with `strategy: evict` is planned from the pods, in [`crate::eviction`].
 
 use nbg_core::annotations::{self, RefreshKind, RestartStrategy, TriggerAction, TriggerTarget};
 use serde_json::{Value, json};
@@ -52,9 +53,8 @@ fn operation_has_run(op: Option<&Value>, run: &str) -> bool {
 pub fn plan(target: &TriggerTarget, live: &Value, run: &str, now: &str) -> Plan {
     let kind = target.kind.as_str();
     if target.strategy == RestartStrategy::Evict {
-        return Plan::Unsupported(
-            "restart strategy evict is not implemented yet; nothing was done".into(),
-        );
+        // Planned from the target's pods, in `eviction`; never a rollout restart instead.
+        return Plan::Unsupported("restart by eviction is planned from the target's pods".into());
     }
     match (target.action, target.group(), kind) {
         (TriggerAction::Restart, "apps", "Deployment" | "StatefulSet" | "DaemonSet") => {
@@ -75,9 +75,18 @@ pub fn plan(target: &TriggerTarget, live: &Value, run: &str, now: &str) -> Plan 
             if marker.is_some_and(|m| m.split(' ').next() == Some(run)) {
                 return Plan::AlreadyApplied;
             }
-            Plan::Patch(
-                json!({"metadata": {"annotations": {annotations::RESTARTED_AT: format!("{run} {now}")}}}),
-            )
+            let mut a = serde_json::Map::new();
+            a.insert(
+                annotations::RESTARTED_AT.into(),
+                json!(format!("{run} {now}")),
+            );
+            let revision = live.pointer("/status/components/predictor/latestCreatedRevision");
+            // Null removes a revision left by an earlier restart (raw deployment mode has none).
+            a.insert(
+                annotations::RESTARTED_FROM_REVISION.into(),
+                revision.cloned().unwrap_or(Value::Null),
+            );
+            Plan::Patch(json!({"metadata": {"annotations": a}}))
         }
         (TriggerAction::Restart, "argoproj.io", "Rollout") => {
             if annotation(live, "/metadata/annotations", RESTARTED_BY_RUN) == Some(run) {

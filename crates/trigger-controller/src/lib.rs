@@ -8,6 +8,7 @@
 
 pub mod actions;
 pub mod authorize;
+pub mod eviction;
 pub mod reconcile;
 
 use nbg_runtime::{CommonArgs, Runtime};

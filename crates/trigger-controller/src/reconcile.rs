@@ -6,16 +6,19 @@
 //! controller's field manager. A crash between the patch and the record is harmless: the next
 //! reconcile finds the marker on the target (`Plan::AlreadyApplied`) and only records.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{
+    Api, ApiResource, DynamicObject, EvictParams, GroupVersionKind, ListParams, Patch, PatchParams,
+};
 use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
-use nbg_core::annotations::{self, TriggerTarget};
+use nbg_core::annotations::{self, RestartStrategy, TriggerTarget};
 use nbg_core::foreign::Application;
 use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome, TriggerRecord};
 use nbg_runtime::ReconcileError;
@@ -28,6 +31,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use crate::NAME;
 use crate::actions::{self, Plan};
 use crate::authorize::{self, Policy};
+use crate::eviction::{self, EvictionStep};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -86,7 +90,23 @@ pub struct TriggerReconciler {
     events: Events,
     policy: Policy,
     metrics: TriggerMetrics,
+    /// Discovery answers by group/version/kind: one lookup per kind, not one per trigger.
+    resources: Mutex<HashMap<GroupVersionKind, ApiResource>>,
 }
+
+/// What acting on one target came to.
+enum Step {
+    /// Record this outcome; check again after the duration when it is not final.
+    Record(TriggerRecord, Option<Duration>),
+    /// The action was just applied; look again after the duration (the record is written
+    /// then, with the rollout's state, so a quick rollout costs one status write).
+    Applied(Duration),
+}
+
+/// How long to wait before looking at a target that was just patched.
+const AFTER_PATCH: Duration = Duration::from_secs(2);
+/// How often a rollout, an eviction or a running Argo CD operation is looked at.
+const WHILE_WAITING: Duration = Duration::from_secs(5);
 
 impl TriggerReconciler {
     pub fn new(client: Client, events: Events, policy: Policy, metrics: TriggerMetrics) -> Self {
@@ -95,6 +115,7 @@ impl TriggerReconciler {
             events,
             policy,
             metrics,
+            resources: Mutex::default(),
         }
     }
 
@@ -108,7 +129,21 @@ impl TriggerReconciler {
             .rsplit_once('/')
             .unwrap_or(("", t.api_version.as_str()));
         let gvk = GroupVersionKind::gvk(group, version, &t.kind);
-        let (resource, _) = kube::discovery::pinned_kind(&self.client, &gvk).await?;
+        let cached = self
+            .resources
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&gvk).cloned());
+        let resource = match cached {
+            Some(r) => r,
+            None => {
+                let (r, _) = kube::discovery::pinned_kind(&self.client, &gvk).await?;
+                if let Ok(mut m) = self.resources.lock() {
+                    m.insert(gvk, r.clone());
+                }
+                r
+            }
+        };
         Ok(Api::namespaced_with(
             self.client.clone(),
             namespace,
@@ -116,14 +151,22 @@ impl TriggerReconciler {
         ))
     }
 
-    /// Acts on one target; returns the record to write (None: nothing to record yet).
+    fn observe_latency(&self, nvj: &NotebookValidationJob, now: &Time) {
+        if let Some(c) = completion_time(nvj) {
+            self.metrics
+                .latency
+                .observe(now.0.duration_since(c).as_secs_f64().max(0.0));
+        }
+    }
+
+    /// Acts on one target for `run`.
     async fn act(
         &self,
         nvj: &NotebookValidationJob,
         t: &TriggerTarget,
         run: &str,
         now: &Time,
-    ) -> Result<(TriggerRecord, bool), Error> {
+    ) -> Result<Step, Error> {
         let nvj_ns = nvj.namespace().unwrap_or_default();
         let ns = t.namespace_or(&nvj_ns).to_string();
         let record = |outcome, message: String| TriggerRecord {
@@ -137,16 +180,20 @@ impl TriggerReconciler {
             message: Some(message),
             time: now.clone(),
         };
+        let done = |outcome, message| Ok(Step::Record(record(outcome, message), None));
+        let waiting = |message| {
+            Ok(Step::Record(
+                record(TriggerOutcome::InProgress, message),
+                Some(WHILE_WAITING),
+            ))
+        };
         let api = match self.api_for(t, &ns).await {
             Ok(api) => api,
             Err(kube::Error::Api(s)) if s.code == 404 => {
-                return Ok((
-                    record(
-                        TriggerOutcome::Failed,
-                        format!("{} is not served by this cluster", t.api_version),
-                    ),
-                    false,
-                ));
+                return done(
+                    TriggerOutcome::Failed,
+                    format!("{} {} is not served by this cluster", t.api_version, t.kind),
+                );
             }
             Err(e) => return Err(e.into()),
         };
@@ -158,23 +205,19 @@ impl TriggerReconciler {
                     "this controller may not read {} in namespace {ns} (RBAC)",
                     t.kind
                 );
-                return Ok((record(TriggerOutcome::Denied, why), false));
+                return done(TriggerOutcome::Denied, why);
             }
             Err(e) => return Err(e.into()),
         };
         let Some(live) = live else {
-            return Ok((
-                record(
-                    TriggerOutcome::Failed,
-                    format!("{} {ns}/{} not found", t.kind, t.name),
-                ),
-                false,
-            ));
+            return done(
+                TriggerOutcome::Failed,
+                format!("{} {ns}/{} not found", t.kind, t.name),
+            );
         };
+        let value = serde_json::to_value(&live).unwrap_or_default();
         let managing_app = if t.group() == "argoproj.io" && t.kind == "Application" {
-            let app: Application =
-                serde_json::from_value(serde_json::to_value(&live).unwrap_or_default())
-                    .unwrap_or_default();
+            let app: Application = serde_json::from_value(value.clone()).unwrap_or_default();
             authorize::application_manages(&app, live.data.get("status"), nvj)
         } else {
             false
@@ -186,14 +229,15 @@ impl TriggerReconciler {
             live.metadata.annotations.as_ref(),
             managing_app,
         ) {
-            return Ok((record(TriggerOutcome::Denied, denied.to_string()), false));
+            return done(TriggerOutcome::Denied, denied.to_string());
         }
-        let value = serde_json::to_value(&live).unwrap_or_default();
-        let stamp = now.0.to_string();
-        match actions::plan(t, &value, run, &stamp) {
+        if t.strategy == RestartStrategy::Evict {
+            return self.evict(nvj, t, &ns, &value, record, now).await;
+        }
+        match actions::plan(t, &value, run, &now.0.to_string()) {
             Plan::AlreadyApplied => {}
-            Plan::Wait(why) => return Ok((record(TriggerOutcome::InProgress, why), true)),
-            Plan::Unsupported(why) => return Ok((record(TriggerOutcome::Failed, why), false)),
+            Plan::Wait(why) => return waiting(why),
+            Plan::Unsupported(why) => return done(TriggerOutcome::Failed, why),
             Plan::Patch(patch) => {
                 api.patch(
                     &t.name,
@@ -204,42 +248,114 @@ impl TriggerReconciler {
                     &Patch::Merge(&patch),
                 )
                 .await?;
-                let refreshed = api.get(&t.name).await?;
-                let done = actions::rollout_complete(
-                    t.group(),
-                    &t.kind,
-                    &serde_json::to_value(&refreshed).unwrap_or_default(),
-                );
-                let (outcome, message) = if done {
-                    (TriggerOutcome::Succeeded, format!("{} applied", t.action))
-                } else {
-                    (
-                        TriggerOutcome::InProgress,
-                        format!("{} applied; waiting for the rollout to complete", t.action),
-                    )
-                };
-                return Ok((record(outcome, message), !done));
+                self.observe_latency(nvj, now);
+                return Ok(Step::Applied(AFTER_PATCH));
             }
         }
-        let done = actions::rollout_complete(t.group(), &t.kind, &value);
-        if done {
-            Ok((
-                record(
-                    TriggerOutcome::Succeeded,
-                    format!("{} applied; rollout complete", t.action),
-                ),
-                false,
-            ))
+        if actions::rollout_complete(t.group(), &t.kind, &value) {
+            done(
+                TriggerOutcome::Succeeded,
+                format!("{} applied; rollout complete", t.action),
+            )
         } else {
-            Ok((
-                record(
-                    TriggerOutcome::InProgress,
-                    format!("{} applied; waiting for the rollout to complete", t.action),
-                ),
-                true,
+            waiting(format!(
+                "{} applied; waiting for the rollout to complete",
+                t.action
             ))
         }
     }
+
+    /// `restart` with `strategy: evict`: one eviction per call, through the Eviction API.
+    async fn evict(
+        &self,
+        nvj: &NotebookValidationJob,
+        t: &TriggerTarget,
+        ns: &str,
+        live: &serde_json::Value,
+        record: impl Fn(TriggerOutcome, String) -> TriggerRecord,
+        now: &Time,
+    ) -> Result<Step, Error> {
+        let failed = |why: String| Ok(Step::Record(record(TriggerOutcome::Failed, why), None));
+        let Some(completed) = completion_time(nvj) else {
+            return failed("the run has no completion time to evict pods against".into());
+        };
+        let selector = match eviction::pod_selector(t.group(), &t.kind, live) {
+            Ok(s) => s,
+            Err(why) => return failed(why),
+        };
+        let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let pods = match pods_api
+            .list(&ListParams::default().labels(&selector))
+            .await
+        {
+            Ok(list) => list.items,
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                let why = format!("this controller may not list pods in namespace {ns} (RBAC)");
+                return Ok(Step::Record(record(TriggerOutcome::Denied, why), None));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let wait = |why: String| {
+            Ok(Step::Record(
+                record(TriggerOutcome::InProgress, why),
+                Some(AFTER_PATCH),
+            ))
+        };
+        match eviction::plan(t.group(), &t.kind, live, &pods, completed) {
+            EvictionStep::Done(how) => Ok(Step::Record(
+                record(
+                    TriggerOutcome::Succeeded,
+                    format!("restarted by eviction: {how}"),
+                ),
+                None,
+            )),
+            EvictionStep::Unsupported(why) => failed(why),
+            EvictionStep::Wait(why) => wait(why),
+            EvictionStep::Evict(pod) => match pods_api.evict(&pod, &EvictParams::default()).await {
+                Ok(_) => {
+                    if nvj_has_no_record(nvj, t, ns) {
+                        self.observe_latency(nvj, now);
+                    }
+                    wait(format!("evicted pod {pod}; waiting for its replacement"))
+                }
+                // 429: a PodDisruptionBudget does not allow it now.
+                Err(kube::Error::Api(s)) if s.code == 429 => wait(format!(
+                    "a PodDisruptionBudget does not allow evicting pod {pod} now"
+                )),
+                Err(kube::Error::Api(s)) if s.code == 404 => wait(format!("pod {pod} is gone")),
+                Err(kube::Error::Api(s)) if s.code == 403 => Ok(Step::Record(
+                    record(
+                        TriggerOutcome::Denied,
+                        format!("this controller may not evict pods in namespace {ns} (RBAC)"),
+                    ),
+                    None,
+                )),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}
+
+/// When the run completed: `status.completionTime`, else when it became Ready.
+fn completion_time(nvj: &NotebookValidationJob) -> Option<Timestamp> {
+    let status = nvj.status.as_ref()?;
+    status
+        .completion_time
+        .as_ref()
+        .or_else(|| status.condition("Ready").map(|c| &c.last_transition_time))
+        .map(|t| t.0)
+}
+
+fn nvj_has_no_record(nvj: &NotebookValidationJob, t: &TriggerTarget, ns: &str) -> bool {
+    let run = nvj.run_id();
+    !nvj.status.as_ref().is_some_and(|s| {
+        s.triggers.iter().any(|r| {
+            Some(&r.run) == run.as_ref()
+                && r.kind == t.kind
+                && r.namespace == ns
+                && r.name == t.name
+        })
+    })
 }
 
 /// The condition trigger-controller owns on the NVJ.
@@ -366,8 +482,9 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                 )
             })
             .collect();
-        let mut again = false;
+        let mut again: Option<Duration> = None;
         let mut changed = Vec::new();
+        let mut applied = false;
         for t in &targets {
             let key = (
                 t.kind.clone(),
@@ -381,10 +498,23 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
             {
                 continue;
             }
-            let (record, pending) = self.act(&nvj, t, &run, &now).await?;
-            again |= pending;
-            let before = records.get(&key).map(|r| (r.run.clone(), r.outcome));
-            if before != Some((record.run.clone(), record.outcome)) {
+            let record = match self.act(&nvj, t, &run, &now).await? {
+                Step::Applied(after) => {
+                    applied = true;
+                    again = Some(again.map_or(after, |a| a.min(after)));
+                    continue;
+                }
+                Step::Record(record, after) => {
+                    if let Some(after) = after {
+                        again = Some(again.map_or(after, |a| a.min(after)));
+                    }
+                    record
+                }
+            };
+            let before = records
+                .get(&key)
+                .map(|r| (r.run.clone(), r.outcome, r.message.clone()));
+            if before != Some((record.run.clone(), record.outcome, record.message.clone())) {
                 changed.push(record.clone());
             }
             records.insert(key, record);
@@ -395,10 +525,12 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
             "Valid",
             &format!("{} trigger targets", targets.len()),
         );
-        if !changed.is_empty() || condition_changed(&nvj, &condition) {
+        // A target just patched is looked at again shortly; the condition is written then,
+        // with its record, so a trigger costs one status write.
+        let just_applied = applied && changed.is_empty();
+        if !changed.is_empty() || (condition_changed(&nvj, &condition) && !just_applied) {
             self.apply_status(&nvj, records.into_values().collect(), condition)
                 .await?;
-            let completed = nvj.status.as_ref().and_then(|s| s.completion_time.clone());
             for r in changed {
                 if r.outcome != TriggerOutcome::InProgress {
                     let labels = ActionLabels {
@@ -407,17 +539,6 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                         result: format!("{:?}", r.outcome),
                     };
                     self.metrics.actions.get_or_create(&labels).inc();
-                }
-                if let (Some(c), true) = (
-                    &completed,
-                    matches!(
-                        r.outcome,
-                        TriggerOutcome::Succeeded | TriggerOutcome::InProgress
-                    ),
-                ) {
-                    self.metrics
-                        .latency
-                        .observe(now.0.duration_since(c.0).as_secs_f64().max(0.0));
                 }
                 let target = format!("{} {} {}/{}", r.action, r.kind, r.namespace, r.name);
                 let note = format!(
@@ -444,10 +565,6 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                 }
             }
         }
-        Ok(if again {
-            Action::requeue(Duration::from_secs(5))
-        } else {
-            Action::await_change()
-        })
+        Ok(again.map_or_else(Action::await_change, Action::requeue))
     }
 }

@@ -36,6 +36,9 @@ pub const REFRESH_REQUESTED: &str = "mlops.dev/refresh-requested";
 /// On a restarted InferenceService (and copied by KServe into the predictor's pod template):
 /// the run identity and time of the restart, so re-applying it is a no-op.
 pub const RESTARTED_AT: &str = "mlops.dev/restarted-at";
+/// Beside [`RESTARTED_AT`] on an InferenceService: the predictor's latest created revision when
+/// the restart was asked for, so the restart's own revision can be told from the old one.
+pub const RESTARTED_FROM_REVISION: &str = "mlops.dev/restarted-from-revision";
 /// `kubectl rollout restart`'s pod-template annotation on Deployments, StatefulSets, DaemonSets.
 pub const KUBECTL_RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 /// Argo CD's refresh annotation on an Application (`normal` or `hard`).

@@ -592,9 +592,81 @@ mod tests {
         assert!(parse_on_success_trigger(bomb).is_err());
     }
 
+    /// Hostile inputs a user (or a broken tool) can put in the annotation: each is rejected
+    /// with an error, quickly, without a panic or a blown stack.
+    #[test]
+    fn hostile_inputs_are_rejected_quickly() {
+        let mut garbage = Vec::with_capacity(10 << 20);
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        while garbage.len() < 10 << 20 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            garbage.extend_from_slice(&x.to_le_bytes());
+        }
+        let garbage = String::from_utf8_lossy(&garbage).into_owned();
+        let laughs = {
+            let mut y = String::from(
+                "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+            );
+            for i in 1..30 {
+                let prev = if i == 1 {
+                    "a".to_string()
+                } else {
+                    format!("a{}", i - 1)
+                };
+                y.push_str(&format!("a{i}: &a{i} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
+            }
+            y
+        };
+        let cases = [
+            ("10 MB of random bytes", garbage),
+            (
+                "10 MB of one valid entry repeated",
+                "- {apiVersion: apps/v1, kind: Deployment, name: m, action: restart}\n"
+                    .repeat(150_000),
+            ),
+            ("deeply nested flow sequences", "[".repeat(60_000)),
+            (
+                "deeply nested block mappings",
+                (0..300).map(|i| format!("{}k:\n", " ".repeat(i))).collect(),
+            ),
+            ("deeply nested flow mappings", "{a: ".repeat(15_000)),
+            ("an alias bomb", laughs),
+            (
+                "a NUL and control characters",
+                "- \u{0}\u{1b}[31m: \u{7f}".into(),
+            ),
+        ];
+        for (what, input) in cases {
+            let started = std::time::Instant::now();
+            let result = std::panic::catch_unwind(|| parse_on_success_trigger(&input));
+            assert!(matches!(result, Ok(Err(_))), "{what}: must be an error");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(2),
+                "{what}: took {:?}",
+                started.elapsed()
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics_on_text(s in "\\PC{0,300}") { let _ = parse_on_success_trigger(&s); }
+
+        #[test]
+        fn never_panics_on_bytes(b in proptest::collection::vec(any::<u8>(), 0..8192)) {
+            let _ = parse_on_success_trigger(&String::from_utf8_lossy(&b));
+        }
+
+        /// Valid entries with random damage: an error naming an entry or the whole, never a panic.
+        #[test]
+        fn never_panics_on_damaged_entries(cut in 0usize..120, insert in "\\PC{0,4}") {
+            let mut v = String::from("- apiVersion: apps/v1\n  kind: Deployment\n  name: m\n  action: restart\n- {apiVersion: argoproj.io/v1alpha1, kind: Application, name: a, action: sync}\n");
+            let at = v.char_indices().map(|(i, _)| i).nth(cut % v.chars().count()).unwrap_or(0);
+            v.insert_str(at, &insert);
+            let _ = parse_on_success_trigger(&v);
+        }
 
         #[test]
         fn never_panics_on_yaml_like(s in "[-:\\[\\]{}, \\n&*!|>'\"a-zA-Z0-9]{0,200}") { let _ = parse_on_success_trigger(&s); }

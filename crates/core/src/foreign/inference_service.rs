@@ -91,7 +91,25 @@ impl InferenceService {
             let ready = c.get("latestReadyRevision").and_then(Value::as_str);
             created.is_none() || created == ready
         });
-        observed && ready && revisions_settled
+        // In serverless mode the restart creates a new predictor revision: until it exists the
+        // old, settled revision says nothing about the restart.
+        let from = self
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::annotations::RESTARTED_FROM_REVISION));
+        let new_revision = from.is_none_or(|from| self.predictor_revision() != Some(from.as_str()));
+        observed && ready && revisions_settled && new_revision
+    }
+
+    /// The predictor's latest created revision (serverless mode; None in raw deployment mode).
+    pub fn predictor_revision(&self) -> Option<&str> {
+        self.status
+            .as_ref()?
+            .components
+            .get("predictor")?
+            .get("latestCreatedRevision")?
+            .as_str()
     }
 }
 
@@ -116,6 +134,25 @@ mod tests {
             s.components.insert(
                 "predictor".into(),
                 serde_json::json!({"latestCreatedRevision": "m-2", "latestReadyRevision": "m-2"}),
+            );
+        }
+        assert!(done.rollout_complete());
+        // Restarted from m-2: the settled m-2 is the old revision, not the restart's.
+        done.metadata.annotations = Some(
+            [(
+                crate::annotations::RESTARTED_FROM_REVISION.to_string(),
+                "m-2".to_string(),
+            )]
+            .into(),
+        );
+        assert!(
+            !done.rollout_complete(),
+            "the restart's revision does not exist yet"
+        );
+        if let Some(s) = done.status.as_mut() {
+            s.components.insert(
+                "predictor".into(),
+                serde_json::json!({"latestCreatedRevision": "m-3", "latestReadyRevision": "m-3"}),
             );
         }
         assert!(done.rollout_complete());
