@@ -28,6 +28,7 @@ use k8s_openapi::api::core::v1::{
     ContainerStatus, Node, NodeCondition, NodeStatus, ObjectReference, Pod, PodCondition, PodIP,
     PodStatus, Secret,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
@@ -139,6 +140,13 @@ pub async fn run(client: Client, config: KubeletConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn node_resources() -> BTreeMap<String, Quantity> {
+    [("cpu", "8"), ("memory", "32Gi"), ("pods", "110")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+        .collect()
+}
+
 async fn register_node(client: &Client, name: &str) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let node = Node {
@@ -159,8 +167,20 @@ async fn register_node(client: &Client, name: &str) -> anyhow::Result<()> {
             &Patch::Apply(&node),
         )
         .await?;
+    // The API server taints a new node not-ready; the node lifecycle controller (not run
+    // here) lifts it once the node reports Ready, which this double does at once.
+    nodes
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"taints": null}})),
+        )
+        .await?;
     let status = Node {
         status: Some(NodeStatus {
+            // What the scheduler predicates (run by the DaemonSet controller) look at.
+            allocatable: Some(node_resources()),
+            capacity: Some(node_resources()),
             conditions: Some(vec![NodeCondition {
                 type_: "Ready".into(),
                 status: "True".into(),

@@ -1,17 +1,21 @@
 //! End-to-end test harness on the real local control plane (`hack/local-cluster.sh`).
 //!
 //! - [`cluster`]: boots the control plane once per test run, or reuses a running one; installs
-//!   our CRDs and the test-only InferenceService and Application CRDs.
+//!   our CRDs and the test-only InferenceService, Application and Rollout CRDs.
 //! - [`namespace`]: a fresh namespace per test, deleted afterwards.
 //! - [`kubelet`]: the kubelet double: makes pods Running/Ready, or runs a pod's containers as
 //!   local processes and writes their real exit codes and termination messages back.
+//! - [`controller`]: a controller binary as a local process under its chart's RBAC;
+//! - [`nvj`]: NVJs for tests, and runs marked Succeeded as nvj-validator writes them;
 //! - [`process`]: runs our binaries (and kubectl) as local processes, optionally under a
 //!   ServiceAccount token with exactly the RBAC a chart grants; killed when dropped.
 
 pub mod cluster;
+pub mod controller;
 pub mod git_server;
 pub mod kubelet;
 pub mod namespace;
+pub mod nvj;
 pub mod process;
 
 pub use cluster::Cluster;

@@ -2,7 +2,8 @@
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+pub use kube::runtime::events::EventType;
+use kube::runtime::events::{Event, Recorder, Reporter};
 
 /// Publishes Events as one controller.
 #[derive(Clone)]
@@ -32,8 +33,15 @@ impl Events {
         action: &str,
         note: impl Into<String>,
     ) {
-        self.publish(regarding, EventType::Normal, reason, action, note.into())
-            .await;
+        self.publish(
+            regarding,
+            None,
+            EventType::Normal,
+            reason,
+            action,
+            note.into(),
+        )
+        .await;
     }
 
     /// A Warning event.
@@ -44,13 +52,24 @@ impl Events {
         action: &str,
         note: impl Into<String>,
     ) {
-        self.publish(regarding, EventType::Warning, reason, action, note.into())
-            .await;
+        self.publish(
+            regarding,
+            None,
+            EventType::Warning,
+            reason,
+            action,
+            note.into(),
+        )
+        .await;
     }
 
-    async fn publish(
+    /// An Event about `regarding` that concerns a second object, `related` (e.g. the target a
+    /// trigger acted on). Events are de-duplicated per regarding, related, reason and action,
+    /// so each related object gets its own Event.
+    pub async fn publish(
         &self,
         regarding: &ObjectReference,
+        related: Option<&ObjectReference>,
         type_: EventType,
         reason: &str,
         action: &str,
@@ -63,7 +82,7 @@ impl Events {
             reason: reason.to_string(),
             note: Some(note),
             action: action.to_string(),
-            secondary: None,
+            secondary: related.cloned(),
         };
         if let Err(e) = self.recorder.publish(&event, regarding).await {
             tracing::warn!(error = %e, reason, object = ?regarding.name, "could not publish event");

@@ -179,9 +179,10 @@ pub fn rollout_complete(group: &str, kind: &str, live: &Value) -> bool {
         }
         ("apps", "DaemonSet") => {
             let want = int("/status/desiredNumberScheduled").unwrap_or(0);
+            // As `kubectl rollout status`: absent counts are zero (omitted when empty).
             observed
-                && int("/status/updatedNumberScheduled").unwrap_or(-1) == want
-                && int("/status/numberAvailable").unwrap_or(-1) == want
+                && int("/status/updatedNumberScheduled").unwrap_or(0) >= want
+                && int("/status/numberAvailable").unwrap_or(0) >= want
         }
         ("serving.kserve.io", "InferenceService") => {
             serde_json::from_value::<nbg_core::foreign::InferenceService>(live.clone())
@@ -361,6 +362,12 @@ mod tests {
         let done = json!({"metadata": {"generation": 3}, "spec": {"replicas": 2},
             "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}});
         assert!(rollout_complete("apps", "Deployment", &done));
+        let no_nodes = json!({"metadata": {"generation": 2},
+            "status": {"observedGeneration": 2, "desiredNumberScheduled": 0}});
+        assert!(
+            rollout_complete("apps", "DaemonSet", &no_nodes),
+            "nothing to roll"
+        );
         let stale = json!({"metadata": {"generation": 4}, "spec": {"replicas": 2},
             "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}});
         assert!(!rollout_complete("apps", "Deployment", &stale));

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{
@@ -22,7 +22,7 @@ use nbg_core::annotations::{self, RestartStrategy, TriggerTarget};
 use nbg_core::foreign::Application;
 use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome, TriggerRecord};
 use nbg_runtime::ReconcileError;
-use nbg_runtime::events::Events;
+use nbg_runtime::events::{EventType, Events};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -234,7 +234,9 @@ impl TriggerReconciler {
         if t.strategy == RestartStrategy::Evict {
             return self.evict(nvj, t, &ns, &value, record, now).await;
         }
-        match actions::plan(t, &value, run, &now.0.to_string()) {
+        // Whole seconds, as `kubectl rollout restart` writes them (RFC 3339).
+        let stamp = Timestamp::from_second(now.0.as_second()).unwrap_or(now.0);
+        match actions::plan(t, &value, run, &stamp.to_string()) {
             Plan::AlreadyApplied => {}
             Plan::Wait(why) => return waiting(why),
             Plan::Unsupported(why) => return done(TriggerOutcome::Failed, why),
@@ -545,24 +547,23 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                     "{target} for run {run}: {}",
                     r.message.clone().unwrap_or_default()
                 );
-                match r.outcome {
-                    TriggerOutcome::Succeeded => {
-                        self.events
-                            .normal(&reference, "TriggerSucceeded", "Trigger", note)
-                            .await
-                    }
-                    TriggerOutcome::Denied => {
-                        self.events
-                            .warning(&reference, "TriggerDenied", "Trigger", note)
-                            .await
-                    }
-                    TriggerOutcome::Failed => {
-                        self.events
-                            .warning(&reference, "TriggerFailed", "Trigger", note)
-                            .await
-                    }
-                    TriggerOutcome::InProgress => {}
-                }
+                let (type_, reason) = match r.outcome {
+                    TriggerOutcome::Succeeded => (EventType::Normal, "TriggerSucceeded"),
+                    TriggerOutcome::Denied => (EventType::Warning, "TriggerDenied"),
+                    TriggerOutcome::Failed => (EventType::Warning, "TriggerFailed"),
+                    TriggerOutcome::InProgress => continue,
+                };
+                // The target as the Event's related object: one Event per target.
+                let related = ObjectReference {
+                    api_version: Some(r.api_version.clone()),
+                    kind: Some(r.kind.clone()),
+                    namespace: Some(r.namespace.clone()),
+                    name: Some(r.name.clone()),
+                    ..ObjectReference::default()
+                };
+                self.events
+                    .publish(&reference, Some(&related), type_, reason, "Trigger", note)
+                    .await;
             }
         }
         Ok(again.map_or_else(Action::await_change, Action::requeue))
