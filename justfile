@@ -60,6 +60,11 @@ bench-nvj-validator *args:
     cargo build --release --quiet -p nvj-validator -p nbg-e2e --bin nvj-validator --bin bench-nvj-validator
     "${CARGO_TARGET_DIR:-target}/release/bench-nvj-validator" {{args}}
 
+# Benchmark trigger-controller with 1,000 NVJs succeeding at once (release build).
+bench-trigger-controller *args:
+    cargo build --release --quiet -p trigger-controller -p nbg-e2e --bin trigger-controller --bin bench-trigger-controller
+    "${CARGO_TARGET_DIR:-target}/release/bench-trigger-controller" {{args}}
+
 # Build the statically linked nvj-validator that release images ship (runs in any Linux notebook image).
 runner-static:
     RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p nvj-validator --bin nvj-validator --target x86_64-unknown-linux-gnu

@@ -1,5 +1,6 @@
 //! End-to-end test harness on the real local control plane (`hack/local-cluster.sh`).
 //!
+//! - [`bench`]: percentiles and memory for the benchmarks (`src/bin/bench-*`);
 //! - [`cluster`]: boots the control plane once per test run, or reuses a running one; installs
 //!   our CRDs and the test-only InferenceService, Application and Rollout CRDs.
 //! - [`namespace`]: a fresh namespace per test, deleted afterwards.
@@ -10,6 +11,7 @@
 //! - [`process`]: runs our binaries (and kubectl) as local processes, optionally under a
 //!   ServiceAccount token with exactly the RBAC a chart grants; killed when dropped.
 
+pub mod bench;
 pub mod cluster;
 pub mod controller;
 pub mod git_server;

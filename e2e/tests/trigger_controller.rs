@@ -436,7 +436,8 @@ async fn every_action_on_every_kind() {
             .map(String::as_str),
         Some("fraud-predictor-00001")
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A rollout still going after a few seconds is recorded in progress.
+    tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(
         record_of(&nvjs, nvj_name, "InferenceService/fraud")
             .await

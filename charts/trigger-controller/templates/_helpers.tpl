@@ -26,7 +26,7 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
   verbs: [create, patch]
 {{- end -}}
 
-{{/* The rules the controller needs where targets live: get and patch exactly the allowed kinds; with eviction, list pods and evict them. */}}
+{{/* The rules the controller needs where targets live: read, watch (to wait for rollouts) and patch exactly the allowed kinds; with eviction, list pods and evict them. */}}
 {{- define "trigger-controller.targetRules" -}}
 {{- $kinds := .Values.allowedKinds }}
 {{- $apps := list }}
@@ -40,17 +40,17 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- if $apps }}
 - apiGroups: [apps]
   resources: [{{ join ", " $apps }}]
-  verbs: [get, patch]
+  verbs: [get, list, watch, patch]
 {{- end }}
 {{- if has "serving.kserve.io/InferenceService" $kinds }}
 - apiGroups: [serving.kserve.io]
   resources: [inferenceservices]
-  verbs: [get, patch]
+  verbs: [get, list, watch, patch]
 {{- end }}
 {{- if $argo }}
 - apiGroups: [argoproj.io]
   resources: [{{ join ", " $argo }}]
-  verbs: [get, patch]
+  verbs: [get, list, watch, patch]
 {{- end }}
 {{- if .Values.allowEviction }}
 - apiGroups: [""]

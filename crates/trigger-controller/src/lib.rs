@@ -10,6 +10,7 @@ pub mod actions;
 pub mod authorize;
 pub mod eviction;
 pub mod reconcile;
+pub mod waiting;
 
 use nbg_runtime::{CommonArgs, Runtime};
 
@@ -52,11 +53,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         allow_cross_namespace: !cli.disable_cross_namespace,
     };
     let metrics = reconcile::TriggerMetrics::register(&runtime.registry);
+    let watched = reconcile::watchable_kinds(&runtime.client, &policy).await;
     let reconciler = reconcile::TriggerReconciler::new(
         runtime.client.clone(),
         runtime.events.clone(),
         policy,
         metrics,
+        watched,
     );
     runtime.run(reconciler).await
 }

@@ -6,7 +6,7 @@
 //! controller's field manager. A crash between the patch and the record is harmless: the next
 //! reconcile finds the marker on the target (`Plan::AlreadyApplied`) and only records.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +16,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{
     Api, ApiResource, DynamicObject, EvictParams, GroupVersionKind, ListParams, Patch, PatchParams,
 };
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use nbg_core::annotations::{self, RestartStrategy, TriggerTarget};
 use nbg_core::foreign::Application;
@@ -32,6 +34,7 @@ use crate::NAME;
 use crate::actions::{self, Plan};
 use crate::authorize::{self, Policy};
 use crate::eviction::{self, EvictionStep};
+use crate::waiting::{TargetKey, WaitIndex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -92,31 +95,112 @@ pub struct TriggerReconciler {
     metrics: TriggerMetrics,
     /// Discovery answers by group/version/kind: one lookup per kind, not one per trigger.
     resources: Mutex<HashMap<GroupVersionKind, ApiResource>>,
+    /// NVJs waiting on targets, woken by the targets' watches.
+    waiting: Arc<WaitIndex>,
+    /// The target kinds that are watched (served and allowed), as (group, kind, resource).
+    watched_kinds: Vec<(String, String, ApiResource)>,
+    /// The namespaces the target watches cover (None: all).
+    watched_namespaces: Mutex<HashSet<Option<String>>>,
+}
+
+/// Target kinds watched while NVJs wait on them: (group, version, kind).
+const WATCHABLE_KINDS: [(&str, &str, &str); 6] = [
+    ("apps", "v1", "Deployment"),
+    ("apps", "v1", "StatefulSet"),
+    ("apps", "v1", "DaemonSet"),
+    ("serving.kserve.io", "v1beta1", "InferenceService"),
+    ("argoproj.io", "v1alpha1", "Rollout"),
+    ("argoproj.io", "v1alpha1", "Application"),
+];
+
+/// The watchable kinds that the policy allows and the cluster serves.
+pub async fn watchable_kinds(client: &Client, policy: &Policy) -> Vec<ApiResource> {
+    let mut found = Vec::new();
+    for (group, version, kind) in WATCHABLE_KINDS {
+        if !policy.allowed_kinds.contains(&format!("{group}/{kind}")) {
+            continue;
+        }
+        match kube::discovery::pinned_kind(client, &GroupVersionKind::gvk(group, version, kind))
+            .await
+        {
+            Ok((resource, _)) => found.push(resource),
+            Err(e) => {
+                tracing::info!(%group, %kind, error = %e, "not served: targets of this kind are looked at every few seconds while waiting")
+            }
+        }
+    }
+    found
 }
 
 /// What acting on one target came to.
 enum Step {
-    /// Record this outcome; check again after the duration when it is not final.
-    Record(TriggerRecord, Option<Duration>),
-    /// The action was just applied; look again after the duration (the record is written
-    /// then, with the rollout's state, so a quick rollout costs one status write).
-    Applied(Duration),
+    /// Record this outcome; when it is not final, look again as `Wake` says.
+    Record(Box<TriggerRecord>, Wake),
+    /// The action was just applied. Its record is written when the rollout completes, or after
+    /// [`GRACE`] with the rollout's state: a quick rollout costs one status write.
+    Applied,
 }
 
-/// How long to wait before looking at a target that was just patched.
-const AFTER_PATCH: Duration = Duration::from_secs(2);
-/// How often a rollout, an eviction or a running Argo CD operation is looked at.
-const WHILE_WAITING: Duration = Duration::from_secs(5);
+impl Step {
+    fn recorded(record: TriggerRecord, wake: Wake) -> Self {
+        Self::Record(Box::new(record), wake)
+    }
+}
+
+/// When to look at a target again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Wake {
+    /// The outcome is final.
+    Never,
+    /// When the target changes (its watch), or every [`UNWATCHED_POLL`] when it is not watched.
+    OnTargetChange,
+    /// After this long (eviction: the target's pods are not watched).
+    After(Duration),
+}
+
+/// How long a just-applied action may be in progress before the record says so.
+const GRACE: Duration = Duration::from_secs(5);
+/// How often a target that is not watched (another namespace) is looked at while waiting.
+const UNWATCHED_POLL: Duration = Duration::from_secs(5);
+/// A watched target is looked at this often anyway, in case a watch event was missed.
+const WATCHED_RESYNC: Duration = Duration::from_secs(60);
+/// How often an eviction in progress looks at the pods.
+const EVICTION_POLL: Duration = Duration::from_secs(2);
 
 impl TriggerReconciler {
-    pub fn new(client: Client, events: Events, policy: Policy, metrics: TriggerMetrics) -> Self {
+    pub fn new(
+        client: Client,
+        events: Events,
+        policy: Policy,
+        metrics: TriggerMetrics,
+        watched: Vec<ApiResource>,
+    ) -> Self {
         Self {
             client,
             events,
             policy,
             metrics,
             resources: Mutex::default(),
+            waiting: Arc::default(),
+            watched_kinds: watched
+                .into_iter()
+                .map(|r| (r.group.clone(), r.kind.clone(), r))
+                .collect(),
+            watched_namespaces: Mutex::default(),
         }
+    }
+
+    /// Whether a change of `target` reaches this controller through a watch.
+    fn watches(&self, target: &TargetKey) -> bool {
+        let kind = self
+            .watched_kinds
+            .iter()
+            .any(|(g, k, _)| *g == target.group && *k == target.kind);
+        let namespace = self
+            .watched_namespaces
+            .lock()
+            .is_ok_and(|n| n.contains(&None) || n.contains(&Some(target.namespace.clone())));
+        kind && namespace
     }
 
     async fn api_for(
@@ -180,11 +264,11 @@ impl TriggerReconciler {
             message: Some(message),
             time: now.clone(),
         };
-        let done = |outcome, message| Ok(Step::Record(record(outcome, message), None));
+        let done = |outcome, message| Ok(Step::recorded(record(outcome, message), Wake::Never));
         let waiting = |message| {
-            Ok(Step::Record(
+            Ok(Step::recorded(
                 record(TriggerOutcome::InProgress, message),
-                Some(WHILE_WAITING),
+                Wake::OnTargetChange,
             ))
         };
         let api = match self.api_for(t, &ns).await {
@@ -251,7 +335,7 @@ impl TriggerReconciler {
                 )
                 .await?;
                 self.observe_latency(nvj, now);
-                return Ok(Step::Applied(AFTER_PATCH));
+                return Ok(Step::Applied);
             }
         }
         if actions::rollout_complete(t.group(), &t.kind, &value) {
@@ -277,7 +361,12 @@ impl TriggerReconciler {
         record: impl Fn(TriggerOutcome, String) -> TriggerRecord,
         now: &Time,
     ) -> Result<Step, Error> {
-        let failed = |why: String| Ok(Step::Record(record(TriggerOutcome::Failed, why), None));
+        let failed = |why: String| {
+            Ok(Step::recorded(
+                record(TriggerOutcome::Failed, why),
+                Wake::Never,
+            ))
+        };
         let Some(completed) = completion_time(nvj) else {
             return failed("the run has no completion time to evict pods against".into());
         };
@@ -293,23 +382,26 @@ impl TriggerReconciler {
             Ok(list) => list.items,
             Err(kube::Error::Api(s)) if s.code == 403 => {
                 let why = format!("this controller may not list pods in namespace {ns} (RBAC)");
-                return Ok(Step::Record(record(TriggerOutcome::Denied, why), None));
+                return Ok(Step::recorded(
+                    record(TriggerOutcome::Denied, why),
+                    Wake::Never,
+                ));
             }
             Err(e) => return Err(e.into()),
         };
         let wait = |why: String| {
-            Ok(Step::Record(
+            Ok(Step::recorded(
                 record(TriggerOutcome::InProgress, why),
-                Some(AFTER_PATCH),
+                Wake::After(EVICTION_POLL),
             ))
         };
         match eviction::plan(t.group(), &t.kind, live, &pods, completed) {
-            EvictionStep::Done(how) => Ok(Step::Record(
+            EvictionStep::Done(how) => Ok(Step::recorded(
                 record(
                     TriggerOutcome::Succeeded,
                     format!("restarted by eviction: {how}"),
                 ),
-                None,
+                Wake::Never,
             )),
             EvictionStep::Unsupported(why) => failed(why),
             EvictionStep::Wait(why) => wait(why),
@@ -325,12 +417,12 @@ impl TriggerReconciler {
                     "a PodDisruptionBudget does not allow evicting pod {pod} now"
                 )),
                 Err(kube::Error::Api(s)) if s.code == 404 => wait(format!("pod {pod} is gone")),
-                Err(kube::Error::Api(s)) if s.code == 403 => Ok(Step::Record(
+                Err(kube::Error::Api(s)) if s.code == 403 => Ok(Step::recorded(
                     record(
                         TriggerOutcome::Denied,
                         format!("this controller may not evict pods in namespace {ns} (RBAC)"),
                     ),
-                    None,
+                    Wake::Never,
                 )),
                 Err(e) => Err(e.into()),
             },
@@ -429,6 +521,49 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
         NAME
     }
 
+    /// Watches the targets NVJs may wait on, in this controller's namespace(s); a change wakes
+    /// the NVJs waiting on that target.
+    fn configure(
+        &self,
+        mut controller: Controller<NotebookValidationJob>,
+        client: &Client,
+        namespace: Option<&str>,
+    ) -> Controller<NotebookValidationJob> {
+        if let Ok(mut n) = self.watched_namespaces.lock() {
+            n.insert(namespace.map(str::to_string));
+        }
+        for (group, kind, resource) in &self.watched_kinds {
+            let api: Api<DynamicObject> = match namespace {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+                None => Api::all_with(client.clone(), resource),
+            };
+            let stream = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .touched_objects();
+            let (waiting, group, kind) = (self.waiting.clone(), group.clone(), kind.clone());
+            controller = controller.watches_stream_with(
+                stream,
+                move |target: DynamicObject| {
+                    let waiting = waiting.waiting_on(&TargetKey {
+                        group: group.clone(),
+                        kind: kind.clone(),
+                        namespace: target.namespace().unwrap_or_default(),
+                        name: target.name_any(),
+                    });
+                    // A rollout's intermediate states change nothing for the NVJs: wake them
+                    // when it is complete (Applications: on any change, an operation may have
+                    // finished).
+                    let complete = !waiting.is_empty()
+                        && serde_json::to_value(&target)
+                            .is_ok_and(|v| actions::rollout_complete(&group, &kind, &v));
+                    if complete { waiting } else { Vec::new() }
+                },
+                resource.clone(),
+            );
+        }
+        controller
+    }
+
     async fn reconcile(&self, nvj: Arc<NotebookValidationJob>) -> Result<Action, Error> {
         if nvj.current_phase() != Some(Phase::Succeeded) {
             return Ok(Action::await_change());
@@ -484,6 +619,7 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                 )
             })
             .collect();
+        let nvj_ref = ObjectRef::from_obj(nvj.as_ref());
         let mut again: Option<Duration> = None;
         let mut changed = Vec::new();
         let mut applied = false;
@@ -500,19 +636,43 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
             {
                 continue;
             }
-            let record = match self.act(&nvj, t, &run, &now).await? {
-                Step::Applied(after) => {
+            let target = TargetKey {
+                group: t.group().to_string(),
+                kind: t.kind.clone(),
+                namespace: key.1.clone(),
+                name: t.name.clone(),
+            };
+            let mut soon = |after: Duration| again = Some(again.map_or(after, |a| a.min(after)));
+            let (record, wake) = match self.act(&nvj, t, &run, &now).await? {
+                Step::Applied => {
                     applied = true;
-                    again = Some(again.map_or(after, |a| a.min(after)));
+                    self.waiting.wait(target, nvj_ref.clone());
+                    soon(GRACE);
                     continue;
                 }
-                Step::Record(record, after) => {
-                    if let Some(after) = after {
-                        again = Some(again.map_or(after, |a| a.min(after)));
-                    }
-                    record
-                }
+                Step::Record(record, wake) => (*record, wake),
             };
+            match wake {
+                Wake::Never => self.waiting.done(&target, &nvj_ref),
+                Wake::After(after) => soon(after),
+                Wake::OnTargetChange => {
+                    let since = self.waiting.wait(target.clone(), nvj_ref.clone());
+                    let recorded = records
+                        .get(&key)
+                        .is_some_and(|r| r.run == run && r.outcome == record.outcome);
+                    // Applied moments ago: the watch will likely report completion first.
+                    if !recorded && since.elapsed() < GRACE {
+                        applied = true;
+                        soon(GRACE.saturating_sub(since.elapsed()));
+                        continue;
+                    }
+                    soon(if self.watches(&target) {
+                        WATCHED_RESYNC
+                    } else {
+                        UNWATCHED_POLL
+                    });
+                }
+            }
             let before = records
                 .get(&key)
                 .map(|r| (r.run.clone(), r.outcome, r.message.clone()));

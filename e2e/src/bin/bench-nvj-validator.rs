@@ -17,6 +17,7 @@ use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use nbg_core::nvj::{NotebookValidationJob, Phase};
 use nbg_e2e::TestNamespace;
+use nbg_e2e::bench::{report, rss_kib};
 use nbg_e2e::cluster::{Cluster, workspace_binary};
 use nbg_e2e::process::LocalProcess;
 
@@ -41,37 +42,6 @@ fn nvj(name: &str) -> NotebookValidationJob {
                  "podConfig": {"containerImage": "img"}, "timeout": "30m"}
     }))
     .expect("nvj")
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn report(label: &str, mut v: Vec<Duration>) {
-    v.sort();
-    println!(
-        "{label}: n={} p50={:.1} ms p90={:.1} ms p99={:.1} ms max={:.1} ms",
-        v.len(),
-        percentile(&v, 0.5).as_secs_f64() * 1e3,
-        percentile(&v, 0.9).as_secs_f64() * 1e3,
-        percentile(&v, 0.99).as_secs_f64() * 1e3,
-        v.last().copied().unwrap_or_default().as_secs_f64() * 1e3
-    );
 }
 
 #[tokio::main]

@@ -1,0 +1,102 @@
+//! Which NVJs wait on which targets (a rollout to complete, an operation to finish), so that a
+//! change of a watched target wakes exactly those NVJs - watch-driven waiting, no polling.
+//!
+//! The index lives in memory: after a restart every NVJ is reconciled once anyway, and those
+//! still waiting enter it again.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use kube::runtime::reflector::ObjectRef;
+use nbg_core::nvj::NotebookValidationJob;
+
+/// A target: group, kind, namespace, name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TargetKey {
+    pub group: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+type Nvj = ObjectRef<NotebookValidationJob>;
+
+#[derive(Default)]
+pub struct WaitIndex {
+    /// Target -> the NVJs waiting on it, with when each started waiting.
+    by_target: Mutex<HashMap<TargetKey, HashMap<Nvj, Instant>>>,
+}
+
+impl WaitIndex {
+    /// `nvj` waits on `target` from now on (or keeps its earlier start).
+    pub fn wait(&self, target: TargetKey, nvj: Nvj) -> Instant {
+        let Ok(mut m) = self.by_target.lock() else {
+            return Instant::now();
+        };
+        *m.entry(target)
+            .or_default()
+            .entry(nvj)
+            .or_insert_with(Instant::now)
+    }
+
+    /// `nvj` no longer waits on `target`.
+    pub fn done(&self, target: &TargetKey, nvj: &Nvj) {
+        if let Ok(mut m) = self.by_target.lock()
+            && let Some(waiting) = m.get_mut(target)
+        {
+            waiting.remove(nvj);
+            if waiting.is_empty() {
+                m.remove(target);
+            }
+        }
+    }
+
+    /// Since when `nvj` waits on `target`, if it does.
+    pub fn since(&self, target: &TargetKey, nvj: &Nvj) -> Option<Instant> {
+        self.by_target.lock().ok()?.get(target)?.get(nvj).copied()
+    }
+
+    /// The NVJs waiting on `target`.
+    pub fn waiting_on(&self, target: &TargetKey) -> Vec<Nvj> {
+        self.by_target
+            .lock()
+            .ok()
+            .and_then(|m| m.get(target).map(|w| w.keys().cloned().collect()))
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> TargetKey {
+        TargetKey {
+            group: "apps".into(),
+            kind: "Deployment".into(),
+            namespace: "ml".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn a_target_wakes_exactly_the_nvjs_waiting_on_it() {
+        let index = WaitIndex::default();
+        let a = ObjectRef::new("train-a").within("ml");
+        let b = ObjectRef::new("train-b").within("ml");
+        let first = index.wait(key("m"), a.clone());
+        index.wait(key("m"), b.clone());
+        index.wait(key("other"), b.clone());
+        assert_eq!(index.wait(key("m"), a.clone()), first, "the start is kept");
+        let mut waiting = index.waiting_on(&key("m"));
+        waiting.sort_by_key(|r| r.name.clone());
+        assert_eq!(waiting, vec![a.clone(), b.clone()]);
+        index.done(&key("m"), &a);
+        assert_eq!(index.waiting_on(&key("m")), vec![b.clone()]);
+        assert!(index.since(&key("m"), &a).is_none());
+        index.done(&key("m"), &b);
+        assert!(index.waiting_on(&key("m")).is_empty());
+        assert_eq!(index.waiting_on(&key("other")), vec![b]);
+    }
+}

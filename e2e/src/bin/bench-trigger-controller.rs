@@ -1,0 +1,288 @@
+//! Benchmark of trigger-controller (not a timed test): on the local control plane, N NVJs
+//! (1,000 by default) each name a Deployment to restart; all N runs are marked Succeeded at
+//! once, as nvj-validator would write them, and it reports
+//! - the latency from each status write to its Deployment being patched, seen through a watch;
+//! - duplicates: Deployments restarted more than once (each restart is one generation);
+//! - API requests per completion, by verb, from the controller's own request counter;
+//! - the controller's resident memory.
+//!
+//! The controller runs in release mode under its chart's RBAC. The Deployments have no
+//! replicas, so their rollouts complete as soon as the deployment controller observes them and
+//! the numbers are the controller's, not a kubelet's.
+//!
+//! `hack/just bench-trigger-controller` builds everything in release mode and runs it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::watcher;
+use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome};
+use nbg_e2e::bench::{report, rss_kib};
+use nbg_e2e::controller::{ChartedController, ControllerSpec, metric_value};
+use nbg_e2e::nvj::{mark_succeeded, minimal};
+use nbg_e2e::{Cluster, TestNamespace};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bench-trigger-controller",
+    about = "Measures trigger-controller: status-write-to-patch latency, duplicates, API requests per completion, memory"
+)]
+struct Cli {
+    /// NVJs that succeed at once, each with a restart trigger on its own Deployment.
+    #[arg(long, default_value_t = 1000)]
+    jobs: usize,
+    /// Status writes in flight at once while marking the runs Succeeded.
+    #[arg(long, default_value_t = 32)]
+    writers: usize,
+    /// More arguments for the controller, e.g. `--controller-arg=--max-concurrent-reconciles=32`.
+    #[arg(long = "controller-arg")]
+    controller_args: Vec<String>,
+}
+
+fn deployment(name: &str) -> Deployment {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "model-server"}]}}}
+    }))
+    .expect("deployment")
+}
+
+fn requests(controller: &ChartedController) -> BTreeMap<String, f64> {
+    let text = controller.metrics();
+    ["read", "watch", "create", "patch", "update", "delete"]
+        .into_iter()
+        .filter_map(|verb| {
+            metric_value(&text, &format!("nbg_api_requests_total{{verb=\"{verb}\"}}"))
+                .map(|v| (verb.to_string(), v))
+        })
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cluster = Cluster::get();
+    let client = cluster.client().await;
+    let ns = TestNamespace::new(&cluster, "bench-trig").await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), &ns.name);
+    let n = cli.jobs;
+
+    // N Deployments and N NVJs, each naming its Deployment.
+    let setup = Instant::now();
+    let mut created = futures::stream::iter((0..n).map(|i| {
+        let (deployments, nvjs) = (deployments.clone(), nvjs.clone());
+        async move {
+            deployments
+                .create(&PostParams::default(), &deployment(&format!("model-{i}")))
+                .await?;
+            let trigger = format!(
+                "- {{apiVersion: apps/v1, kind: Deployment, name: model-{i}, action: restart}}\n"
+            );
+            let annotations =
+                BTreeMap::from([("mlops.dev/on-success-trigger".to_string(), trigger)]);
+            nvjs.create(
+                &PostParams::default(),
+                &minimal(&format!("train-{i}"), &annotations),
+            )
+            .await
+        }
+    }))
+    .buffer_unordered(16);
+    let mut pending = Vec::with_capacity(n);
+    while let Some(r) = created.next().await {
+        pending.push(r?);
+    }
+    println!(
+        "setup: {n} Deployments and {n} NVJs created in {:.1} s",
+        setup.elapsed().as_secs_f64()
+    );
+
+    let controller = ChartedController::start(
+        &cluster,
+        ControllerSpec {
+            name: "trigger-controller",
+            release_namespace: &ns.name,
+            namespaces: &[&ns.name],
+            values: &[],
+            args: &[
+                ["--log-filter".to_string(), "warn".to_string()].as_slice(),
+                cli.controller_args.as_slice(),
+            ]
+            .concat(),
+        },
+    )
+    .await;
+    // Ready once it has looked at every NVJ (none has succeeded yet: nothing to do).
+    let ready = Instant::now();
+    loop {
+        let seen = controller
+            .metric("nbg_reconciles_total{controller=\"trigger-controller\"}")
+            .unwrap_or(0.0);
+        if seen >= n as f64 {
+            break;
+        }
+        anyhow::ensure!(
+            ready.elapsed() < Duration::from_secs(120),
+            "the controller did not start (log {})",
+            controller.process.log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let idle_rss = rss_kib(controller.process.id());
+    let before = requests(&controller);
+
+    // The watch records when each Deployment is first seen restarted.
+    let patched: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let watch = {
+        let patched = patched.clone();
+        tokio::spawn(
+            watcher(deployments.clone(), watcher::Config::default()).for_each(move |e| {
+                if let Ok(watcher::Event::Apply(d)) = e {
+                    let restarted = d
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.template.metadata.as_ref())
+                        .and_then(|m| m.annotations.as_ref())
+                        .is_some_and(|a| a.contains_key("mlops.dev/restarted-by-run"));
+                    if restarted && let Ok(mut p) = patched.lock() {
+                        p.entry(d.metadata.name.unwrap_or_default())
+                            .or_insert_with(Instant::now);
+                    }
+                }
+                futures::future::ready(())
+            }),
+        )
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // All N runs succeed at once.
+    let marking = Instant::now();
+    let mut writes = futures::stream::iter(pending.iter().map(|nvj| {
+        let nvjs = nvjs.clone();
+        async move {
+            mark_succeeded(&nvjs, nvj).await?;
+            let target = nvj
+                .metadata
+                .name
+                .clone()
+                .unwrap_or_default()
+                .replace("train-", "model-");
+            Ok::<_, kube::Error>((target, Instant::now()))
+        }
+    }))
+    .buffer_unordered(cli.writers);
+    let mut written: HashMap<String, Instant> = HashMap::with_capacity(n);
+    let mut peak = idle_rss;
+    while let Some(r) = writes.next().await {
+        let (target, at) = r?;
+        written.insert(target, at);
+        peak = peak.max(rss_kib(controller.process.id()));
+    }
+    let marked = marking.elapsed();
+
+    // Until every trigger is recorded Succeeded.
+    let waiting = Instant::now();
+    let recorded = loop {
+        peak = peak.max(rss_kib(controller.process.id()));
+        let done = nvjs
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|j| {
+                j.status.as_ref().is_some_and(|s| {
+                    s.triggers
+                        .iter()
+                        .any(|r| r.outcome == TriggerOutcome::Succeeded)
+                })
+            })
+            .count();
+        if done >= n || waiting.elapsed() > Duration::from_secs(600) {
+            break done;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let all_recorded = marking.elapsed();
+    // Anything late (a duplicate) would show within a few more seconds.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = requests(&controller);
+    let text = controller.metrics();
+    let reconcile = |s: &str| {
+        metric_value(
+            &text,
+            &format!("nbg_reconcile_duration_seconds_{s}{{controller=\"trigger-controller\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let (reconciles, reconcile_seconds) = (reconcile("count"), reconcile("sum"));
+    let rest_rss = rss_kib(controller.process.id());
+    watch.abort();
+
+    let mut latencies = Vec::with_capacity(n);
+    let mut missing = 0;
+    if let Ok(p) = patched.lock() {
+        for (target, at) in &written {
+            match p.get(target) {
+                Some(seen) => latencies.push(seen.saturating_duration_since(*at)),
+                None => missing += 1,
+            }
+        }
+    }
+    let generations: Vec<i64> = deployments
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(|d| d.metadata.generation.unwrap_or(0))
+        .collect();
+    let duplicates = generations.iter().filter(|g| **g > 2).count();
+    let never = generations.iter().filter(|g| **g < 2).count();
+
+    println!(
+        "trigger-controller, {n} NVJs succeeding at once (status writes {} in flight):",
+        cli.writers
+    );
+    println!(
+        "  {n} statuses written in {:.1} s; all {recorded} triggers recorded Succeeded {:.1} s after the first write",
+        marked.as_secs_f64(),
+        all_recorded.as_secs_f64()
+    );
+    report(
+        "  status write -> Deployment patched (seen by a watch)",
+        latencies,
+    );
+    println!(
+        "  restarted more than once (duplicates): {duplicates}; never restarted: {never}; patch not seen: {missing}"
+    );
+    let per = |verb: &str| {
+        (after.get(verb).copied().unwrap_or(0.0) - before.get(verb).copied().unwrap_or(0.0))
+            / n as f64
+    };
+    let writes_per = per("create") + per("patch") + per("update") + per("delete");
+    println!(
+        "  API requests per completion: {:.2} writes (create {:.2}, patch {:.2}, update {:.2}), {:.2} reads",
+        writes_per,
+        per("create"),
+        per("patch"),
+        per("update"),
+        per("read")
+    );
+    println!(
+        "  reconciles: {reconciles:.0} in all, {:.1} ms on average",
+        reconcile_seconds / reconciles.max(1.0) * 1e3
+    );
+    println!(
+        "  controller RSS: {:.1} MiB idle with {n} NVJs, peak {:.1} MiB, {:.1} MiB after",
+        idle_rss as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        rest_rss as f64 / 1024.0
+    );
+    Ok(())
+}
