@@ -7,6 +7,11 @@ kubeconfig := justfile_directory() / "target/local-cluster/kubeconfig"
 default:
     @just --list --justfile {{justfile()}}
 
+# The train -> validate -> reload flow on this machine: a notebook trains a model, its
+# validation succeeds, the model server reloads; then a broken commit fails and nothing reloads.
+demo *args:
+    hack/demo.sh {{args}}
+
 # Everything CI runs: format and lint checks, unit tests, then e2e tests on the local control plane.
 test:
     hack/test.sh

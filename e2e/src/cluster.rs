@@ -93,6 +93,12 @@ impl Cluster {
         }
     }
 
+    /// Boots the control plane, or reuses the running one, without the test harness's logging
+    /// (for tools such as the demo); errors instead of panicking.
+    pub fn boot_or_reuse() -> anyhow::Result<Cluster> {
+        boot()
+    }
+
     /// An admin client.
     pub async fn client(&self) -> Client {
         self.client_for(&self.kubeconfig).await

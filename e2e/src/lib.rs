@@ -14,6 +14,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod controller;
+pub mod demo;
 pub mod git_server;
 pub mod kubelet;
 pub mod namespace;

@@ -41,7 +41,15 @@ async fn the_gitops_example_applies_and_its_annotations_parse() {
     );
     let targets = annotations::parse_on_success_trigger(&ann[annotations::ON_SUCCESS_TRIGGER])
         .expect("trigger annotation parses");
-    assert_eq!(targets.len(), 1);
+    assert_eq!(targets.len(), 2);
+    assert_eq!(
+        (
+            targets[1].kind.as_str(),
+            targets[1].namespace.as_deref(),
+            targets[1].action
+        ),
+        ("Application", Some("argocd"), TriggerAction::Sync)
+    );
     assert_eq!(
         (
             targets[0].kind.as_str(),

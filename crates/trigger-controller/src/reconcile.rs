@@ -339,10 +339,12 @@ impl TriggerReconciler {
             }
         }
         if actions::rollout_complete(t.group(), &t.kind, &value) {
-            done(
-                TriggerOutcome::Succeeded,
-                format!("{} applied; rollout complete", t.action),
-            )
+            let message = match t.action {
+                annotations::TriggerAction::Restart => "restart applied; rollout complete".into(),
+                annotations::TriggerAction::Sync => "sync operation requested".into(),
+                annotations::TriggerAction::Refresh => "refresh requested".into(),
+            };
+            done(TriggerOutcome::Succeeded, message)
         } else {
             waiting(format!(
                 "{} applied; waiting for the rollout to complete",

@@ -1,0 +1,87 @@
+//! `just demo`: the train -> validate -> reload flow on the local control plane, as a new user
+//! first meets it (the scenario is in `nbg_e2e::demo`; `hack/demo.sh` builds what it needs
+//! and stops what it started).
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
+use nbg_e2e::Cluster;
+use nbg_e2e::demo::{self, DemoConfig, Timeline};
+
+/// Removes what an earlier demo left, so each demo starts from the example as committed.
+async fn fresh_namespace(cluster: &Cluster, name: &str) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(cluster.client().await);
+    if namespaces.get_opt(name).await?.is_none() {
+        return Ok(());
+    }
+    println!("removing namespace {name} left by an earlier demo ...");
+    cluster.kubectl(&["delete", "namespace", name, "--wait=false"], None);
+    // Its pods were run by an earlier kubelet double, which is gone.
+    cluster.kubectl(
+        &[
+            "delete",
+            "pods",
+            "--all",
+            "-n",
+            name,
+            "--grace-period=0",
+            "--force",
+        ],
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while namespaces.get_opt(name).await?.is_some() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "namespace {name} is still terminating after 2 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
+async fn play() -> anyhow::Result<bool> {
+    let cluster = Cluster::boot_or_reuse()?;
+    let config = DemoConfig {
+        namespace: "fraud-detection".into(),
+        argocd_namespace: "argocd".into(),
+    };
+    fresh_namespace(&cluster, &config.namespace).await?;
+    let timeline = Timeline::new();
+    let summary = demo::run(&cluster, &config, &timeline).await?;
+    summary.print();
+    if std::env::var_os("NBG_DEMO_STOPS_CLUSTER").is_some_and(|v| !v.is_empty()) {
+        println!(
+            "\nThe demo started the local control plane and stops it now. To look around afterwards,\nstart it first (hack/just cluster-up) and run the demo again."
+        );
+    } else {
+        println!(
+            "\nThe objects stay in namespaces {} and {} while the control plane runs:\n  hack/just kubectl get nvj,isvc -n {}",
+            config.namespace, config.argocd_namespace, config.namespace
+        );
+    }
+    Ok(summary.as_promised())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tokio::select! {
+        result = play() => match result {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!("error: the demo did not play out as it should (see the summary)");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("\ninterrupted: stopping the controllers and the kubelet double");
+            ExitCode::from(130)
+        }
+    }
+}

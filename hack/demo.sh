@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# `just demo`: the train -> validate -> reload flow on this machine, with no cluster needed.
+# Builds (once, cached) the control-plane binaries, the notebook Python environment and our
+# binaries, starts the local control plane if it is not running, plays the demo
+# (e2e/src/demo.rs), and stops everything it started - at the end, on Ctrl-C, or on failure.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+cd "$repo"
+# shellcheck source=lib/versions.sh
+source "$here/lib/versions.sh"
+
+step() { printf '\n== %s (%s)\n' "$*" "$(date +%H:%M:%S)" >&2; }
+missing=""
+for tool in cargo go python3 git openssl curl ss setsid; do
+  command -v "$tool" >/dev/null || missing="$missing $tool"
+done
+if [ -n "$missing" ]; then
+  echo "error: the demo needs these on PATH:$missing (Rust from rustup.rs, Go from go.dev/dl, the rest from your package manager)" >&2
+  exit 1
+fi
+
+started_cluster=""
+demo_pgid=""
+cleanup() {
+  local rc=$?
+  if [ -n "$demo_pgid" ]; then
+    # SIGINT first: the demo stops its controllers and says so; then nothing may remain.
+    kill -INT -- "-$demo_pgid" 2>/dev/null || true
+    sleep 2
+    kill -KILL -- "-$demo_pgid" 2>/dev/null || true
+  fi
+  # Notebook kernels run in sessions of their own; those of the demo work inside target/.
+  local pid
+  for pid in $(pgrep -f ipykernel_launcher || true); do
+    case "$(readlink "/proc/$pid/cwd" 2>/dev/null)" in
+      "$repo"/target/*) kill -KILL "$pid" 2>/dev/null || true ;;
+    esac
+  done
+  if [ -n "$started_cluster" ]; then
+    step "stopping the local control plane the demo started"
+    "$here/local-cluster.sh" down || true
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step "Kubernetes binaries (built from source once - about 8 minutes the first time - then cached in $NBG_BIN_DIR)"
+"$here/build-binaries.sh"
+
+step "notebook Python environment (papermill, ipykernel, nbformat from PyPI, pinned; once)"
+"$here/python-env.sh" >/dev/null
+
+step "our binaries (cargo; several minutes the first time)"
+cargo build -p nvj-validator -p trigger-controller -p nbg-e2e --bin nvj-validator --bin trigger-controller --bin demo
+
+step "local control plane"
+if ! "$here/local-cluster.sh" status | grep -q '^api: ready'; then
+  started_cluster=1
+fi
+"$here/local-cluster.sh" up
+
+step "the demo"
+# In its own process group, so everything it starts stops with it.
+NBG_DEMO_STOPS_CLUSTER="${started_cluster}" setsid "${CARGO_TARGET_DIR:-target}/debug/demo" "$@" &
+demo_pgid=$!
+wait "$demo_pgid"
