@@ -17,7 +17,7 @@ use kube::api::{
     Api, ApiResource, DynamicObject, EvictParams, GroupVersionKind, ListParams, Patch, PatchParams,
 };
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use nbg_core::annotations::{self, RestartStrategy, TriggerTarget};
@@ -29,6 +29,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use serde_json::json;
 
 use crate::NAME;
 use crate::actions::{self, Plan};
@@ -101,6 +102,18 @@ pub struct TriggerReconciler {
     watched_kinds: Vec<(String, String, ApiResource)>,
     /// The namespaces the target watches cover (None: all).
     watched_namespaces: Mutex<HashSet<Option<String>>>,
+    /// The watched targets, cached: the first look at a target costs no request; a patch
+    /// planned from the cache carries its resourceVersion, so a stale copy is refused (409)
+    /// and the target is read afresh.
+    target_caches: Mutex<Vec<TargetCache>>,
+}
+
+struct TargetCache {
+    group: String,
+    kind: String,
+    namespace: Option<String>,
+    resource: ApiResource,
+    store: Store<DynamicObject>,
 }
 
 /// Target kinds watched while NVJs wait on them: (group, version, kind).
@@ -187,7 +200,22 @@ impl TriggerReconciler {
                 .map(|r| (r.group.clone(), r.kind.clone(), r))
                 .collect(),
             watched_namespaces: Mutex::default(),
+            target_caches: Mutex::default(),
         }
+    }
+
+    /// The cached copy of `target`, when it is watched and the cache has it.
+    fn cached(&self, target: &TargetKey) -> Option<DynamicObject> {
+        let caches = self.target_caches.lock().ok()?;
+        caches
+            .iter()
+            .filter(|c| c.group == target.group && c.kind == target.kind)
+            .filter(|c| c.namespace.as_ref().is_none_or(|n| *n == target.namespace))
+            .find_map(|c| {
+                let key =
+                    ObjectRef::new_with(&target.name, c.resource.clone()).within(&target.namespace);
+                c.store.get(&key).map(|o| (*o).clone())
+            })
     }
 
     /// Whether a change of `target` reaches this controller through a watch.
@@ -243,13 +271,30 @@ impl TriggerReconciler {
         }
     }
 
-    /// Acts on one target for `run`.
+    /// Acts on one target for `run`: planned from the cached target when there is one, and
+    /// from a fresh read when the cached copy turns out stale.
     async fn act(
         &self,
         nvj: &NotebookValidationJob,
         t: &TriggerTarget,
         run: &str,
         now: &Time,
+    ) -> Result<Step, Error> {
+        match self.act_from(nvj, t, run, now, true).await {
+            Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 => {
+                self.act_from(nvj, t, run, now, false).await
+            }
+            other => other,
+        }
+    }
+
+    async fn act_from(
+        &self,
+        nvj: &NotebookValidationJob,
+        t: &TriggerTarget,
+        run: &str,
+        now: &Time,
+        use_cache: bool,
     ) -> Result<Step, Error> {
         let nvj_ns = nvj.namespace().unwrap_or_default();
         let ns = t.namespace_or(&nvj_ns).to_string();
@@ -281,7 +326,21 @@ impl TriggerReconciler {
             }
             Err(e) => return Err(e.into()),
         };
-        let live = match api.get_opt(&t.name).await {
+        let cached = if use_cache {
+            self.cached(&TargetKey {
+                group: t.group().to_string(),
+                kind: t.kind.clone(),
+                namespace: ns.clone(),
+                name: t.name.clone(),
+            })
+        } else {
+            None
+        };
+        let live = match cached {
+            Some(cached) => Ok(Some(cached)),
+            None => api.get_opt(&t.name).await,
+        };
+        let live = match live {
             Ok(live) => live,
             // The controller's RBAC does not reach there: nothing can be done, say so.
             Err(kube::Error::Api(s)) if s.code == 403 => {
@@ -324,7 +383,10 @@ impl TriggerReconciler {
             Plan::AlreadyApplied => {}
             Plan::Wait(why) => return waiting(why),
             Plan::Unsupported(why) => return done(TriggerOutcome::Failed, why),
-            Plan::Patch(patch) => {
+            Plan::Patch(mut patch) => {
+                // Applies only to the version planned from (409 otherwise): a stale cached copy
+                // can never restart twice.
+                patch["metadata"]["resourceVersion"] = json!(live.metadata.resource_version);
                 api.patch(
                     &t.name,
                     &PatchParams {
@@ -539,9 +601,29 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                 Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
                 None => Api::all_with(client.clone(), resource),
             };
-            let stream = watcher(api, watcher::Config::default())
-                .default_backoff()
-                .touched_objects();
+            let writer = reflector::store::Writer::new(resource.clone());
+            if let Ok(mut caches) = self.target_caches.lock() {
+                caches.push(TargetCache {
+                    group: group.clone(),
+                    kind: kind.clone(),
+                    namespace: namespace.map(str::to_string),
+                    resource: resource.clone(),
+                    store: writer.as_reader(),
+                });
+            }
+            // Only what planning reads is kept: no managedFields, no last-applied copy.
+            let stream = reflector(
+                writer,
+                watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    .modify(|o: &mut DynamicObject| {
+                        o.metadata.managed_fields = None;
+                        if let Some(a) = o.metadata.annotations.as_mut() {
+                            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+                        }
+                    }),
+            )
+            .touched_objects();
             let (waiting, group, kind) = (self.waiting.clone(), group.clone(), kind.clone());
             controller = controller.watches_stream_with(
                 stream,
