@@ -11,14 +11,9 @@ cd "$repo"
 source "$here/lib/versions.sh"
 
 step() { printf '\n== %s (%s)\n' "$*" "$(date +%H:%M:%S)" >&2; }
-missing=""
-for tool in cargo go python3 git openssl curl ss setsid; do
-  command -v "$tool" >/dev/null || missing="$missing $tool"
-done
-if [ -n "$missing" ]; then
-  echo "error: the demo needs these on PATH:$missing (Rust from rustup.rs, Go from go.dev/dl, the rest from your package manager)" >&2
-  exit 1
-fi
+# shellcheck source=lib/processes.sh
+source "$here/lib/processes.sh"
+require_tools cargo go python3 git openssl curl ss setsid
 
 started_cluster=""
 demo_pgid=""
@@ -30,12 +25,9 @@ cleanup() {
     sleep 2
     kill -KILL -- "-$demo_pgid" 2>/dev/null || true
   fi
-  # Notebook kernels run in sessions of their own; those of the demo work inside target/.
   local pid
-  for pid in $(pgrep -f ipykernel_launcher || true); do
-    case "$(readlink "/proc/$pid/cwd" 2>/dev/null)" in
-      "$repo"/target/*) kill -KILL "$pid" 2>/dev/null || true ;;
-    esac
+  for pid in $(checkout_kernels "$repo"); do
+    kill -KILL "$pid" 2>/dev/null || true
   done
   if [ -n "$started_cluster" ]; then
     step "stopping the local control plane the demo started"

@@ -11,9 +11,9 @@ cd "$repo"
 source "$here/lib/versions.sh"
 
 step() { printf '\n== %s (%s)\n' "$*" "$(date +%H:%M:%S)" >&2; }
-for tool in cargo go python3 git openssl curl ss setsid; do
-  command -v "$tool" >/dev/null || { echo "error: '$tool' is needed by the tests and is not on PATH" >&2; exit 1; }
-done
+# shellcheck source=lib/processes.sh
+source "$here/lib/processes.sh"
+require_tools cargo go python3 git openssl curl ss setsid
 
 started_cluster=""
 test_pgid=""
@@ -28,18 +28,14 @@ cleanup() {
   # Notebook kernels run in sessions of their own (jupyter_client starts them so); those of this
   # run work inside this checkout's target/. They stop when their papermill does; make sure.
   local pid
-  for pid in $(pgrep -f ipykernel_launcher || true); do
-    case "$(readlink "/proc/$pid/cwd" 2>/dev/null)" in
-      "$repo"/target/*) kill -KILL "$pid" 2>/dev/null || true ;;
-    esac
+  for pid in $(checkout_kernels "$repo"); do
+    kill -KILL "$pid" 2>/dev/null || true
   done
   # Nothing of this run may survive it.
   local left
   sleep 0.5
   left="$( { [ -n "$test_pgid" ] && pgrep -g "$test_pgid" || true; [ -n "$started_cluster" ] && pgrep -f "$repo/target/local-cluster" || true;
-            for pid in $(pgrep -f ipykernel_launcher || true); do
-              case "$(readlink "/proc/$pid/cwd" 2>/dev/null)" in "$repo"/target/*) echo "$pid" ;; esac
-            done; } | tr '\n' ' ')"
+            checkout_kernels "$repo"; } | tr '\n' ' ')"
   if [ -n "${left// /}" ]; then
     echo "error: processes left behind: $left" >&2
     rc=1

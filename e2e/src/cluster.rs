@@ -185,3 +185,17 @@ pub fn notebook_python() -> PathBuf {
     })
     .clone()
 }
+
+/// An API for a kind our types do not cover (the test-only InferenceService, Rollout and
+/// Application CRDs), in one namespace.
+pub fn dynamic_api(
+    client: &Client,
+    namespace: &str,
+    group: &str,
+    version: &str,
+    kind: &str,
+) -> kube::Api<kube::api::DynamicObject> {
+    let resource =
+        kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(group, version, kind));
+    kube::Api::namespaced_with(client.clone(), namespace, &resource)
+}

@@ -20,13 +20,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome};
 use serde_json::{Value, json};
 
 use crate::Cluster;
-use crate::cluster::{notebook_python, repo_root, workspace_binary};
+use crate::cluster::{dynamic_api, notebook_python, repo_root, workspace_binary};
 use crate::controller::{ChartedController, ControllerSpec};
 use crate::git_server::{GitRepo, GitServer};
 use crate::kubelet::{self, KubeletConfig, PodHandling};
@@ -91,17 +90,6 @@ impl Default for Timeline {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn dynamic(
-    client: &Client,
-    ns: &str,
-    group: &str,
-    version: &str,
-    kind: &str,
-) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-    Api::namespaced_with(client.clone(), ns, &resource)
 }
 
 /// The health Argo CD would assign the NVJ, from the project's check in Argo CD's Lua sandbox.
@@ -338,7 +326,7 @@ pub async fn run(
 
     // Argo CD (played here): the Application, and the example applied as it syncs it, with its
     // tracking annotation on every object.
-    let apps = dynamic(&client, argo_ns, "argoproj.io", "v1alpha1", "Application");
+    let apps = dynamic_api(&client, argo_ns, "argoproj.io", "v1alpha1", "Application");
     let app_text = std::fs::read_to_string(
         repo_root().join("manifests/examples/fraud-detection-application.yaml"),
     )?;
@@ -405,7 +393,7 @@ pub async fn run(
         t.say("Argo CD (demo)", format!("sync: {line}"));
     }
     // KServe (played here): the model server serves revision 1.
-    let isvcs = dynamic(
+    let isvcs = dynamic_api(
         &client,
         ns,
         "serving.kserve.io",

@@ -18,10 +18,9 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome, TriggerRecord};
-use nbg_e2e::cluster::eventually;
+use nbg_e2e::cluster::{dynamic_api, eventually};
 use nbg_e2e::controller::{ChartedController, ControllerSpec};
 use nbg_e2e::kubelet::{self, KubeletConfig, PodHandling};
 use nbg_e2e::nvj::{create_succeeded, run_id};
@@ -48,17 +47,6 @@ where
     api.create(&PostParams::default(), &object)
         .await
         .expect("create")
-}
-
-fn dynamic(
-    client: &kube::Client,
-    ns: &str,
-    group: &str,
-    version: &str,
-    kind: &str,
-) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-    Api::namespaced_with(client.clone(), ns, &resource)
 }
 
 fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -277,16 +265,16 @@ async fn every_action_on_every_kind() {
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), &ns.name);
     let shared_deployments: Api<Deployment> = Api::namespaced(client.clone(), &shared.name);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    let isvcs = dynamic(
+    let isvcs = dynamic_api(
         &client,
         &ns.name,
         "serving.kserve.io",
         "v1beta1",
         "InferenceService",
     );
-    let rollouts = dynamic(&client, &ns.name, "argoproj.io", "v1alpha1", "Rollout");
-    let apps = dynamic(&client, &ns.name, "argoproj.io", "v1alpha1", "Application");
-    let argo_apps = dynamic(
+    let rollouts = dynamic_api(&client, &ns.name, "argoproj.io", "v1alpha1", "Rollout");
+    let apps = dynamic_api(&client, &ns.name, "argoproj.io", "v1alpha1", "Application");
+    let argo_apps = dynamic_api(
         &client,
         &argo.name,
         "argoproj.io",

@@ -1,0 +1,25 @@
+# What hack/test.sh and hack/demo.sh share: checking the tools they need, and finding the
+# notebook kernels a run of this checkout started (jupyter_client starts kernels in sessions of
+# their own, so a process group kill does not reach them; they work inside target/).
+
+# require_tools TOOL...: exits with one line naming every missing tool.
+require_tools() {
+  local missing="" tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || missing="$missing $tool"
+  done
+  if [ -n "$missing" ]; then
+    echo "error: needed on PATH and missing:$missing (Rust from rustup.rs, Go from go.dev/dl, the rest from your package manager)" >&2
+    exit 1
+  fi
+}
+
+# checkout_kernels REPO: the pids of notebook kernels working inside REPO/target/.
+checkout_kernels() {
+  local pid
+  for pid in $(pgrep -f ipykernel_launcher || true); do
+    case "$(readlink "/proc/$pid/cwd" 2>/dev/null)" in
+      "$1"/target/*) echo "$pid" ;;
+    esac
+  done
+}
