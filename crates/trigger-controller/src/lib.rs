@@ -22,7 +22,7 @@ pub const NAME: &str = "trigger-controller";
     name = "trigger-controller",
     version,
     about = "Restarts model servers and syncs or refreshes Argo CD Applications, exactly once, when a NotebookValidationJob succeeds.",
-    long_about = "Restarts model servers and syncs or refreshes Argo CD Applications, exactly once, when a NotebookValidationJob succeeds.\n\nFor every run that succeeded it acts once on each target of the NVJ's mlops.dev/on-success-trigger annotation: restart (Deployment, StatefulSet, DaemonSet rollout restart; KServe InferenceService; Argo Rollout), sync or refresh (Argo CD Application), and records the outcome in status.triggers with an Event. Targets in other namespaces need their consent (mlops.dev/allow-triggers-from), or, for an Application, to manage the NVJ."
+    long_about = "Restarts model servers and syncs or refreshes Argo CD Applications, exactly once, when a NotebookValidationJob succeeds.\n\nFor every run that succeeded it acts once on each target of the NVJ's mlops.dev/on-success-trigger annotation: restart (Deployment, StatefulSet, DaemonSet rollout restart; KServe InferenceService; Argo Rollout; with strategy: evict, pods evicted one at a time honouring PodDisruptionBudgets), sync or refresh (Argo CD Application), and records the outcome in status.triggers with an Event per target. It watches the target kinds it may act on, to learn when a rollout completes. Targets in other namespaces need their consent (mlops.dev/allow-triggers-from), or, for an Application, to manage the NVJ."
 )]
 pub struct Cli {
     #[command(flatten)]
