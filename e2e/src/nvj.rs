@@ -1,12 +1,15 @@
 //! NVJs as tests need them: a minimal valid one, and a run marked Succeeded exactly as
-//! nvj-validator writes it (its field manager, phase, observedGeneration, completion time and
-//! conditions), for tests of the controllers that act on results.
+//! nvj-validator writes it (its field manager, phase, observedGeneration, completion time, and
+//! conditions from the same `nbg_core::conditions::for_phase`), for tests of the controllers
+//! that act on results.
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use nbg_core::nvj::NotebookValidationJob;
+use nbg_core::conditions;
+use nbg_core::nvj::{NotebookValidationJob, Phase};
 
 /// A minimal valid NVJ with these annotations.
 pub fn minimal(name: &str, annotations: &BTreeMap<String, String>) -> NotebookValidationJob {
@@ -25,19 +28,22 @@ pub async fn mark_succeeded(
     nvj: &NotebookValidationJob,
 ) -> kube::Result<NotebookValidationJob> {
     let name = nvj.metadata.name.clone().unwrap_or_default();
-    let now = Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH);
+    let now =
+        Time(Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH));
     let generation = nvj.metadata.generation;
-    let condition = |type_: &str, status: &str, reason: &str| {
-        serde_json::json!({"type": type_, "status": status, "reason": reason, "message": "all cells succeeded",
-                           "lastTransitionTime": now.to_string(), "observedGeneration": generation})
-    };
+    let message = "all cells succeeded";
+    let conditions = conditions::for_phase(
+        &[],
+        Phase::Succeeded,
+        "Succeeded",
+        message,
+        generation,
+        &now,
+    );
     let status = serde_json::json!({
         "apiVersion": "mlops.mlops.dev/v1alpha1", "kind": "NotebookValidationJob",
-        "status": {"phase": "Succeeded", "observedGeneration": generation,
-                   "message": "all cells succeeded", "completionTime": now.to_string(),
-                   "conditions": [condition("Ready", "True", "Succeeded"),
-                                  condition("Reconciling", "False", "Succeeded"),
-                                  condition("Stalled", "False", "Succeeded")]}
+        "status": {"phase": "Succeeded", "observedGeneration": generation, "message": message,
+                   "completionTime": now, "conditions": conditions}
     });
     api.patch_status(
         &name,
