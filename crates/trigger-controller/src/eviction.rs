@@ -18,8 +18,6 @@ pub enum EvictionStep {
     Wait(String),
     /// Every pod started after the run completed and is Ready.
     Done(String),
-    /// The target cannot be restarted by eviction.
-    Unsupported(String),
 }
 
 /// The label selector of the target's pods, in the API's query syntax.

@@ -6,7 +6,7 @@
 //! controller's field manager. A crash between the patch and the record is harmless: the next
 //! reconcile finds the marker on the target (`Plan::AlreadyApplied`) and only records.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -98,22 +98,30 @@ pub struct TriggerReconciler {
     resources: Mutex<HashMap<GroupVersionKind, ApiResource>>,
     /// NVJs waiting on targets, woken by the targets' watches.
     waiting: Arc<WaitIndex>,
-    /// The target kinds that are watched (served and allowed), as (group, kind, resource).
-    watched_kinds: Vec<(String, String, ApiResource)>,
-    /// The namespaces the target watches cover (None: all).
-    watched_namespaces: Mutex<HashSet<Option<String>>>,
-    /// The watched targets, cached: the first look at a target costs no request; a patch
+    /// The target kinds to watch (served and allowed).
+    watched_kinds: Vec<ApiResource>,
+    /// One per watched kind and namespace: the watched targets, cached: the first look at a target costs no request; a patch
     /// planned from the cache carries its resourceVersion, so a stale copy is refused (409)
     /// and the target is read afresh.
     target_caches: Mutex<Vec<TargetCache>>,
 }
 
 struct TargetCache {
-    group: String,
-    kind: String,
-    namespace: Option<String>,
     resource: ApiResource,
+    /// The namespace watched; None: all.
+    namespace: Option<String>,
     store: Store<DynamicObject>,
+}
+
+impl TargetCache {
+    fn covers(&self, target: &TargetKey) -> bool {
+        self.resource.group == target.group
+            && self.resource.kind == target.kind
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|n| *n == target.namespace)
+    }
 }
 
 /// Target kinds watched while NVJs wait on them: (group, version, kind).
@@ -195,11 +203,7 @@ impl TriggerReconciler {
             metrics,
             resources: Mutex::default(),
             waiting: Arc::default(),
-            watched_kinds: watched
-                .into_iter()
-                .map(|r| (r.group.clone(), r.kind.clone(), r))
-                .collect(),
-            watched_namespaces: Mutex::default(),
+            watched_kinds: watched,
             target_caches: Mutex::default(),
         }
     }
@@ -207,28 +211,18 @@ impl TriggerReconciler {
     /// The cached copy of `target`, when it is watched and the cache has it.
     fn cached(&self, target: &TargetKey) -> Option<DynamicObject> {
         let caches = self.target_caches.lock().ok()?;
-        caches
-            .iter()
-            .filter(|c| c.group == target.group && c.kind == target.kind)
-            .filter(|c| c.namespace.as_ref().is_none_or(|n| *n == target.namespace))
-            .find_map(|c| {
-                let key =
-                    ObjectRef::new_with(&target.name, c.resource.clone()).within(&target.namespace);
-                c.store.get(&key).map(|o| (*o).clone())
-            })
+        caches.iter().filter(|c| c.covers(target)).find_map(|c| {
+            let key =
+                ObjectRef::new_with(&target.name, c.resource.clone()).within(&target.namespace);
+            c.store.get(&key).map(|o| (*o).clone())
+        })
     }
 
     /// Whether a change of `target` reaches this controller through a watch.
     fn watches(&self, target: &TargetKey) -> bool {
-        let kind = self
-            .watched_kinds
-            .iter()
-            .any(|(g, k, _)| *g == target.group && *k == target.kind);
-        let namespace = self
-            .watched_namespaces
+        self.target_caches
             .lock()
-            .is_ok_and(|n| n.contains(&None) || n.contains(&Some(target.namespace.clone())));
-        kind && namespace
+            .is_ok_and(|caches| caches.iter().any(|c| c.covers(target)))
     }
 
     async fn api_for(
@@ -467,7 +461,6 @@ impl TriggerReconciler {
                 ),
                 Wake::Never,
             )),
-            EvictionStep::Unsupported(why) => failed(why),
             EvictionStep::Wait(why) => wait(why),
             EvictionStep::Evict(pod) => match pods_api.evict(&pod, &EvictParams::default()).await {
                 Ok(_) => {
@@ -593,10 +586,7 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
         client: &Client,
         namespace: Option<&str>,
     ) -> Controller<NotebookValidationJob> {
-        if let Ok(mut n) = self.watched_namespaces.lock() {
-            n.insert(namespace.map(str::to_string));
-        }
-        for (group, kind, resource) in &self.watched_kinds {
+        for resource in &self.watched_kinds {
             let api: Api<DynamicObject> = match namespace {
                 Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
                 None => Api::all_with(client.clone(), resource),
@@ -604,10 +594,8 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
             let writer = reflector::store::Writer::new(resource.clone());
             if let Ok(mut caches) = self.target_caches.lock() {
                 caches.push(TargetCache {
-                    group: group.clone(),
-                    kind: kind.clone(),
-                    namespace: namespace.map(str::to_string),
                     resource: resource.clone(),
+                    namespace: namespace.map(str::to_string),
                     store: writer.as_reader(),
                 });
             }
@@ -624,7 +612,8 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                     }),
             )
             .touched_objects();
-            let (waiting, group, kind) = (self.waiting.clone(), group.clone(), kind.clone());
+            let waiting = self.waiting.clone();
+            let (group, kind) = (resource.group.clone(), resource.kind.clone());
             controller = controller.watches_stream_with(
                 stream,
                 move |target: DynamicObject| {
