@@ -118,6 +118,26 @@ impl Cluster {
         crate::process::run_with_input(&self.kubectl, &self.kubeconfig, args, stdin)
     }
 
+    /// Starts deleting a namespace and removes its pods at once: pods bound to a kubelet double
+    /// that is gone would otherwise wait for a kubelet forever (the namespace is terminating,
+    /// so nothing recreates them). Does not wait.
+    pub fn delete_namespace(&self, name: &str) {
+        self.kubectl(&["delete", "namespace", name, "--wait=false"], None);
+        self.kubectl(
+            &[
+                "delete",
+                "pods",
+                "--all",
+                "-n",
+                name,
+                "--grace-period=0",
+                "--force",
+                "--wait=false",
+            ],
+            None,
+        );
+    }
+
     fn install_crds(&self) -> anyhow::Result<()> {
         let root = repo_root();
         for dir in [root.join("manifests/crds"), root.join("e2e/crds")] {

@@ -48,33 +48,17 @@ impl TestNamespace {
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        let kubectl = |args: &[&str]| {
-            let _ = std::process::Command::new(&self.cluster.kubectl)
-                .arg("--kubeconfig")
-                .arg(&self.cluster.kubeconfig)
-                .args(args)
-                .output();
-        };
-        kubectl(&["delete", "namespace", &self.name, "--wait=false"]);
-        // Pods bound to the test's kubelet double, which is gone now, would wait for a kubelet
-        // forever: remove them (the namespace is terminating, nothing recreates them), and
-        // the double's node.
-        kubectl(&[
-            "delete",
-            "pods",
-            "--all",
-            "-n",
-            &self.name,
-            "--grace-period=0",
-            "--force",
-            "--wait=false",
-        ]);
-        kubectl(&[
-            "delete",
-            "node",
-            &format!("kubelet-{}", self.name),
-            "--ignore-not-found",
-            "--wait=false",
-        ]);
+        self.cluster.delete_namespace(&self.name);
+        // The node of this test's kubelet double, if it ran one.
+        self.cluster.kubectl(
+            &[
+                "delete",
+                "node",
+                &format!("kubelet-{}", self.name),
+                "--ignore-not-found",
+                "--wait=false",
+            ],
+            None,
+        );
     }
 }

@@ -17,20 +17,7 @@ async fn fresh_namespace(cluster: &Cluster, name: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("removing namespace {name} left by an earlier demo ...");
-    cluster.kubectl(&["delete", "namespace", name, "--wait=false"], None);
-    // Its pods were run by an earlier kubelet double, which is gone.
-    cluster.kubectl(
-        &[
-            "delete",
-            "pods",
-            "--all",
-            "-n",
-            name,
-            "--grace-period=0",
-            "--force",
-        ],
-        None,
-    );
+    cluster.delete_namespace(name);
     let deadline = Instant::now() + Duration::from_secs(120);
     while namespaces.get_opt(name).await?.is_some() {
         anyhow::ensure!(
