@@ -12,9 +12,9 @@ use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, P
 use nbg_core::conditions;
 use nbg_core::nvj::{CellStatus, NotebookValidationJob, Phase};
 use nbg_e2e::cluster::{eventually, notebook_python, repo_root, workspace_binary};
+use nbg_e2e::controller::{ChartedController, ControllerSpec};
 use nbg_e2e::git_server::{GitRepo, GitServer, notebook};
 use nbg_e2e::kubelet::{self, KubeletConfig, PodHandling};
-use nbg_e2e::process::{LocalProcess, chart_rbac, free_port, service_account_kubeconfig};
 use nbg_e2e::{Cluster, TestNamespace};
 
 struct Env {
@@ -22,10 +22,9 @@ struct Env {
     ns: TestNamespace,
     nvjs: Api<NotebookValidationJob>,
     pods: Api<Pod>,
-    _controller: LocalProcess,
+    controller: ChartedController,
     _kubelet: tokio::task::JoinHandle<()>,
     git: GitServer,
-    metrics_port: u16,
 }
 
 impl Env {
@@ -48,43 +47,32 @@ impl Env {
             "restricted".to_string(),
         )]);
         let ns = TestNamespace::with_labels(&cluster, prefix, labels).await;
-        let release = format!("nvjv-{}", ns.name);
-        let rbac = chart_rbac(
-            &cluster,
-            &repo_root().join("charts/nvj-validator"),
-            &release,
-            &ns.name,
-            &[
-                &format!("watchNamespaces={{{}}}", ns.name),
-                "leaderElection=false",
-            ],
-        );
-        let kubeconfig = service_account_kubeconfig(&cluster, &ns.name, &release, &rbac).await;
-        let metrics_port = free_port();
-        let mut cmd = Command::new(workspace_binary("nvj-validator"));
-        cmd.arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args([
-                "--namespaces",
-                &ns.name,
-                "--http-addr",
-                &format!("127.0.0.1:{metrics_port}"),
-            ])
-            .args([
-                "--runner-image",
-                "local/nvj-validator:e2e",
-                "--retry-backoff",
-                "1s",
-            ])
-            .arg("--notebook-python")
-            .arg(notebook_python())
-            .args(extra_args)
-            .env("RUST_LOG", "info,kube=warn");
+        let mut args: Vec<String> = [
+            "--runner-image",
+            "local/nvj-validator:e2e",
+            "--retry-backoff",
+            "1s",
+            "--notebook-python",
+        ]
+        .map(String::from)
+        .into();
+        args.push(notebook_python().display().to_string());
+        args.extend(extra_args.iter().map(|a| a.to_string()));
         if !extra_args.contains(&"--runner-path") {
-            cmd.arg("--runner-path")
-                .arg(workspace_binary("nvj-validator"));
+            args.push("--runner-path".into());
+            args.push(workspace_binary("nvj-validator").display().to_string());
         }
-        let controller = LocalProcess::spawn("nvj-validator", cmd);
+        let controller = ChartedController::start(
+            &cluster,
+            ControllerSpec {
+                name: "nvj-validator",
+                release_namespace: &ns.name,
+                namespaces: &[&ns.name],
+                values: &[],
+                args: &args,
+            },
+        )
+        .await;
         let client = cluster.client().await;
         let git = GitServer::start(
             &repo_root().join(format!("target/e2e-git/{}", ns.name)),
@@ -111,10 +99,9 @@ impl Env {
             pods: Api::namespaced(client, &ns.name),
             cluster,
             ns,
-            _controller: controller,
+            controller,
             _kubelet: kubelet,
             git,
-            metrics_port,
         }
     }
 
@@ -132,7 +119,7 @@ impl Env {
     /// Waits for the current generation to reach a terminal phase.
     async fn finished(&self, name: &str, within: Duration) -> NotebookValidationJob {
         let nvjs = self.nvjs.clone();
-        let controller_log = self._controller.log.clone();
+        let controller_log = self.controller.process.log.clone();
         let what = format!(
             "{name} to finish (controller log: {})",
             controller_log.display()
@@ -249,14 +236,7 @@ async fn passing_and_failing_notebooks_report_every_cell_and_run_once() {
     );
 
     // Metrics: validations by result, and nothing left in progress.
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            &format!("http://127.0.0.1:{}/metrics", env.metrics_port),
-        ])
-        .output()
-        .expect("curl");
-    let metrics = String::from_utf8_lossy(&out.stdout);
+    let metrics = env.controller.metrics();
     assert!(
         metrics.contains("nbg_validations_total{result=\"ValidationSucceeded\"} 1"),
         "{metrics}"
