@@ -18,7 +18,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome, TriggerRecord};
 use nbg_e2e::cluster::{dynamic_api, eventually};
 use nbg_e2e::controller::{ChartedController, ControllerSpec};
@@ -134,6 +134,16 @@ async fn ready_deployment(api: &Api<Deployment>, name: &str, replicas: i32) -> O
         && s.ready_replicas == Some(replicas)
         && s.replicas == Some(replicas))
     .then_some(d.metadata.generation.unwrap_or(0))
+}
+
+/// Plays KServe: the InferenceService `fraud` reports Ready with these predictor revisions.
+async fn play_kserve(isvcs: &Api<DynamicObject>, created: &str, ready: &str) {
+    let status = json!({"status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}],
+        "components": {"predictor": {"latestCreatedRevision": created, "latestReadyRevision": ready}}}});
+    isvcs
+        .patch_status("fraud", &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .expect("KServe's status");
 }
 
 #[tokio::test]
@@ -314,21 +324,7 @@ async fn every_action_on_every_kind() {
                "spec": {"predictor": {"sklearn": {"storageUri": "pvc://models/fraud"}}}}),
     )
     .await;
-    let kserve_status = |created: &str, ready: &str| {
-        json!({"status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}],
-            "components": {"predictor": {"latestCreatedRevision": created, "latestReadyRevision": ready}}}})
-    };
-    isvcs
-        .patch_status(
-            "fraud",
-            &PatchParams::default(),
-            &Patch::Merge(kserve_status(
-                "fraud-predictor-00001",
-                "fraud-predictor-00001",
-            )),
-        )
-        .await
-        .expect("KServe status");
+    play_kserve(&isvcs, "fraud-predictor-00001", "fraud-predictor-00001").await;
     create(
         &rollouts,
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "canary"},
@@ -433,28 +429,9 @@ async fn every_action_on_every_kind() {
         Some(TriggerOutcome::InProgress),
         "not done before KServe rolled a new revision"
     );
-    isvcs
-        .patch_status(
-            "fraud",
-            &PatchParams::default(),
-            &Patch::Merge(kserve_status(
-                "fraud-predictor-00002",
-                "fraud-predictor-00001",
-            )),
-        )
-        .await
-        .expect("KServe creates revision 2");
-    isvcs
-        .patch_status(
-            "fraud",
-            &PatchParams::default(),
-            &Patch::Merge(kserve_status(
-                "fraud-predictor-00002",
-                "fraud-predictor-00002",
-            )),
-        )
-        .await
-        .expect("KServe: revision 2 ready");
+    // KServe creates revision 2, then it becomes ready.
+    play_kserve(&isvcs, "fraud-predictor-00002", "fraud-predictor-00001").await;
+    play_kserve(&isvcs, "fraud-predictor-00002", "fraud-predictor-00002").await;
 
     // Argo Rollouts: restartAt set; the rollout controller restarts the pods and reports it.
     let restart_at = eventually(
