@@ -68,6 +68,7 @@ impl Runtime {
             .build();
         match tokio::time::timeout(args.connect_timeout, client.apiserver_version()).await {
             Ok(Ok(info)) => {
+                telemetry::init(&args.log_filter, args.log_format)?;
                 tracing::info!(controller = name, server = %url, version = %info.git_version, "connected to the API server")
             }
             Ok(Err(e)) => anyhow::bail!("cannot reach the Kubernetes API server at {url}: {e}"),

@@ -1,5 +1,7 @@
 //! Structured logging with `tracing`: a RUST_LOG-style filter, text or JSON lines.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::cli::LogFormat;
@@ -17,8 +19,13 @@ pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("invalid --log-filter {filter:?}: {e}"))?;
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
+        // Colours only for a terminal, not in a log file or a container's log.
         LogFormat::Text => registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(
