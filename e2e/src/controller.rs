@@ -1,5 +1,6 @@
 //! A controller binary of this workspace run as a local process under exactly the RBAC its Helm
-//! chart grants (a ServiceAccount token), as it would run in a cluster.
+//! chart grants (a ServiceAccount token) and with the environment its chart sets, as it would
+//! run in a cluster.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use std::process::Command;
 
 use crate::Cluster;
 use crate::cluster::{repo_root, workspace_binary};
-use crate::process::{LocalProcess, chart_rbac, free_port, service_account_kubeconfig};
+use crate::process::{LocalProcess, free_port, render_chart, service_account_kubeconfig};
 
 /// How to run one controller.
 pub struct ControllerSpec<'a> {
@@ -27,6 +28,8 @@ pub struct ChartedController {
     pub name: String,
     pub kubeconfig: PathBuf,
     pub metrics_port: u16,
+    /// The chart's environment for the container.
+    env: Vec<(String, String)>,
     args: Vec<String>,
     pub process: LocalProcess,
 }
@@ -40,7 +43,7 @@ impl ChartedController {
         ];
         values.extend(spec.values.iter().cloned());
         let values: Vec<&str> = values.iter().map(String::as_str).collect();
-        let rbac = chart_rbac(
+        let chart = render_chart(
             cluster,
             &repo_root().join("charts").join(spec.name),
             &release,
@@ -48,15 +51,17 @@ impl ChartedController {
             &values,
         );
         let kubeconfig =
-            service_account_kubeconfig(cluster, spec.release_namespace, &release, &rbac).await;
+            service_account_kubeconfig(cluster, spec.release_namespace, &release, &chart.rbac)
+                .await;
         let mut args = vec!["--namespaces".to_string(), spec.namespaces.join(",")];
         args.extend(spec.args.iter().cloned());
         let metrics_port = free_port();
-        let process = spawn(spec.name, &kubeconfig, metrics_port, &args);
+        let process = spawn(spec.name, &kubeconfig, metrics_port, &chart.env, &args);
         Self {
             name: spec.name.to_string(),
             kubeconfig,
             metrics_port,
+            env: chart.env,
             args,
             process,
         }
@@ -70,7 +75,13 @@ impl ChartedController {
     /// Starts the process again with the same arguments (after [`Self::kill`]).
     pub fn restart(&mut self) {
         self.process.kill();
-        self.process = spawn(&self.name, &self.kubeconfig, self.metrics_port, &self.args);
+        self.process = spawn(
+            &self.name,
+            &self.kubeconfig,
+            self.metrics_port,
+            &self.env,
+            &self.args,
+        );
     }
 
     /// The Prometheus text of `/metrics` (empty while the process is not serving).
@@ -88,13 +99,22 @@ fn short(name: &str) -> String {
     name.split('-').map(|w| &w[..1.min(w.len())]).collect()
 }
 
-fn spawn(name: &str, kubeconfig: &std::path::Path, port: u16, args: &[String]) -> LocalProcess {
+fn spawn(
+    name: &str,
+    kubeconfig: &std::path::Path,
+    port: u16,
+    env: &[(String, String)],
+    args: &[String],
+) -> LocalProcess {
     let mut cmd = Command::new(workspace_binary(name));
-    cmd.arg("--kubeconfig")
+    // The chart's environment, then what a local process needs differently (arguments win
+    // over the environment).
+    cmd.envs(env.iter().map(|(k, v)| (k, v)))
+        .env("RUST_LOG", "info,kube=warn")
+        .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(["--http-addr", &format!("127.0.0.1:{port}")])
-        .args(args)
-        .env("RUST_LOG", "info,kube=warn");
+        .args(args);
     LocalProcess::spawn(name, cmd)
 }
 

@@ -6,7 +6,8 @@
 //! - [`namespace`]: a fresh namespace per test, deleted afterwards.
 //! - [`kubelet`]: the kubelet double: makes pods Running/Ready, or runs a pod's containers as
 //!   local processes and writes their real exit codes and termination messages back.
-//! - [`controller`]: a controller binary as a local process under its chart's RBAC;
+//! - [`controller`]: a controller binary as a local process under its chart's RBAC and with
+//!   its chart's environment;
 //! - [`nvj`]: NVJs for tests, and runs marked Succeeded as nvj-validator writes them;
 //! - [`process`]: runs our binaries (and kubectl) as local processes, optionally under a
 //!   ServiceAccount token with exactly the RBAC a chart grants; killed when dropped.

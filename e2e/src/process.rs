@@ -122,15 +122,22 @@ fn unique() -> u64 {
     N.fetch_add(1, Ordering::SeqCst)
 }
 
-/// Renders a chart with `helm template` and keeps only its ServiceAccount and RBAC documents,
-/// so a test grants a controller exactly what its chart grants.
-pub fn chart_rbac(
+/// What a test takes from a rendered chart: its ServiceAccount and RBAC documents, so a test
+/// grants a controller exactly what its chart grants, and the controller container's literal
+/// environment, so it runs as configured by the chart.
+pub struct RenderedChart {
+    pub rbac: String,
+    pub env: Vec<(String, String)>,
+}
+
+/// Renders a chart with `helm template`.
+pub fn render_chart(
     cluster: &Cluster,
     chart: &Path,
     release: &str,
     namespace: &str,
     set: &[&str],
-) -> String {
+) -> RenderedChart {
     let mut cmd = Command::new(&cluster.helm);
     cmd.args(["template", release])
         .arg(chart)
@@ -155,6 +162,10 @@ pub fn chart_rbac(
             doc.push('\n');
         }
     }
+    let kind_of = |doc: &str| {
+        doc.lines()
+            .find_map(|l| l.strip_prefix("kind: ").map(|k| k.trim().to_string()))
+    };
     let rbac_kinds = [
         "ServiceAccount",
         "Role",
@@ -162,15 +173,30 @@ pub fn chart_rbac(
         "RoleBinding",
         "ClusterRoleBinding",
     ];
-    docs.into_iter()
-        .filter(|doc| {
-            doc.lines().any(|l| {
-                l.strip_prefix("kind: ")
-                    .is_some_and(|k| rbac_kinds.contains(&k.trim()))
-            })
-        })
+    let rbac = docs
+        .iter()
+        .filter(|doc| kind_of(doc).is_some_and(|k| rbac_kinds.contains(&k.as_str())))
         .map(|doc| format!("---\n{doc}"))
-        .collect()
+        .collect();
+    let env = docs
+        .iter()
+        .filter(|doc| kind_of(doc).as_deref() == Some("Deployment"))
+        .filter_map(|doc| serde_saphyr::from_str::<serde_json::Value>(doc).ok())
+        .flat_map(|d| {
+            d.pointer("/spec/template/spec/containers/0/env")
+                .and_then(serde_json::Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|e| {
+            // Literal values only: `valueFrom` (the pod's own name) has no meaning here.
+            Some((
+                e.get("name")?.as_str()?.to_string(),
+                e.get("value")?.as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    RenderedChart { rbac, env }
 }
 
 /// A kubeconfig that authenticates as a ServiceAccount through a TokenRequest token. Creates
