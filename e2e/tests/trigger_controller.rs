@@ -137,9 +137,11 @@ async fn ready_deployment(api: &Api<Deployment>, name: &str, replicas: i32) -> O
 }
 
 /// Plays KServe: the InferenceService `fraud` reports Ready with these predictor revisions.
-async fn play_kserve(isvcs: &Api<DynamicObject>, created: &str, ready: &str) {
+/// KServe's status: the predictor's revisions and its model's load state.
+async fn play_kserve(isvcs: &Api<DynamicObject>, created: &str, ready: &str, model: Value) {
     let status = json!({"status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}],
-        "components": {"predictor": {"latestCreatedRevision": created, "latestReadyRevision": ready}}}});
+        "components": {"predictor": {"latestCreatedRevision": created, "latestReadyRevision": ready}},
+        "modelStatus": model}});
     isvcs
         .patch_status("fraud", &PatchParams::default(), &Patch::Merge(status))
         .await
@@ -214,6 +216,25 @@ async fn a_succeeded_run_restarts_a_deployment_once_and_denies_without_consent()
         untouched.metadata.generation,
         Some(1),
         "nothing changed there"
+    );
+    // The chart asks for JSON logs: the action is one structured line naming the run.
+    let applied: Vec<Value> = controller
+        .process
+        .output()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == "applied")
+        .collect();
+    assert_eq!(applied.len(), 1, "{}", controller.process.output());
+    assert_eq!(
+        (
+            &applied[0]["run"],
+            &applied[0]["action"],
+            &applied[0]["kind"]
+        ),
+        (&json!(run), &json!("restart"), &json!("Deployment")),
+        "{:?}",
+        applied[0]
     );
 
     // Killed and restarted: the run is not acted on again.
@@ -324,7 +345,13 @@ async fn every_action_on_every_kind() {
                "spec": {"predictor": {"sklearn": {"storageUri": "pvc://models/fraud"}}}}),
     )
     .await;
-    play_kserve(&isvcs, "fraud-predictor-00001", "fraud-predictor-00001").await;
+    play_kserve(
+        &isvcs,
+        "fraud-predictor-00001",
+        "fraud-predictor-00001",
+        json!({"transitionStatus": "UpToDate"}),
+    )
+    .await;
     create(
         &rollouts,
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "canary"},
@@ -420,18 +447,46 @@ async fn every_action_on_every_kind() {
             .map(String::as_str),
         Some("fraud-predictor-00001")
     );
-    // A rollout still going after a few seconds is recorded in progress.
+    // Rolling as expected: nothing to record until it completes (one status write a trigger).
     tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(
-        record_of(&nvjs, nvj_name, "InferenceService/fraud")
-            .await
-            .map(|r| r.outcome),
-        Some(TriggerOutcome::InProgress),
+        record_of(&nvjs, nvj_name, "InferenceService/fraud").await,
+        None,
         "not done before KServe rolled a new revision"
     );
-    // KServe creates revision 2, then it becomes ready.
-    play_kserve(&isvcs, "fraud-predictor-00002", "fraud-predictor-00001").await;
-    play_kserve(&isvcs, "fraud-predictor-00002", "fraud-predictor-00002").await;
+    // KServe creates revision 2, whose model fails to load: that is recorded, with KServe's why.
+    play_kserve(
+        &isvcs,
+        "fraud-predictor-00002",
+        "fraud-predictor-00001",
+        json!({"transitionStatus": "BlockedByFailedLoad",
+               "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "model.json: no such file"}}),
+    )
+    .await;
+    let blocked = eventually(
+        Duration::from_secs(30),
+        "the blocked rollout recorded",
+        || async {
+            record_of(&nvjs, nvj_name, "InferenceService/fraud")
+                .await
+                .filter(|r| r.outcome == TriggerOutcome::InProgress)
+        },
+    )
+    .await;
+    assert_eq!(
+        blocked.message.as_deref(),
+        Some(
+            "restart applied; KServe reports BlockedByFailedLoad: ModelLoadFailed: model.json: no such file"
+        )
+    );
+    // The model is fixed; revision 2 becomes ready.
+    play_kserve(
+        &isvcs,
+        "fraud-predictor-00002",
+        "fraud-predictor-00002",
+        json!({"transitionStatus": "UpToDate", "lastFailureInfo": null}),
+    )
+    .await;
 
     // Argo Rollouts: restartAt set; the rollout controller restarts the pods and reports it.
     let restart_at = eventually(

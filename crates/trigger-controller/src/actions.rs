@@ -157,8 +157,72 @@ pub fn plan(target: &TriggerTarget, live: &Value, run: &str, now: &str) -> Plan 
     }
 }
 
+/// Where a target's rollout stands, as the target reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RolloutState {
+    Complete,
+    /// Under way; nothing to report yet.
+    Rolling,
+    /// It will not complete without someone acting (the target says so): why.
+    Stuck(String),
+}
+
+/// Reads the rollout's state where the target reports it.
+pub fn rollout_state(group: &str, kind: &str, live: &Value) -> RolloutState {
+    if rollout_complete(group, kind, live) {
+        return RolloutState::Complete;
+    }
+    // Argo Rollouts writes its observedGeneration as a string.
+    let int = |p: &str| {
+        let v = live.pointer(p)?;
+        v.as_i64().or_else(|| v.as_str()?.parse().ok())
+    };
+    let observed = int("/status/observedGeneration") >= int("/metadata/generation")
+        && int("/metadata/generation").is_some();
+    let text = |p: &str| live.pointer(p).and_then(Value::as_str);
+    let stuck = match (group, kind) {
+        // Both report a deadline passed the same way (`progressDeadlineSeconds`).
+        ("apps", "Deployment") | ("argoproj.io", "Rollout") if observed => {
+            let deadline = live
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| {
+                    cs.iter().find(|c| {
+                        c.get("type").and_then(Value::as_str) == Some("Progressing")
+                            && c.get("status").and_then(Value::as_str) == Some("False")
+                            && c.get("reason").and_then(Value::as_str)
+                                == Some("ProgressDeadlineExceeded")
+                    })
+                });
+            let phase = text("/status/phase");
+            match (deadline, phase) {
+                (Some(c), _) => Some(format!(
+                    "the {kind} reports ProgressDeadlineExceeded: {}",
+                    c.get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no message")
+                )),
+                (None, Some(phase @ ("Paused" | "Degraded"))) if kind == "Rollout" => {
+                    Some(match text("/status/message") {
+                        Some(m) => format!("the Rollout is {phase}: {m}"),
+                        None => format!("the Rollout is {phase}"),
+                    })
+                }
+                _ => None,
+            }
+        }
+        ("serving.kserve.io", "InferenceService") => {
+            serde_json::from_value::<nbg_core::foreign::InferenceService>(live.clone())
+                .ok()
+                .and_then(|i| i.rollout_blocked())
+        }
+        _ => None,
+    };
+    stuck.map_or(RolloutState::Rolling, RolloutState::Stuck)
+}
+
 /// Whether the target reports the restart complete (where it reports it).
-pub fn rollout_complete(group: &str, kind: &str, live: &Value) -> bool {
+fn rollout_complete(group: &str, kind: &str, live: &Value) -> bool {
     let int = |p: &str| live.pointer(p).and_then(Value::as_i64);
     let observed = int("/status/observedGeneration") >= int("/metadata/generation")
         && int("/metadata/generation").is_some();
@@ -371,5 +435,54 @@ mod tests {
         let stale = json!({"metadata": {"generation": 4}, "spec": {"replicas": 2},
             "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}});
         assert!(!rollout_complete("apps", "Deployment", &stale));
+    }
+
+    #[test]
+    fn a_rollout_that_needs_someone_is_told_apart_from_one_under_way() {
+        let deadline = json!({"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+            "message": "ReplicaSet \"model-7c9\" has timed out progressing."});
+        let stuck = json!({"metadata": {"generation": 3}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 3, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2,
+                       "conditions": [deadline]}});
+        assert_eq!(
+            rollout_state("apps", "Deployment", &stuck),
+            RolloutState::Stuck(
+                "the Deployment reports ProgressDeadlineExceeded: ReplicaSet \"model-7c9\" has timed out progressing."
+                    .into()
+            )
+        );
+        // The condition is about an older generation until the controller observes this one.
+        let mut unobserved = stuck.clone();
+        unobserved["metadata"]["generation"] = json!(4);
+        assert_eq!(
+            rollout_state("apps", "Deployment", &unobserved),
+            RolloutState::Rolling
+        );
+        let rolling = json!({"metadata": {"generation": 3}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 3, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2,
+                       "conditions": [{"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}]}});
+        assert_eq!(
+            rollout_state("apps", "Deployment", &rolling),
+            RolloutState::Rolling
+        );
+        // Argo Rollouts writes observedGeneration as a string.
+        let paused = json!({"metadata": {"generation": 5}, "spec": {"restartAt": "2027-01-15T08:00:00Z"},
+            "status": {"observedGeneration": "5", "phase": "Paused", "message": "CanaryPauseStep"}});
+        assert_eq!(
+            rollout_state("argoproj.io", "Rollout", &paused),
+            RolloutState::Stuck("the Rollout is Paused: CanaryPauseStep".into())
+        );
+        let mut not_yet = paused.clone();
+        not_yet["status"]["observedGeneration"] = json!("4");
+        assert_eq!(
+            rollout_state("argoproj.io", "Rollout", &not_yet),
+            RolloutState::Rolling
+        );
+        let done = json!({"metadata": {"generation": 3}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2, "conditions": [deadline]}});
+        assert_eq!(
+            rollout_state("apps", "Deployment", &done),
+            RolloutState::Complete
+        );
     }
 }

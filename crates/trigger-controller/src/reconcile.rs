@@ -20,7 +20,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use nbg_core::annotations::{self, RestartStrategy, TriggerTarget};
+use nbg_core::annotations::{self, RestartStrategy, TriggerAction, TriggerTarget};
 use nbg_core::foreign::Application;
 use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome, TriggerRecord};
 use nbg_runtime::ReconcileError;
@@ -32,7 +32,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use serde_json::json;
 
 use crate::NAME;
-use crate::actions::{self, Plan};
+use crate::actions::{self, Plan, RolloutState};
 use crate::authorize::{self, Policy};
 use crate::eviction::{self, EvictionStep};
 use crate::waiting::{TargetKey, WaitIndex};
@@ -157,9 +157,10 @@ pub async fn watchable_kinds(client: &Client, policy: &Policy) -> Vec<ApiResourc
 enum Step {
     /// Record this outcome; when it is not final, look again as `Wake` says.
     Record(Box<TriggerRecord>, Wake),
-    /// The action was just applied. Its record is written when the rollout completes, or after
-    /// [`GRACE`] with the rollout's state: a quick rollout costs one status write.
-    Applied,
+    /// The restart is applied (now or earlier) and rolling out. Nothing is recorded until it
+    /// completes, the target reports it stuck, or it outlasts [`LONG_ROLLOUT`]: a restart costs
+    /// one status write. This record replaces one that said it was stuck.
+    Rolling(Box<TriggerRecord>),
 }
 
 impl Step {
@@ -179,8 +180,12 @@ enum Wake {
     After(Duration),
 }
 
-/// How long a just-applied action may be in progress before the record says so.
+/// How long a wait before the action (an Argo CD operation running) or a stuck rollout may last
+/// before the record says so: most are over sooner.
 const GRACE: Duration = Duration::from_secs(5);
+/// A rollout still going after this long is recorded `InProgress` (Kubernetes' default
+/// `progressDeadlineSeconds`).
+const LONG_ROLLOUT: Duration = Duration::from_secs(600);
 /// How often a target that is not watched (another namespace) is looked at while waiting.
 const UNWATCHED_POLL: Duration = Duration::from_secs(5);
 /// A watched target is looked at this often anyway, in case a watch event was missed.
@@ -310,6 +315,12 @@ impl TriggerReconciler {
                 Wake::OnTargetChange,
             ))
         };
+        let rolling = || {
+            Ok(Step::Rolling(Box::new(record(
+                TriggerOutcome::InProgress,
+                "restart applied; rolling out".into(),
+            ))))
+        };
         let api = match self.api_for(t, &ns).await {
             Ok(api) => api,
             Err(kube::Error::Api(s)) if s.code == 404 => {
@@ -391,21 +402,18 @@ impl TriggerReconciler {
                 )
                 .await?;
                 self.observe_latency(nvj, now);
-                return Ok(Step::Applied);
+                tracing::info!(nvj = %ObjectRef::from_obj(nvj), run, action = %t.action, kind = %t.kind, target = %format!("{ns}/{}", t.name), "applied");
+                // A sync or refresh is done once requested; a restart once rolled out.
+                if t.action != TriggerAction::Restart {
+                    return done(TriggerOutcome::Succeeded, succeeded(t.action));
+                }
+                return rolling();
             }
         }
-        if actions::rollout_complete(t.group(), &t.kind, &value) {
-            let message = match t.action {
-                annotations::TriggerAction::Restart => "restart applied; rollout complete".into(),
-                annotations::TriggerAction::Sync => "sync operation requested".into(),
-                annotations::TriggerAction::Refresh => "refresh requested".into(),
-            };
-            done(TriggerOutcome::Succeeded, message)
-        } else {
-            waiting(format!(
-                "{} applied; waiting for the rollout to complete",
-                t.action
-            ))
+        match actions::rollout_state(t.group(), &t.kind, &value) {
+            RolloutState::Complete => done(TriggerOutcome::Succeeded, succeeded(t.action)),
+            RolloutState::Rolling => rolling(),
+            RolloutState::Stuck(why) => waiting(format!("{} applied; {why}", t.action)),
         }
     }
 
@@ -485,6 +493,16 @@ impl TriggerReconciler {
             },
         }
     }
+}
+
+/// What a Succeeded record says.
+fn succeeded(action: TriggerAction) -> String {
+    match action {
+        TriggerAction::Restart => "restart applied; rollout complete",
+        TriggerAction::Sync => "sync operation requested",
+        TriggerAction::Refresh => "refresh requested",
+    }
+    .into()
 }
 
 /// When the run completed: `status.completionTime`, else when it became Ready.
@@ -624,12 +642,13 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                         name: target.name_any(),
                     });
                     // A rollout's intermediate states change nothing for the NVJs: wake them
-                    // when it is complete (Applications: on any change, an operation may have
-                    // finished).
-                    let complete = !waiting.is_empty()
-                        && serde_json::to_value(&target)
-                            .is_ok_and(|v| actions::rollout_complete(&group, &kind, &v));
-                    if complete { waiting } else { Vec::new() }
+                    // when it is complete or stuck (Applications: on any change, an operation
+                    // may have finished).
+                    let settled = !waiting.is_empty()
+                        && serde_json::to_value(&target).is_ok_and(|v| {
+                            actions::rollout_state(&group, &kind, &v) != RolloutState::Rolling
+                        });
+                    if settled { waiting } else { Vec::new() }
                 },
                 resource.clone(),
             );
@@ -695,7 +714,8 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
         let nvj_ref = ObjectRef::from_obj(nvj.as_ref());
         let mut again: Option<Duration> = None;
         let mut changed = Vec::new();
-        let mut applied = false;
+        // Some target is rolling out or about to be recorded: the condition waits for that write.
+        let mut pending = false;
         for t in &targets {
             let key = (
                 t.kind.clone(),
@@ -716,34 +736,50 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                 name: t.name.clone(),
             };
             let mut soon = |after: Duration| again = Some(again.map_or(after, |a| a.min(after)));
+            let resync = if self.watches(&target) {
+                WATCHED_RESYNC
+            } else {
+                UNWATCHED_POLL
+            };
+            // Waiting before acting: the change the action causes cannot pass unnoticed.
+            let since = self.waiting.wait(target.clone(), nvj_ref.clone());
             let (record, wake) = match self.act(&nvj, t, &run, &now).await? {
-                Step::Applied => {
-                    applied = true;
-                    self.waiting.wait(target, nvj_ref.clone());
-                    soon(GRACE);
-                    continue;
+                Step::Rolling(mut record) => {
+                    let said_stuck = records
+                        .get(&key)
+                        .is_some_and(|r| r.run == run && r.outcome == TriggerOutcome::InProgress);
+                    if since.elapsed() >= LONG_ROLLOUT {
+                        record.message = Some(format!(
+                            "restart applied; the rollout has not completed in {} minutes",
+                            LONG_ROLLOUT.as_secs() / 60
+                        ));
+                    } else if !said_stuck {
+                        pending = true;
+                        soon(resync);
+                        continue;
+                    }
+                    (*record, Wake::OnTargetChange)
                 }
                 Step::Record(record, wake) => (*record, wake),
             };
             match wake {
                 Wake::Never => self.waiting.done(&target, &nvj_ref),
-                Wake::After(after) => soon(after),
+                // An eviction looks at the pods, not the target: its changes need not wake it.
+                Wake::After(after) => {
+                    self.waiting.done(&target, &nvj_ref);
+                    soon(after);
+                }
                 Wake::OnTargetChange => {
-                    let since = self.waiting.wait(target.clone(), nvj_ref.clone());
                     let recorded = records
                         .get(&key)
                         .is_some_and(|r| r.run == run && r.outcome == record.outcome);
-                    // Applied moments ago: the watch will likely report completion first.
+                    // Most waits are over within moments: record only one that lasts.
                     if !recorded && since.elapsed() < GRACE {
-                        applied = true;
+                        pending = true;
                         soon(GRACE.saturating_sub(since.elapsed()));
                         continue;
                     }
-                    soon(if self.watches(&target) {
-                        WATCHED_RESYNC
-                    } else {
-                        UNWATCHED_POLL
-                    });
+                    soon(resync);
                 }
             }
             let before = records
@@ -760,10 +796,14 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
             "Valid",
             &format!("{} trigger targets", targets.len()),
         );
-        // A target just patched is looked at again shortly; the condition is written then,
-        // with its record, so a trigger costs one status write.
-        let just_applied = applied && changed.is_empty();
-        if !changed.is_empty() || (condition_changed(&nvj, &condition) && !just_applied) {
+        // While a target is pending, a new or reworded condition is written with its record, so
+        // a trigger costs one status write; a condition turning True or False is written now.
+        let flipped = nvj
+            .status
+            .as_ref()
+            .and_then(|s| s.condition(CONDITION_TRIGGERS_VALID))
+            .is_some_and(|old| old.status != condition.status);
+        if !changed.is_empty() || (condition_changed(&nvj, &condition) && (!pending || flipped)) {
             self.apply_status(&nvj, records.into_values().collect(), condition)
                 .await?;
             for r in changed {

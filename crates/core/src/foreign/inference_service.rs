@@ -68,6 +68,20 @@ pub struct InferenceServiceStatus {
     /// Per component (`predictor`, `transformer`, ...) revision status, kept opaque.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub components: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_status: Option<ModelStatus>,
+}
+
+/// The predictor's model status: whether the current spec's model has loaded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelStatus {
+    /// `UpToDate`, `InProgress`, `BlockedByFailedLoad` or `InvalidSpec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition_status: Option<String>,
+    /// `{reason, message, ...}` of the last failure, kept opaque.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_info: Option<Value>,
 }
 
 impl InferenceService {
@@ -100,6 +114,26 @@ impl InferenceService {
             .and_then(|a| a.get(crate::annotations::RESTARTED_FROM_REVISION));
         let new_revision = from.is_none_or(|from| self.predictor_revision() != Some(from.as_str()));
         observed && ready && revisions_settled && new_revision
+    }
+
+    /// Why the rollout cannot complete without someone acting, when KServe says so: the new
+    /// model failed to load or the spec is invalid.
+    pub fn rollout_blocked(&self) -> Option<String> {
+        let model = self.status.as_ref()?.model_status.as_ref()?;
+        let transition = model.transition_status.as_deref()?;
+        if !matches!(transition, "BlockedByFailedLoad" | "InvalidSpec") {
+            return None;
+        }
+        let failure = model.last_failure_info.as_ref();
+        let field = |k: &str| failure.and_then(|f| f.get(k)).and_then(Value::as_str);
+        Some(match (field("reason"), field("message")) {
+            (Some(reason), Some(message)) => {
+                format!("KServe reports {transition}: {reason}: {message}")
+            }
+            (Some(reason), None) => format!("KServe reports {transition}: {reason}"),
+            (None, Some(message)) => format!("KServe reports {transition}: {message}"),
+            (None, None) => format!("KServe reports {transition}"),
+        })
     }
 
     /// The predictor's latest created revision (serverless mode; None in raw deployment mode).
@@ -156,5 +190,26 @@ mod tests {
             );
         }
         assert!(done.rollout_complete());
+    }
+
+    #[test]
+    fn a_model_that_failed_to_load_blocks_the_rollout() {
+        let isvc: InferenceService = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "m", "generation": 2},
+            "status": {"observedGeneration": 2, "modelStatus": {"transitionStatus": "BlockedByFailedLoad",
+                "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "no model.joblib in /mnt/models"}}}
+        }))
+        .expect("parses");
+        assert_eq!(
+            isvc.rollout_blocked().as_deref(),
+            Some(
+                "KServe reports BlockedByFailedLoad: ModelLoadFailed: no model.joblib in /mnt/models"
+            )
+        );
+        let loading: InferenceService = serde_json::from_value(serde_json::json!({
+            "status": {"modelStatus": {"transitionStatus": "InProgress"}}
+        }))
+        .expect("parses");
+        assert_eq!(loading.rollout_blocked(), None);
     }
 }
