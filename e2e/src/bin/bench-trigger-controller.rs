@@ -6,9 +6,10 @@
 //! - API requests per completion, by verb, from the controller's own request counter;
 //! - the controller's resident memory.
 //!
-//! The controller runs in release mode under its chart's RBAC. The Deployments have no
-//! replicas, so their rollouts complete as soon as the deployment controller observes them and
-//! the numbers are the controller's, not a kubelet's.
+//! The controller runs in release mode under its chart's RBAC and with the environment its
+//! chart sets (64 concurrent reconciles). The Deployments have no replicas, so their rollouts
+//! complete as soon as the deployment controller observes them and the numbers are the
+//! controller's, not a kubelet's.
 //!
 //! `hack/just bench-trigger-controller` builds everything in release mode and runs it.
 
@@ -36,12 +37,17 @@ struct Cli {
     /// NVJs that succeed at once, each with a restart trigger on its own Deployment.
     #[arg(long, default_value_t = 1000)]
     jobs: usize,
-    /// Status writes in flight at once while marking the runs Succeeded.
-    #[arg(long, default_value_t = 32)]
+    /// Status writes in flight at once while marking the runs Succeeded. nvj-validator writes
+    /// them from its reconciles, 16 at once per namespace by default; more is a stress test.
+    #[arg(long, default_value_t = 16)]
     writers: usize,
     /// More arguments for the controller, e.g. `--controller-arg=--max-concurrent-reconciles=32`.
     #[arg(long = "controller-arg")]
     controller_args: Vec<String>,
+    /// Also print, per 250 ms, the status writes done and the patches seen, and let the
+    /// controller log each action (`"applied"`, in its log) to line them up with.
+    #[arg(long)]
+    timeline: bool,
 }
 
 fn deployment(name: &str) -> Deployment {
@@ -62,6 +68,28 @@ fn requests(controller: &ChartedController) -> BTreeMap<String, f64> {
                 .map(|v| (verb.to_string(), v))
         })
         .collect()
+}
+
+/// Status writes done and patches seen, per 250 ms from the first write.
+fn print_timeline(
+    start: Instant,
+    written: &HashMap<String, Instant>,
+    patched: &Mutex<HashMap<String, Instant>>,
+) {
+    let bucket = |at: &Instant| at.saturating_duration_since(start).as_millis() / 250;
+    let mut buckets: BTreeMap<u128, (usize, usize)> = BTreeMap::new();
+    for at in written.values() {
+        buckets.entry(bucket(at)).or_default().0 += 1;
+    }
+    if let Ok(p) = patched.lock() {
+        for at in p.values().filter(|at| **at >= start) {
+            buckets.entry(bucket(at)).or_default().1 += 1;
+        }
+    }
+    println!("  t (ms)  status writes  patches seen");
+    for (b, (w, p)) in buckets {
+        println!("  {:>6}  {w:>13}  {p:>12}", b * 250);
+    }
 }
 
 #[tokio::main]
@@ -112,7 +140,11 @@ async fn main() -> anyhow::Result<()> {
             namespaces: &[&ns.name],
             values: &[],
             args: &[
-                ["--log-filter".to_string(), "warn".to_string()].as_slice(),
+                [
+                    "--log-filter".to_string(),
+                    if cli.timeline { "info" } else { "warn" }.to_string(),
+                ]
+                .as_slice(),
                 cli.controller_args.as_slice(),
             ]
             .concat(),
@@ -164,6 +196,13 @@ async fn main() -> anyhow::Result<()> {
 
     // All N runs succeed at once.
     let marking = Instant::now();
+    if cli.timeline {
+        println!(
+            "timeline: t=0 is {} (controller log {})",
+            k8s_openapi::jiff::Timestamp::now(),
+            controller.process.log.display()
+        );
+    }
     let mut writes = futures::stream::iter(pending.iter().map(|nvj| {
         let nvjs = nvjs.clone();
         async move {
@@ -225,6 +264,9 @@ async fn main() -> anyhow::Result<()> {
     let rest_rss = rss_kib(controller.process.id());
     watch.abort();
 
+    if cli.timeline {
+        print_timeline(marking, &written, &patched);
+    }
     let mut latencies = Vec::with_capacity(n);
     let mut missing = 0;
     if let Ok(p) = patched.lock() {
