@@ -234,6 +234,26 @@ async fn passing_and_failing_notebooks_report_every_cell_and_run_once() {
         1,
         "a deterministic failure is not retried"
     );
+    // The chart asks for JSON logs: each phase a run enters is a line, a failure a warning.
+    let log = env.controller.process.output();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|l: &serde_json::Value| {
+            l["object"] == format!("{}/fail", env.ns.name).as_str() && l["phase"].is_string()
+        })
+        .collect();
+    let phases: Vec<&str> = lines.iter().filter_map(|l| l["phase"].as_str()).collect();
+    assert_eq!(
+        phases,
+        ["Initializing", "ValidationRunning", "Failed"],
+        "{log}"
+    );
+    assert_eq!(lines[2]["level"], "WARN");
+    assert_eq!(
+        lines[2]["message"],
+        "cell 3 (cellIndex 2) raised ValueError: training data is empty"
+    );
 
     // Metrics: validations by result, and nothing left in progress.
     let metrics = env.controller.metrics();

@@ -77,6 +77,29 @@ impl Events {
     ) {
         // The API server caps an Event note at 1 KiB.
         let note: String = note.chars().take(1000).collect();
+        // Each Event is also a log line: the log keeps what the cluster expires after an hour.
+        let object = format!(
+            "{}/{}",
+            regarding.namespace.as_deref().unwrap_or_default(),
+            regarding.name.as_deref().unwrap_or_default()
+        );
+        let kind = regarding.kind.as_deref().unwrap_or_default();
+        let target = related.map(|r| {
+            format!(
+                "{} {}/{}",
+                r.kind.as_deref().unwrap_or_default(),
+                r.namespace.as_deref().unwrap_or_default(),
+                r.name.as_deref().unwrap_or_default()
+            )
+        });
+        match type_ {
+            EventType::Normal => {
+                tracing::info!(kind, object, reason, related = target, "{note}")
+            }
+            EventType::Warning => {
+                tracing::warn!(kind, object, reason, related = target, "{note}")
+            }
+        }
         let event = Event {
             type_,
             reason: reason.to_string(),

@@ -205,6 +205,16 @@ impl nbg_runtime::Reconciler for NvjReconciler {
             });
             let run = format!("{uid}/{}", nvj.metadata.generation.unwrap_or(0));
             self.metrics.observe(&run, before, status);
+            if before != status.phase {
+                let object = format!("{namespace}/{}", nvj.name_any());
+                let phase = status.phase.map(|p| p.as_str()).unwrap_or_default();
+                let message = status.message.as_deref().unwrap_or_default();
+                if status.phase == Some(Phase::Failed) {
+                    tracing::warn!(object, run, phase, "{message}");
+                } else {
+                    tracing::info!(object, run, phase, "{message}");
+                }
+            }
         }
         for pod_name in &plan.delete_pods {
             match pods.delete(pod_name, &DeleteParams::background()).await {
