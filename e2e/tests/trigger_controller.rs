@@ -396,8 +396,7 @@ async fn every_action_on_every_kind() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let trigger = format!(
-        r#"- {{apiVersion: serving.kserve.io/v1beta1, kind: InferenceService, name: fraud, action: restart}}
-- {{apiVersion: argoproj.io/v1alpha1, kind: Rollout, name: canary, action: restart}}
+        r#"- {{apiVersion: argoproj.io/v1alpha1, kind: Rollout, name: canary, action: restart}}
 - {{apiVersion: apps/v1, kind: StatefulSet, name: store, action: restart}}
 - {{apiVersion: apps/v1, kind: DaemonSet, name: agent, action: restart}}
 - {{apiVersion: apps/v1, kind: Deployment, name: evicted, action: restart, strategy: evict}}
@@ -426,6 +425,19 @@ async fn every_action_on_every_kind() {
     )
     .await;
     let run = run_id(&nvj);
+    // The model server has an NVJ of its own: no other target of it wakes it, so what the
+    // record says is what the InferenceService's own changes made it say.
+    let serving_nvj = "reload-fraud";
+    let serving = create_succeeded(
+        &nvjs,
+        serving_nvj,
+        &annotations(&[(
+            "mlops.dev/on-success-trigger",
+            "- {apiVersion: serving.kserve.io/v1beta1, kind: InferenceService, name: fraud, action: restart}\n",
+        )]),
+    )
+    .await;
+    let serving_run = run_id(&serving);
     let log = controller.process.log.display().to_string();
 
     // KServe: the restart annotation arrives, a new predictor revision rolls out.
@@ -439,7 +451,7 @@ async fn every_action_on_every_kind() {
         },
     )
     .await;
-    assert!(isvc.0.starts_with(&format!("{run} ")), "{}", isvc.0);
+    assert!(isvc.0.starts_with(&format!("{serving_run} ")), "{}", isvc.0);
     assert_eq!(
         isvc.1
             .annotations()
@@ -450,7 +462,7 @@ async fn every_action_on_every_kind() {
     // Rolling as expected: nothing to record until it completes (one status write a trigger).
     tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(
-        record_of(&nvjs, nvj_name, "InferenceService/fraud").await,
+        record_of(&nvjs, serving_nvj, "InferenceService/fraud").await,
         None,
         "not done before KServe rolled a new revision"
     );
@@ -467,7 +479,7 @@ async fn every_action_on_every_kind() {
         Duration::from_secs(30),
         "the blocked rollout recorded",
         || async {
-            record_of(&nvjs, nvj_name, "InferenceService/fraud")
+            record_of(&nvjs, serving_nvj, "InferenceService/fraud")
                 .await
                 .filter(|r| r.outcome == TriggerOutcome::InProgress)
         },
@@ -479,7 +491,25 @@ async fn every_action_on_every_kind() {
             "restart applied; KServe reports BlockedByFailedLoad: ModelLoadFailed: model.json: no such file"
         )
     );
-    // The model is fixed; revision 2 becomes ready.
+    // The model is fixed and loading: the record follows at once (not at the next resync).
+    play_kserve(
+        &isvcs,
+        "fraud-predictor-00002",
+        "fraud-predictor-00001",
+        json!({"transitionStatus": "InProgress", "lastFailureInfo": null}),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the record to say it rolls again",
+        || async {
+            record_of(&nvjs, serving_nvj, "InferenceService/fraud")
+                .await
+                .filter(|r| r.message.as_deref() == Some("restart applied; rolling out"))
+        },
+    )
+    .await;
+    // Revision 2 becomes ready.
     play_kserve(
         &isvcs,
         "fraud-predictor-00002",
@@ -578,7 +608,14 @@ async fn every_action_on_every_kind() {
         .await
         .expect("Argo CD finishes the sync");
 
-    let records = final_records(&nvjs, nvj_name, 9, &controller).await;
+    let served = final_records(&nvjs, serving_nvj, 1, &controller).await;
+    let restart = &served["InferenceService/fraud"];
+    assert_eq!(
+        (restart.outcome, restart.run.as_str()),
+        (TriggerOutcome::Succeeded, serving_run.as_str()),
+        "{restart:?}"
+    );
+    let records = final_records(&nvjs, nvj_name, 8, &controller).await;
     for (target, r) in &records {
         assert_eq!(
             (r.outcome, r.run.as_str()),

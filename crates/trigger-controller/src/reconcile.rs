@@ -630,25 +630,27 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                     }),
             )
             .touched_objects();
-            let waiting = self.waiting.clone();
+            let index = self.waiting.clone();
             let (group, kind) = (resource.group.clone(), resource.kind.clone());
             controller = controller.watches_stream_with(
                 stream,
                 move |target: DynamicObject| {
-                    let waiting = waiting.waiting_on(&TargetKey {
+                    let key = TargetKey {
                         group: group.clone(),
                         kind: kind.clone(),
                         namespace: target.namespace().unwrap_or_default(),
                         name: target.name_any(),
-                    });
+                    };
+                    let waiting = index.waiting_on(&key);
                     // A rollout's intermediate states change nothing for the NVJs: wake them
-                    // when it is complete or stuck (Applications: on any change, an operation
-                    // may have finished).
-                    let settled = !waiting.is_empty()
-                        && serde_json::to_value(&target).is_ok_and(|v| {
-                            actions::rollout_state(&group, &kind, &v) != RolloutState::Rolling
-                        });
-                    if settled { waiting } else { Vec::new() }
+                    // when it is complete or stuck, or on any change once it was recorded stuck
+                    // (Applications: on any change, an operation may have finished).
+                    let wake = !waiting.is_empty()
+                        && (index.every_change(&key)
+                            || serde_json::to_value(&target).is_ok_and(|v| {
+                                actions::rollout_state(&group, &kind, &v) != RolloutState::Rolling
+                            }));
+                    if wake { waiting } else { Vec::new() }
                 },
                 resource.clone(),
             );
@@ -743,7 +745,8 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
             };
             // Waiting before acting: the change the action causes cannot pass unnoticed.
             let since = self.waiting.wait(target.clone(), nvj_ref.clone());
-            let (record, wake) = match self.act(&nvj, t, &run, &now).await? {
+            // `stuck`: an InProgress record that the target's next change may make stale.
+            let (record, wake, stuck) = match self.act(&nvj, t, &run, &now).await? {
                 Step::Rolling(mut record) => {
                     let said_stuck = records
                         .get(&key)
@@ -758,9 +761,12 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                         soon(resync);
                         continue;
                     }
-                    (*record, Wake::OnTargetChange)
+                    (*record, Wake::OnTargetChange, false)
                 }
-                Step::Record(record, wake) => (*record, wake),
+                Step::Record(record, wake) => {
+                    let stuck = record.outcome == TriggerOutcome::InProgress;
+                    (*record, wake, stuck)
+                }
             };
             match wake {
                 Wake::Never => self.waiting.done(&target, &nvj_ref),
@@ -779,6 +785,7 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                         soon(GRACE.saturating_sub(since.elapsed()));
                         continue;
                     }
+                    self.waiting.set_every_change(&target, stuck);
                     soon(resync);
                 }
             }

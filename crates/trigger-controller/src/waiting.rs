@@ -4,7 +4,7 @@
 //! The index lives in memory: after a restart every NVJ is reconciled once anyway, and those
 //! still waiting enter it again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -26,6 +26,9 @@ type Nvj = ObjectRef<NotebookValidationJob>;
 pub struct WaitIndex {
     /// Target -> the NVJs waiting on it, with when each started waiting.
     by_target: Mutex<HashMap<TargetKey, HashMap<Nvj, Instant>>>,
+    /// Targets whose every change wakes their NVJs, not only a settled rollout: one recorded
+    /// stuck, whose record must follow it when it moves again.
+    every_change: Mutex<HashSet<TargetKey>>,
 }
 
 impl WaitIndex {
@@ -48,8 +51,28 @@ impl WaitIndex {
             waiting.remove(nvj);
             if waiting.is_empty() {
                 m.remove(target);
+                if let Ok(mut every) = self.every_change.lock() {
+                    every.remove(target);
+                }
             }
         }
+    }
+
+    /// Whether every change of `target` wakes its NVJs.
+    pub fn set_every_change(&self, target: &TargetKey, on: bool) {
+        if let Ok(mut every) = self.every_change.lock() {
+            if on {
+                every.insert(target.clone());
+            } else {
+                every.remove(target);
+            }
+        }
+    }
+
+    pub fn every_change(&self, target: &TargetKey) -> bool {
+        self.every_change
+            .lock()
+            .is_ok_and(|every| every.contains(target))
     }
 
     /// Since when `nvj` waits on `target`, if it does.
@@ -95,8 +118,14 @@ mod tests {
         index.done(&key("m"), &a);
         assert_eq!(index.waiting_on(&key("m")), vec![b.clone()]);
         assert!(index.since(&key("m"), &a).is_none());
+        index.set_every_change(&key("m"), true);
+        assert!(index.every_change(&key("m")));
         index.done(&key("m"), &b);
         assert!(index.waiting_on(&key("m")).is_empty());
+        assert!(
+            !index.every_change(&key("m")),
+            "forgotten with its last waiter"
+        );
         assert_eq!(index.waiting_on(&key("other")), vec![b]);
     }
 }
