@@ -9,8 +9,6 @@ repo="$(cd "$here/.." && pwd)"
 cd "$repo"
 # shellcheck source=lib/versions.sh
 source "$here/lib/versions.sh"
-
-step() { printf '\n== %s (%s)\n' "$*" "$(date +%H:%M:%S)" >&2; }
 # shellcheck source=lib/processes.sh
 source "$here/lib/processes.sh"
 require_tools cargo go python3 git openssl curl ss setsid

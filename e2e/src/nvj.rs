@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use nbg_core::conditions;
-use nbg_core::nvj::{NotebookValidationJob, Phase};
+use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome};
 
 /// A minimal valid NVJ with these annotations.
 pub fn minimal(name: &str, annotations: &BTreeMap<String, String>) -> NotebookValidationJob {
@@ -20,6 +20,19 @@ pub fn minimal(name: &str, annotations: &BTreeMap<String, String>) -> NotebookVa
                  "podConfig": {"containerImage": "quay.io/example/notebook:1"}}
     }))
     .expect("a valid NVJ")
+}
+
+/// How many of these NVJs have a trigger recorded Succeeded.
+pub fn with_trigger_succeeded(nvjs: &[NotebookValidationJob]) -> usize {
+    nvjs.iter()
+        .filter(|j| {
+            j.status.as_ref().is_some_and(|s| {
+                s.triggers
+                    .iter()
+                    .any(|r| r.outcome == TriggerOutcome::Succeeded)
+            })
+        })
+        .count()
 }
 
 /// Writes what nvj-validator writes when the current generation's run succeeds.

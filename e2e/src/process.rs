@@ -79,6 +79,14 @@ impl LocalProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The JSON log lines of its output so far (other lines skipped).
+    pub fn json_log(&self) -> Vec<serde_json::Value> {
+        self.output()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
     /// Still running?
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -236,10 +236,12 @@ async fn passing_and_failing_notebooks_report_every_cell_and_run_once() {
     );
     // The chart asks for JSON logs: each phase a run enters is a line, a failure a warning.
     let log = env.controller.process.output();
-    let lines: Vec<serde_json::Value> = log
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|l: &serde_json::Value| {
+    let lines: Vec<serde_json::Value> = env
+        .controller
+        .process
+        .json_log()
+        .into_iter()
+        .filter(|l| {
             l["object"] == format!("{}/fail", env.ns.name).as_str() && l["phase"].is_string()
         })
         .collect();

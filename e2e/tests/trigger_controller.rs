@@ -23,7 +23,7 @@ use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome, TriggerRecord};
 use nbg_e2e::cluster::{dynamic_api, eventually};
 use nbg_e2e::controller::{ChartedController, ControllerSpec};
 use nbg_e2e::kubelet::{self, KubeletConfig, PodHandling};
-use nbg_e2e::nvj::{create_succeeded, run_id};
+use nbg_e2e::nvj::{create_succeeded, run_id, with_trigger_succeeded};
 use nbg_e2e::{Cluster, TestNamespace};
 use serde_json::{Value, json};
 
@@ -137,6 +137,23 @@ async fn ready_deployment(api: &Api<Deployment>, name: &str, replicas: i32) -> O
 }
 
 /// Plays KServe: the InferenceService `fraud` reports Ready with these predictor revisions.
+/// `kubectl get events -o name` with a field selector: (whether kubectl succeeded, the names).
+fn event_names(cluster: &Cluster, namespace: &str, selector: &str) -> (bool, String, String) {
+    cluster.kubectl(
+        &[
+            "get",
+            "events",
+            "-n",
+            namespace,
+            "--field-selector",
+            selector,
+            "-o",
+            "name",
+        ],
+        None,
+    )
+}
+
 /// KServe's status: the predictor's revisions and its model's load state.
 async fn play_kserve(isvcs: &Api<DynamicObject>, created: &str, ready: &str, model: Value) {
     let status = json!({"status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}],
@@ -220,9 +237,8 @@ async fn a_succeeded_run_restarts_a_deployment_once_and_denies_without_consent()
     // The chart asks for JSON logs: the action is one structured line naming the run.
     let applied: Vec<Value> = controller
         .process
-        .output()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .json_log()
+        .into_iter()
         .filter(|l| l["message"] == "applied")
         .collect();
     assert_eq!(applied.len(), 1, "{}", controller.process.output());
@@ -251,19 +267,7 @@ async fn a_succeeded_run_restarts_a_deployment_once_and_denies_without_consent()
         "{}",
         controller.process.output()
     );
-    let (ok, events, _) = cluster.kubectl(
-        &[
-            "get",
-            "events",
-            "-n",
-            &ns.name,
-            "--field-selector",
-            "reason=TriggerSucceeded",
-            "-o",
-            "name",
-        ],
-        None,
-    );
+    let (ok, events, _) = event_names(&cluster, &ns.name, "reason=TriggerSucceeded");
     assert!(
         ok && events.lines().count() == 1,
         "one TriggerSucceeded Event: {events}"
@@ -715,19 +719,7 @@ async fn every_action_on_every_kind() {
             .is_some_and(|t| t.0 >= completed)
     }));
     // Events: one TriggerSucceeded per target.
-    let (_, events, _) = cluster.kubectl(
-        &[
-            "get",
-            "events",
-            "-n",
-            &ns.name,
-            "--field-selector",
-            "reason=TriggerSucceeded",
-            "-o",
-            "name",
-        ],
-        None,
-    );
+    let (_, events, _) = event_names(&cluster, &ns.name, "reason=TriggerSucceeded");
     assert_eq!(events.lines().count(), 9, "{events}");
 }
 
@@ -792,19 +784,7 @@ async fn malformed_annotations_are_reported_and_never_acted_on() {
         );
         assert_eq!(condition.reason, "InvalidTrigger");
     }
-    let (_, events, _) = cluster.kubectl(
-        &[
-            "get",
-            "events",
-            "-n",
-            &ns.name,
-            "--field-selector",
-            "reason=TriggerDenied,type=Warning",
-            "-o",
-            "name",
-        ],
-        None,
-    );
+    let (_, events, _) = event_names(&cluster, &ns.name, "reason=TriggerDenied,type=Warning");
     assert_eq!(
         events.lines().count(),
         cases.len(),
@@ -903,17 +883,7 @@ async fn exactly_once_under_random_sigkills() {
         &format!("all {N} restarts recorded (seed {seed}, {kills} kills, log {log})"),
         || async {
             let all = nvjs.list(&ListParams::default()).await.ok()?.items;
-            let done = all
-                .iter()
-                .filter(|n| {
-                    n.status.as_ref().is_some_and(|s| {
-                        s.triggers
-                            .iter()
-                            .any(|r| r.outcome == TriggerOutcome::Succeeded)
-                    })
-                })
-                .count();
-            (done == N).then_some(())
+            (with_trigger_succeeded(&all) == N).then_some(())
         },
     )
     .await;

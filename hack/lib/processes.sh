@@ -1,6 +1,10 @@
-# What hack/test.sh and hack/demo.sh share: checking the tools they need, and finding the
-# notebook kernels a run of this checkout started (jupyter_client starts kernels in sessions of
-# their own, so a process group kill does not reach them; they work inside target/).
+# What hack/test.sh and hack/demo.sh share: their step headings, checking the tools they need,
+# and finding the notebook kernels a run of this checkout started (jupyter_client starts kernels
+# in sessions of their own, so a process group kill does not reach them; they work inside
+# target/).
+
+# step TEXT...: a heading with the time, on stderr.
+step() { printf '\n== %s (%s)\n' "$*" "$(date +%H:%M:%S)" >&2; }
 
 # require_tools TOOL...: exits with one line naming every missing tool.
 require_tools() {

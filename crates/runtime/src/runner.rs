@@ -180,8 +180,9 @@ fn error_policy<R: Reconciler>(
     }
 }
 
-/// Removes the fields no controller reads from a watched object before it is parsed.
-fn slim(obj: &mut DynamicObject) {
+/// Removes the fields no controller reads from a watched object before it is parsed or cached
+/// (also for the extra watches a reconciler adds in `configure`).
+pub fn slim(obj: &mut DynamicObject) {
     obj.metadata.managed_fields = None;
     if let Some(a) = obj.metadata.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");

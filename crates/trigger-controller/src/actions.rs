@@ -167,22 +167,37 @@ pub enum RolloutState {
     Stuck(String),
 }
 
+/// An integer field; Argo Rollouts writes its observedGeneration as a string.
+fn int(live: &Value, pointer: &str) -> Option<i64> {
+    let v = live.pointer(pointer)?;
+    v.as_i64().or_else(|| v.as_str()?.parse().ok())
+}
+
+/// Whether the status describes the current generation.
+fn observed(live: &Value) -> bool {
+    let generation = int(live, "/metadata/generation");
+    generation.is_some() && int(live, "/status/observedGeneration") >= generation
+}
+
 /// Reads the rollout's state where the target reports it.
 pub fn rollout_state(group: &str, kind: &str, live: &Value) -> RolloutState {
+    if (group, kind) == ("serving.kserve.io", "InferenceService") {
+        // KServe reports both in its status: read it once.
+        return match serde_json::from_value::<nbg_core::foreign::InferenceService>(live.clone()) {
+            Ok(isvc) if isvc.rollout_complete() => RolloutState::Complete,
+            Ok(isvc) => isvc
+                .rollout_blocked()
+                .map_or(RolloutState::Rolling, RolloutState::Stuck),
+            Err(_) => RolloutState::Rolling,
+        };
+    }
     if rollout_complete(group, kind, live) {
         return RolloutState::Complete;
     }
-    // Argo Rollouts writes its observedGeneration as a string.
-    let int = |p: &str| {
-        let v = live.pointer(p)?;
-        v.as_i64().or_else(|| v.as_str()?.parse().ok())
-    };
-    let observed = int("/status/observedGeneration") >= int("/metadata/generation")
-        && int("/metadata/generation").is_some();
     let text = |p: &str| live.pointer(p).and_then(Value::as_str);
     let stuck = match (group, kind) {
         // Both report a deadline passed the same way (`progressDeadlineSeconds`).
-        ("apps", "Deployment") | ("argoproj.io", "Rollout") if observed => {
+        ("apps", "Deployment") | ("argoproj.io", "Rollout") if observed(live) => {
             let deadline = live
                 .pointer("/status/conditions")
                 .and_then(Value::as_array)
@@ -211,48 +226,40 @@ pub fn rollout_state(group: &str, kind: &str, live: &Value) -> RolloutState {
                 _ => None,
             }
         }
-        ("serving.kserve.io", "InferenceService") => {
-            serde_json::from_value::<nbg_core::foreign::InferenceService>(live.clone())
-                .ok()
-                .and_then(|i| i.rollout_blocked())
-        }
         _ => None,
     };
     stuck.map_or(RolloutState::Rolling, RolloutState::Stuck)
 }
 
-/// Whether the target reports the restart complete (where it reports it).
+/// Whether the target reports the restart complete (where it reports it); InferenceServices
+/// are read in [`rollout_state`].
 fn rollout_complete(group: &str, kind: &str, live: &Value) -> bool {
-    let int = |p: &str| live.pointer(p).and_then(Value::as_i64);
-    let observed = int("/status/observedGeneration") >= int("/metadata/generation")
-        && int("/metadata/generation").is_some();
+    let num = |p: &str| int(live, p);
+    let observed = observed(live);
     match (group, kind) {
         ("apps", "Deployment") => {
-            let want = int("/spec/replicas").unwrap_or(1);
+            let want = num("/spec/replicas").unwrap_or(1);
             observed
-                && int("/status/updatedReplicas").unwrap_or(0) == want
-                && int("/status/availableReplicas").unwrap_or(0) == want
-                && int("/status/replicas").unwrap_or(0) == want
+                && num("/status/updatedReplicas").unwrap_or(0) == want
+                && num("/status/availableReplicas").unwrap_or(0) == want
+                && num("/status/replicas").unwrap_or(0) == want
         }
         ("apps", "StatefulSet") => {
-            let want = int("/spec/replicas").unwrap_or(1);
+            let want = num("/spec/replicas").unwrap_or(1);
             let rev = |p: &str| live.pointer(p).and_then(Value::as_str);
             observed
                 && rev("/status/updateRevision") == rev("/status/currentRevision")
-                && int("/status/readyReplicas").unwrap_or(0) == want
+                && num("/status/readyReplicas").unwrap_or(0) == want
         }
         ("apps", "DaemonSet") => {
-            let want = int("/status/desiredNumberScheduled").unwrap_or(0);
+            let want = num("/status/desiredNumberScheduled").unwrap_or(0);
             // As `kubectl rollout status`: absent counts are zero (omitted when empty).
             observed
-                && int("/status/updatedNumberScheduled").unwrap_or(0) >= want
-                && int("/status/numberAvailable").unwrap_or(0) >= want
+                && num("/status/updatedNumberScheduled").unwrap_or(0) >= want
+                && num("/status/numberAvailable").unwrap_or(0) >= want
         }
-        ("serving.kserve.io", "InferenceService") => {
-            serde_json::from_value::<nbg_core::foreign::InferenceService>(live.clone())
-                .map(|i| i.rollout_complete())
-                .unwrap_or(false)
-        }
+        // Read from KServe's status in `rollout_state`.
+        ("serving.kserve.io", "InferenceService") => false,
         ("argoproj.io", "Rollout") => {
             live.pointer("/status/restartedAt")
                 .is_some_and(|r| Some(r) == live.pointer("/spec/restartAt"))

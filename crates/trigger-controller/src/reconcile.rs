@@ -206,7 +206,16 @@ impl TriggerReconciler {
             events,
             policy,
             metrics,
-            resources: Mutex::default(),
+            // The watched kinds were discovered at start: not asked again.
+            resources: Mutex::new(
+                watched
+                    .iter()
+                    .map(|r| {
+                        let gvk = GroupVersionKind::gvk(&r.group, &r.version, &r.kind);
+                        (gvk, r.clone())
+                    })
+                    .collect(),
+            ),
             waiting: Arc::default(),
             watched_kinds: watched,
             target_caches: Mutex::default(),
@@ -622,12 +631,7 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                 writer,
                 watcher(api, watcher::Config::default())
                     .default_backoff()
-                    .modify(|o: &mut DynamicObject| {
-                        o.metadata.managed_fields = None;
-                        if let Some(a) = o.metadata.annotations.as_mut() {
-                            a.remove("kubectl.kubernetes.io/last-applied-configuration");
-                        }
-                    }),
+                    .modify(nbg_runtime::runner::slim),
             )
             .touched_objects();
             let index = self.waiting.clone();

@@ -22,10 +22,10 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::watcher;
-use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome};
+use nbg_core::nvj::NotebookValidationJob;
 use nbg_e2e::bench::{report, rss_kib};
 use nbg_e2e::controller::{ChartedController, ControllerSpec, metric_value};
-use nbg_e2e::nvj::{mark_succeeded, minimal};
+use nbg_e2e::nvj::{mark_succeeded, minimal, with_trigger_succeeded};
 use nbg_e2e::{Cluster, TestNamespace};
 
 #[derive(Parser, Debug)]
@@ -230,19 +230,7 @@ async fn main() -> anyhow::Result<()> {
     let waiting = Instant::now();
     let recorded = loop {
         peak = peak.max(rss_kib(controller.process.id()));
-        let done = nvjs
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .filter(|j| {
-                j.status.as_ref().is_some_and(|s| {
-                    s.triggers
-                        .iter()
-                        .any(|r| r.outcome == TriggerOutcome::Succeeded)
-                })
-            })
-            .count();
+        let done = with_trigger_succeeded(&nvjs.list(&ListParams::default()).await?.items);
         if done >= n || waiting.elapsed() > Duration::from_secs(600) {
             break done;
         }
