@@ -57,7 +57,7 @@ pub struct CommonArgs {
     pub http_addr: SocketAddr,
 
     /// Take a coordination.k8s.io Lease before acting, so several replicas are safe: only the
-    /// leader writes, and a replica that loses the lease exits.
+    /// leader writes; a replica that cannot renew the lease in time stops acting and stands by.
     #[arg(long, env = "NBG_LEADER_ELECTION", global = true)]
     pub leader_election: bool,
 

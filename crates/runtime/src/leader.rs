@@ -1,6 +1,6 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, so running several replicas is safe:
-//! only the holder of the Lease reconciles, and a holder that cannot renew in time exits
-//! rather than risk two writers. Writes use the Lease's resourceVersion, so two candidates can
+//! only the holder of the Lease reconciles, and a holder that cannot renew in time stops acting
+//! before another replica may take over, then stands by to take the Lease back. Writes use the Lease's resourceVersion, so two candidates can
 //! never both win the same round.
 
 use std::time::Duration;
@@ -100,8 +100,22 @@ impl LeaderElector {
         }
     }
 
-    /// One round: true when we hold the Lease afterwards.
+    /// One round, bounded by the retry period (a stalled API server must not hold a renewal
+    /// past its deadline): true when we hold the Lease afterwards.
     async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
+        match tokio::time::timeout(self.retry_period(), self.round()).await {
+            Ok(result) => result,
+            Err(_) => Err(kube::Error::Service(
+                format!(
+                    "no answer from the API server within {:?}",
+                    self.retry_period()
+                )
+                .into(),
+            )),
+        }
+    }
+
+    async fn round(&self) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
         let current = self.api.get_opt(&self.name).await?;
         match decide(

@@ -3,7 +3,7 @@
 //! ([`telemetry`]), the `/metrics` `/healthz` `/readyz` server ([`http`]), leader election on
 //! a Lease ([`leader`]), namespace scoping ([`scope`]), the controller runner with per-object
 //! backoff and reconcile metrics ([`runner`]), Kubernetes Events ([`events`]), each controller's
-//! server-side-apply status writes ([`status`]), and graceful shutdown ([`shutdown`]). [`Runtime`] ties them together.
+//! server-side-apply status writes ([`status`]), watches that recover on their own ([`watch`]), and graceful shutdown ([`shutdown`]). [`Runtime`] ties them together.
 
 pub mod api_requests;
 pub mod cli;
@@ -16,6 +16,7 @@ pub mod scope;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
+pub mod watch;
 
 mod runtime;
 

@@ -7,7 +7,9 @@
 //! - namespace scoping (one watch per listed namespace, or one cluster-wide watch);
 //! - bounded concurrency, and per-object exponential backoff for transient errors (via
 //!   `backon`), while invalid input waits for the object to change;
-//! - reconcile count, error and duration metrics labelled by the error's variant name.
+//! - reconcile count, error and duration metrics labelled by the error's variant name;
+//! - watches that recover on their own ([`crate::watch`]): no watch's error pauses another, and
+//!   when the API server answers again, what failed while it was away is retried at once.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,7 +21,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::reflector;
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -28,6 +30,7 @@ use crate::events::Events;
 use crate::metrics::ReconcileMetrics;
 use crate::scope::Scope;
 use crate::shutdown::Shutdown;
+use crate::watch::Watches;
 
 /// What a reconcile error says about itself.
 pub trait ReconcileError: std::error::Error + Send + Sync + 'static {
@@ -58,16 +61,69 @@ pub trait Reconciler: Send + Sync + 'static {
         object: Arc<Self::Object>,
     ) -> impl Future<Output = Result<Action, Self::Error>> + Send;
 
-    /// Adds watches that map to the main objects (owned pods, ...). `namespace` is the
-    /// namespace this controller instance watches, `None` for all.
+    /// Adds watches that map to the main objects (owned pods, ...), started through
+    /// `watch` so they recover on their own.
     fn configure(
         &self,
         controller: Controller<Self::Object>,
-        _client: &Client,
-        _namespace: Option<&str>,
+        _watch: &WatchContext<'_>,
     ) -> Controller<Self::Object> {
         controller
     }
+}
+
+/// Where one controller instance watches, and how its watches are started.
+pub struct WatchContext<'a> {
+    pub client: &'a Client,
+    /// The namespace this controller instance watches; `None`: all.
+    pub namespace: Option<&'a str>,
+    pub watches: &'a Watches,
+}
+
+impl WatchContext<'_> {
+    /// An API for `K` in this instance's namespace, or in all.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+    {
+        match self.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        }
+    }
+
+    /// An API for a dynamic resource in this instance's namespace, or in all.
+    pub fn api_with(&self, resource: &ApiResource) -> Api<DynamicObject> {
+        match self.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
+            None => Api::all_with(self.client.clone(), resource),
+        }
+    }
+
+    /// `stream` (a watcher on this instance's namespace) made to recover on its own.
+    pub fn resilient<T: Send + 'static>(
+        &self,
+        resource: &str,
+        stream: impl futures::Stream<Item = Result<T, watcher::Error>> + Send + 'static,
+    ) -> impl futures::Stream<Item = Result<T, watcher::Error>> + Send + 'static {
+        self.watches.resilient(resource, self.namespace, stream)
+    }
+}
+
+/// The controller's own backoff on its merged trigger streams. Their errors are handled by
+/// each watch ([`crate::watch`]) and never reach it; should one ever do, it costs a brief pause,
+/// never the growing, two-minute-sticky pause of the default that stalls every watch at once.
+struct BriefPause;
+
+impl Iterator for BriefPause {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::from_millis(100))
+    }
+}
+
+impl kube::runtime::utils::Backoff for BriefPause {
+    fn reset(&mut self) {}
 }
 
 /// Per-object backoff state.
@@ -97,11 +153,36 @@ impl Backoffs {
             .unwrap_or(Duration::from_secs(300))
     }
 
-    /// Forgets `key` after a success.
+    /// Forgets `key` after a success, or once the object is deleted.
     pub fn reset(&self, key: &str) {
         if let Ok(mut map) = self.by_object.lock() {
             map.remove(key);
         }
+    }
+
+    /// Forgets every object waiting out a backoff in `namespace` (all with `None`); returns their keys.
+    pub fn take_all(&self, namespace: Option<&str>) -> Vec<String> {
+        let Ok(mut map) = self.by_object.lock() else {
+            return Vec::new();
+        };
+        let keys: Vec<String> = map
+            .keys()
+            .filter(|k| namespace.is_none_or(|ns| k.split_once('/').is_some_and(|(n, _)| n == ns)))
+            .cloned()
+            .collect();
+        for k in &keys {
+            map.remove(k);
+        }
+        keys
+    }
+
+    /// How many objects are waiting out a backoff.
+    pub fn len(&self) -> usize {
+        self.by_object.lock().map_or(0, |m| m.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -114,6 +195,7 @@ pub struct RunnerParts {
     pub metrics: ReconcileMetrics,
     pub events: Events,
     pub shutdown: Shutdown,
+    pub watches: Watches,
 }
 
 struct Shared<R: Reconciler> {
@@ -226,7 +308,8 @@ fn parse<K: Resource<DynamicType = ()> + DeserializeOwned>(
     }
 }
 
-/// Raw watch events to typed ones, dropping objects that do not parse.
+/// Raw watch events to typed ones, dropping objects that do not parse. A deleted object's
+/// backoff is forgotten.
 fn typed_event<K: Resource<DynamicType = ()> + DeserializeOwned>(
     event: watcher::Event<DynamicObject>,
     resource: &ApiResource,
@@ -237,7 +320,10 @@ fn typed_event<K: Resource<DynamicType = ()> + DeserializeOwned>(
         watcher::Event::InitDone => watcher::Event::InitDone,
         watcher::Event::InitApply(o) => watcher::Event::InitApply(parse(o, resource, shared)?),
         watcher::Event::Apply(o) => watcher::Event::Apply(parse(o, resource, shared)?),
-        watcher::Event::Delete(o) => watcher::Event::Delete(parse(o, resource, shared)?),
+        watcher::Event::Delete(o) => {
+            shared.backoffs.reset(&key_of(&o));
+            watcher::Event::Delete(parse(o, resource, shared)?)
+        }
     })
 }
 
@@ -248,6 +334,7 @@ pub async fn run<R: Reconciler>(reconciler: Arc<R>, parts: RunnerParts) {
     let scope = parts.scope.clone();
     let shutdown = parts.shutdown.clone();
     let concurrency = parts.concurrency;
+    let watches = parts.watches.clone();
     let shared = Arc::new(Shared {
         reconciler: reconciler.clone(),
         parts,
@@ -267,22 +354,39 @@ pub async fn run<R: Reconciler>(reconciler: Arc<R>, parts: RunnerParts) {
             .collect()
     };
     for namespace in namespaces {
-        let api: Api<DynamicObject> = match &namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-            None => Api::all_with(client.clone(), &resource),
+        let context = WatchContext {
+            client: &client,
+            namespace: namespace.as_deref(),
+            watches: &watches,
         };
+        let api = context.api_with(&resource);
         let (reader, writer) = reflector::store::<R::Object>();
         let (res, sh) = (resource.clone(), shared.clone());
-        let typed = watcher(api, watcher::Config::default().any_semantic())
-            .default_backoff()
+        let raw = watcher(api, watcher::Config::default().any_semantic());
+        let typed = context
+            .resilient(&resource.plural, raw)
             .modify(slim)
             .try_filter_map(move |event| {
                 futures::future::ready(Ok(typed_event::<R::Object>(event, &res, &sh)))
             });
         let stream = reflector::reflector(writer, typed).applied_objects();
+        // When the API server answers again, what failed while it was away is retried now
+        // rather than when its (by then long) backoff runs out.
+        let retry_failed = {
+            let (sh, ns) = (shared.clone(), namespace.clone());
+            watches.recoveries().flat_map(move |()| {
+                let keys = sh.backoffs.take_all(ns.as_deref());
+                futures::stream::iter(keys.into_iter().filter_map(|k| {
+                    let (ns, name) = k.split_once('/')?;
+                    Some(ObjectRef::<R::Object>::new(name).within(ns))
+                }))
+            })
+        };
         let controller = Controller::for_stream(stream, reader)
-            .with_config(controller::Config::default().concurrency(concurrency));
-        let controller = reconciler.configure(controller, &client, namespace.as_deref());
+            .with_config(controller::Config::default().concurrency(concurrency))
+            .trigger_backoff(BriefPause)
+            .reconcile_on(retry_failed);
+        let controller = reconciler.configure(controller, &context);
         let scope_changes = {
             let scope = scope.clone();
             futures::stream::unfold(scope, |scope| async move {
@@ -297,8 +401,8 @@ pub async fn run<R: Reconciler>(reconciler: Arc<R>, parts: RunnerParts) {
             .run(reconcile_one::<R>, error_policy::<R>, shared.clone())
             .for_each(|result| async move {
                 if let Err(e) = result {
-                    // Reconcile failures are logged by the error policy; these are watch and
-                    // queue errors, which the controller retries by itself.
+                    // Reconcile failures are logged by the error policy, watch errors by the
+                    // watch itself; what is left is the queue's own bookkeeping.
                     tracing::debug!(error = %e, "controller event");
                 }
             });

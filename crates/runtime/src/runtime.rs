@@ -17,6 +17,7 @@ use crate::runner::{self, Reconciler, RunnerParts};
 use crate::scope::Scope;
 use crate::shutdown::Shutdown;
 use crate::telemetry;
+use crate::watch::Watches;
 
 /// A connected controller process: client, metrics, health, scope and shutdown signal.
 pub struct Runtime {
@@ -28,6 +29,8 @@ pub struct Runtime {
     pub shutdown: Shutdown,
     pub scope: Scope,
     pub events: Events,
+    /// Starts every watch of this process so it recovers on its own.
+    pub watches: Watches,
     metrics: ReconcileMetrics,
     process_metrics: ProcessMetrics,
     /// --leader-identity, else POD_NAME, else HOSTNAME; also the Events' reporting instance.
@@ -86,6 +89,7 @@ impl Runtime {
             .or_else(|| std::env::var("HOSTNAME").ok());
         let events = Events::new(client.clone(), name, identity.clone());
         let scope = Scope::new(args.namespaces.clone(), args.namespace_selector.clone());
+        let watches = Watches::register(&registry, name);
         Ok(Self {
             name,
             args,
@@ -95,6 +99,7 @@ impl Runtime {
             shutdown: Shutdown::new(),
             scope,
             events,
+            watches,
             metrics,
             process_metrics,
             identity,
@@ -118,8 +123,11 @@ impl Runtime {
     }
 
     /// Runs `work` as the leader (when leader election is on) until shutdown, serving metrics
-    /// and health meanwhile. Losing the lease ends the process with an error.
-    pub async fn run_until_shutdown<F>(self, work: impl FnOnce(&Self) -> F) -> anyhow::Result<()>
+    /// and health meanwhile. A replica that loses the lease (it could not renew it in time, for
+    /// example while the API server was down) stops `work` at once and stands by in the same
+    /// process to take the lease back: no exit, so no restart delay from the kubelet, and the
+    /// next term starts `work` afresh from a re-list.
+    pub async fn run_until_shutdown<F>(self, work: impl Fn(&Self) -> F) -> anyhow::Result<()>
     where
         F: Future<Output = ()>,
     {
@@ -138,33 +146,43 @@ impl Runtime {
             let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.lease_namespace());
             LeaderElector::new(api, self.name, &self.identity(), self.args.lease_duration)
         });
-        if let Some(elector) = &elector {
+        let mut namespaces_watched = false;
+        loop {
+            if let Some(elector) = &elector {
+                tokio::select! {
+                    _ = elector.acquire() => {}
+                    _ = self.shutdown.wait() => return Ok(()),
+                }
+            }
+            self.process_metrics.set_leader(true);
+            if !namespaces_watched {
+                tokio::spawn(
+                    self.scope
+                        .clone()
+                        .watch_namespaces(self.client.clone(), self.watches.clone()),
+                );
+                namespaces_watched = true;
+            }
+            let lost = async {
+                match &elector {
+                    Some(e) => e.hold().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = elector.acquire() => {}
-                _ = self.shutdown.wait() => return Ok(()),
+                _ = work(&self) => break,
+                reason = lost => {
+                    // Dropping `work` cancels its reconciles; nothing acts until the lease is ours again.
+                    self.process_metrics.set_leader(false);
+                    tracing::warn!(controller = self.name, %reason, "stopped acting; standing by to take the lease back");
+                }
             }
         }
-        self.process_metrics.set_leader(true);
-        tokio::spawn(self.scope.clone().watch_namespaces(self.client.clone()));
-
-        let lost = async {
-            match &elector {
-                Some(e) => Some(e.hold().await),
-                None => std::future::pending().await,
-            }
-        };
-        let outcome = tokio::select! {
-            _ = work(&self) => Ok(()),
-            reason = lost => {
-                self.shutdown.trigger();
-                Err(anyhow::anyhow!(reason.unwrap_or_default()))
-            }
-        };
-        if let Some(elector) = elector.as_ref().filter(|_| outcome.is_ok()) {
+        if let Some(elector) = &elector {
             elector.release().await;
         }
         tracing::info!(controller = self.name, "stopped");
-        outcome
+        Ok(())
     }
 
     /// Runs a reconciler under this runtime until shutdown.
@@ -178,8 +196,9 @@ impl Runtime {
                 metrics: rt.metrics.clone(),
                 events: rt.events.clone(),
                 shutdown: rt.shutdown.clone(),
+                watches: rt.watches.clone(),
             };
-            runner::run(reconciler, parts)
+            runner::run(reconciler.clone(), parts)
         })
         .await
     }

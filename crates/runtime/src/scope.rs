@@ -92,14 +92,16 @@ impl Scope {
     }
 
     /// Watches namespaces matching the selector; does nothing without a selector.
-    pub async fn watch_namespaces(self, client: Client) {
+    pub async fn watch_namespaces(self, client: Client, watches: crate::watch::Watches) {
         let Some(selector) = self.selector.clone() else {
             return;
         };
         let api: Api<Namespace> = Api::all(client);
         let config = watcher::Config::default().labels(&selector);
         let mut pending: BTreeSet<String> = BTreeSet::new();
-        let mut stream = watcher(api, config).boxed();
+        let mut stream = watches
+            .resilient("namespaces", None, watcher(api, config))
+            .boxed();
         while let Some(event) = stream.next().await {
             let mut current = self
                 .selected
@@ -126,11 +128,8 @@ impl Scope {
                         current.remove(&n);
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, %selector, "namespace watch failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    continue;
-                }
+                // Handled (logged, counted, waited out) by the resilient watch.
+                Err(_) => continue,
             }
             let changed =
                 self.selected.read().ok().and_then(|s| s.clone()).as_ref() != Some(&current);

@@ -25,6 +25,7 @@ use nbg_core::foreign::Application;
 use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome, TriggerRecord};
 use nbg_runtime::ReconcileError;
 use nbg_runtime::events::{EventType, Events};
+use nbg_runtime::runner::WatchContext;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -610,16 +611,19 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
     fn configure(
         &self,
         mut controller: Controller<NotebookValidationJob>,
-        client: &Client,
-        namespace: Option<&str>,
+        watch: &WatchContext<'_>,
     ) -> Controller<NotebookValidationJob> {
         for resource in &self.watched_kinds {
-            let api: Api<DynamicObject> = match namespace {
-                Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
-                None => Api::all_with(client.clone(), resource),
-            };
+            let namespace = watch.namespace;
+            let api = watch.api_with(resource);
             let writer = reflector::store::Writer::new(resource.clone());
             if let Ok(mut caches) = self.target_caches.lock() {
+                // A new leadership term configures again: its cache replaces the last one's.
+                caches.retain(|c| {
+                    !(c.resource.group == resource.group
+                        && c.resource.kind == resource.kind
+                        && c.namespace.as_deref() == namespace)
+                });
                 caches.push(TargetCache {
                     resource: resource.clone(),
                     namespace: namespace.map(str::to_string),
@@ -627,10 +631,12 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                 });
             }
             // Only what planning reads is kept: no managedFields, no last-applied copy.
+            let raw = watcher(api, watcher::Config::default());
+            let label = format!("{}.{}", resource.plural, resource.group);
             let stream = reflector(
                 writer,
-                watcher(api, watcher::Config::default())
-                    .default_backoff()
+                watch
+                    .resilient(&label, raw)
                     .modify(nbg_runtime::runner::slim),
             )
             .touched_objects();

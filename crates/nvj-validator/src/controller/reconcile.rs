@@ -9,13 +9,15 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use nbg_core::conditions;
 use nbg_core::nvj::{NotebookValidationJob, NotebookValidationJobStatus, Phase};
 use nbg_runtime::ReconcileError;
 use nbg_runtime::events::Events;
+use nbg_runtime::runner::WatchContext;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -271,16 +273,13 @@ impl nbg_runtime::Reconciler for NvjReconciler {
     fn configure(
         &self,
         controller: Controller<NotebookValidationJob>,
-        client: &Client,
-        namespace: Option<&str>,
+        watch: &WatchContext<'_>,
     ) -> Controller<NotebookValidationJob> {
-        let pods: Api<Pod> = match namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        controller.owns(
-            pods,
+        // Metadata only: ownership is all the mapping needs.
+        let pods = watcher(
+            watch.api::<PartialObjectMeta<Pod>>(),
             watcher::Config::default().labels("app.kubernetes.io/managed-by=nvj-validator"),
-        )
+        );
+        controller.owns_stream(watch.resilient("pods", pods).touched_objects())
     }
 }
