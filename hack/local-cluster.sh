@@ -10,6 +10,10 @@
 #   down    stop every component this script started and delete the cluster's data
 #   status  say what is running
 #   env     print `export KUBECONFIG=...` for the shell
+#
+# Environment: NBG_CLUSTER_DIR (state, default target/local-cluster), NBG_ETCD_PORT,
+# NBG_ETCD_PEER_PORT, NBG_APISERVER_PORT, NBG_APISERVER_EXTRA_ARGS (more kube-apiserver flags,
+# space-separated, e.g. --min-request-timeout=10), so tests can run a control plane of their own.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -182,7 +186,8 @@ cmd_up() {
     --service-cluster-ip-range 10.0.0.0/24 \
     --endpoint-reconciler-type none \
     --enable-priority-and-fairness=false \
-    --profiling=false
+    --profiling=false \
+    ${NBG_APISERVER_EXTRA_ARGS:-}
   wait_ready kube-apiserver apiserver_ready
 
   say "starting kube-controller-manager"

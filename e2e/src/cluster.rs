@@ -12,8 +12,12 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Path of a built binary of this workspace (same profile and target dir as the test).
+/// Path of a built binary of this workspace (same profile and target dir as the test), or of
+/// `$NBG_E2E_BIN_DIR/<name>` when that is set (to measure another build the same way).
 pub fn workspace_binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("NBG_E2E_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     // Test executables live in <target>/<profile>/deps; binaries in <target>/<profile>.
     let exe = std::env::current_exe().unwrap_or_default();
     let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -41,7 +45,7 @@ pub struct Cluster {
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 
-fn tool_path(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn tool_path(name: &str) -> anyhow::Result<PathBuf> {
     let out = Command::new(repo_root().join("hack/build-binaries.sh"))
         .args(["--path", name])
         .output()?;
@@ -138,7 +142,7 @@ impl Cluster {
         );
     }
 
-    fn install_crds(&self) -> anyhow::Result<()> {
+    pub(crate) fn install_crds(&self) -> anyhow::Result<()> {
         let root = repo_root();
         for dir in [root.join("manifests/crds"), root.join("e2e/crds")] {
             let (ok, _, err) = self.kubectl(

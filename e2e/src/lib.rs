@@ -3,6 +3,7 @@
 //! - [`bench`]: percentiles and memory for the benchmarks (`src/bin/bench-*`);
 //! - [`cluster`]: boots the control plane once per test run, or reuses a running one; installs
 //!   our CRDs and the test-only InferenceService, Application and Rollout CRDs.
+//! - [`control_plane`]: a control plane of one test's own, whose API server it may restart;
 //! - [`namespace`]: a fresh namespace per test, deleted afterwards.
 //! - [`kubelet`]: the kubelet double: makes pods Running/Ready, or runs a pod's containers as
 //!   local processes and writes their real exit codes and termination messages back.
@@ -14,6 +15,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod control_plane;
 pub mod controller;
 pub mod demo;
 pub mod git_server;
