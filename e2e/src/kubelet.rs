@@ -25,8 +25,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     Binding, ConfigMap, Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStatus, Node, NodeCondition, NodeStatus, ObjectReference, Pod, PodCondition, PodIP,
-    PodStatus, Secret,
+    ContainerStateWaiting, ContainerStatus, Node, NodeCondition, NodeStatus, ObjectReference, Pod,
+    PodCondition, PodIP, PodStatus, Secret,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -67,6 +67,38 @@ struct State {
     started: Arc<Mutex<HashSet<String>>>,
     /// Local process ids per pod, to kill on deletion.
     running: Arc<Mutex<HashMap<String, Vec<u32>>>>,
+}
+
+/// The exit code container runtimes report for a container whose command could not start.
+const START_ERROR_EXIT_CODE: i32 = 128;
+
+/// A finished container's status, as a kubelet writes it.
+fn terminated_status(
+    c: &Container,
+    (code, message, started_at, finished_at): (i32, String, Time, Time),
+) -> ContainerStatus {
+    let reason = match code {
+        0 => "Completed",
+        START_ERROR_EXIT_CODE if message.starts_with("exec:") => "StartError",
+        _ => "Error",
+    };
+    ContainerStatus {
+        name: c.name.clone(),
+        image: c.image.clone().unwrap_or_default(),
+        started: Some(false),
+        state: Some(ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: code,
+                reason: Some(reason.into()),
+                message: (!message.is_empty()).then_some(message),
+                started_at: Some(started_at),
+                finished_at: Some(finished_at),
+                ..ContainerStateTerminated::default()
+            }),
+            ..ContainerState::default()
+        }),
+        ..ContainerStatus::default()
+    }
 }
 
 fn now() -> Time {
@@ -423,12 +455,15 @@ impl State {
             .active_deadline_seconds
             .map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0)));
         let work = async {
+            let mut inits = Vec::new();
             for c in spec.init_containers.clone().unwrap_or_default() {
-                let (code, message, _, _) = self
+                let result = self
                     .run_container(&key, &ns, &name, &c, &mounts, &dir)
                     .await?;
-                if code != 0 {
-                    return Ok::<_, anyhow::Error>(Err((c.name.clone(), code, message)));
+                let failed = result.0 != 0;
+                inits.push((c, result));
+                if failed {
+                    return Ok::<_, anyhow::Error>(Err(inits));
                 }
             }
             let mut results = Vec::new();
@@ -461,41 +496,38 @@ impl State {
                 s.message = Some(format!("{e:#}"));
                 s
             }
-            Some(Ok(Err((container, code, message)))) => {
-                let mut s = Self::base_status("Failed", false, vec![], started);
-                s.message = Some(format!(
-                    "init container {container} exited with {code}: {message}"
-                ));
+            // As a kubelet reports it: the init containers' states, the others still waiting.
+            Some(Ok(Err(inits))) => {
+                let waiting = spec
+                    .containers
+                    .iter()
+                    .map(|c| ContainerStatus {
+                        name: c.name.clone(),
+                        image: c.image.clone().unwrap_or_default(),
+                        state: Some(ContainerState {
+                            waiting: Some(ContainerStateWaiting {
+                                reason: Some("PodInitializing".into()),
+                                ..ContainerStateWaiting::default()
+                            }),
+                            ..ContainerState::default()
+                        }),
+                        ..ContainerStatus::default()
+                    })
+                    .collect();
+                let mut s = Self::base_status("Failed", false, waiting, started);
+                s.init_container_statuses = Some(
+                    inits
+                        .into_iter()
+                        .map(|(c, result)| terminated_status(&c, result))
+                        .collect(),
+                );
                 s
             }
             Some(Ok(Ok(results))) => {
                 let all_ok = results.iter().all(|(_, (code, ..))| *code == 0);
                 let statuses = results
                     .into_iter()
-                    .map(
-                        |(c, (code, message, started_at, finished_at))| ContainerStatus {
-                            name: c.name.clone(),
-                            image: c.image.clone().unwrap_or_default(),
-                            image_id: String::new(),
-                            ready: false,
-                            started: Some(false),
-                            restart_count: 0,
-                            state: Some(ContainerState {
-                                terminated: Some(ContainerStateTerminated {
-                                    exit_code: code,
-                                    reason: Some(
-                                        if code == 0 { "Completed" } else { "Error" }.into(),
-                                    ),
-                                    message: (!message.is_empty()).then_some(message),
-                                    started_at: Some(started_at),
-                                    finished_at: Some(finished_at),
-                                    ..ContainerStateTerminated::default()
-                                }),
-                                ..ContainerState::default()
-                            }),
-                            ..ContainerStatus::default()
-                        },
-                    )
+                    .map(|(c, result)| terminated_status(&c, result))
                     .collect();
                 Self::base_status(
                     if all_ok { "Succeeded" } else { "Failed" },
@@ -712,10 +744,11 @@ impl State {
         cmd.stdout(log.try_clone()?).stderr(log);
         let mut child = match cmd.spawn() {
             Ok(child) => child,
+            // As a container runtime reports an entrypoint it cannot exec.
             Err(e) => {
                 return Ok((
-                    127,
-                    format!("cannot start {program}: {e}"),
+                    START_ERROR_EXIT_CODE,
+                    format!("exec: {program:?}: {e}"),
                     started.clone(),
                     now(),
                 ));

@@ -510,7 +510,7 @@ async fn a_spec_change_after_failure_reruns_and_a_deleted_pod_is_retried() {
 }
 
 #[tokio::test]
-async fn exhausting_retries_fails_with_the_count() {
+async fn exhausting_retries_fails_with_the_count_and_names_the_failed_container() {
     // A runner that cannot be installed: every attempt fails as infrastructure.
     let env = Env::start(
         "nvj-retries",
@@ -533,11 +533,17 @@ async fn exhausting_retries_fails_with_the_count() {
         .expect("status");
     assert_eq!(s.phase, Some(Phase::Failed));
     assert_eq!(s.retry_count, Some(2));
-    assert!(
-        s.message
-            .unwrap_or_default()
-            .starts_with("failed after 2 retries")
-    );
+    let message = s.message.unwrap_or_default();
+    assert!(message.starts_with("failed after 2 retries"), "{message}");
+    // Which container, its exit code and reason, the cause, and what to check.
+    for part in [
+        "init container install-runner (image local/nvj-validator:e2e) exited with code 128 (StartError)",
+        "/nonexistent/nvj-validator",
+        "No such file or directory",
+        "--runner-path",
+    ] {
+        assert!(message.contains(part), "{part:?} in {message:?}");
+    }
 }
 
 /// The Go-operator-style samples in e2e/fixtures/nvj/valid, applied byte for byte unchanged;

@@ -390,14 +390,81 @@ fn stuck_waiting(p: &Pod, now: Timestamp, grace: Duration) -> Option<String> {
                 | "CreateContainerError"
         ) && elapsed(p.metadata.creation_timestamp.as_ref(), now) > grace
         {
+            let hint = if cs.name == pod::INSTALL_RUNNER_CONTAINER {
+                " - the runner image could not be used: check nvj-validator's --runner-image"
+            } else {
+                ""
+            };
             return Some(format!(
-                "container {} could not start: {reason}: {}",
+                "container {} could not start: {reason}: {}{hint}",
                 cs.name,
                 waiting.message.clone().unwrap_or_default()
             ));
         }
     }
     None
+}
+
+/// Why a pod ended before its notebook container ran, as the kubelet reports it: the first
+/// container (init containers first) that failed or could not start, with its exit code or
+/// waiting reason and the last lines of its termination message.
+fn never_ran(status: &k8s_openapi::api::core::v1::PodStatus) -> Option<String> {
+    let inits = status.init_container_statuses.iter().flatten();
+    let mains = status.container_statuses.iter().flatten();
+    let containers = inits
+        .map(|c| ("init container", c))
+        .chain(mains.map(|c| ("container", c)));
+    for (what, cs) in containers {
+        let Some(state) = cs.state.as_ref() else {
+            continue;
+        };
+        let image = if cs.image.is_empty() {
+            String::new()
+        } else {
+            format!(" (image {})", cs.image)
+        };
+        let cause = if let Some(t) = state.terminated.as_ref().filter(|t| t.exit_code != 0) {
+            let reason = t.reason.as_deref().unwrap_or("Error");
+            let tail = last_lines(t.message.as_deref().unwrap_or_default());
+            let tail = if tail.is_empty() {
+                String::new()
+            } else {
+                format!(": {tail}")
+            };
+            format!("exited with code {} ({reason}){tail}", t.exit_code)
+        } else if let Some(w) = state.waiting.as_ref() {
+            let reason = w.reason.as_deref().unwrap_or_default();
+            if matches!(reason, "" | "PodInitializing" | "ContainerCreating") {
+                continue;
+            }
+            match w.message.as_deref().filter(|m| !m.is_empty()) {
+                Some(m) => format!("could not start: {reason}: {}", last_lines(m)),
+                None => format!("could not start: {reason}"),
+            }
+        } else {
+            continue;
+        };
+        let hint = if cs.name == pod::INSTALL_RUNNER_CONTAINER {
+            " - the runner could not be installed: check nvj-validator's --runner-image and --runner-path"
+        } else {
+            ""
+        };
+        return Some(format!(
+            "the validation pod ended before the notebook ran: {what} {}{image} {cause}{hint}",
+            cs.name
+        ));
+    }
+    None
+}
+
+/// The last lines of a termination message (at most 5 lines, 500 characters).
+fn last_lines(message: &str) -> String {
+    let lines: Vec<&str> = message.trim().lines().collect();
+    let tail = lines[lines.len().saturating_sub(5)..].join(" | ");
+    match tail.char_indices().rev().nth(499) {
+        Some((i, _)) => format!("...{}", &tail[i..]),
+        None => tail,
+    }
 }
 
 /// Reads a finished pod's report and decides the run's outcome.
@@ -424,7 +491,9 @@ fn judge(cx: &Ctx<'_>, mut status: NotebookValidationJobStatus, p: &Pod, plan: &
                 "the validation pod was evicted: {}",
                 pod_status.message.unwrap_or_default()
             ),
-            "" => "the validation pod ended before the notebook container ran".to_string(),
+            "" => never_ran(&pod_status).unwrap_or_else(|| {
+                "the validation pod ended before the notebook container ran".to_string()
+            }),
             other => format!(
                 "the validation pod ended: {other}: {}",
                 pod_status.message.unwrap_or_default()
@@ -798,5 +867,46 @@ mod tests {
         let s = n.status.expect("status");
         assert_ne!(s.phase, Some(Phase::Succeeded));
         assert_eq!(s.retry_count, Some(1));
+    }
+
+    #[test]
+    fn a_pod_that_ended_before_the_notebook_ran_names_the_container_and_cause() {
+        let status: k8s_openapi::api::core::v1::PodStatus = serde_json::from_value(serde_json::json!({
+            "phase": "Failed",
+            "initContainerStatuses": [{"name": "install-runner", "image": "local/nvj-validator:demo", "ready": false, "restartCount": 0, "imageID": "",
+                "state": {"terminated": {"exitCode": 128, "reason": "StartError",
+                    "message": "exec: \"/no/such/nvj-validator\": No such file or directory (os error 2)"}}}],
+            "containerStatuses": [{"name": "notebook", "image": "nb", "ready": false, "restartCount": 0, "imageID": "",
+                "state": {"waiting": {"reason": "PodInitializing"}}}]
+        }))
+        .expect("pod status");
+        let why = never_ran(&status).expect("a cause");
+        assert!(why.contains("init container install-runner (image local/nvj-validator:demo) exited with code 128 (StartError)"), "{why}");
+        assert!(why.contains("/no/such/nvj-validator"), "{why}");
+        assert!(why.contains("--runner-path"), "{why}");
+
+        let pull: k8s_openapi::api::core::v1::PodStatus = serde_json::from_value(serde_json::json!({
+            "phase": "Failed",
+            "containerStatuses": [{"name": "notebook", "image": "nb:1", "ready": false, "restartCount": 0, "imageID": "",
+                "state": {"waiting": {"reason": "CreateContainerConfigError", "message": "secret \"git\" not found"}}}]
+        }))
+        .expect("pod status");
+        assert_eq!(
+            never_ran(&pull).as_deref(),
+            Some(
+                "the validation pod ended before the notebook ran: container notebook (image nb:1) could not start: CreateContainerConfigError: secret \"git\" not found"
+            )
+        );
+        let long = (0..100)
+            .map(|i| format!("line {i}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(
+            last_lines(&long),
+            "line 95 | line 96 | line 97 | line 98 | line 99"
+        );
+        assert!(last_lines(&"x".repeat(2000)).len() <= 503);
+        let nothing: k8s_openapi::api::core::v1::PodStatus = Default::default();
+        assert_eq!(never_ran(&nothing), None);
     }
 }

@@ -21,6 +21,8 @@ pub const TOOLS_DIR: &str = "/nbg/tools";
 pub const WORK_DIR: &str = "/nbg/work";
 pub const CREDENTIALS_DIR: &str = "/nbg/git-credentials";
 pub const RUNNER_CONTAINER: &str = "notebook";
+/// The init container that copies the runner into the pod.
+pub const INSTALL_RUNNER_CONTAINER: &str = "install-runner";
 pub const LABEL_NVJ_UID: &str = "mlops.dev/nvj-uid";
 pub const LABEL_GENERATION: &str = "mlops.dev/generation";
 pub const LABEL_ATTEMPT: &str = "mlops.dev/attempt";
@@ -195,7 +197,7 @@ pub fn build(
     }));
 
     let install = Container {
-        name: "install-runner".into(),
+        name: INSTALL_RUNNER_CONTAINER.into(),
         image: Some(settings.runner_image.clone()),
         command: Some(vec![
             settings.runner_path.clone(),
