@@ -1,7 +1,12 @@
 # notebook-gitops developer commands. Run them through `hack/just <recipe>` on a machine
 # without `just`: it installs just first.
 
-kubeconfig := justfile_directory() / "target/local-cluster/kubeconfig"
+# Arguments reach the commands unchanged ("$@"), quoting preserved: a jsonpath or a JSON patch
+# passes through `just kubectl` as it would through kubectl.
+set positional-arguments
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+kubeconfig := env_var_or_default("NBG_CLUSTER_DIR", justfile_directory() / "target/local-cluster") / "kubeconfig"
 
 # List the recipes.
 default:
@@ -10,7 +15,19 @@ default:
 # The train -> validate -> reload flow on this machine: a notebook trains a model, its
 # validation succeeds, the model server reloads; then a broken commit fails and nothing reloads.
 demo *args:
-    hack/demo.sh {{args}}
+    hack/demo.sh "$@"
+
+# A playground for your own notebooks, in the background: control plane, every controller, kubelet double, git daemon.
+up:
+    hack/playground.sh up
+
+# Stop the playground and the local control plane.
+down:
+    hack/playground.sh down
+
+# What of the playground is running.
+status:
+    hack/playground.sh status
 
 # Everything CI runs: format and lint checks, unit tests, then e2e tests on the local control plane.
 test:
@@ -22,7 +39,7 @@ unit:
 
 # Build the pinned Kubernetes, etcd and helm binaries (cached outside the repo).
 build-binaries *components:
-    hack/build-binaries.sh {{components}}
+    hack/build-binaries.sh "$@"
 
 # Start the local control plane (etcd, kube-apiserver, kube-controller-manager) on loopback.
 cluster-up:
@@ -38,17 +55,17 @@ cluster-status:
 
 # kubectl of the pinned version against the local control plane.
 kubectl *args:
-    "$(hack/build-binaries.sh --path kubectl)" --kubeconfig {{kubeconfig}} {{args}}
+    @"$(hack/build-binaries.sh --path kubectl)" --kubeconfig "{{kubeconfig}}" "$@"
 
 # Run one of our controllers against the local control plane, e.g. `just run wave-marker --namespaces demo`.
 run binary *args:
-    cargo build --quiet --bin {{binary}}
-    "${CARGO_TARGET_DIR:-target}/debug/{{binary}}" --kubeconfig {{kubeconfig}} {{args}}
+    cargo build --quiet --bin "$1"
+    shift; "${CARGO_TARGET_DIR:-target}/debug/{{binary}}" --kubeconfig "{{kubeconfig}}" "$@"
 
 # Play the kubelet for pods on the local control plane (runs their commands locally; --ready-only to only mark them Ready).
 local-kubelet *args:
     cargo build --quiet -p nbg-e2e --bin local-kubelet
-    "${CARGO_TARGET_DIR:-target}/debug/local-kubelet" --kubeconfig {{kubeconfig}} {{args}}
+    "${CARGO_TARGET_DIR:-target}/debug/local-kubelet" --kubeconfig "{{kubeconfig}}" "$@"
 
 # Regenerate every generated file: CRDs (manifests/crds/, the CRD chart) and the Argo CD snippets (manifests/argocd/).
 generate:
@@ -63,12 +80,12 @@ lint:
 # Benchmark nvj-validator's overhead per validation and its memory with 5,000 NVJs (release build).
 bench-nvj-validator *args:
     cargo build --release --quiet -p nvj-validator -p nbg-e2e --bin nvj-validator --bin bench-nvj-validator
-    "${CARGO_TARGET_DIR:-target}/release/bench-nvj-validator" {{args}}
+    "${CARGO_TARGET_DIR:-target}/release/bench-nvj-validator" "$@"
 
 # Benchmark trigger-controller with 1,000 NVJs succeeding at once (release build).
 bench-trigger-controller *args:
     cargo build --release --quiet -p trigger-controller -p nbg-e2e --bin trigger-controller --bin bench-trigger-controller
-    "${CARGO_TARGET_DIR:-target}/release/bench-trigger-controller" {{args}}
+    "${CARGO_TARGET_DIR:-target}/release/bench-trigger-controller" "$@"
 
 # Build the statically linked nvj-validator that release images ship (runs in any Linux notebook image).
 runner-static:
