@@ -57,6 +57,9 @@ pub struct KubeletConfig {
     /// Environment every container starts with, as a node's own environment would be (for
     /// example `GIT_CONFIG_GLOBAL` naming a git mirror); the container's env comes after it.
     pub node_env: Vec<(String, String)>,
+    /// With [`PodHandling::MakeReady`]: a pod with an annotation value containing one of these
+    /// runs but is not Ready (a model server that does not come up) until it is removed here.
+    pub held_unready: Arc<Mutex<Vec<String>>>,
 }
 
 #[derive(Clone)]
@@ -421,12 +424,33 @@ impl State {
             .as_ref()
             .map(|s| s.containers.clone())
             .unwrap_or_default();
-        let statuses = containers
-            .iter()
-            .map(|c| Self::running_status(c, true, &started))
-            .collect();
-        self.write_status(pod, Self::base_status("Running", true, statuses, started))
-            .await
+        let status = |ready: bool| {
+            let statuses = containers
+                .iter()
+                .map(|c| Self::running_status(c, ready, &started))
+                .collect();
+            Self::base_status("Running", ready, statuses, started.clone())
+        };
+        let held = || {
+            let values: Vec<String> = pod
+                .metadata
+                .annotations
+                .iter()
+                .flatten()
+                .map(|(_, v)| v.clone())
+                .collect();
+            self.config.held_unready.lock().is_ok_and(|h| {
+                h.iter()
+                    .any(|m| values.iter().any(|v| v.contains(m.as_str())))
+            })
+        };
+        if held() {
+            self.write_status(pod, status(false)).await?;
+            while held() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        self.write_status(pod, status(true)).await
     }
 
     async fn run_pod(&self, pod: Pod) -> anyhow::Result<()> {
@@ -780,6 +804,7 @@ impl KubeletConfig {
             handling,
             work_dir: crate::cluster::repo_root().join("target/e2e-kubelet"),
             node_env: vec![],
+            held_unready: Arc::default(),
         }
     }
 }

@@ -5,6 +5,7 @@
 //!   our CRDs and the test-only InferenceService, Application and Rollout CRDs.
 //! - [`control_plane`]: a control plane of one test's own, whose API server it may restart;
 //! - [`namespace`]: a fresh namespace per test, deleted afterwards.
+//! - [`kserve`]: the real KServe manager in Standard mode, on a control plane of a test's own;
 //! - [`kubelet`]: the kubelet double: makes pods Running/Ready, or runs a pod's containers as
 //!   local processes and writes their real exit codes and termination messages back.
 //! - [`controller`]: a controller binary as a local process under its chart's RBAC and with
@@ -19,6 +20,7 @@ pub mod control_plane;
 pub mod controller;
 pub mod demo;
 pub mod git_server;
+pub mod kserve;
 pub mod kubelet;
 pub mod namespace;
 pub mod nvj;

@@ -3,6 +3,8 @@
 KUBERNETES_VERSION="v1.35.4"
 ETCD_VERSION="v3.6.16"
 HELM_VERSION="v3.21.4"
+# KServe (its manager, run in Standard mode by the e2e tests of InferenceService restarts).
+KSERVE_VERSION="v0.16.0"
 # just is installed from crates.io when it is missing.
 JUST_VERSION="1.59.0"
 

@@ -7,14 +7,19 @@
 //!   annotation, with `mlops.dev/restarted-by-run` beside it in the template;
 //! - restart InferenceService: `mlops.dev/restarted-at: "<run> <time>"` on the InferenceService,
 //!   which KServe copies into the predictor's pod template (editing KServe's Deployment would be
-//!   reverted), with the predictor's revision at that moment so completion waits for a new one;
+//!   reverted). Serverless mode: with the predictor's revision at that moment, so completion waits
+//!   for a new one; Standard mode: complete once the predictor Deployment carries the marker and
+//!   has rolled out, and KServe reports Ready. A restart by another run at least a second after
+//!   this run completed serves this run too (its model is loaded by it): not restarted again;
 //! - restart Argo Rollout: `spec.restartAt`, with the marker annotation;
 //! - sync Application: `.operation.sync` initiated by this controller, the run in `info`, only
 //!   when no operation is running, guarded by the object's resourceVersion;
 //! - refresh Application: `argocd.argoproj.io/refresh`; other kinds: `mlops.dev/refresh-requested`;
 //! - restart with `strategy: evict` is planned from the pods, in [`crate::eviction`].
 
+use k8s_openapi::jiff::Timestamp;
 use nbg_core::annotations::{self, RefreshKind, RestartStrategy, TriggerAction, TriggerTarget};
+use nbg_core::foreign::{InferenceService, RestartMarker};
 use serde_json::{Value, json};
 
 /// The pod-template (or object) annotation recording which run restarted the target.
@@ -49,8 +54,25 @@ fn operation_has_run(op: Option<&Value>, run: &str) -> bool {
         })
 }
 
-/// Plans `target.action` on the live object `live` for `run`, at time `now` (RFC 3339).
-pub fn plan(target: &TriggerTarget, live: &Value, run: &str, now: &str) -> Plan {
+/// Whether a restart stamped `time` (RFC 3339, whole seconds) certainly happened after a run that
+/// completed at `completed` (whole seconds too): at least one second later. Such a restart, by
+/// another run, loads this run's model as well; one in the same second might not.
+fn restarted_after(time: &str, completed: Option<Timestamp>) -> bool {
+    let (Ok(at), Some(completed)) = (time.parse::<Timestamp>(), completed) else {
+        return false;
+    };
+    at.as_second() > completed.as_second()
+}
+
+/// Plans `target.action` on the live object `live` for `run`, which completed at `completed`,
+/// at time `now` (RFC 3339).
+pub fn plan(
+    target: &TriggerTarget,
+    live: &Value,
+    run: &str,
+    now: &str,
+    completed: Option<Timestamp>,
+) -> Plan {
     let kind = target.kind.as_str();
     if target.strategy == RestartStrategy::Evict {
         // Planned from the target's pods, in `eviction`; never a rollout restart instead.
@@ -71,8 +93,9 @@ pub fn plan(target: &TriggerTarget, live: &Value, run: &str, now: &str) -> Plan 
             }}}}}))
         }
         (TriggerAction::Restart, "serving.kserve.io", "InferenceService") => {
-            let marker = annotation(live, "/metadata/annotations", annotations::RESTARTED_AT);
-            if marker.is_some_and(|m| m.split(' ').next() == Some(run)) {
+            let marker = annotation(live, "/metadata/annotations", annotations::RESTARTED_AT)
+                .map(RestartMarker::parse);
+            if marker.is_some_and(|m| m.run == run || restarted_after(m.time, completed)) {
                 return Plan::AlreadyApplied;
             }
             let mut a = serde_json::Map::new();
@@ -80,12 +103,26 @@ pub fn plan(target: &TriggerTarget, live: &Value, run: &str, now: &str) -> Plan 
                 annotations::RESTARTED_AT.into(),
                 json!(format!("{run} {now}")),
             );
-            let revision = live.pointer("/status/components/predictor/latestCreatedRevision");
-            // Null removes a revision left by an earlier restart (raw deployment mode has none).
-            a.insert(
-                annotations::RESTARTED_FROM_REVISION.into(),
-                revision.cloned().unwrap_or(Value::Null),
-            );
+            // Serverless mode: completion waits for a revision newer than this one. Standard mode
+            // has no revisions: an earlier restart's is removed, none is written.
+            match live.pointer("/status/components/predictor/latestCreatedRevision") {
+                Some(revision) => {
+                    a.insert(
+                        annotations::RESTARTED_FROM_REVISION.into(),
+                        revision.clone(),
+                    );
+                }
+                None if annotation(
+                    live,
+                    "/metadata/annotations",
+                    annotations::RESTARTED_FROM_REVISION,
+                )
+                .is_some() =>
+                {
+                    a.insert(annotations::RESTARTED_FROM_REVISION.into(), Value::Null);
+                }
+                None => {}
+            }
             Plan::Patch(json!({"metadata": {"annotations": a}}))
         }
         (TriggerAction::Restart, "argoproj.io", "Rollout") => {
@@ -179,11 +216,18 @@ fn observed(live: &Value) -> bool {
     generation.is_some() && int(live, "/status/observedGeneration") >= generation
 }
 
-/// Reads the rollout's state where the target reports it.
-pub fn rollout_state(group: &str, kind: &str, live: &Value) -> RolloutState {
+/// Reads the rollout's state where the target reports it. `predictor` is the predictor
+/// Deployment of an InferenceService in KServe's Standard mode, where that is what rolls.
+pub fn rollout_state(
+    group: &str,
+    kind: &str,
+    live: &Value,
+    predictor: Option<&Value>,
+) -> RolloutState {
     if (group, kind) == ("serving.kserve.io", "InferenceService") {
         // KServe reports both in its status: read it once.
-        return match serde_json::from_value::<nbg_core::foreign::InferenceService>(live.clone()) {
+        return match serde_json::from_value::<InferenceService>(live.clone()) {
+            Ok(isvc) if isvc.standard_mode() => standard_rollout_state(&isvc, predictor),
             Ok(isvc) if isvc.rollout_complete() => RolloutState::Complete,
             Ok(isvc) => isvc
                 .rollout_blocked()
@@ -229,6 +273,41 @@ pub fn rollout_state(group: &str, kind: &str, live: &Value) -> RolloutState {
         _ => None,
     };
     stuck.map_or(RolloutState::Rolling, RolloutState::Stuck)
+}
+
+/// An InferenceService in Standard mode: what rolls is its predictor Deployment. Complete once
+/// that Deployment's pod template carries the InferenceService's restart marker (KServe copied
+/// it), the Deployment has rolled out (updated, available, observed - as for any Deployment),
+/// and KServe reports Ready. KServe's `observedGeneration` is not read: in this mode it is the
+/// Deployment's, not the InferenceService's.
+fn standard_rollout_state(isvc: &InferenceService, predictor: Option<&Value>) -> RolloutState {
+    if let Some(why) = isvc.rollout_blocked() {
+        return RolloutState::Stuck(why);
+    }
+    let Some(deployment) = predictor else {
+        // KServe has not created it (yet).
+        return RolloutState::Rolling;
+    };
+    let carried = annotation(
+        deployment,
+        "/spec/template/metadata/annotations",
+        annotations::RESTARTED_AT,
+    );
+    if isvc
+        .restart_marker()
+        .is_some_and(|m| carried != Some(m.value))
+    {
+        // KServe has not copied this restart into the predictor yet.
+        return RolloutState::Rolling;
+    }
+    match rollout_state("apps", "Deployment", deployment, None) {
+        RolloutState::Complete if isvc.ready() => RolloutState::Complete,
+        RolloutState::Complete | RolloutState::Rolling => RolloutState::Rolling,
+        RolloutState::Stuck(why) => RolloutState::Stuck(format!(
+            "predictor Deployment {}: {why}",
+            isvc.predictor_deployment_name()
+        )),
+    }
 }
 
 /// Whether the target reports the restart complete (where it reports it); InferenceServices
@@ -300,7 +379,7 @@ mod tests {
     fn apply_twice(t: &TriggerTarget, live: &mut Value, run: &str) -> usize {
         let mut writes = 0;
         for _ in 0..2 {
-            if let Plan::Patch(p) = plan(t, live, run, "2027-01-15T08:00:00Z") {
+            if let Plan::Patch(p) = plan(t, live, run, "2027-01-15T08:00:00Z", None) {
                 merge(live, &p);
                 writes += 1;
             }
@@ -349,7 +428,7 @@ mod tests {
     #[test]
     fn deployment_restart_follows_kubectl_rollout_restart() {
         let t = target("- {apiVersion: apps/v1, kind: Deployment, name: m, action: restart}");
-        let Plan::Patch(p) = plan(&t, &json!({}), "u1/3", "2027-01-15T08:00:00Z") else {
+        let Plan::Patch(p) = plan(&t, &json!({}), "u1/3", "2027-01-15T08:00:00Z", None) else {
             panic!("a patch")
         };
         assert_eq!(
@@ -368,9 +447,12 @@ mod tests {
             "- {apiVersion: argoproj.io/v1alpha1, kind: Application, name: a, action: sync}",
         );
         let running = json!({"metadata": {"resourceVersion": "7"}, "status": {"operationState": {"phase": "Running"}}});
-        assert!(matches!(plan(&t, &running, "u1/1", "t"), Plan::Wait(_)));
+        assert!(matches!(
+            plan(&t, &running, "u1/1", "t", None),
+            Plan::Wait(_)
+        ));
         let idle = json!({"metadata": {"resourceVersion": "8"}, "status": {"operationState": {"phase": "Succeeded"}}});
-        let Plan::Patch(p) = plan(&t, &idle, "u1/1", "t") else {
+        let Plan::Patch(p) = plan(&t, &idle, "u1/1", "t", None) else {
             panic!("a patch")
         };
         assert_eq!(
@@ -384,12 +466,18 @@ mod tests {
         );
         // Requested (ours) or finished (ours): never again for the same run.
         let requested = json!({"operation": p["operation"].clone(), "status": {}});
-        assert_eq!(plan(&t, &requested, "u1/1", "t"), Plan::AlreadyApplied);
+        assert_eq!(
+            plan(&t, &requested, "u1/1", "t", None),
+            Plan::AlreadyApplied
+        );
         let finished = json!({"status": {"operationState": {"phase": "Succeeded", "operation": p["operation"].clone()}}});
-        assert_eq!(plan(&t, &finished, "u1/1", "t"), Plan::AlreadyApplied);
+        assert_eq!(plan(&t, &finished, "u1/1", "t", None), Plan::AlreadyApplied);
         // Someone else's requested operation: wait.
         let theirs = json!({"operation": {"sync": {}, "initiatedBy": {"username": "admin"}}});
-        assert!(matches!(plan(&t, &theirs, "u1/1", "t"), Plan::Wait(_)));
+        assert!(matches!(
+            plan(&t, &theirs, "u1/1", "t", None),
+            Plan::Wait(_)
+        ));
     }
 
     #[test]
@@ -398,12 +486,15 @@ mod tests {
             "- {apiVersion: apps/v1, kind: Deployment, name: m, action: restart, strategy: evict}",
         );
         assert!(
-            matches!(plan(&evict, &json!({}), "u1/1", "t"), Plan::Unsupported(_)),
+            matches!(
+                plan(&evict, &json!({}), "u1/1", "t", None),
+                Plan::Unsupported(_)
+            ),
             "never a silent rollout restart instead"
         );
         let odd = target("- {apiVersion: v1, kind: ConfigMap, name: c, action: restart}");
         assert!(matches!(
-            plan(&odd, &json!({}), "u1/1", "t"),
+            plan(&odd, &json!({}), "u1/1", "t", None),
             Plan::Unsupported(_)
         ));
     }
@@ -413,7 +504,7 @@ mod tests {
         let t = target(
             "- {apiVersion: argoproj.io/v1alpha1, kind: Application, name: a, action: refresh, refresh: hard}",
         );
-        let Plan::Patch(p) = plan(&t, &json!({}), "u1/1", "t") else {
+        let Plan::Patch(p) = plan(&t, &json!({}), "u1/1", "t", None) else {
             panic!("a patch")
         };
         assert_eq!(
@@ -452,7 +543,7 @@ mod tests {
             "status": {"observedGeneration": 3, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2,
                        "conditions": [deadline]}});
         assert_eq!(
-            rollout_state("apps", "Deployment", &stuck),
+            rollout_state("apps", "Deployment", &stuck, None),
             RolloutState::Stuck(
                 "the Deployment reports ProgressDeadlineExceeded: ReplicaSet \"model-7c9\" has timed out progressing."
                     .into()
@@ -462,34 +553,190 @@ mod tests {
         let mut unobserved = stuck.clone();
         unobserved["metadata"]["generation"] = json!(4);
         assert_eq!(
-            rollout_state("apps", "Deployment", &unobserved),
+            rollout_state("apps", "Deployment", &unobserved, None),
             RolloutState::Rolling
         );
         let rolling = json!({"metadata": {"generation": 3}, "spec": {"replicas": 2},
             "status": {"observedGeneration": 3, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2,
                        "conditions": [{"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}]}});
         assert_eq!(
-            rollout_state("apps", "Deployment", &rolling),
+            rollout_state("apps", "Deployment", &rolling, None),
             RolloutState::Rolling
         );
         // Argo Rollouts writes observedGeneration as a string.
         let paused = json!({"metadata": {"generation": 5}, "spec": {"restartAt": "2027-01-15T08:00:00Z"},
             "status": {"observedGeneration": "5", "phase": "Paused", "message": "CanaryPauseStep"}});
         assert_eq!(
-            rollout_state("argoproj.io", "Rollout", &paused),
+            rollout_state("argoproj.io", "Rollout", &paused, None),
             RolloutState::Stuck("the Rollout is Paused: CanaryPauseStep".into())
         );
         let mut not_yet = paused.clone();
         not_yet["status"]["observedGeneration"] = json!("4");
         assert_eq!(
-            rollout_state("argoproj.io", "Rollout", &not_yet),
+            rollout_state("argoproj.io", "Rollout", &not_yet, None),
             RolloutState::Rolling
         );
         let done = json!({"metadata": {"generation": 3}, "spec": {"replicas": 2},
             "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2, "conditions": [deadline]}});
         assert_eq!(
-            rollout_state("apps", "Deployment", &done),
+            rollout_state("apps", "Deployment", &done, None),
             RolloutState::Complete
+        );
+    }
+
+    /// An InferenceService in Standard mode as KServe 0.16 reports it, with our marker.
+    fn standard_isvc(marker: &str, ready: &str) -> Value {
+        json!({"metadata": {"name": "fraud", "generation": 1, "annotations": {annotations::RESTARTED_AT: marker}},
+               "status": {"deploymentMode": "Standard", "observedGeneration": 7,
+                          "conditions": [{"type": "Ready", "status": ready}],
+                          "modelStatus": {"transitionStatus": "UpToDate"}}})
+    }
+
+    /// Its predictor Deployment: the template carries `carried`; `updated` of 1 replica is the
+    /// new template's, `available` are available.
+    fn predictor(
+        carried: &str,
+        generation: i64,
+        observed: i64,
+        updated: i64,
+        available: i64,
+    ) -> Value {
+        json!({"metadata": {"name": "fraud-predictor", "generation": generation},
+               "spec": {"replicas": 1, "template": {"metadata": {"annotations": {annotations::RESTARTED_AT: carried}}}},
+               "status": {"observedGeneration": observed, "replicas": 1 + (updated != available) as i64,
+                          "updatedReplicas": updated, "availableReplicas": available}})
+    }
+
+    #[test]
+    fn a_standard_mode_restart_is_complete_only_when_the_new_predictor_is_ready() {
+        let isvc = |ready| standard_isvc("u1/1 2027-01-15T08:00:00Z", ready);
+        let ours = "u1/1 2027-01-15T08:00:00Z";
+        let old = "u0/1 2027-01-14T08:00:00Z";
+        let state = |i: &Value, d: Option<&Value>| {
+            rollout_state("serving.kserve.io", "InferenceService", i, d)
+        };
+        // Right after our patch: KServe's Ready is still the old one and the Deployment is untouched.
+        assert_eq!(
+            state(&isvc("True"), Some(&predictor(old, 1, 1, 1, 1))),
+            RolloutState::Rolling
+        );
+        assert_eq!(
+            state(&isvc("True"), None),
+            RolloutState::Rolling,
+            "no Deployment yet"
+        );
+        // KServe copied the marker; the deployment controller has not observed it.
+        assert_eq!(
+            state(&isvc("True"), Some(&predictor(ours, 2, 1, 1, 1))),
+            RolloutState::Rolling
+        );
+        // The new pod is not Ready: never complete, however long KServe's old Ready stays True.
+        assert_eq!(
+            state(&isvc("True"), Some(&predictor(ours, 2, 2, 1, 0))),
+            RolloutState::Rolling
+        );
+        assert_eq!(
+            state(&isvc("Unknown"), Some(&predictor(ours, 2, 2, 1, 1))),
+            RolloutState::Rolling
+        );
+        assert_eq!(
+            state(&isvc("True"), Some(&predictor(ours, 2, 2, 1, 1))),
+            RolloutState::Complete
+        );
+        // Stuck as a Deployment is stuck, named as KServe's predictor.
+        let mut deadline = predictor(ours, 2, 2, 1, 0);
+        deadline["status"]["conditions"] = json!([{"type": "Progressing", "status": "False",
+            "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"fraud-predictor-5d\" has timed out progressing."}]);
+        match state(&isvc("Unknown"), Some(&deadline)) {
+            RolloutState::Stuck(why) => assert!(
+                why.starts_with("predictor Deployment fraud-predictor: the Deployment reports ProgressDeadlineExceeded"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // The serverless reading (revisions, observedGeneration) does not apply: KServe's
+        // observedGeneration is the Deployment's in this mode.
+        assert!(standard_isvc(ours, "True")["status"]["observedGeneration"].as_i64() > Some(1));
+    }
+
+    #[test]
+    fn a_later_restart_by_another_run_serves_a_run_and_one_in_the_same_second_does_not() {
+        let t = target(
+            "- {apiVersion: serving.kserve.io/v1beta1, kind: InferenceService, name: m, action: restart}",
+        );
+        let completed: Timestamp = "2027-01-15T08:00:00Z".parse().expect("time");
+        let by = |marker: &str| json!({"metadata": {"annotations": {annotations::RESTARTED_AT: marker}}});
+        let now = "2027-01-15T08:00:03Z";
+        assert_eq!(
+            plan(
+                &t,
+                &by("u1/1 2027-01-15T07:59:00Z"),
+                "u1/1",
+                now,
+                Some(completed)
+            ),
+            Plan::AlreadyApplied,
+            "its own"
+        );
+        assert_eq!(
+            plan(
+                &t,
+                &by("u2/1 2027-01-15T08:00:01Z"),
+                "u1/1",
+                now,
+                Some(completed)
+            ),
+            Plan::AlreadyApplied,
+            "a second later"
+        );
+        assert!(
+            matches!(
+                plan(
+                    &t,
+                    &by("u2/1 2027-01-15T08:00:00Z"),
+                    "u1/1",
+                    now,
+                    Some(completed)
+                ),
+                Plan::Patch(_)
+            ),
+            "the same second"
+        );
+        assert!(
+            matches!(
+                plan(
+                    &t,
+                    &by("u2/1 2027-01-15T07:00:00Z"),
+                    "u1/1",
+                    now,
+                    Some(completed)
+                ),
+                Plan::Patch(_)
+            ),
+            "before"
+        );
+        assert!(matches!(
+            plan(&t, &by("u2/1 garbage"), "u1/1", now, Some(completed)),
+            Plan::Patch(_)
+        ));
+        // Standard mode: no revision, so none is written; an earlier one is removed.
+        let Plan::Patch(p) = plan(&t, &json!({}), "u1/1", now, Some(completed)) else {
+            panic!("patch")
+        };
+        assert!(
+            p["metadata"]["annotations"]
+                .get(annotations::RESTARTED_FROM_REVISION)
+                .is_none(),
+            "{p}"
+        );
+        let left =
+            json!({"metadata": {"annotations": {annotations::RESTARTED_FROM_REVISION: "m-1"}}});
+        let Plan::Patch(p) = plan(&t, &left, "u1/1", now, Some(completed)) else {
+            panic!("patch")
+        };
+        assert_eq!(
+            p["metadata"]["annotations"][annotations::RESTARTED_FROM_REVISION],
+            Value::Null
         );
     }
 }

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -21,7 +22,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use nbg_core::annotations::{self, RestartStrategy, TriggerAction, TriggerTarget};
-use nbg_core::foreign::Application;
+use nbg_core::foreign::{Application, InferenceService};
 use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome, TriggerRecord};
 use nbg_runtime::ReconcileError;
 use nbg_runtime::events::{EventType, Events};
@@ -394,7 +395,7 @@ impl TriggerReconciler {
         }
         // Whole seconds, as `kubectl rollout restart` writes them (RFC 3339).
         let stamp = Timestamp::from_second(now.0.as_second()).unwrap_or(now.0);
-        match actions::plan(t, &value, run, &stamp.to_string()) {
+        match actions::plan(t, &value, run, &stamp.to_string(), completion_time(nvj)) {
             Plan::AlreadyApplied => {}
             Plan::Wait(why) => return waiting(why),
             Plan::Unsupported(why) => return done(TriggerOutcome::Failed, why),
@@ -420,10 +421,37 @@ impl TriggerReconciler {
                 return rolling();
             }
         }
-        match actions::rollout_state(t.group(), &t.kind, &value) {
+        let predictor = match predictor_key(t, &ns, &value) {
+            Some(key) => match self.predictor(&key).await? {
+                Ok(deployment) => deployment,
+                Err(why) => return waiting(format!("{} applied; {why}", t.action)),
+            },
+            None => None,
+        };
+        match actions::rollout_state(t.group(), &t.kind, &value, predictor.as_ref()) {
             RolloutState::Complete => done(TriggerOutcome::Succeeded, succeeded(t.action)),
             RolloutState::Rolling => rolling(),
             RolloutState::Stuck(why) => waiting(format!("{} applied; {why}", t.action)),
+        }
+    }
+
+    /// The predictor Deployment of an InferenceService in KServe's Standard mode: from the
+    /// watch cache, else read. `Err` says why it cannot be read.
+    async fn predictor(
+        &self,
+        key: &TargetKey,
+    ) -> Result<Result<Option<serde_json::Value>, String>, Error> {
+        if let Some(cached) = self.cached(key) {
+            return Ok(Ok(serde_json::to_value(cached).ok()));
+        }
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &key.namespace);
+        match api.get_opt(&key.name).await {
+            Ok(found) => Ok(Ok(found.and_then(|d| serde_json::to_value(d).ok()))),
+            Err(kube::Error::Api(s)) if s.code == 403 => Ok(Err(format!(
+                "this controller may not read KServe's predictor Deployment {}/{} (RBAC), so it cannot tell when the restart has rolled out",
+                key.namespace, key.name
+            ))),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -503,6 +531,21 @@ impl TriggerReconciler {
             },
         }
     }
+}
+
+/// The Deployment that rolls when `t` (an InferenceService in KServe's Standard mode, `live`)
+/// restarts.
+fn predictor_key(t: &TriggerTarget, ns: &str, live: &serde_json::Value) -> Option<TargetKey> {
+    if (t.group(), t.kind.as_str()) != ("serving.kserve.io", "InferenceService") {
+        return None;
+    }
+    let isvc: InferenceService = serde_json::from_value(live.clone()).ok()?;
+    isvc.standard_mode().then(|| TargetKey {
+        group: "apps".into(),
+        kind: "Deployment".into(),
+        namespace: ns.to_string(),
+        name: isvc.predictor_deployment_name(),
+    })
 }
 
 /// What a Succeeded record says.
@@ -655,10 +698,14 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                     // A rollout's intermediate states change nothing for the NVJs: wake them
                     // when it is complete or stuck, or on any change once it was recorded stuck
                     // (Applications: on any change, an operation may have finished).
+                    // InferenceServices: on any change too - in Standard mode KServe's Ready
+                    // after the predictor rolled is what completes the restart.
                     let wake = !waiting.is_empty()
                         && (index.every_change(&key)
+                            || kind == "InferenceService"
                             || serde_json::to_value(&target).is_ok_and(|v| {
-                                actions::rollout_state(&group, &kind, &v) != RolloutState::Rolling
+                                actions::rollout_state(&group, &kind, &v, None)
+                                    != RolloutState::Rolling
                             }));
                     if wake { waiting } else { Vec::new() }
                 },
@@ -753,8 +800,26 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
             } else {
                 UNWATCHED_POLL
             };
-            // Waiting before acting: the change the action causes cannot pass unnoticed.
+            // Waiting before acting: the change the action causes cannot pass unnoticed. An
+            // InferenceService's restart rolls its predictor Deployment in KServe's Standard mode:
+            // that Deployment's changes wake the NVJ too.
             let since = self.waiting.wait(target.clone(), nvj_ref.clone());
+            let predictor = (t.group() == "serving.kserve.io" && t.kind == "InferenceService")
+                .then(|| TargetKey {
+                    group: "apps".into(),
+                    kind: "Deployment".into(),
+                    namespace: key.1.clone(),
+                    name: format!("{}-predictor", t.name),
+                });
+            if let Some(p) = &predictor {
+                self.waiting.wait(p.clone(), nvj_ref.clone());
+            }
+            let stop_waiting = |index: &WaitIndex| {
+                index.done(&target, &nvj_ref);
+                if let Some(p) = &predictor {
+                    index.done(p, &nvj_ref);
+                }
+            };
             // `stuck`: an InProgress record that the target's next change may make stale.
             let (record, wake, stuck) = match self.act(&nvj, t, &run, &now).await? {
                 Step::Rolling(mut record) => {
@@ -779,10 +844,10 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                 }
             };
             match wake {
-                Wake::Never => self.waiting.done(&target, &nvj_ref),
+                Wake::Never => stop_waiting(&self.waiting),
                 // An eviction looks at the pods, not the target: its changes need not wake it.
                 Wake::After(after) => {
-                    self.waiting.done(&target, &nvj_ref);
+                    stop_waiting(&self.waiting);
                     soon(after);
                 }
                 Wake::OnTargetChange => {

@@ -70,6 +70,10 @@ pub struct InferenceServiceStatus {
     pub components: BTreeMap<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_status: Option<ModelStatus>,
+    /// `Standard` (formerly `RawDeployment`): KServe runs the predictor as a Deployment;
+    /// `Serverless`: as Knative revisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_mode: Option<String>,
 }
 
 /// The predictor's model status: whether the current spec's model has loaded.
@@ -84,7 +88,70 @@ pub struct ModelStatus {
     pub last_failure_info: Option<Value>,
 }
 
+/// KServe's annotation choosing the deployment mode of one InferenceService.
+pub const DEPLOYMENT_MODE_ANNOTATION: &str = "serving.kserve.io/deploymentMode";
+
+/// Our restart marker on an InferenceService (`mlops.dev/restarted-at: "<run> <time>"`), which
+/// KServe copies, with the InferenceService's other annotations, into the predictor's pod template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartMarker<'a> {
+    pub run: &'a str,
+    pub time: &'a str,
+    /// The annotation's whole value.
+    pub value: &'a str,
+}
+
+impl<'a> RestartMarker<'a> {
+    pub fn parse(value: &'a str) -> Self {
+        let (run, time) = value.split_once(' ').unwrap_or((value, ""));
+        Self { run, time, value }
+    }
+}
+
 impl InferenceService {
+    /// Whether KServe runs this InferenceService's predictor as a plain Deployment (Standard,
+    /// formerly RawDeployment), as its status (or, before KServe wrote one, its annotation) says.
+    pub fn standard_mode(&self) -> bool {
+        let mode = self
+            .status
+            .as_ref()
+            .and_then(|s| s.deployment_mode.as_deref())
+            .or_else(|| {
+                self.metadata
+                    .annotations
+                    .as_ref()?
+                    .get(DEPLOYMENT_MODE_ANNOTATION)
+                    .map(String::as_str)
+            });
+        matches!(mode, Some("Standard" | "RawDeployment"))
+    }
+
+    /// The Deployment KServe runs the predictor as, in Standard mode.
+    pub fn predictor_deployment_name(&self) -> String {
+        format!(
+            "{}-predictor",
+            self.metadata.name.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// The restart marker on the InferenceService, if any.
+    pub fn restart_marker(&self) -> Option<RestartMarker<'_>> {
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(crate::annotations::RESTARTED_AT)
+            .map(|v| RestartMarker::parse(v))
+    }
+
+    /// KServe's `Ready` condition is True.
+    pub fn ready(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+    }
+
     /// True when KServe has observed the current generation, reports Ready, and every
     /// component's latest created revision is also its latest ready revision: the rollout of
     /// the last change is complete.

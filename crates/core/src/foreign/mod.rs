@@ -10,4 +10,7 @@ pub use application::{
     Application, ApplicationStatus, HealthStatus, InfoItem, Operation, OperationInitiator,
     OperationState, SyncOperation, SyncStatus,
 };
-pub use inference_service::{InferenceService, InferenceServiceStatus, KnativeCondition};
+pub use inference_service::{
+    DEPLOYMENT_MODE_ANNOTATION, InferenceService, InferenceServiceStatus, KnativeCondition,
+    RestartMarker,
+};

@@ -1,0 +1,214 @@
+//! The real KServe manager (`github.com/kserve/kserve`, built by `hack/build-binaries.sh kserve`)
+//! against a control plane, in Standard mode (formerly RawDeployment: the predictor is a plain
+//! Deployment; no Istio, Knative or Gateway API needed): its CRDs, its `inferenceservice-config`
+//! ConfigMap with Standard as the default mode and no ingress, the sklearn
+//! ClusterServingRuntime, and the manager as a local process. Run it on a control plane of the
+//! test's own ([`crate::control_plane`]): its CRDs replace the test-only InferenceService CRD,
+//! and the manager reconciles every InferenceService it sees.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::Cluster;
+use crate::cluster::repo_root;
+use crate::process::{LocalProcess, free_port};
+
+pub struct KServe {
+    pub process: LocalProcess,
+}
+
+fn build(args: &[&str]) -> anyhow::Result<PathBuf> {
+    let out = Command::new(repo_root().join("hack/build-binaries.sh"))
+        .args(args)
+        .output()
+        .context("hack/build-binaries.sh")?;
+    if !out.status.success() {
+        bail!(
+            "hack/build-binaries.sh {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+fn kubectl(cluster: &Cluster, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+    let (ok, out, err) = cluster.kubectl(args, stdin);
+    if !ok {
+        bail!("kubectl {args:?} failed: {err}");
+    }
+    Ok(out)
+}
+
+/// KServe's ConfigMap, set for Standard mode without any ingress.
+fn standard_mode_config(cluster: &Cluster, file: &Path) -> anyhow::Result<String> {
+    let json = kubectl(
+        cluster,
+        &[
+            "create",
+            "--dry-run=client",
+            "-o",
+            "json",
+            "-f",
+            &file.display().to_string(),
+        ],
+        None,
+    )?;
+    let mut cm: Value = serde_json::from_str(&json)?;
+    let data = cm
+        .get_mut("data")
+        .and_then(Value::as_object_mut)
+        .context("inferenceservice-config has no data")?;
+    data.remove("_example");
+    let mut edit = |key: &str, set: &[(&str, Value)]| -> anyhow::Result<()> {
+        let text = data
+            .get(key)
+            .and_then(Value::as_str)
+            .with_context(|| format!("inferenceservice-config has no {key}"))?;
+        let mut v: Value = serde_json::from_str(text)?;
+        for (k, value) in set {
+            v[*k] = value.clone();
+        }
+        data.insert(key.into(), Value::String(v.to_string()));
+        Ok(())
+    };
+    edit("deploy", &[("defaultDeploymentMode", "Standard".into())])?;
+    edit(
+        "ingress",
+        &[
+            ("disableIstioVirtualHost", true.into()),
+            ("disableIngressCreation", true.into()),
+        ],
+    )?;
+    Ok(cm.to_string())
+}
+
+impl KServe {
+    /// Installs KServe's CRDs, configuration and sklearn runtime on `cluster` and starts the
+    /// manager; returns once it runs. The binary is built first when it is not cached.
+    pub fn start(cluster: &Cluster) -> anyhow::Result<Self> {
+        let binary = build(&["--path", "kserve"])?;
+        if !binary.exists() {
+            build(&["kserve"])?;
+        }
+        let source = build(&["--source", "kserve"])?;
+        let config = source.join("config");
+        // Not the llmisvc CRDs (config/crd/full/llmisvc/), which Standard mode does not use.
+        let mut crds: Vec<PathBuf> = std::fs::read_dir(config.join("crd/full"))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("serving.kserve.io_"))
+            })
+            .collect();
+        crds.sort();
+        for crd in &crds {
+            // The InferenceService CRD is about 1 MB: too big for client-side apply.
+            kubectl(
+                cluster,
+                &[
+                    "apply",
+                    "--server-side",
+                    "--force-conflicts",
+                    "-f",
+                    &crd.display().to_string(),
+                ],
+                None,
+            )?;
+        }
+        kubectl(
+            cluster,
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd",
+                "inferenceservices.serving.kserve.io",
+                "clusterservingruntimes.serving.kserve.io",
+            ],
+            None,
+        )?;
+        let _ = cluster.kubectl(&["create", "namespace", "kserve"], None);
+        let cm = standard_mode_config(cluster, &config.join("configmap/inferenceservice.yaml"))?;
+        kubectl(
+            cluster,
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            Some(&cm),
+        )?;
+        kubectl(
+            cluster,
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                &config
+                    .join("runtimes/kserve-sklearnserver.yaml")
+                    .display()
+                    .to_string(),
+            ],
+            None,
+        )?;
+
+        // The webhook server always starts and wants a certificate; nothing registers the
+        // webhooks, so a throwaway self-signed one does.
+        let dir = repo_root().join(format!(
+            "target/e2e-kserve/{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let certs = dir.join("k8s-webhook-server/serving-certs");
+        std::fs::create_dir_all(&certs)?;
+        let status = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=kserve-webhook",
+            ])
+            .arg("-keyout")
+            .arg(certs.join("tls.key"))
+            .arg("-out")
+            .arg(certs.join("tls.crt"))
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("openssl could not make the webhook certificate");
+        }
+        let mut cmd = Command::new(&binary);
+        cmd.args([
+            "--metrics-addr=0",
+            "--health-probe-addr=0",
+            &format!("--webhook-port={}", free_port()),
+            "--leader-elect=false",
+        ])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("POD_NAMESPACE", "kserve")
+        // controller-runtime reads the webhook certificate from $TMPDIR/k8s-webhook-server.
+        .env("TMPDIR", &dir);
+        let mut process = LocalProcess::spawn("kserve", cmd);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !process.output().contains("Starting workers") {
+            if !process.is_running() {
+                bail!("the KServe manager exited: {}", process.output());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the KServe manager did not start its workers within 30 s: {}",
+                    process.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(Self { process })
+    }
+}
