@@ -36,8 +36,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-step "Kubernetes binaries (built from source once - about 8 minutes the first time - then cached in $NBG_BIN_DIR)"
-"$here/build-binaries.sh"
+# `--no-kserve`: the demo plays KServe's part, so its manager is not built.
+components=()
+for arg in "$@"; do
+  if [ "$arg" = --no-kserve ]; then components=(etcd kube-apiserver kube-controller-manager kubectl helm); fi
+done
+step "Kubernetes and KServe binaries (built from source once - about 12 minutes the first time - then cached in $NBG_BIN_DIR)"
+"$here/build-binaries.sh" "${components[@]}"
 
 step "notebook Python environment (papermill, ipykernel, nbformat from PyPI, pinned; once)"
 "$here/python-env.sh" >/dev/null

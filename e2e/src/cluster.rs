@@ -159,6 +159,7 @@ impl Cluster {
                 bail!("kubectl apply -f {} failed: {err}", dir.display());
             }
         }
+        crate::kserve::install_crds(self)?;
         // `kubectl wait` fails at once while a new CRD has no conditions yet: poll instead.
         let jsonpath = r#"jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{"\n"}{end}"#;
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -210,8 +211,8 @@ pub fn notebook_python() -> PathBuf {
     .clone()
 }
 
-/// An API for a kind our types do not cover (the test-only InferenceService, Rollout and
-/// Application CRDs), in one namespace.
+/// An API for a kind our types do not cover (KServe's InferenceService, the test-only Rollout
+/// and Application CRDs), in one namespace.
 pub fn dynamic_api(
     client: &Client,
     namespace: &str,

@@ -5,7 +5,9 @@
 //! (`manifests/examples/notebooks/fraud-detection/`), nvj-validator and trigger-controller as
 //! local processes under their charts' RBAC, the kubelet double running validation pods (real
 //! git, papermill and kernel), and `manifests/examples/fraud-detection/` applied as Argo CD
-//! would. The demo plays Argo CD and KServe where no such controller runs, and says so.
+//! would. The real KServe manager (Standard mode) serves the model and rolls its predictor
+//! Deployment on the restart; the demo plays Argo CD, and KServe when asked to run without it
+//! (`--no-kserve`), and says so.
 //!
 //! Act 1: the training notebook runs and matches its golden notebook; Argo CD's health (our
 //! Lua check in Argo CD's sandbox) turns Healthy; trigger-controller restarts the model server
@@ -29,6 +31,36 @@ use crate::cluster::{dynamic_api, notebook_python, repo_root, workspace_binary};
 use crate::controller::{ChartedController, ControllerSpec};
 use crate::git_server::{GitRepo, GitServer};
 use crate::kubelet::{self, KubeletConfig, PodHandling};
+use k8s_openapi::api::apps::v1::Deployment;
+
+/// Whether a Deployment has rolled out its current template (observed, every replica updated
+/// and available), as `kubectl rollout status` says.
+fn rollout_done(d: &Deployment) -> bool {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = d.status.clone().unwrap_or_default();
+    status.observed_generation >= d.metadata.generation
+        && status.updated_replicas.unwrap_or_default() == want
+        && status.available_replicas.unwrap_or_default() == want
+        && status.replicas.unwrap_or_default() == want
+}
+
+/// Polls `check` every 200 ms until it answers, or `None` after `timeout`.
+async fn wait_for<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
 
 /// The example's names (manifests/examples/fraud-detection/).
 const NVJ: &str = "train-fraud-model";
@@ -41,6 +73,9 @@ pub struct DemoConfig {
     pub namespace: String,
     /// Argo CD's namespace, where the Application lives (`argocd`).
     pub argocd_namespace: String,
+    /// Run the real KServe manager (Standard mode); without it the demo plays KServe's part
+    /// and says so.
+    pub real_kserve: bool,
 }
 
 /// What the two acts came to.
@@ -270,9 +305,29 @@ pub async fn run(
         client.clone(),
         KubeletConfig {
             node_env: vec![("GIT_CONFIG_GLOBAL".into(), mirror.display().to_string())],
+            // KServe's model server pods only turn Ready; validation pods run for real.
+            ready_only_labels: vec![("component".into(), "predictor".into())],
             ..KubeletConfig::for_test(&[ns], PodHandling::RunCommands)
         },
     );
+    let _kserve = if config.real_kserve {
+        let kserve = crate::kserve::KServe::start(cluster)
+            .context("starting the KServe manager (hack/build-binaries.sh kserve builds it; --no-kserve plays its part instead)")?;
+        t.say(
+            "KServe",
+            format!(
+                "manager running in Standard mode: the predictor is a Deployment (log {})",
+                kserve.process.log.display()
+            ),
+        );
+        Some(kserve)
+    } else {
+        t.say(
+            "KServe (demo)",
+            "not running (--no-kserve): the demo plays its part",
+        );
+        None
+    };
     t.say(
         "kubelet double",
         "runs validation pods as local processes (real git, papermill and Jupyter kernel)",
@@ -392,30 +447,43 @@ pub async fn run(
     for line in out.lines() {
         t.say("Argo CD (demo)", format!("sync: {line}"));
     }
-    // KServe (played here): the model server serves revision 1.
-    let isvcs = dynamic_api(
-        &client,
-        ns,
-        "serving.kserve.io",
-        "v1beta1",
-        "InferenceService",
-    );
+    let isvcs = crate::kserve::inference_services(&client, ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let predictor = format!("{ISVC}-predictor");
+    // KServe (played without it): the model server serves revision 1.
     let kserve = |revision: &str| {
         json!({"status": {"observedGeneration": 1, "url": format!("http://{ISVC}.{ns}.example.com"),
         "conditions": [{"type": "Ready", "status": "True"}],
         "components": {"predictor": {"latestCreatedRevision": revision, "latestReadyRevision": revision}}}})
     };
-    isvcs
-        .patch_status(
-            ISVC,
-            &PatchParams::default(),
-            &Patch::Merge(kserve("fraud-model-predictor-00001")),
-        )
-        .await?;
-    t.say(
-        "KServe (demo)",
-        "fraud-model serves revision fraud-model-predictor-00001",
-    );
+    if config.real_kserve {
+        let served = wait_for(Duration::from_secs(90), || async {
+            let d = deployments.get_opt(&predictor).await.ok().flatten()?;
+            let isvc = isvcs.get(ISVC).await.ok()?;
+            (rollout_done(&d) && crate::kserve::is_ready(&isvc)).then_some(d)
+        })
+        .await
+        .context("KServe did not serve the model within 90 s")?;
+        t.say(
+            "KServe",
+            format!(
+                "{ISVC} Ready: Deployment {predictor} (generation {}) has its pod Ready",
+                served.metadata.generation.unwrap_or_default()
+            ),
+        );
+    } else {
+        isvcs
+            .patch_status(
+                ISVC,
+                &PatchParams::default(),
+                &Patch::Merge(kserve("fraud-model-predictor-00001")),
+            )
+            .await?;
+        t.say(
+            "KServe (demo)",
+            "fraud-model serves revision fraud-model-predictor-00001",
+        );
+    }
 
     // Act 1.
     t.heading(
@@ -425,6 +493,9 @@ pub async fn run(
     let mut observer = Observer::new();
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut kserve_rolled = false;
+    // The real KServe's rollout for this restart marker, while it is being told.
+    let mut kserve_rolling: Option<String> = None;
+    let mut kserve_told_copy = false;
     let mut argo_synced = false;
     let nvj = loop {
         let nvj = nvjs.get(NVJ).await?;
@@ -436,16 +507,41 @@ pub async fn run(
                 "model server",
                 format!("InferenceService {ISVC} annotated mlops.dev/restarted-at={marker:?}"),
             );
-            isvcs
-                .patch_status(
-                    ISVC,
-                    &PatchParams::default(),
-                    &Patch::Merge(kserve("fraud-model-predictor-00002")),
-                )
-                .await?;
-            t.say("KServe (demo)", "copies the annotation into the predictor's pod template: revision fraud-model-predictor-00002 rolled out and Ready");
             summary.restarted_by_run = marker.split(' ').next().map(str::to_string);
+            if config.real_kserve {
+                kserve_rolling = Some(marker.clone());
+            } else {
+                isvcs
+                    .patch_status(
+                        ISVC,
+                        &PatchParams::default(),
+                        &Patch::Merge(kserve("fraud-model-predictor-00002")),
+                    )
+                    .await?;
+                t.say("KServe (demo)", "copies the annotation into the predictor's pod template: revision fraud-model-predictor-00002 rolled out and Ready");
+            }
             kserve_rolled = true;
+        }
+        // The real KServe: its own rollout of the predictor Deployment, as it happens.
+        if let Some(marker) = kserve_rolling.clone()
+            && let Some(d) = deployments.get_opt(&predictor).await?
+        {
+            let carries = d
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get("mlops.dev/restarted-at"))
+                == Some(&marker);
+            let status = d.status.clone().unwrap_or_default();
+            if carries && !kserve_told_copy {
+                t.say("KServe", format!("copies the restart into Deployment {predictor}'s pod template (generation {}): rolling out a new ReplicaSet", d.metadata.generation.unwrap_or_default()));
+                kserve_told_copy = true;
+            }
+            if carries && rollout_done(&d) && crate::kserve::is_ready(&isvcs.get(ISVC).await?) {
+                t.say("KServe", format!("Deployment {predictor} rolled out: {} of {} replicas updated and available, the old ReplicaSet scaled to 0; {ISVC} Ready", status.updated_replicas.unwrap_or_default(), status.replicas.unwrap_or_default()));
+                kserve_rolling = None;
+            }
         }
         let app = apps.get(APP).await?;
         if !argo_synced

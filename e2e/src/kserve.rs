@@ -2,9 +2,10 @@
 //! against a control plane, in Standard mode (formerly RawDeployment: the predictor is a plain
 //! Deployment; no Istio, Knative or Gateway API needed): its CRDs, its `inferenceservice-config`
 //! ConfigMap with Standard as the default mode and no ingress, the sklearn
-//! ClusterServingRuntime, and the manager as a local process. Run it on a control plane of the
-//! test's own ([`crate::control_plane`]): its CRDs replace the test-only InferenceService CRD,
-//! and the manager reconciles every InferenceService it sees.
+//! ClusterServingRuntime, and the manager as a local process. Its CRDs are installed on every
+//! control plane the e2e harness uses ([`install_crds`]); the manager reconciles every
+//! InferenceService it sees, so it runs only where nothing else plays KServe: on a control plane
+//! of a test's own ([`crate::control_plane`]), or in the demo.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,6 +20,31 @@ use crate::process::{LocalProcess, free_port};
 
 pub struct KServe {
     pub process: LocalProcess,
+}
+
+/// The InferenceServices of one namespace.
+pub fn inference_services(
+    client: &kube::Client,
+    namespace: &str,
+) -> kube::Api<kube::api::DynamicObject> {
+    crate::cluster::dynamic_api(
+        client,
+        namespace,
+        "serving.kserve.io",
+        "v1beta1",
+        "InferenceService",
+    )
+}
+
+/// Whether KServe reports the InferenceService Ready.
+pub fn is_ready(isvc: &kube::api::DynamicObject) -> bool {
+    isvc.data
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 fn build(args: &[&str]) -> anyhow::Result<PathBuf> {
@@ -86,40 +112,39 @@ fn standard_mode_config(cluster: &Cluster, file: &Path) -> anyhow::Result<String
     Ok(cm.to_string())
 }
 
+/// KServe's CRDs (those of `config/crd/full` in its module, not the llmisvc ones, which Standard
+/// mode does not use), applied server-side: the InferenceService CRD is about 1 MB, too big for
+/// client-side apply. The e2e harness installs them on every control plane it uses.
+pub fn install_crds(cluster: &Cluster) -> anyhow::Result<()> {
+    let source = build(&["--source", "kserve"])?;
+    let mut crds: Vec<PathBuf> = std::fs::read_dir(source.join("config/crd/full"))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("serving.kserve.io_"))
+        })
+        .collect();
+    crds.sort();
+    let mut args = vec!["apply", "--server-side", "--force-conflicts"];
+    let paths: Vec<String> = crds.iter().map(|c| c.display().to_string()).collect();
+    for p in &paths {
+        args.extend(["-f", p.as_str()]);
+    }
+    kubectl(cluster, &args, None)?;
+    Ok(())
+}
+
 impl KServe {
-    /// Installs KServe's CRDs, configuration and sklearn runtime on `cluster` and starts the
-    /// manager; returns once it runs. The binary is built first when it is not cached.
+    /// Installs KServe's configuration and sklearn runtime on `cluster` (its CRDs are there
+    /// already: [`install_crds`]) and starts the manager; returns once it runs. The binary is
+    /// built first when it is not cached.
     pub fn start(cluster: &Cluster) -> anyhow::Result<Self> {
         let binary = build(&["--path", "kserve"])?;
         if !binary.exists() {
             build(&["kserve"])?;
         }
-        let source = build(&["--source", "kserve"])?;
-        let config = source.join("config");
-        // Not the llmisvc CRDs (config/crd/full/llmisvc/), which Standard mode does not use.
-        let mut crds: Vec<PathBuf> = std::fs::read_dir(config.join("crd/full"))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("serving.kserve.io_"))
-            })
-            .collect();
-        crds.sort();
-        for crd in &crds {
-            // The InferenceService CRD is about 1 MB: too big for client-side apply.
-            kubectl(
-                cluster,
-                &[
-                    "apply",
-                    "--server-side",
-                    "--force-conflicts",
-                    "-f",
-                    &crd.display().to_string(),
-                ],
-                None,
-            )?;
-        }
+        let config = build(&["--source", "kserve"])?.join("config");
         kubectl(
             cluster,
             &[

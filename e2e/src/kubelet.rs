@@ -60,6 +60,9 @@ pub struct KubeletConfig {
     /// With [`PodHandling::MakeReady`]: a pod with an annotation value containing one of these
     /// runs but is not Ready (a model server that does not come up) until it is removed here.
     pub held_unready: Arc<Mutex<Vec<String>>>,
+    /// Pods with one of these labels are only marked Running and Ready, whatever `handling`
+    /// says (a model server beside validation pods that run for real).
+    pub ready_only_labels: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -302,7 +305,14 @@ impl State {
                 {
                     return Ok(());
                 }
+                let labels = pod.metadata.labels.clone().unwrap_or_default();
+                let ready_only = self
+                    .config
+                    .ready_only_labels
+                    .iter()
+                    .any(|(k, v)| labels.get(k) == Some(v));
                 match self.config.handling {
+                    _ if ready_only => self.make_ready(&pod).await,
                     PodHandling::MakeReady => self.make_ready(&pod).await,
                     PodHandling::RunCommands => self.run_pod(pod).await,
                 }
@@ -805,6 +815,7 @@ impl KubeletConfig {
             work_dir: crate::cluster::repo_root().join("target/e2e-kubelet"),
             node_env: vec![],
             held_unready: Arc::default(),
+            ready_only_labels: Vec::new(),
         }
     }
 }

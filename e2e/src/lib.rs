@@ -2,7 +2,7 @@
 //!
 //! - [`bench`]: percentiles and memory for the benchmarks (`src/bin/bench-*`);
 //! - [`cluster`]: boots the control plane once per test run, or reuses a running one; installs
-//!   our CRDs and the test-only InferenceService, Application and Rollout CRDs.
+//!   our CRDs, KServe's own CRDs and the test-only Application and Rollout CRDs.
 //! - [`control_plane`]: a control plane of one test's own, whose API server it may restart;
 //! - [`namespace`]: a fresh namespace per test, deleted afterwards.
 //! - [`kserve`]: the real KServe manager in Standard mode, on a control plane of a test's own;

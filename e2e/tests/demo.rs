@@ -12,6 +12,7 @@ async fn the_demo_plays_both_acts() {
     let config = DemoConfig {
         namespace: ns.name.clone(),
         argocd_namespace: argo.name.clone(),
+        real_kserve: true,
     };
     let summary = demo::run(&cluster, &config, &Timeline::new())
         .await

@@ -5,7 +5,8 @@
 //!
 //! - a restart rolls the predictor once (a new ReplicaSet, the old one scaled to 0) and is
 //!   recorded Succeeded only once the new pod is Ready;
-//! - while the new pod is not Ready, the record is never Succeeded;
+//! - while the new pod is not Ready, the record is never Succeeded; past the rollout deadline it
+//!   is InProgress, saying where the predictor's rollout stands;
 //! - SIGKILL of the controller during the rollout still ends with one restart and a true record;
 //! - two NVJs naming the same InferenceService in the same second: each run's record turns
 //!   Succeeded only once a rollout carrying its own (or a later) restart has completed.
@@ -19,10 +20,10 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome, TriggerRecord};
-use nbg_e2e::cluster::{dynamic_api, eventually};
+use nbg_e2e::cluster::eventually;
 use nbg_e2e::control_plane::PrivateControlPlane;
 use nbg_e2e::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::kserve::KServe;
+use nbg_e2e::kserve::{self, KServe};
 use nbg_e2e::kubelet::{self, KubeletConfig, PodHandling};
 use nbg_e2e::nvj::{mark_succeeded, minimal};
 use serde_json::json;
@@ -50,8 +51,8 @@ struct Serving {
 
 impl Serving {
     /// A namespace with the InferenceService `fraud` (sklearn from a PVC) served and Ready, the
-    /// kubelet double for its pods, and trigger-controller.
-    async fn start(plane: &PrivateControlPlane, ns: &str) -> Self {
+    /// kubelet double for its pods, and trigger-controller (with these more arguments).
+    async fn start(plane: &PrivateControlPlane, ns: &str, args: &[String]) -> Self {
         let client = plane.cluster.client().await;
         let namespace: Namespace =
             serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace");
@@ -67,13 +68,7 @@ impl Serving {
                 ..KubeletConfig::for_test(&[ns], PodHandling::MakeReady)
             },
         );
-        let isvcs = dynamic_api(
-            &client,
-            ns,
-            "serving.kserve.io",
-            "v1beta1",
-            "InferenceService",
-        );
+        let isvcs = kserve::inference_services(&client, ns);
         let isvc: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
             "metadata": {"name": "fraud"},
@@ -109,7 +104,7 @@ impl Serving {
                 release_namespace: ns,
                 namespaces: &[ns],
                 values: &[],
-                args: &[],
+                args,
             },
         )
         .await;
@@ -235,7 +230,7 @@ async fn succeeded(s: &Serving, nvj: &str) -> TriggerRecord {
 /// One run restarts the predictor once; its record turns Succeeded only once the new pod is
 /// Ready, never while it is not; a SIGKILL of the controller mid-rollout changes nothing.
 async fn one_restart_recorded_when_ready(plane: &PrivateControlPlane) {
-    let mut s = Serving::start(plane, "kserve-one").await;
+    let mut s = Serving::start(plane, "kserve-one", &[]).await;
     let before = s.predictor().await;
     let generation = before.metadata.generation;
     let nvj = s.nvj("train").await;
@@ -294,7 +289,7 @@ async fn one_restart_recorded_when_ready(plane: &PrivateControlPlane) {
 /// Two NVJs succeed in the same second: each record turns Succeeded only once a rollout that
 /// carries its own restart or a later one has completed.
 async fn two_runs_in_the_same_second(plane: &PrivateControlPlane) {
-    let s = Serving::start(plane, "kserve-two").await;
+    let s = Serving::start(plane, "kserve-two", &[]).await;
     let a = s.nvj("train-a").await;
     let b = s.nvj("train-b").await;
     let (run_a, run_b) = (run_of(&a), run_of(&b));
@@ -335,6 +330,45 @@ async fn two_runs_in_the_same_second(plane: &PrivateControlPlane) {
     );
 }
 
+/// The new predictor pod never turns Ready: past the rollout deadline (15 s here, 10 minutes by
+/// default) the record is InProgress saying where the rollout stands - never Succeeded.
+async fn a_predictor_that_never_turns_ready(plane: &PrivateControlPlane) {
+    let args = ["--rollout-deadline".to_string(), "15s".to_string()];
+    let s = Serving::start(plane, "kserve-stuck", &args).await;
+    let nvj = s.nvj("train").await;
+    s.hold(&run_of(&nvj));
+    mark_succeeded(&s.nvjs, &nvj).await.expect("succeed");
+    let log = s.controller.process.log.display().to_string();
+    let started = Instant::now();
+    let mut stuck = None;
+    while started.elapsed() < Duration::from_secs(40) {
+        let r = s.record("train").await;
+        assert!(
+            r.as_ref()
+                .is_none_or(|r| r.outcome != TriggerOutcome::Succeeded),
+            "Succeeded while the new predictor pod is not Ready: {r:?} (log {log})"
+        );
+        if let Some(r) = r.filter(|r| r.outcome == TriggerOutcome::InProgress) {
+            stuck = Some((r, started.elapsed()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (record, after) =
+        stuck.unwrap_or_else(|| panic!("no InProgress record within 40 s (log {log})"));
+    println!(
+        "never Ready: InProgress after {:.1} s: {:?}",
+        after.as_secs_f64(),
+        record.message
+    );
+    let message = record.message.unwrap_or_default();
+    assert!(
+        message.starts_with("restart applied; the rollout has not completed in 15 s: predictor Deployment fraud-predictor: 1 of 1 replicas updated, 1 unavailable, 1 old still serving; KServe reports Ready "),
+        "{message}"
+    );
+    never_succeeded(&s, "train", Duration::from_secs(5)).await;
+}
+
 #[tokio::test]
 async fn inference_service_restarts_on_the_real_kserve() {
     let plane = PrivateControlPlane::start("kserve-cluster", &[])
@@ -342,5 +376,6 @@ async fn inference_service_restarts_on_the_real_kserve() {
     let kserve = KServe::start(&plane.cluster).expect("the KServe manager");
     one_restart_recorded_when_ready(&plane).await;
     two_runs_in_the_same_second(&plane).await;
+    a_predictor_that_never_turns_ready(&plane).await;
     drop(kserve);
 }

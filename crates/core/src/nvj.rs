@@ -412,7 +412,7 @@ impl std::fmt::Display for Phase {
     }
 }
 
-/// Observed state. Each field group has one writer (DESIGN.md section 2): nvj-validator writes
+/// Observed state. Each field group has one writer (docs/design.md): nvj-validator writes
 /// everything but `triggers`, which trigger-controller writes with its own field manager.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -61,6 +61,10 @@ pub trait Reconciler: Send + Sync + 'static {
         object: Arc<Self::Object>,
     ) -> impl Future<Output = Result<Action, Self::Error>> + Send;
 
+    /// Called when a watched object is deleted: drop whatever the reconciler keeps about it in
+    /// memory (indexes, gauges), so deleted objects leave no trace.
+    fn forget(&self, _object: &Self::Object) {}
+
     /// Adds watches that map to the main objects (owned pods, ...), started through
     /// `watch` so they recover on their own.
     fn configure(
@@ -309,12 +313,12 @@ fn parse<K: Resource<DynamicType = ()> + DeserializeOwned>(
 }
 
 /// Raw watch events to typed ones, dropping objects that do not parse. A deleted object's
-/// backoff is forgotten.
-fn typed_event<K: Resource<DynamicType = ()> + DeserializeOwned>(
+/// backoff is forgotten, and the reconciler told to forget it.
+fn typed_event<R: Reconciler>(
     event: watcher::Event<DynamicObject>,
     resource: &ApiResource,
-    shared: &Arc<Shared<impl Reconciler>>,
-) -> Option<watcher::Event<K>> {
+    shared: &Arc<Shared<R>>,
+) -> Option<watcher::Event<R::Object>> {
     Some(match event {
         watcher::Event::Init => watcher::Event::Init,
         watcher::Event::InitDone => watcher::Event::InitDone,
@@ -322,7 +326,9 @@ fn typed_event<K: Resource<DynamicType = ()> + DeserializeOwned>(
         watcher::Event::Apply(o) => watcher::Event::Apply(parse(o, resource, shared)?),
         watcher::Event::Delete(o) => {
             shared.backoffs.reset(&key_of(&o));
-            watcher::Event::Delete(parse(o, resource, shared)?)
+            let deleted = parse(o, resource, shared)?;
+            shared.reconciler.forget(&deleted);
+            watcher::Event::Delete(deleted)
         }
     })
 }
@@ -367,7 +373,7 @@ pub async fn run<R: Reconciler>(reconciler: Arc<R>, parts: RunnerParts) {
             .resilient(&resource.plural, raw)
             .modify(slim)
             .try_filter_map(move |event| {
-                futures::future::ready(Ok(typed_event::<R::Object>(event, &res, &sh)))
+                futures::future::ready(Ok(typed_event::<R>(event, &res, &sh)))
             });
         let stream = reflector::reflector(writer, typed).applied_objects();
         // When the API server answers again, what failed while it was away is retried now

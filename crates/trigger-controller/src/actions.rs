@@ -310,6 +310,93 @@ fn standard_rollout_state(isvc: &InferenceService, predictor: Option<&Value>) ->
     }
 }
 
+/// Where a rollout stands, as the target reports it, for a record that says it has not
+/// completed in time.
+pub fn rollout_progress(
+    group: &str,
+    kind: &str,
+    live: &Value,
+    predictor: Option<&Value>,
+) -> Option<String> {
+    let num = |v: &Value, p: &str| int(v, p).unwrap_or(0);
+    // As `kubectl rollout status` sees it: new replicas, those not available, old ones left.
+    let replicas = |d: &Value| {
+        let updated = num(d, "/status/updatedReplicas");
+        let old = num(d, "/status/replicas") - updated;
+        format!(
+            "{updated} of {} replicas updated, {} unavailable{}",
+            int(d, "/spec/replicas").unwrap_or(1),
+            num(d, "/status/unavailableReplicas"),
+            if old > 0 {
+                format!(", {old} old still serving")
+            } else {
+                String::new()
+            }
+        )
+    };
+    match (group, kind) {
+        ("apps", "Deployment") => Some(replicas(live)),
+        ("apps", "StatefulSet") => Some(format!(
+            "{} of {} replicas ready",
+            num(live, "/status/readyReplicas"),
+            int(live, "/spec/replicas").unwrap_or(1)
+        )),
+        ("apps", "DaemonSet") => Some(format!(
+            "{} of {} pods updated, {} available",
+            num(live, "/status/updatedNumberScheduled"),
+            num(live, "/status/desiredNumberScheduled"),
+            num(live, "/status/numberAvailable")
+        )),
+        ("argoproj.io", "Rollout") => live
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .map(|phase| format!("the Rollout is {phase}")),
+        ("serving.kserve.io", "InferenceService") => {
+            let isvc: InferenceService = serde_json::from_value(live.clone()).ok()?;
+            let ready = isvc
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                .map_or_else(
+                    || "KServe reports no Ready condition".to_string(),
+                    |c| match &c.reason {
+                        Some(r) => format!("KServe reports Ready {} ({r})", c.status),
+                        None => format!("KServe reports Ready {}", c.status),
+                    },
+                );
+            if !isvc.standard_mode() {
+                return Some(format!(
+                    "predictor revision {} created, {} ready; {ready}",
+                    isvc.predictor_revision().unwrap_or("none"),
+                    isvc.status
+                        .as_ref()
+                        .and_then(|s| s.components.get("predictor"))
+                        .and_then(|p| p.get("latestReadyRevision"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("none")
+                ));
+            }
+            let name = isvc.predictor_deployment_name();
+            Some(match predictor {
+                None => format!("KServe has not created predictor Deployment {name}"),
+                Some(d)
+                    if isvc.restart_marker().is_some_and(|m| {
+                        annotation(
+                            d,
+                            "/spec/template/metadata/annotations",
+                            annotations::RESTARTED_AT,
+                        ) != Some(m.value)
+                    }) =>
+                {
+                    format!("KServe has not rolled the restart into predictor Deployment {name}")
+                }
+                Some(d) => format!("predictor Deployment {name}: {}; {ready}", replicas(d)),
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Whether the target reports the restart complete (where it reports it); InferenceServices
 /// are read in [`rollout_state`].
 fn rollout_complete(group: &str, kind: &str, live: &Value) -> bool {
@@ -604,7 +691,8 @@ mod tests {
         json!({"metadata": {"name": "fraud-predictor", "generation": generation},
                "spec": {"replicas": 1, "template": {"metadata": {"annotations": {annotations::RESTARTED_AT: carried}}}},
                "status": {"observedGeneration": observed, "replicas": 1 + (updated != available) as i64,
-                          "updatedReplicas": updated, "availableReplicas": available}})
+                          "updatedReplicas": updated, "availableReplicas": available,
+                          "unavailableReplicas": (updated - available).max(0)}})
     }
 
     #[test]
@@ -737,6 +825,43 @@ mod tests {
         assert_eq!(
             p["metadata"]["annotations"][annotations::RESTARTED_FROM_REVISION],
             Value::Null
+        );
+    }
+
+    #[test]
+    fn a_rollout_past_its_deadline_says_where_it_stands() {
+        let ours = "u1/1 2027-01-15T08:00:00Z";
+        let isvc = standard_isvc(ours, "Unknown");
+        assert_eq!(
+            rollout_progress(
+                "serving.kserve.io",
+                "InferenceService",
+                &isvc,
+                Some(&predictor(ours, 2, 2, 1, 0))
+            )
+            .as_deref(),
+            Some(
+                "predictor Deployment fraud-predictor: 1 of 1 replicas updated, 1 unavailable, 1 old still serving; KServe reports Ready Unknown"
+            )
+        );
+        assert_eq!(
+            rollout_progress("serving.kserve.io", "InferenceService", &isvc, None).as_deref(),
+            Some("KServe has not created predictor Deployment fraud-predictor")
+        );
+        assert_eq!(
+            rollout_progress(
+                "serving.kserve.io",
+                "InferenceService",
+                &isvc,
+                Some(&predictor("u0/1 x", 1, 1, 1, 1))
+            )
+            .as_deref(),
+            Some("KServe has not rolled the restart into predictor Deployment fraud-predictor")
+        );
+        let d = json!({"spec": {"replicas": 3}, "status": {"replicas": 3, "updatedReplicas": 2, "availableReplicas": 3}});
+        assert_eq!(
+            rollout_progress("apps", "Deployment", &d, None).as_deref(),
+            Some("2 of 3 replicas updated, 0 unavailable, 1 old still serving")
         );
     }
 }

@@ -38,6 +38,14 @@ pub struct Cli {
         default_value = "apps/Deployment,apps/StatefulSet,apps/DaemonSet,argoproj.io/Rollout,argoproj.io/Application,serving.kserve.io/InferenceService"
     )]
     pub allowed_kinds: Vec<String>,
+    /// A restart still rolling out after this long is recorded InProgress, saying where the
+    /// rollout stands (Go duration; Kubernetes' default progress deadline is 10m).
+    #[arg(long, env = "NBG_ROLLOUT_DEADLINE", default_value = "10m", value_parser = parse_duration)]
+    pub rollout_deadline: std::time::Duration,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    nbg_core::duration::parse_go_duration(s).map_err(|e| e.to_string())
 }
 
 /// Connects, then runs until SIGTERM.
@@ -60,6 +68,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         policy,
         metrics,
         watched,
+        cli.rollout_deadline,
     );
     runtime.run(reconciler).await
 }

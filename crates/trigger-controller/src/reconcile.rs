@@ -100,6 +100,8 @@ pub struct TriggerReconciler {
     resources: Mutex<HashMap<GroupVersionKind, ApiResource>>,
     /// NVJs waiting on targets, woken by the targets' watches.
     waiting: Arc<WaitIndex>,
+    /// A rollout still going after this long is recorded `InProgress`, saying where it stands.
+    rollout_deadline: Duration,
     /// The target kinds to watch (served and allowed).
     watched_kinds: Vec<ApiResource>,
     /// One per watched kind and namespace: the watched targets, cached: the first look at a target costs no request; a patch
@@ -160,9 +162,10 @@ enum Step {
     /// Record this outcome; when it is not final, look again as `Wake` says.
     Record(Box<TriggerRecord>, Wake),
     /// The restart is applied (now or earlier) and rolling out. Nothing is recorded until it
-    /// completes, the target reports it stuck, or it outlasts [`LONG_ROLLOUT`]: a restart costs
-    /// one status write. This record replaces one that said it was stuck.
-    Rolling(Box<TriggerRecord>),
+    /// completes, the target reports it stuck, or it outlasts the rollout deadline
+    /// (`--rollout-deadline`): a restart costs one status write. This record replaces one that
+    /// said it was stuck. With where the rollout stands, as the target reports it.
+    Rolling(Box<TriggerRecord>, Option<String>),
 }
 
 impl Step {
@@ -185,9 +188,6 @@ enum Wake {
 /// How long a wait before the action (an Argo CD operation running) or a stuck rollout may last
 /// before the record says so: most are over sooner.
 const GRACE: Duration = Duration::from_secs(5);
-/// A rollout still going after this long is recorded `InProgress` (Kubernetes' default
-/// `progressDeadlineSeconds`).
-const LONG_ROLLOUT: Duration = Duration::from_secs(600);
 /// How often a target that is not watched (another namespace) is looked at while waiting.
 const UNWATCHED_POLL: Duration = Duration::from_secs(5);
 /// A watched target is looked at this often anyway, in case a watch event was missed.
@@ -202,6 +202,7 @@ impl TriggerReconciler {
         policy: Policy,
         metrics: TriggerMetrics,
         watched: Vec<ApiResource>,
+        rollout_deadline: Duration,
     ) -> Self {
         Self {
             client,
@@ -219,6 +220,7 @@ impl TriggerReconciler {
                     .collect(),
             ),
             waiting: Arc::default(),
+            rollout_deadline,
             watched_kinds: watched,
             target_caches: Mutex::default(),
         }
@@ -326,11 +328,14 @@ impl TriggerReconciler {
                 Wake::OnTargetChange,
             ))
         };
-        let rolling = || {
-            Ok(Step::Rolling(Box::new(record(
-                TriggerOutcome::InProgress,
-                "restart applied; rolling out".into(),
-            ))))
+        let rolling = |progress: Option<String>| {
+            Ok(Step::Rolling(
+                Box::new(record(
+                    TriggerOutcome::InProgress,
+                    "restart applied; rolling out".into(),
+                )),
+                progress,
+            ))
         };
         let api = match self.api_for(t, &ns).await {
             Ok(api) => api,
@@ -418,7 +423,7 @@ impl TriggerReconciler {
                 if t.action != TriggerAction::Restart {
                     return done(TriggerOutcome::Succeeded, succeeded(t.action));
                 }
-                return rolling();
+                return rolling(None);
             }
         }
         let predictor = match predictor_key(t, &ns, &value) {
@@ -430,7 +435,12 @@ impl TriggerReconciler {
         };
         match actions::rollout_state(t.group(), &t.kind, &value, predictor.as_ref()) {
             RolloutState::Complete => done(TriggerOutcome::Succeeded, succeeded(t.action)),
-            RolloutState::Rolling => rolling(),
+            RolloutState::Rolling => rolling(actions::rollout_progress(
+                t.group(),
+                &t.kind,
+                &value,
+                predictor.as_ref(),
+            )),
             RolloutState::Stuck(why) => waiting(format!("{} applied; {why}", t.action)),
         }
     }
@@ -548,6 +558,16 @@ fn predictor_key(t: &TriggerTarget, ns: &str, live: &serde_json::Value) -> Optio
     })
 }
 
+/// `10 minutes`, `90 s`.
+fn in_words(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        60 => "1 minute".into(),
+        s if s >= 60 && s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
 /// What a Succeeded record says.
 fn succeeded(action: TriggerAction) -> String {
     match action {
@@ -647,6 +667,10 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
 
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn forget(&self, nvj: &NotebookValidationJob) {
+        self.waiting.forget(&ObjectRef::from_obj(nvj));
     }
 
     /// Watches the targets NVJs may wait on, in this controller's namespace(s); a change wakes
@@ -822,18 +846,20 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
             };
             // `stuck`: an InProgress record that the target's next change may make stale.
             let (record, wake, stuck) = match self.act(&nvj, t, &run, &now).await? {
-                Step::Rolling(mut record) => {
+                Step::Rolling(mut record, progress) => {
                     let said_stuck = records
                         .get(&key)
                         .is_some_and(|r| r.run == run && r.outcome == TriggerOutcome::InProgress);
-                    if since.elapsed() >= LONG_ROLLOUT {
+                    if since.elapsed() >= self.rollout_deadline {
+                        let progress = progress.map(|p| format!(": {p}")).unwrap_or_default();
                         record.message = Some(format!(
-                            "restart applied; the rollout has not completed in {} minutes",
-                            LONG_ROLLOUT.as_secs() / 60
+                            "restart applied; the rollout has not completed in {}{progress}",
+                            in_words(self.rollout_deadline)
                         ));
                     } else if !said_stuck {
                         pending = true;
-                        soon(resync);
+                        // Looked at again when the deadline passes, if nothing wakes it sooner.
+                        soon(resync.min(self.rollout_deadline.saturating_sub(since.elapsed())));
                         continue;
                     }
                     (*record, Wake::OnTargetChange, false)

@@ -80,6 +80,32 @@ impl WaitIndex {
         self.by_target.lock().ok()?.get(target)?.get(nvj).copied()
     }
 
+    /// A deleted `nvj` waits on nothing any more; targets left without waiters are forgotten.
+    pub fn forget(&self, nvj: &Nvj) {
+        let targets: Vec<TargetKey> = self
+            .by_target
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, w)| w.contains_key(nvj))
+                    .map(|(t, _)| t.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for target in targets {
+            self.done(&target, nvj);
+        }
+    }
+
+    /// How many targets have NVJs waiting on them.
+    pub fn len(&self) -> usize {
+        self.by_target.lock().map_or(0, |m| m.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The NVJs waiting on `target`.
     pub fn waiting_on(&self, target: &TargetKey) -> Vec<Nvj> {
         self.by_target
@@ -127,5 +153,22 @@ mod tests {
             "forgotten with its last waiter"
         );
         assert_eq!(index.waiting_on(&key("other")), vec![b]);
+    }
+
+    #[test]
+    fn a_deleted_nvj_leaves_no_trace() {
+        let index = WaitIndex::default();
+        let a = ObjectRef::new("train-a").within("ml");
+        let b = ObjectRef::new("train-b").within("ml");
+        index.wait(key("m"), a.clone());
+        index.wait(key("m-predictor"), a.clone());
+        index.wait(key("m"), b.clone());
+        index.set_every_change(&key("m-predictor"), true);
+        index.forget(&a);
+        assert_eq!(index.waiting_on(&key("m")), vec![b.clone()]);
+        assert!(index.waiting_on(&key("m-predictor")).is_empty());
+        assert!(!index.every_change(&key("m-predictor")));
+        index.forget(&b);
+        assert!(index.is_empty(), "nothing left");
     }
 }

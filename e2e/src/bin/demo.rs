@@ -31,9 +31,16 @@ async fn fresh_namespace(cluster: &Cluster, name: &str) -> anyhow::Result<()> {
 
 async fn play() -> anyhow::Result<bool> {
     let cluster = Cluster::boot_or_reuse()?;
+    // `--no-kserve`: play KServe's part instead of running its manager (for a machine where
+    // hack/build-binaries.sh kserve cannot build it); the timeline says so.
+    let real_kserve = !std::env::args().any(|a| a == "--no-kserve");
+    if let Some(other) = std::env::args().skip(1).find(|a| a != "--no-kserve") {
+        anyhow::bail!("unknown argument {other:?} (the demo takes only --no-kserve)");
+    }
     let config = DemoConfig {
         namespace: "fraud-detection".into(),
         argocd_namespace: "argocd".into(),
+        real_kserve,
     };
     fresh_namespace(&cluster, &config.namespace).await?;
     let timeline = Timeline::new();

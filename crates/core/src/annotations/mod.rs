@@ -1,4 +1,4 @@
-//! The annotation contract (DESIGN.md section 3): the keys, and total parsers for their values.
+//! The annotation contract (docs/design.md): the keys, and total parsers for their values.
 //! Every parser returns a value or an error that names what is wrong; none panics.
 
 mod notebook_status;

@@ -93,13 +93,15 @@ impl ValidationMetrics {
         this
     }
 
-    fn observe(&self, run: &str, before: Option<Phase>, after: &NotebookValidationJobStatus) {
+    /// Counts a status written for the NVJ with `uid` (at most one run of an NVJ is in
+    /// progress: a spec change replaces the run, it does not add one).
+    fn observe(&self, uid: &str, before: Option<Phase>, after: &NotebookValidationJobStatus) {
         let Ok(mut running) = self.running.lock() else {
             return;
         };
         match after.phase {
             Some(p) if p.is_terminal() => {
-                running.remove(run);
+                running.remove(uid);
                 if before.is_none_or(|b| !b.is_terminal()) {
                     let result = after
                         .condition(conditions::READY)
@@ -115,12 +117,21 @@ impl ValidationMetrics {
                 }
             }
             Some(_) => {
-                running.insert(run.to_string());
+                running.insert(uid.to_string());
             }
             None => {}
         }
         self.in_progress
             .set(i64::try_from(running.len()).unwrap_or(i64::MAX));
+    }
+
+    /// A deleted NVJ's run is no longer in progress.
+    fn forget(&self, uid: &str) {
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(uid);
+            self.in_progress
+                .set(i64::try_from(running.len()).unwrap_or(i64::MAX));
+        }
     }
 }
 
@@ -175,6 +186,12 @@ impl nbg_runtime::Reconciler for NvjReconciler {
         NAME
     }
 
+    fn forget(&self, nvj: &NotebookValidationJob) {
+        if let Some(uid) = nvj.metadata.uid.as_deref() {
+            self.metrics.forget(uid);
+        }
+    }
+
     async fn reconcile(&self, nvj: Arc<NotebookValidationJob>) -> Result<Action, Error> {
         if nvj.metadata.deletion_timestamp.is_some() {
             // Its pods are owned by it: the garbage collector removes them.
@@ -206,7 +223,7 @@ impl nbg_runtime::Reconciler for NvjReconciler {
                 nvj.status.as_ref().and_then(|s| s.observed_generation) == nvj.metadata.generation
             });
             let run = format!("{uid}/{}", nvj.metadata.generation.unwrap_or(0));
-            self.metrics.observe(&run, before, status);
+            self.metrics.observe(&uid, before, status);
             if before != status.phase {
                 let object = format!("{namespace}/{}", nvj.name_any());
                 let phase = status.phase.map(|p| p.as_str()).unwrap_or_default();
@@ -281,5 +298,45 @@ impl nbg_runtime::Reconciler for NvjReconciler {
             watcher::Config::default().labels("app.kubernetes.io/managed-by=nvj-validator"),
         );
         controller.owns_stream(watch.resilient("pods", pods).touched_objects())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(phase: Phase) -> NotebookValidationJobStatus {
+        NotebookValidationJobStatus {
+            phase: Some(phase),
+            ..NotebookValidationJobStatus::default()
+        }
+    }
+
+    fn in_progress(registry: &nbg_runtime::metrics::SharedRegistry) -> String {
+        nbg_runtime::metrics::encode(registry)
+            .lines()
+            .find(|l| l.starts_with("nbg_validations_in_progress "))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[test]
+    fn the_in_progress_gauge_follows_nvjs_not_runs_and_forgets_deleted_ones() {
+        let registry = nbg_runtime::metrics::new_registry();
+        let m = ValidationMetrics::register(&registry);
+        m.observe("a", None, &status(Phase::Initializing));
+        // A spec change: a new run of the same NVJ replaces the old one.
+        m.observe("a", None, &status(Phase::ValidationRunning));
+        m.observe("b", None, &status(Phase::ValidationRunning));
+        assert_eq!(in_progress(&registry), "nbg_validations_in_progress 2");
+        m.observe(
+            "b",
+            Some(Phase::ValidationRunning),
+            &status(Phase::Succeeded),
+        );
+        assert_eq!(in_progress(&registry), "nbg_validations_in_progress 1");
+        // Deleted while running.
+        m.forget("a");
+        assert_eq!(in_progress(&registry), "nbg_validations_in_progress 0");
     }
 }
