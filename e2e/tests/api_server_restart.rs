@@ -293,12 +293,12 @@ async fn trigger_scenario(plane: &PrivateControlPlane, s: Scenario<'_>) -> Durat
 
 /// nvj-validator: NVJs created around the outage each get exactly one validation pod, within
 /// the goal of `/readyz`.
-async fn validator_scenario(plane: &PrivateControlPlane, down: Duration) -> Duration {
-    if !selected("validator") {
+async fn validator_scenario(plane: &PrivateControlPlane, name: &str, down: Duration) -> Duration {
+    if !selected(name) {
         return Duration::ZERO;
     }
     let client = plane.cluster.client().await;
-    let ns = "validator".to_string();
+    let ns = name.to_string();
     create_namespace(&client, &ns).await;
     let _controller = ChartedController::start(
         &plane.cluster,
@@ -424,5 +424,6 @@ async fn controllers_are_back_within_seconds_after_the_api_server_restarts() {
         },
     )
     .await;
-    validator_scenario(&plane, eight).await;
+    validator_scenario(&plane, "validator", eight).await;
+    validator_scenario(&plane, "validator-long", Duration::from_secs(40)).await;
 }

@@ -578,6 +578,18 @@ pub enum TriggerOutcome {
     Denied,
 }
 
+impl TriggerOutcome {
+    /// The outcome as written in the status (also the metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "InProgress",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Denied => "Denied",
+        }
+    }
+}
+
 impl NotebookValidationJob {
     /// The identity of the run this object's status describes, `<uid>/<observedGeneration>`,
     /// once the validator has observed a generation.

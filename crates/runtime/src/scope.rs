@@ -7,9 +7,9 @@ use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
 use kube::api::Api;
 use kube::runtime::watcher;
-use kube::{Client, Resource};
 use tokio::sync::{Notify, watch};
 
 /// Where a controller acts.
@@ -46,22 +46,6 @@ impl Scope {
     /// The explicitly listed namespaces; empty means all.
     pub fn listed_namespaces(&self) -> &[String] {
         &self.namespaces
-    }
-
-    /// One Api per listed namespace, or one cluster-wide Api.
-    pub fn apis<K>(&self, client: &Client) -> Vec<(Option<String>, Api<K>)>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        K::DynamicType: Default,
-    {
-        if self.namespaces.is_empty() {
-            vec![(None, Api::all(client.clone()))]
-        } else {
-            self.namespaces
-                .iter()
-                .map(|ns| (Some(ns.clone()), Api::namespaced(client.clone(), ns)))
-                .collect()
-        }
     }
 
     /// Pure membership test.

@@ -381,7 +381,17 @@ impl TriggerReconciler {
         };
         let value = serde_json::to_value(&live).unwrap_or_default();
         let managing_app = if t.group() == "argoproj.io" && t.kind == "Application" {
-            let app: Application = serde_json::from_value(value.clone()).unwrap_or_default();
+            let app: Application = match serde_json::from_value(value.clone()) {
+                Ok(app) => app,
+                // Never a default in its place: an Application we cannot read manages nothing
+                // we could prove.
+                Err(e) => {
+                    return done(
+                        TriggerOutcome::Failed,
+                        format!("cannot read Application {ns}/{}: {e}", t.name),
+                    );
+                }
+            };
             authorize::application_manages(&app, live.data.get("status"), nvj)
         } else {
             false
@@ -610,7 +620,7 @@ fn triggers_valid(
     message: &str,
 ) -> Condition {
     let now = Time(Timestamp::now());
-    let mut c = nbg_core::conditions::condition(
+    let new = nbg_core::conditions::condition(
         CONDITION_TRIGGERS_VALID,
         valid,
         reason,
@@ -618,16 +628,16 @@ fn triggers_valid(
         nvj.metadata.generation,
         &now,
     );
-    // The transition time moves only when the status does.
-    if let Some(old) = nvj
+    // The transition time moves only when the status does: the shared rule.
+    let mut current: Vec<Condition> = nvj
         .status
         .as_ref()
         .and_then(|s| s.condition(CONDITION_TRIGGERS_VALID))
-        .filter(|o| o.status == c.status)
-    {
-        c.last_transition_time = old.last_transition_time.clone();
-    }
-    c
+        .cloned()
+        .into_iter()
+        .collect();
+    nbg_core::conditions::upsert(&mut current, new.clone());
+    current.pop().unwrap_or(new)
 }
 
 fn condition_changed(nvj: &NotebookValidationJob, c: &Condition) -> bool {
@@ -919,7 +929,7 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                     let labels = ActionLabels {
                         kind: r.kind.clone(),
                         action: r.action.clone(),
-                        result: format!("{:?}", r.outcome),
+                        result: r.outcome.as_str().to_string(),
                     };
                     self.metrics.actions.get_or_create(&labels).inc();
                 }

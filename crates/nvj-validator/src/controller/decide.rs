@@ -62,7 +62,12 @@ pub struct Plan {
     pub create_attempt: Option<i32>,
     pub events: Vec<PlannedEvent>,
     pub requeue: Option<Duration>,
+    /// The run's timeout (`spec.timeout`), for the pod's deadline.
+    pub timeout: Duration,
 }
+
+/// `spec.timeout`'s default (the Go operator's), used where the spec does not check.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
 fn pod_phase(p: &Pod) -> &str {
     p.status
@@ -198,7 +203,12 @@ pub fn decide(
         settings,
     };
     let current = nvj.status.clone().unwrap_or_default();
-    let mut plan = Plan::default();
+    // The spec is checked once per reconcile.
+    let checked = spec_check::check(&nvj.spec);
+    let mut plan = Plan {
+        timeout: checked.as_ref().map_or(DEFAULT_TIMEOUT, |c| c.timeout),
+        ..Plan::default()
+    };
     let name = nvj.metadata.name.clone().unwrap_or_default();
 
     // A new run: the spec generation changed (or the job is new).
@@ -227,7 +237,7 @@ pub fn decide(
                 .collect(),
             ..NotebookValidationJobStatus::default()
         };
-        match spec_check::check(&nvj.spec) {
+        match checked {
             Err(e) => cx.fail(status, "InvalidSpec", e.0, &mut plan),
             Ok(checked) => {
                 if !checked.unsupported.is_empty() {
@@ -290,9 +300,7 @@ pub fn decide(
     let pod = pods
         .iter()
         .find(|p| p.metadata.name.as_deref() == Some(pod_name.as_str()));
-    let timeout = spec_check::check(&nvj.spec)
-        .map(|c| c.timeout)
-        .unwrap_or(Duration::from_secs(1800));
+    let timeout = plan.timeout;
     // The controller's own backstop beyond the runner's deadline and the kubelet's.
     let hard_deadline = timeout
         + Duration::from_secs(u64::try_from(pod::DEADLINE_GRACE_SECONDS).unwrap_or(60) + 30);

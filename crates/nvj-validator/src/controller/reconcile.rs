@@ -4,7 +4,6 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -26,7 +25,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use super::decide::{self, CONDITION_UNSUPPORTED, Plan, Settings};
 use super::pod::{self, LABEL_NVJ_UID, PodSettings};
-use super::spec_check;
 use crate::NAME;
 
 /// Errors of one reconcile; the variant name is the metric label and Event reason.
@@ -243,10 +241,7 @@ impl nbg_runtime::Reconciler for NvjReconciler {
             }
         }
         if let Some(attempt) = plan.create_attempt {
-            let timeout = spec_check::check(&nvj.spec)
-                .map(|c| c.timeout)
-                .unwrap_or(Duration::from_secs(1800));
-            let seconds = i64::try_from(timeout.as_secs().max(1)).unwrap_or(i64::MAX / 2);
+            let seconds = i64::try_from(plan.timeout.as_secs().max(1)).unwrap_or(i64::MAX / 2);
             let pod =
                 pod::build(&nvj, attempt, seconds, &self.pod_settings).map_err(Error::PodSpec)?;
             let pod_name = pod.metadata.name.clone().unwrap_or_default();
