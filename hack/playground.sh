@@ -94,9 +94,8 @@ cmd_up() {
   # of the workspace before the tests run.
   if [ -z "${NBG_PLAYGROUND_SKIP_BUILD:-}" ]; then
     step "our binaries (cargo; several minutes the first time)"
-    local bins=() c
-    for c in "${controllers[@]}"; do bins+=(--bin "$c"); done
-    cargo build --quiet -p nbg-e2e --bin local-kubelet "${bins[@]}"
+    # Every binary of the workspace, as hack/test.sh builds them, so neither rebuilds the other's.
+    cargo build --quiet --workspace --bins
   fi
   step "local control plane"
   "$here/local-cluster.sh" up
