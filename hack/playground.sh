@@ -90,13 +90,9 @@ cmd_up() {
   step "notebook Python environment (once)"
   local python
   python="$("$here/python-env.sh")/python"
-  # The e2e test of the README sets NBG_PLAYGROUND_SKIP_BUILD: hack/test.sh has built every binary
-  # of the workspace before the tests run.
-  if [ -z "${NBG_PLAYGROUND_SKIP_BUILD:-}" ]; then
-    step "our binaries (cargo; several minutes the first time)"
-    # Every binary of the workspace, as hack/test.sh builds them, so neither rebuilds the other's.
-    cargo build --quiet --workspace --bins
-  fi
+  step "our binaries (cargo; several minutes the first time)"
+  # Every binary of the workspace, as hack/test.sh builds them, so neither rebuilds the other's.
+  cargo build --quiet --workspace --bins
   step "local control plane"
   "$here/local-cluster.sh" up
 

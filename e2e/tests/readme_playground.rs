@@ -89,8 +89,6 @@ fn the_readme_playground_validates_a_local_notebook_and_stops_cleanly() {
         ("NBG_ETCD_PORT".to_string(), free_port().to_string()),
         ("NBG_ETCD_PEER_PORT".to_string(), free_port().to_string()),
         ("NBG_APISERVER_PORT".to_string(), free_port().to_string()),
-        // hack/test.sh has built every binary of the workspace before the tests run.
-        ("NBG_PLAYGROUND_SKIP_BUILD".to_string(), "1".to_string()),
         // A fresh machine has no git identity; a user's has one.
         ("GIT_AUTHOR_NAME".to_string(), "Playground User".to_string()),
         (
