@@ -19,15 +19,15 @@ demo *args:
 
 # A playground for your own notebooks, in the background: control plane, every controller, kubelet double, git daemon.
 up:
-    hack/playground.sh up
+    @hack/playground.sh up
 
 # Stop the playground and the local control plane.
 down:
-    hack/playground.sh down
+    @hack/playground.sh down
 
 # What of the playground is running.
 status:
-    hack/playground.sh status
+    @hack/playground.sh status
 
 # Everything CI runs: format and lint checks, unit tests, then e2e tests on the local control plane.
 test:
