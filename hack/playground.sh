@@ -90,9 +90,13 @@ cmd_up() {
   step "notebook Python environment (once)"
   local python
   python="$("$here/python-env.sh")/python"
-  step "our binaries (cargo; several minutes the first time)"
-  # Every binary of the workspace, as hack/test.sh builds them, so neither rebuilds the other's.
-  cargo build --quiet --workspace --bins
+  # Every binary of the workspace, with the same command as hack/test.sh. The README's e2e test
+  # sets NBG_PLAYGROUND_SKIP_BUILD: hack/test.sh ran this command before the tests (running it
+  # again after `cargo test` rebuilt the binaries with test features costs CI 90 s).
+  if [ -z "${NBG_PLAYGROUND_SKIP_BUILD:-}" ]; then
+    step "our binaries (cargo; several minutes the first time)"
+    cargo build --quiet --workspace --bins
+  fi
   step "local control plane"
   "$here/local-cluster.sh" up
 

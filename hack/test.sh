@@ -57,7 +57,7 @@ fi
 "$here/local-cluster.sh" up
 
 step "controller binaries (the e2e tests run them as processes)"
-cargo build --workspace --bins --quiet
+cargo build --quiet --workspace --bins
 
 step "unit and end-to-end tests"
 # In its own process group, so every process a test starts is stopped with it.

@@ -75,6 +75,16 @@ fn processes_with(needle: &str) -> Vec<String> {
     found
 }
 
+/// The playground builds what it starts with the command hack/test.sh runs before the tests, so
+/// the test skipping it skips nothing.
+#[test]
+fn the_playground_builds_with_the_command_the_test_run_used() {
+    let read = |p: &str| std::fs::read_to_string(repo_root().join(p)).expect(p);
+    let command = "cargo build --quiet --workspace --bins";
+    assert!(read("hack/playground.sh").contains(command));
+    assert!(read("hack/test.sh").contains(command));
+}
+
 #[test]
 fn the_readme_playground_validates_a_local_notebook_and_stops_cleanly() {
     let commands = readme_commands();
@@ -89,6 +99,8 @@ fn the_readme_playground_validates_a_local_notebook_and_stops_cleanly() {
         ("NBG_ETCD_PORT".to_string(), free_port().to_string()),
         ("NBG_ETCD_PEER_PORT".to_string(), free_port().to_string()),
         ("NBG_APISERVER_PORT".to_string(), free_port().to_string()),
+        // hack/test.sh built the binaries with the playground's own command (checked below).
+        ("NBG_PLAYGROUND_SKIP_BUILD".to_string(), "1".to_string()),
         // A fresh machine has no git identity; a user's has one.
         ("GIT_AUTHOR_NAME".to_string(), "Playground User".to_string()),
         (
