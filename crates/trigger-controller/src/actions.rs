@@ -33,8 +33,8 @@ pub enum Plan {
     AlreadyApplied,
     /// Apply this JSON merge patch.
     Patch(Value),
-    /// Not now (an Argo CD operation is running); try again when the target changes.
-    Wait(String),
+    /// Not now; try again when the target changes.
+    Wait(WaitFor),
     /// This controller cannot do what the entry asks; recorded as a failure, never retried.
     Unsupported(String),
 }
@@ -52,6 +52,17 @@ fn operation_has_run(op: Option<&Value>, run: &str) -> bool {
                     && i.get("value").and_then(Value::as_str) == Some(run)
             })
         })
+}
+
+/// What a planned action waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WaitFor {
+    /// Someone requested an Argo CD operation that has not started yet.
+    #[error("an Argo CD operation is requested; syncing once it finishes")]
+    OperationRequested,
+    /// An Argo CD operation is running (or terminating).
+    #[error("an Argo CD operation is running; syncing once it finishes")]
+    OperationRunning,
 }
 
 /// Whether a restart stamped `time` (RFC 3339, whole seconds) certainly happened after a run that
@@ -144,14 +155,11 @@ pub fn plan(
                 .and_then(Value::as_str)
                 .unwrap_or("");
             if requested.is_some() || matches!(phase, "Running" | "Terminating") {
-                return Plan::Wait(format!(
-                    "an Argo CD operation is {}; syncing once it finishes",
-                    if requested.is_some() {
-                        "requested"
-                    } else {
-                        "running"
-                    }
-                ));
+                return Plan::Wait(if requested.is_some() {
+                    WaitFor::OperationRequested
+                } else {
+                    WaitFor::OperationRunning
+                });
             }
             // The resourceVersion makes the patch fail if anything changed since we looked, so
             // two syncs can never be started over each other.

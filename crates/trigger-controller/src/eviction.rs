@@ -20,13 +20,28 @@ pub enum EvictionStep {
     Done(String),
 }
 
+/// Why a target's pods cannot be selected for eviction.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    #[error("{kind} has no spec.selector")]
+    NoSelector { kind: String },
+    #[error("the target's selector is empty")]
+    Empty,
+    #[error("unknown selector operator {0:?}")]
+    UnknownOperator(Option<String>),
+    #[error("restart by eviction is not supported for {group}/{kind}")]
+    Unsupported { group: String, kind: String },
+}
+
 /// The label selector of the target's pods, in the API's query syntax.
-pub fn pod_selector(group: &str, kind: &str, live: &Value) -> Result<String, String> {
+pub fn pod_selector(group: &str, kind: &str, live: &Value) -> Result<String, SelectorError> {
     match (group, kind) {
         ("apps", "Deployment" | "StatefulSet" | "DaemonSet") | ("argoproj.io", "Rollout") => {
-            let selector = live
-                .pointer("/spec/selector")
-                .ok_or_else(|| format!("{kind} has no spec.selector"))?;
+            let selector =
+                live.pointer("/spec/selector")
+                    .ok_or_else(|| SelectorError::NoSelector {
+                        kind: kind.to_string(),
+                    })?;
             label_selector(selector)
         }
         ("serving.kserve.io", "InferenceService") => {
@@ -36,15 +51,16 @@ pub fn pod_selector(group: &str, kind: &str, live: &Value) -> Result<String, Str
                 .unwrap_or_default();
             Ok(format!("serving.kserve.io/inferenceservice={name}"))
         }
-        _ => Err(format!(
-            "restart by eviction is not supported for {group}/{kind}"
-        )),
+        _ => Err(SelectorError::Unsupported {
+            group: group.to_string(),
+            kind: kind.to_string(),
+        }),
     }
 }
 
 /// `{matchLabels, matchExpressions}` as a selector string; an empty selector is refused (it
 /// would select every pod of the namespace).
-fn label_selector(selector: &Value) -> Result<String, String> {
+fn label_selector(selector: &Value) -> Result<String, SelectorError> {
     let mut parts = Vec::new();
     if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
         for (k, v) in labels {
@@ -70,11 +86,11 @@ fn label_selector(selector: &Value) -> Result<String, String> {
             Some("NotIn") => parts.push(format!("{key} notin ({})", values.join(","))),
             Some("Exists") => parts.push(key.to_string()),
             Some("DoesNotExist") => parts.push(format!("!{key}")),
-            other => return Err(format!("unknown selector operator {other:?}")),
+            other => return Err(SelectorError::UnknownOperator(other.map(str::to_string))),
         }
     }
     if parts.is_empty() {
-        return Err("the target's selector is empty".into());
+        return Err(SelectorError::Empty);
     }
     Ok(parts.join(","))
 }
@@ -236,5 +252,30 @@ mod tests {
             "an empty selector would select every pod"
         );
         assert!(pod_selector("argoproj.io", "Application", &json!({})).is_err());
+    }
+
+    #[test]
+    fn selectors_that_cannot_be_used_say_why() {
+        let none = serde_json::json!({"spec": {}});
+        assert_eq!(
+            pod_selector("apps", "Deployment", &none),
+            Err(SelectorError::NoSelector {
+                kind: "Deployment".into()
+            })
+        );
+        let empty = serde_json::json!({"spec": {"selector": {}}});
+        assert_eq!(
+            pod_selector("apps", "Deployment", &empty),
+            Err(SelectorError::Empty)
+        );
+        let odd = serde_json::json!({"spec": {"selector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}}});
+        assert_eq!(
+            pod_selector("apps", "StatefulSet", &odd).map_err(|e| e.to_string()),
+            Err("unknown selector operator Some(\"Near\")".to_string())
+        );
+        assert_eq!(
+            pod_selector("batch", "Job", &none).map_err(|e| e.to_string()),
+            Err("restart by eviction is not supported for batch/Job".to_string())
+        );
     }
 }

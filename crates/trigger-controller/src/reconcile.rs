@@ -412,7 +412,7 @@ impl TriggerReconciler {
         let stamp = Timestamp::from_second(now.0.as_second()).unwrap_or(now.0);
         match actions::plan(t, &value, run, &stamp.to_string(), completion_time(nvj)) {
             Plan::AlreadyApplied => {}
-            Plan::Wait(why) => return waiting(why),
+            Plan::Wait(why) => return waiting(why.to_string()),
             Plan::Unsupported(why) => return done(TriggerOutcome::Failed, why),
             Plan::Patch(mut patch) => {
                 // Applies only to the version planned from (409 otherwise): a stale cached copy
@@ -496,7 +496,7 @@ impl TriggerReconciler {
         };
         let selector = match eviction::pod_selector(t.group(), &t.kind, live) {
             Ok(s) => s,
-            Err(why) => return failed(why),
+            Err(why) => return failed(why.to_string()),
         };
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let pods = match pods_api
