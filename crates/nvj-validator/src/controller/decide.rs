@@ -238,7 +238,7 @@ pub fn decide(
             ..NotebookValidationJobStatus::default()
         };
         match checked {
-            Err(e) => cx.fail(status, "InvalidSpec", e.0, &mut plan),
+            Err(e) => cx.fail(status, "InvalidSpec", e.to_string(), &mut plan),
             Ok(checked) => {
                 if !checked.unsupported.is_empty() {
                     let message = format!(

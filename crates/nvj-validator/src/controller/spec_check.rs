@@ -8,8 +8,26 @@ use nbg_core::nvj::NotebookValidationJobSpec;
 use crate::runner::compare::CompareConfig;
 
 /// What is wrong with a spec; the message names the field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecError(pub String);
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("spec.timeout: {0}")]
+    Timeout(String),
+    #[error("spec.timeout: must be longer than zero")]
+    ZeroTimeout,
+    /// `spec.comparisonConfig`: the message names the field.
+    #[error("{0}")]
+    Comparison(String),
+    #[error(
+        "spec.podConfig.volumeMounts[{index}].name: no volume named {name:?} in spec.podConfig.volumes"
+    )]
+    UnknownVolume { index: usize, name: String },
+    #[error("spec.podConfig.volumeMounts[{index}].mountPath: {path:?} is reserved for the runner")]
+    ReservedMountPath { index: usize, path: String },
+    #[error("spec.podConfig.env[{index}].name: {name:?} is reserved for the runner")]
+    ReservedEnv { index: usize, name: String },
+    #[error("{field}: {path:?} must be a path inside the repository")]
+    PathOutsideRepository { field: &'static str, path: String },
+}
 
 /// A spec that can run.
 #[derive(Debug, Clone)]
@@ -22,35 +40,35 @@ pub struct CheckedSpec {
 
 pub fn check(spec: &NotebookValidationJobSpec) -> Result<CheckedSpec, SpecError> {
     let timeout = nbg_core::duration::parse_go_duration(&spec.timeout)
-        .map_err(|e| SpecError(format!("spec.timeout: {e}")))?;
+        .map_err(|e| SpecError::Timeout(e.to_string()))?;
     if timeout.is_zero() {
-        return Err(SpecError("spec.timeout: must be longer than zero".into()));
+        return Err(SpecError::ZeroTimeout);
     }
     if let Some(cmp) = &spec.comparison_config {
-        CompareConfig::from_spec(cmp).map_err(|e| SpecError(e.to_string()))?;
+        CompareConfig::from_spec(cmp).map_err(|e| SpecError::Comparison(e.to_string()))?;
     }
     let pc = &spec.pod_config;
     let volumes: BTreeSet<&str> = pc.volumes.iter().map(|v| v.name.as_str()).collect();
     for (i, m) in pc.volume_mounts.iter().enumerate() {
         if !volumes.contains(m.name.as_str()) {
-            return Err(SpecError(format!(
-                "spec.podConfig.volumeMounts[{i}].name: no volume named {:?} in spec.podConfig.volumes",
-                m.name
-            )));
+            return Err(SpecError::UnknownVolume {
+                index: i,
+                name: m.name.clone(),
+            });
         }
         if m.mount_path.starts_with("/nbg") {
-            return Err(SpecError(format!(
-                "spec.podConfig.volumeMounts[{i}].mountPath: {:?} is reserved for the runner",
-                m.mount_path
-            )));
+            return Err(SpecError::ReservedMountPath {
+                index: i,
+                path: m.mount_path.clone(),
+            });
         }
     }
     for (i, e) in pc.env.iter().enumerate() {
         if e.name.starts_with("NBG_") {
-            return Err(SpecError(format!(
-                "spec.podConfig.env[{i}].name: {:?} is reserved for the runner",
-                e.name
-            )));
+            return Err(SpecError::ReservedEnv {
+                index: i,
+                name: e.name.clone(),
+            });
         }
     }
     for (field, source) in [
@@ -60,10 +78,10 @@ pub fn check(spec: &NotebookValidationJobSpec) -> Result<CheckedSpec, SpecError>
         if let Some(s) =
             source.filter(|s| s.path.starts_with('/') || s.path.split('/').any(|p| p == ".."))
         {
-            return Err(SpecError(format!(
-                "{field}: {:?} must be a path inside the repository",
-                s.path
-            )));
+            return Err(SpecError::PathOutsideRepository {
+                field,
+                path: s.path.clone(),
+            });
         }
     }
     let mut unsupported = Vec::new();
@@ -121,19 +139,21 @@ mod tests {
         ))
         .expect_err("bad regex");
         assert!(
-            e.0.starts_with("spec.comparisonConfig.customTimestampPatterns[0]"),
+            e.to_string()
+                .starts_with("spec.comparisonConfig.customTimestampPatterns[0]"),
             "{e:?}"
         );
         let e = check(&spec(serde_json::json!({"podConfig": {"containerImage": "i", "volumeMounts": [{"name": "v", "mountPath": "/d"}]}})))
             .expect_err("dangling mount");
         assert!(
-            e.0.starts_with("spec.podConfig.volumeMounts[0].name"),
+            e.to_string()
+                .starts_with("spec.podConfig.volumeMounts[0].name"),
             "{e:?}"
         );
         let e = check(&spec(serde_json::json!({"notebook": {"git": {"url": "https://x/r.git", "ref": "main"}, "path": "../x.ipynb"}}))).expect_err("escape");
-        assert!(e.0.starts_with("spec.notebook.path"), "{e:?}");
+        assert!(e.to_string().starts_with("spec.notebook.path"), "{e:?}");
         let e = check(&spec(serde_json::json!({"timeout": "0s"}))).expect_err("zero");
-        assert!(e.0.starts_with("spec.timeout"), "{e:?}");
+        assert!(e.to_string().starts_with("spec.timeout"), "{e:?}");
     }
 
     #[test]
