@@ -45,7 +45,7 @@ pub struct Cluster {
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 
-pub(crate) fn tool_path(name: &str) -> anyhow::Result<PathBuf> {
+fn tool_path(name: &str) -> anyhow::Result<PathBuf> {
     let out = Command::new(repo_root().join("hack/build-binaries.sh"))
         .args(["--path", name])
         .output()?;
@@ -71,16 +71,21 @@ fn boot() -> anyhow::Result<Cluster> {
     if !status.success() {
         bail!("building helm failed");
     }
-    let cluster = Cluster {
-        kubeconfig: dir.join("kubeconfig"),
-        kubectl: tool_path("kubectl")?,
-        helm: tool_path("helm")?,
-    };
-    cluster.install_crds()?;
-    Ok(cluster)
+    Cluster::at(&dir)
 }
 
 impl Cluster {
+    /// The running control plane whose state is in `dir`, with our CRDs (and KServe's) installed.
+    pub(crate) fn at(dir: &Path) -> anyhow::Result<Cluster> {
+        let cluster = Cluster {
+            kubeconfig: dir.join("kubeconfig"),
+            kubectl: tool_path("kubectl")?,
+            helm: tool_path("helm")?,
+        };
+        cluster.install_crds()?;
+        Ok(cluster)
+    }
+
     /// Boots the control plane once per test process, or reuses the running one.
     pub fn get() -> Cluster {
         // Logs of in-process helpers (the kubelet double) show with a failing test's output.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::cluster::{Cluster, repo_root, tool_path};
+use crate::cluster::{Cluster, repo_root};
 use crate::process::free_port;
 
 pub struct PrivateControlPlane {
@@ -49,12 +49,7 @@ impl PrivateControlPlane {
         if !status.success() {
             bail!("hack/local-cluster.sh up failed for the control plane in {dir:?}");
         }
-        let cluster = Cluster {
-            kubeconfig: dir.join("kubeconfig"),
-            kubectl: tool_path("kubectl")?,
-            helm: tool_path("helm")?,
-        };
-        cluster.install_crds()?;
+        let cluster = Cluster::at(&dir)?;
         Ok(Self {
             cluster,
             dir,

@@ -450,11 +450,17 @@ pub async fn run(
     let isvcs = crate::kserve::inference_services(&client, ns);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let predictor = format!("{ISVC}-predictor");
-    // KServe (played without it): the model server serves revision 1.
-    let kserve = |revision: &str| {
-        json!({"status": {"observedGeneration": 1, "url": format!("http://{ISVC}.{ns}.example.com"),
-        "conditions": [{"type": "Ready", "status": "True"}],
-        "components": {"predictor": {"latestCreatedRevision": revision, "latestReadyRevision": revision}}}})
+    // KServe, played without it: the model server serves `revision`, Ready.
+    let play_kserve = |revision: &'static str| {
+        let status = json!({"status": {"observedGeneration": 1, "url": format!("http://{ISVC}.{ns}.example.com"),
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "components": {"predictor": {"latestCreatedRevision": revision, "latestReadyRevision": revision}}}});
+        let isvcs = isvcs.clone();
+        async move {
+            isvcs
+                .patch_status(ISVC, &PatchParams::default(), &Patch::Merge(status))
+                .await
+        }
     };
     if config.real_kserve {
         let served = wait_for(Duration::from_secs(90), || async {
@@ -472,13 +478,7 @@ pub async fn run(
             ),
         );
     } else {
-        isvcs
-            .patch_status(
-                ISVC,
-                &PatchParams::default(),
-                &Patch::Merge(kserve("fraud-model-predictor-00001")),
-            )
-            .await?;
+        play_kserve("fraud-model-predictor-00001").await?;
         t.say(
             "KServe (demo)",
             "fraud-model serves revision fraud-model-predictor-00001",
@@ -511,13 +511,7 @@ pub async fn run(
             if config.real_kserve {
                 kserve_rolling = Some(marker.clone());
             } else {
-                isvcs
-                    .patch_status(
-                        ISVC,
-                        &PatchParams::default(),
-                        &Patch::Merge(kserve("fraud-model-predictor-00002")),
-                    )
-                    .await?;
+                play_kserve("fraud-model-predictor-00002").await?;
                 t.say("KServe (demo)", "copies the annotation into the predictor's pod template: revision fraud-model-predictor-00002 rolled out and Ready");
             }
             kserve_rolled = true;

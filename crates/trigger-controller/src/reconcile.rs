@@ -22,7 +22,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use nbg_core::annotations::{self, RestartStrategy, TriggerAction, TriggerTarget};
-use nbg_core::foreign::{Application, InferenceService};
+use nbg_core::foreign::{Application, InferenceService, predictor_deployment};
 use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome, TriggerRecord};
 use nbg_runtime::ReconcileError;
 use nbg_runtime::events::{EventType, Events};
@@ -436,7 +436,7 @@ impl TriggerReconciler {
                 return rolling(None);
             }
         }
-        let predictor = match predictor_key(t, &ns, &value) {
+        let predictor = match predictor_target(t, &ns).filter(|_| standard_mode(&value)) {
             Some(key) => match self.predictor(&key).await? {
                 Ok(deployment) => deployment,
                 Err(why) => return waiting(format!("{} applied; {why}", t.action)),
@@ -553,19 +553,19 @@ impl TriggerReconciler {
     }
 }
 
-/// The Deployment that rolls when `t` (an InferenceService in KServe's Standard mode, `live`)
-/// restarts.
-fn predictor_key(t: &TriggerTarget, ns: &str, live: &serde_json::Value) -> Option<TargetKey> {
-    if (t.group(), t.kind.as_str()) != ("serving.kserve.io", "InferenceService") {
-        return None;
-    }
-    let isvc: InferenceService = serde_json::from_value(live.clone()).ok()?;
-    isvc.standard_mode().then(|| TargetKey {
+/// The Deployment that rolls when `t`, an InferenceService, restarts in KServe's Standard mode.
+fn predictor_target(t: &TriggerTarget, ns: &str) -> Option<TargetKey> {
+    (t.group() == "serving.kserve.io" && t.kind == "InferenceService").then(|| TargetKey {
         group: "apps".into(),
         kind: "Deployment".into(),
         namespace: ns.to_string(),
-        name: isvc.predictor_deployment_name(),
+        name: predictor_deployment(&t.name),
     })
+}
+
+/// Whether `live` is an InferenceService that KServe runs in Standard mode.
+fn standard_mode(live: &serde_json::Value) -> bool {
+    serde_json::from_value::<InferenceService>(live.clone()).is_ok_and(|i| i.standard_mode())
 }
 
 /// `10 minutes`, `90 s`.
@@ -838,13 +838,7 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
             // InferenceService's restart rolls its predictor Deployment in KServe's Standard mode:
             // that Deployment's changes wake the NVJ too.
             let since = self.waiting.wait(target.clone(), nvj_ref.clone());
-            let predictor = (t.group() == "serving.kserve.io" && t.kind == "InferenceService")
-                .then(|| TargetKey {
-                    group: "apps".into(),
-                    kind: "Deployment".into(),
-                    namespace: key.1.clone(),
-                    name: format!("{}-predictor", t.name),
-                });
+            let predictor = predictor_target(t, &key.1);
             if let Some(p) = &predictor {
                 self.waiting.wait(p.clone(), nvj_ref.clone());
             }

@@ -108,6 +108,11 @@ impl<'a> RestartMarker<'a> {
     }
 }
 
+/// The Deployment KServe runs the predictor of InferenceService `isvc` as, in Standard mode.
+pub fn predictor_deployment(isvc: &str) -> String {
+    format!("{isvc}-predictor")
+}
+
 impl InferenceService {
     /// Whether KServe runs this InferenceService's predictor as a plain Deployment (Standard,
     /// formerly RawDeployment), as its status (or, before KServe wrote one, its annotation) says.

@@ -12,5 +12,5 @@ pub use application::{
 };
 pub use inference_service::{
     DEPLOYMENT_MODE_ANNOTATION, InferenceService, InferenceServiceStatus, KnativeCondition,
-    RestartMarker,
+    RestartMarker, predictor_deployment,
 };
