@@ -40,28 +40,40 @@ pub async fn mark_succeeded(
     api: &Api<NotebookValidationJob>,
     nvj: &NotebookValidationJob,
 ) -> kube::Result<NotebookValidationJob> {
+    mark_finished(api, nvj, Phase::Succeeded, "all cells succeeded").await
+}
+
+/// Writes what nvj-validator writes when the current generation's run ends in `phase`
+/// (`Running` writes a run in progress, without a completion time).
+pub async fn mark_finished(
+    api: &Api<NotebookValidationJob>,
+    nvj: &NotebookValidationJob,
+    phase: Phase,
+    message: &str,
+) -> kube::Result<NotebookValidationJob> {
     let name = nvj.metadata.name.clone().unwrap_or_default();
     let now =
         Time(Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH));
     let generation = nvj.metadata.generation;
-    let message = "all cells succeeded";
-    let conditions = conditions::for_phase(
-        &[],
-        Phase::Succeeded,
-        "Succeeded",
-        message,
-        generation,
-        &now,
-    );
-    let status = serde_json::json!({
+    let reason = match phase {
+        Phase::Succeeded => "Succeeded",
+        Phase::Failed => "CellFailed",
+        _ => "Running",
+    };
+    let conditions = conditions::for_phase(&[], phase, reason, message, generation, &now);
+    let mut status = serde_json::json!({"phase": phase, "observedGeneration": generation,
+        "message": message, "startTime": now, "conditions": conditions});
+    if phase.is_terminal() {
+        status["completionTime"] = serde_json::json!(now);
+    }
+    let body = serde_json::json!({
         "apiVersion": "mlops.mlops.dev/v1alpha1", "kind": "NotebookValidationJob",
-        "status": {"phase": "Succeeded", "observedGeneration": generation, "message": message,
-                   "completionTime": now, "conditions": conditions}
+        "status": status
     });
     api.patch_status(
         &name,
         &PatchParams::apply("nvj-validator").force(),
-        &Patch::Apply(&status),
+        &Patch::Apply(&body),
     )
     .await
 }

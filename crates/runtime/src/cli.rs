@@ -20,57 +20,46 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 #[derive(clap::Args, Debug, Clone)]
 pub struct CommonArgs {
     /// Kubeconfig file; without it the in-cluster config or ~/.kube/config is used.
-    #[arg(long, env = "KUBECONFIG", global = true)]
+    #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
 
     /// Namespaces to act in, comma-separated; all namespaces when empty. With a list the
     /// controller only needs namespaced RBAC (Roles) in those namespaces.
-    #[arg(long, env = "NBG_NAMESPACES", value_delimiter = ',', global = true)]
+    #[arg(long, env = "NBG_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
 
     /// Only act in namespaces whose labels match this selector, e.g. `mlops.dev/enabled=true`,
     /// so a feature can be enabled per namespace. Needs list/watch on namespaces.
-    #[arg(long, env = "NBG_NAMESPACE_SELECTOR", global = true)]
+    #[arg(long, env = "NBG_NAMESPACE_SELECTOR")]
     pub namespace_selector: Option<String>,
 
     /// Log filter in RUST_LOG syntax, e.g. `info,kube=warn`.
-    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
 
     /// Log format.
-    #[arg(
-        long,
-        env = "NBG_LOG_FORMAT",
-        value_enum,
-        default_value = "text",
-        global = true
-    )]
+    #[arg(long, env = "NBG_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
     /// Address of the /metrics, /healthz and /readyz server.
-    #[arg(
-        long,
-        env = "NBG_HTTP_ADDR",
-        default_value = "0.0.0.0:8080",
-        global = true
-    )]
+    #[arg(long, env = "NBG_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
 
     /// Take a coordination.k8s.io Lease before acting, so several replicas are safe: only the
     /// leader writes; a replica that cannot renew the lease in time stops acting and stands by.
-    #[arg(long, env = "NBG_LEADER_ELECTION", global = true)]
+    #[arg(long, env = "NBG_LEADER_ELECTION")]
     pub leader_election: bool,
 
     /// Namespace of the Lease; defaults to POD_NAMESPACE, then `default`.
-    #[arg(long, env = "NBG_LEASE_NAMESPACE", global = true)]
+    #[arg(long, env = "NBG_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
 
     /// Identity written into the Lease; defaults to POD_NAME, then the host name.
-    #[arg(long, env = "NBG_LEADER_IDENTITY", global = true)]
+    #[arg(long, env = "NBG_LEADER_IDENTITY")]
     pub leader_identity: Option<String>,
 
     /// How long a Lease is valid without renewal (Go duration).
-    #[arg(long, env = "NBG_LEASE_DURATION", value_parser = parse_seconds, default_value = "15s", global = true)]
+    #[arg(long, env = "NBG_LEASE_DURATION", value_parser = parse_seconds, default_value = "15s")]
     pub lease_duration: Duration,
 
     /// At most this many objects are reconciled at the same time (bounds memory and API load).
@@ -78,7 +67,7 @@ pub struct CommonArgs {
     pub max_concurrent_reconciles: u16,
 
     /// How long to wait for the API server at start-up before giving up (Go duration).
-    #[arg(long, env = "NBG_CONNECT_TIMEOUT", value_parser = parse_seconds, default_value = "10s", global = true)]
+    #[arg(long, env = "NBG_CONNECT_TIMEOUT", value_parser = parse_seconds, default_value = "10s")]
     pub connect_timeout: Duration,
 }
 

@@ -22,7 +22,7 @@ mod runtime;
 
 pub use cli::{CommonArgs, LogFormat};
 pub use runner::{ReconcileError, Reconciler};
-pub use runtime::Runtime;
+pub use runtime::{Runtime, load_config};
 
 /// Runs a controller binary's `main`: parses nothing itself, but turns any error into one clear
 /// line on stderr and a non-zero exit code, never a panic message or a backtrace.

@@ -37,8 +37,10 @@ pub struct Runtime {
     identity: Option<String>,
 }
 
-async fn load_config(args: &CommonArgs) -> anyhow::Result<Config> {
-    match &args.kubeconfig {
+/// The client configuration from `kubeconfig`, else the in-cluster one or `~/.kube/config`;
+/// an error names the file or says that none was found.
+pub async fn load_config(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    match kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
             Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
@@ -60,7 +62,7 @@ impl Runtime {
         // The filter is checked now, but logging starts after the connection check, so an
         // unreachable server is reported in exactly one line.
         telemetry::validate(&args.log_filter)?;
-        let mut config = load_config(&args).await?;
+        let mut config = load_config(args.kubeconfig.as_deref()).await?;
         config.connect_timeout = Some(args.connect_timeout);
         let url = config.cluster_url.to_string();
         let registry = new_registry();

@@ -22,8 +22,12 @@ pub const BLOCK_WAVE: &str = "mlops.dev/block-wave";
 pub const WAVE_COMPLETE: &str = "mlops.dev/wave-complete";
 /// On the NVJ, written by wave-marker.
 pub const WAVE_FAILED: &str = "mlops.dev/wave-failed";
-/// On the NVJ, written by wave-marker: RFC 3339 time of the mark.
+/// On the NVJ, written by wave-marker beside a mark: the marked run's `status.completionTime`
+/// (RFC 3339).
 pub const COMPLETION_TIME: &str = "mlops.dev/completion-time";
+/// On the NVJ, written by wave-marker beside a mark: the `metadata.generation` the mark
+/// describes. A reader trusts a mark only while this equals the NVJ's current generation.
+pub const WAVE_GENERATION: &str = "mlops.dev/wave-generation";
 /// On the Argo CD Application, written by app-status-aggregator: JSON summary.
 pub const NOTEBOOK_STATUS: &str = "mlops.dev/notebook-status";
 /// On the Argo CD Application, written by app-status-aggregator: one line of text.

@@ -1,0 +1,380 @@
+//! Which NVJs a `wait` is about, and where each stands - pure functions of the objects, so every
+//! rule is unit-tested without a cluster. A waiter trusts wave-marker's marks only for the NVJ's
+//! current generation: a mark of an earlier generation, in the moment between a spec change and
+//! its removal, never releases a waiter.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use nbg_core::annotations::{
+    ARGOCD_INSTANCE_LABEL, ARGOCD_TRACKING_ID, BLOCK_WAVE, SYNC_WAVE, WAVE_COMPLETE, WAVE_FAILED,
+    WAVE_GENERATION, parse_wave,
+};
+use nbg_core::nvj::{NotebookValidationJob, Phase};
+
+use crate::marks::{self, InvalidWave};
+
+/// What to wait for; every criterion given must hold (label and name selection happen on the
+/// server).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    /// NVJs whose `mlops.dev/block-wave` is this wave.
+    pub block_wave: Option<i32>,
+    /// NVJs in this sync wave.
+    pub wave: Option<i32>,
+    /// NVJs an Argo CD Application manages: `name`, or `namespace/name` for an Application
+    /// outside Argo CD's own namespace (tracking id `<namespace>_<name>:...`).
+    pub application: Option<String>,
+}
+
+/// Where one matching NVJ stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Marked complete for its current generation.
+    Complete,
+    /// Marked failed for its current generation; the NVJ's status message.
+    Failed(String),
+    /// A wave annotation is malformed: it will never be marked.
+    Invalid(String),
+    /// Not marked for its current generation yet; where it stands.
+    Pending(String),
+}
+
+fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+fn managed_by(meta: &ObjectMeta, application: &str) -> bool {
+    let (tracked_app, label_app) = match application.split_once('/') {
+        Some((ns, name)) => (format!("{ns}_{name}"), name),
+        None => (application.to_string(), application),
+    };
+    let by_annotation = annotation(meta, ARGOCD_TRACKING_ID)
+        .and_then(|id| id.split_once(':'))
+        .is_some_and(|(app, _)| app == tracked_app);
+    let by_label = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(ARGOCD_INSTANCE_LABEL))
+        .is_some_and(|v| v == label_app);
+    by_annotation || by_label
+}
+
+/// Whether the NVJ is one the query waits for. An NVJ whose wave annotation is malformed
+/// matches a criterion on that annotation: it is reported as invalid, never left out silently.
+pub fn matches(query: &Query, nvj: &NotebookValidationJob) -> bool {
+    if let Some(app) = &query.application
+        && !managed_by(&nvj.metadata, app)
+    {
+        return false;
+    }
+    let wave_is = |key: &str, wanted: Option<i32>, default: Option<i32>| match wanted {
+        None => true,
+        Some(w) => match annotation(&nvj.metadata, key) {
+            None => default == Some(w),
+            Some(v) => parse_wave(v).map_or(true, |v| v == w),
+        },
+    };
+    wave_is(SYNC_WAVE, query.wave, Some(0)) && wave_is(BLOCK_WAVE, query.block_wave, None)
+}
+
+/// Where the NVJ stands, from wave-marker's marks for its current generation.
+pub fn state(nvj: &NotebookValidationJob) -> State {
+    if let Err(InvalidWave { annotation, error }) = marks::waves(nvj) {
+        return State::Invalid(format!(
+            "annotation {annotation}: {error}; it will not be marked until it is fixed"
+        ));
+    }
+    let generation = nvj.metadata.generation;
+    let marked_generation = annotation(&nvj.metadata, WAVE_GENERATION).map(str::trim);
+    let current_mark =
+        generation.is_some_and(|g| marked_generation == Some(g.to_string().as_str()));
+    if current_mark && annotation(&nvj.metadata, WAVE_COMPLETE).is_some() {
+        return State::Complete;
+    }
+    let status = nvj.status.as_ref();
+    if current_mark && annotation(&nvj.metadata, WAVE_FAILED).is_some() {
+        let message = status
+            .and_then(|s| s.message.clone())
+            .unwrap_or_else(|| "validation failed".to_string());
+        return State::Failed(message);
+    }
+    let generation = generation.unwrap_or_default();
+    let mut where_ = match nvj.current_phase() {
+        None => format!(
+            "generation {generation} not picked up by nvj-validator yet (status describes {})",
+            status
+                .and_then(|s| s.observed_generation)
+                .map_or("none".to_string(), |g| format!("generation {g}"))
+        ),
+        Some(p @ (Phase::Succeeded | Phase::Failed)) => {
+            format!("phase {p}, not marked by wave-marker yet (is it running for this namespace?)")
+        }
+        Some(p) => format!("phase {p}"),
+    };
+    if let Some(m) = marked_generation.filter(|_| !current_mark) {
+        where_.push_str(&format!(
+            "; its mark is of generation {m}, not the current {generation}"
+        ));
+    }
+    State::Pending(where_)
+}
+
+/// A matching NVJ and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// `namespace/name`.
+    pub name: String,
+    pub state: State,
+}
+
+/// The decision after each change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Enough matches, all complete.
+    Complete,
+    /// At least one match failed or is invalid: stop now.
+    Failed,
+    /// Keep waiting.
+    Waiting,
+}
+
+/// All matches, sorted by name, and the verdict given at least `require` of them.
+pub fn judge<'a>(
+    query: &Query,
+    nvjs: impl IntoIterator<Item = &'a NotebookValidationJob>,
+    require: usize,
+) -> (Vec<Entry>, Verdict) {
+    let mut entries: Vec<Entry> = nvjs
+        .into_iter()
+        .filter(|n| matches(query, n))
+        .map(|n| Entry {
+            name: format!(
+                "{}/{}",
+                n.metadata.namespace.as_deref().unwrap_or_default(),
+                n.metadata.name.as_deref().unwrap_or_default()
+            ),
+            state: state(n),
+        })
+        .collect();
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    let verdict = if entries
+        .iter()
+        .any(|e| matches!(e.state, State::Failed(_) | State::Invalid(_)))
+    {
+        Verdict::Failed
+    } else if entries.len() >= require && entries.iter().all(|e| e.state == State::Complete) {
+        Verdict::Complete
+    } else {
+        Verdict::Waiting
+    };
+    (entries, verdict)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nvj(
+        name: &str,
+        generation: i64,
+        annotations: serde_json::Value,
+        status: serde_json::Value,
+    ) -> NotebookValidationJob {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "mlops.mlops.dev/v1alpha1",
+            "kind": "NotebookValidationJob",
+            "metadata": {"name": name, "namespace": "ml", "generation": generation,
+                         "annotations": annotations, "labels": {"team": "a"}},
+            "spec": {"notebook": {"git": {"url": "https://example.com/r.git", "ref": "main"}, "path": "a.ipynb"},
+                     "podConfig": {"containerImage": "img"}},
+            "status": status
+        }))
+        .expect("nvj")
+    }
+
+    fn complete(name: &str, block: &str) -> NotebookValidationJob {
+        nvj(
+            name,
+            2,
+            serde_json::json!({BLOCK_WAVE: block, WAVE_COMPLETE: "0", WAVE_GENERATION: "2"}),
+            serde_json::json!({"phase": "Succeeded", "observedGeneration": 2}),
+        )
+    }
+
+    fn running(name: &str, block: &str) -> NotebookValidationJob {
+        nvj(
+            name,
+            2,
+            serde_json::json!({BLOCK_WAVE: block}),
+            serde_json::json!({"phase": "Running", "observedGeneration": 2}),
+        )
+    }
+
+    fn by_block(b: i32) -> Query {
+        Query {
+            block_wave: Some(b),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn complete_when_every_match_is_marked_for_its_generation() {
+        let nvjs = [
+            complete("a", "5"),
+            complete("b", "5"),
+            running("other", "6"),
+        ];
+        let (entries, verdict) = judge(&by_block(5), &nvjs, 1);
+        assert_eq!(verdict, Verdict::Complete);
+        assert_eq!(entries.len(), 2);
+    }
+
+    #[test]
+    fn waits_for_the_running_one_and_says_its_phase() {
+        let nvjs = [complete("a", "5"), running("b", "5")];
+        let (entries, verdict) = judge(&by_block(5), &nvjs, 1);
+        assert_eq!(verdict, Verdict::Waiting);
+        assert_eq!(entries[1].state, State::Pending("phase Running".into()));
+    }
+
+    #[test]
+    fn a_failure_stops_the_wait_at_once_with_its_message() {
+        let failed = nvj(
+            "f",
+            2,
+            serde_json::json!({BLOCK_WAVE: "5", WAVE_FAILED: "0", WAVE_GENERATION: "2"}),
+            serde_json::json!({"phase": "Failed", "observedGeneration": 2, "message": "cell 3 failed"}),
+        );
+        let nvjs = [running("a", "5"), failed];
+        let (entries, verdict) = judge(&by_block(5), &nvjs, 1);
+        assert_eq!(verdict, Verdict::Failed);
+        assert_eq!(entries[1].state, State::Failed("cell 3 failed".into()));
+    }
+
+    #[test]
+    fn a_stale_mark_never_releases_a_waiter() {
+        // The spec changed to generation 3; the mark and the status still describe generation 2.
+        let stale = nvj(
+            "a",
+            3,
+            serde_json::json!({WAVE_COMPLETE: "0", WAVE_GENERATION: "2"}),
+            serde_json::json!({"phase": "Succeeded", "observedGeneration": 2}),
+        );
+        let (entries, verdict) = judge(&Query::default(), [&stale], 1);
+        assert_eq!(verdict, Verdict::Waiting);
+        let State::Pending(why) = &entries[0].state else {
+            panic!("pending expected")
+        };
+        assert!(
+            why.contains("generation 3 not picked up") && why.contains("mark is of generation 2"),
+            "{why}"
+        );
+        // Even a stale failure mark does not fail the wait.
+        let stale_failed = nvj(
+            "a",
+            3,
+            serde_json::json!({WAVE_FAILED: "0", WAVE_GENERATION: "2"}),
+            serde_json::json!({"phase": "Failed", "observedGeneration": 2}),
+        );
+        assert_eq!(
+            judge(&Query::default(), [&stale_failed], 1).1,
+            Verdict::Waiting
+        );
+    }
+
+    #[test]
+    fn succeeded_but_unmarked_is_pending_and_names_wave_marker() {
+        let unmarked = nvj(
+            "a",
+            2,
+            serde_json::json!({}),
+            serde_json::json!({"phase": "Succeeded", "observedGeneration": 2}),
+        );
+        let (entries, verdict) = judge(&Query::default(), [&unmarked], 1);
+        assert_eq!(verdict, Verdict::Waiting);
+        assert!(matches!(&entries[0].state, State::Pending(w) if w.contains("wave-marker")));
+    }
+
+    #[test]
+    fn require_stops_a_vacuous_pass() {
+        let (entries, verdict) = judge(&by_block(5), std::iter::empty(), 1);
+        assert_eq!((entries.len(), verdict), (0, Verdict::Waiting));
+        let nvjs = [complete("a", "5")];
+        assert_eq!(judge(&by_block(5), &nvjs, 2).1, Verdict::Waiting);
+        assert_eq!(judge(&by_block(5), &nvjs, 1).1, Verdict::Complete);
+    }
+
+    #[test]
+    fn malformed_waves_are_errors_never_complete() {
+        let bad = nvj(
+            "bad",
+            2,
+            serde_json::json!({BLOCK_WAVE: "five", WAVE_COMPLETE: "0", WAVE_GENERATION: "2"}),
+            serde_json::json!({"phase": "Succeeded", "observedGeneration": 2}),
+        );
+        let (entries, verdict) = judge(&by_block(5), [&bad], 1);
+        assert_eq!(verdict, Verdict::Failed);
+        assert!(
+            matches!(&entries[0].state, State::Invalid(m) if m.contains(BLOCK_WAVE) && m.contains("five"))
+        );
+        let bad_wave = nvj(
+            "bad",
+            2,
+            serde_json::json!({SYNC_WAVE: "1.5"}),
+            serde_json::json!({}),
+        );
+        let q = Query {
+            wave: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(judge(&q, [&bad_wave], 1).1, Verdict::Failed);
+        // A malformed sync-wave does not drag an NVJ of another block wave into the wait.
+        let other = nvj(
+            "other",
+            2,
+            serde_json::json!({SYNC_WAVE: "x", BLOCK_WAVE: "6"}),
+            serde_json::json!({}),
+        );
+        assert!(!matches(&by_block(5), &other));
+    }
+
+    #[test]
+    fn wave_and_application_select_by_argocd_tracking() {
+        let in_app = nvj(
+            "a",
+            2,
+            serde_json::json!({SYNC_WAVE: "2",
+            ARGOCD_TRACKING_ID: "apps_training:mlops.mlops.dev/NotebookValidationJob:ml/a"}),
+            serde_json::json!({}),
+        );
+        let legacy: NotebookValidationJob = {
+            let mut n = nvj("b", 2, serde_json::json!({}), serde_json::json!({}));
+            n.metadata.labels =
+                Some([(ARGOCD_INSTANCE_LABEL.to_string(), "training".to_string())].into());
+            n
+        };
+        let q = |app: &str| Query {
+            application: Some(app.into()),
+            ..Default::default()
+        };
+        assert!(matches(&q("apps/training"), &in_app));
+        assert!(
+            !matches(&q("training"), &in_app),
+            "an Application in Argo CD's namespace is another one"
+        );
+        assert!(matches(&q("training"), &legacy));
+        assert!(!matches(&q("serving"), &legacy));
+        let wave = |w| Query {
+            wave: Some(w),
+            ..Default::default()
+        };
+        assert!(matches(&wave(2), &in_app));
+        assert!(!matches(&wave(0), &in_app));
+        assert!(
+            matches(&wave(0), &legacy),
+            "no sync-wave is Argo CD's wave 0"
+        );
+    }
+}

@@ -1,0 +1,451 @@
+//! `wave-marker wait`: waits with a watch (not a poll) until the NVJs a hook depends on are
+//! marked complete for their current generation, and fails fast when one fails.
+
+pub mod judge;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::{WatchStreamExt, watcher};
+use nbg_core::nvj::NotebookValidationJob;
+
+use judge::{Entry, Query, State, Verdict};
+
+/// Exit codes, as documented in `--help`.
+pub mod exit {
+    pub const COMPLETE: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const TIMEOUT: u8 = 2;
+    pub const ERROR: u8 = 3;
+}
+
+/// Output format.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct WaitArgs {
+    /// Wait for every NVJ whose mlops.dev/block-wave is N.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub block_wave: Option<i32>,
+    /// Wait for every NVJ in sync wave N (argocd.argoproj.io/sync-wave; none means 0).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub wave: Option<i32>,
+    /// Wait for the NVJ of this name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only NVJs with these labels (a label selector, e.g. `team=fraud,stage!=dev`).
+    #[arg(long, short = 'l')]
+    pub selector: Option<String>,
+    /// Only NVJs an Argo CD Application manages, by Argo CD's tracking (annotation
+    /// argocd.argoproj.io/tracking-id or label app.kubernetes.io/instance): NAME, or
+    /// NAMESPACE/NAME for an Application outside Argo CD's namespace.
+    #[arg(long, value_name = "NAME")]
+    pub application: Option<String>,
+    /// Namespace of the NVJs; default: the kubeconfig's namespace, or the pod's own.
+    #[arg(
+        long,
+        short = 'n',
+        env = "NBG_WAIT_NAMESPACE",
+        conflicts_with = "all_namespaces"
+    )]
+    pub namespace: Option<String>,
+    /// NVJs in every namespace.
+    #[arg(long, short = 'A')]
+    pub all_namespaces: bool,
+    /// Give up after this long (Go duration).
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// At least this many NVJs must match, so a typo in a selector does not pass vacuously.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub require: usize,
+    /// `text`: a line per NVJ as it completes; `json`: one JSON object per line, the last one
+    /// the result.
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    pub output: Output,
+    /// Kubeconfig file; without it the in-cluster config or ~/.kube/config is used.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    nbg_core::duration::parse_go_duration(s).map_err(|e| e.to_string())
+}
+
+/// How a wait ended.
+#[derive(Debug)]
+pub enum Ended {
+    Complete(Vec<Entry>),
+    Failed(Vec<Entry>),
+    Timeout { entries: Vec<Entry>, missing: usize },
+    Error(String),
+}
+
+impl Ended {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Ended::Complete(_) => exit::COMPLETE,
+            Ended::Failed(_) => exit::FAILED,
+            Ended::Timeout { .. } => exit::TIMEOUT,
+            Ended::Error(_) => exit::ERROR,
+        }
+    }
+}
+
+/// Runs a wait to its end and prints it; returns the exit code.
+pub async fn run(args: WaitArgs) -> u8 {
+    let out = Printer {
+        format: args.output,
+    };
+    let ended = wait(&args, args.kubeconfig.as_deref(), &out).await;
+    out.result(&ended, &args);
+    ended.exit_code()
+}
+
+fn describe(args: &WaitArgs) -> String {
+    let mut parts = Vec::new();
+    if let Some(b) = args.block_wave {
+        parts.push(format!("blocking wave {b}"));
+    }
+    if let Some(w) = args.wave {
+        parts.push(format!("in sync wave {w}"));
+    }
+    if let Some(n) = &args.name {
+        parts.push(format!("named {n}"));
+    }
+    if let Some(s) = &args.selector {
+        parts.push(format!("with labels {s}"));
+    }
+    if let Some(a) = &args.application {
+        parts.push(format!("of Application {a}"));
+    }
+    if parts.is_empty() {
+        "NVJs".to_string()
+    } else {
+        format!("NVJs {}", parts.join(", "))
+    }
+}
+
+/// The client, and the API server's address for messages.
+async fn client(kubeconfig: Option<&std::path::Path>) -> Result<(Client, String), String> {
+    let mut config = nbg_runtime::load_config(kubeconfig)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    config.connect_timeout = Some(Duration::from_secs(10));
+    let server = config.cluster_url.to_string();
+    let client =
+        Client::try_from(config).map_err(|e| format!("cannot build a Kubernetes client: {e}"))?;
+    Ok((client, server))
+}
+
+/// Names what the API server refused or why it could not be reached.
+fn watch_error(e: &watcher::Error, where_: &str, server: &str) -> (bool, String) {
+    let (verb, err) = match e {
+        watcher::Error::InitialListFailed(err) => ("list", Some(err)),
+        watcher::Error::WatchStartFailed(err) | watcher::Error::WatchFailed(err) => {
+            ("watch", Some(err))
+        }
+        watcher::Error::WatchError(status) => {
+            let refused = matches!(status.code, 401 | 403);
+            return (
+                refused,
+                format!(
+                    "cannot watch notebookvalidationjobs.mlops.mlops.dev {where_}: {}",
+                    status.message
+                ),
+            );
+        }
+        watcher::Error::NoResourceVersion => ("watch", None),
+    };
+    let refused = matches!(err, Some(kube::Error::Api(s)) if matches!(s.code, 401 | 403 | 404));
+    let detail = err.map_or_else(|| e.to_string(), |err| err.to_string());
+    let what = if refused && matches!(err, Some(kube::Error::Api(s)) if s.code == 404) {
+        "the NotebookValidationJob CRD (mlops.mlops.dev/v1alpha1) is not installed: ".to_string()
+    } else {
+        String::new()
+    };
+    (
+        refused,
+        format!(
+            "{what}cannot {verb} notebookvalidationjobs.mlops.mlops.dev {where_} (API server {server}): {detail}"
+        ),
+    )
+}
+
+async fn wait(args: &WaitArgs, kubeconfig: Option<&std::path::Path>, out: &Printer) -> Ended {
+    if args.require == 0 && args.block_wave.is_none() && args.wave.is_none() && args.name.is_none()
+    {
+        // Allowed, but worth knowing: nothing needs to exist.
+        out.note("--require 0: passes when no NVJ matches");
+    }
+    let (client, server) = match client(kubeconfig).await {
+        Ok(c) => c,
+        Err(e) => return Ended::Error(e),
+    };
+    let resource = ApiResource::erase::<NotebookValidationJob>(&());
+    let (api, where_) = if args.all_namespaces {
+        (
+            Api::<DynamicObject>::all_with(client, &resource),
+            "in all namespaces".to_string(),
+        )
+    } else {
+        let ns = args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        (
+            Api::namespaced_with(client, &ns, &resource),
+            format!("in namespace {ns:?}"),
+        )
+    };
+    let mut config = watcher::Config::default();
+    if let Some(s) = &args.selector {
+        config = config.labels(s);
+    }
+    if let Some(n) = &args.name {
+        config = config.fields(&format!("metadata.name={n}"));
+    }
+    let query = Query {
+        block_wave: args.block_wave,
+        wave: args.wave,
+        application: args.application.clone(),
+    };
+    let deadline = Instant::now() + args.timeout;
+    out.note(&format!(
+        "waiting for {} {where_} (at least {}, timeout {:?})",
+        describe(args),
+        args.require,
+        args.timeout
+    ));
+    let mut stream = watcher(api, config).default_backoff().boxed();
+    let mut objects: BTreeMap<String, NotebookValidationJob> = BTreeMap::new();
+    let mut listing: BTreeMap<String, NotebookValidationJob> = BTreeMap::new();
+    let mut unreadable: BTreeMap<String, String> = BTreeMap::new();
+    let mut synced = false;
+    let mut reported: BTreeSet<String> = BTreeSet::new();
+    let mut last: Vec<Entry> = Vec::new();
+    loop {
+        let next = tokio::time::timeout_at(deadline.into(), stream.next()).await;
+        let event = match next {
+            Err(_) => {
+                let missing = args.require.saturating_sub(last.len());
+                return Ended::Timeout {
+                    entries: last,
+                    missing,
+                };
+            }
+            Ok(None) => return Ended::Error("the watch ended unexpectedly".into()),
+            Ok(Some(Err(e))) => {
+                let (refused, message) = watch_error(&e, &where_, &server);
+                if refused || !synced {
+                    return Ended::Error(message);
+                }
+                out.note(&format!("{message}; retrying"));
+                continue;
+            }
+            Ok(Some(Ok(event))) => event,
+        };
+        let key = |o: &DynamicObject| {
+            format!(
+                "{}/{}",
+                o.metadata.namespace.as_deref().unwrap_or_default(),
+                o.metadata.name.as_deref().unwrap_or_default()
+            )
+        };
+        match event {
+            watcher::Event::Init => listing.clear(),
+            watcher::Event::InitApply(o) => {
+                let k = key(&o);
+                match o.try_parse::<NotebookValidationJob>() {
+                    Ok(n) => {
+                        listing.insert(k, n);
+                    }
+                    Err(e) => {
+                        unreadable.insert(k, e.to_string());
+                    }
+                }
+                continue;
+            }
+            watcher::Event::InitDone => {
+                objects = std::mem::take(&mut listing);
+                synced = true;
+            }
+            watcher::Event::Apply(o) => {
+                let k = key(&o);
+                match o.try_parse::<NotebookValidationJob>() {
+                    Ok(n) => {
+                        unreadable.remove(&k);
+                        objects.insert(k, n);
+                    }
+                    Err(e) => {
+                        objects.remove(&k);
+                        unreadable.insert(k, e.to_string());
+                    }
+                }
+            }
+            watcher::Event::Delete(o) => {
+                let k = key(&o);
+                objects.remove(&k);
+                unreadable.remove(&k);
+            }
+        }
+        if !synced {
+            continue;
+        }
+        let (mut entries, mut verdict) = judge::judge(&query, objects.values(), args.require);
+        // An NVJ that cannot be read at all cannot be judged: an error, never complete.
+        if query == Query::default() && !unreadable.is_empty() {
+            for (name, e) in &unreadable {
+                entries.push(Entry {
+                    name: name.clone(),
+                    state: State::Invalid(format!("cannot read this NVJ: {e}")),
+                });
+            }
+            verdict = Verdict::Failed;
+        }
+        for e in &entries {
+            if e.state == State::Complete && reported.insert(e.name.clone()) {
+                out.complete(e, reported.len(), entries.len().max(args.require));
+            }
+        }
+        match verdict {
+            Verdict::Complete => return Ended::Complete(entries),
+            Verdict::Failed => return Ended::Failed(entries),
+            Verdict::Waiting => last = entries,
+        }
+    }
+}
+
+struct Printer {
+    format: Output,
+}
+
+impl Printer {
+    /// A remark on stderr (text) or a JSON line (json).
+    fn note(&self, message: &str) {
+        match self.format {
+            Output::Text => eprintln!("{message}"),
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({"event": "note", "message": message})
+            ),
+        }
+    }
+
+    fn complete(&self, e: &Entry, done: usize, of: usize) {
+        match self.format {
+            Output::Text => println!("complete  {}  [{done}/{of}]", e.name),
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({"event": "complete", "name": e.name})
+            ),
+        }
+    }
+
+    fn result(&self, ended: &Ended, args: &WaitArgs) {
+        let states =
+            |entries: &[Entry], pick: fn(&State) -> Option<&String>| -> Vec<(String, String)> {
+                entries
+                    .iter()
+                    .filter_map(|e| pick(&e.state).map(|m| (e.name.clone(), m.clone())))
+                    .collect()
+            };
+        let failed = |entries: &[Entry]| {
+            states(entries, |s| match s {
+                State::Failed(m) | State::Invalid(m) => Some(m),
+                _ => None,
+            })
+        };
+        let pending = |entries: &[Entry]| {
+            states(entries, |s| match s {
+                State::Pending(m) => Some(m),
+                _ => None,
+            })
+        };
+        let (result, text, failed, pending, missing, complete) = match ended {
+            Ended::Complete(entries) => (
+                "complete",
+                format!("all {} {} complete", entries.len(), describe(args)),
+                vec![],
+                vec![],
+                0,
+                entries.len(),
+            ),
+            Ended::Failed(entries) => {
+                let f = failed(entries);
+                let names: Vec<String> = f.iter().map(|(n, m)| format!("{n}: {m}")).collect();
+                (
+                    "failed",
+                    format!("failed: {}", names.join("; ")),
+                    f,
+                    pending(entries),
+                    0,
+                    entries
+                        .iter()
+                        .filter(|e| e.state == State::Complete)
+                        .count(),
+                )
+            }
+            Ended::Timeout { entries, missing } => {
+                let p = pending(entries);
+                let mut text = format!("timed out after {:?}", args.timeout);
+                if !p.is_empty() {
+                    let names: Vec<String> = p.iter().map(|(n, m)| format!("{n} ({m})")).collect();
+                    text.push_str(&format!("; still pending: {}", names.join(", ")));
+                }
+                if *missing > 0 {
+                    text.push_str(&format!(
+                        "; found {} of the {} required {}",
+                        entries.len(),
+                        args.require,
+                        describe(args)
+                    ));
+                }
+                (
+                    "timeout",
+                    text,
+                    vec![],
+                    p,
+                    *missing,
+                    entries
+                        .iter()
+                        .filter(|e| e.state == State::Complete)
+                        .count(),
+                )
+            }
+            Ended::Error(message) => ("error", message.clone(), vec![], vec![], 0, 0),
+        };
+        match self.format {
+            Output::Text => match ended {
+                Ended::Complete(_) => println!("{text}"),
+                _ => eprintln!("{text}"),
+            },
+            Output::Json => {
+                let list = |v: &[(String, String)], field: &str| -> Vec<serde_json::Value> {
+                    v.iter()
+                        .map(|(n, m)| serde_json::json!({"name": n, field: m}))
+                        .collect()
+                };
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "result": result,
+                        "exitCode": ended.exit_code(),
+                        "message": text,
+                        "complete": complete,
+                        "failed": list(&failed, "message"),
+                        "pending": list(&pending, "state"),
+                        "missing": missing,
+                    })
+                );
+            }
+        }
+    }
+}
