@@ -87,6 +87,11 @@ bench-trigger-controller *args:
     cargo build --release --quiet -p trigger-controller -p nbg-e2e --bin trigger-controller --bin bench-trigger-controller
     "${CARGO_TARGET_DIR:-target}/release/bench-trigger-controller" "$@"
 
+# Benchmark wave-marker with 1,000 NVJs finishing at once, and `wait` on all of them (release build).
+bench-wave-marker *args:
+    cargo build --release --quiet -p wave-marker -p nbg-e2e --bin wave-marker --bin bench-wave-marker
+    "${CARGO_TARGET_DIR:-target}/release/bench-wave-marker" "$@"
+
 # Build the statically linked nvj-validator that release images ship (runs in any Linux notebook image).
 runner-static:
     RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p nvj-validator --bin nvj-validator --target x86_64-unknown-linux-gnu

@@ -1,6 +1,37 @@
-//! What the benchmarks share: percentiles, a latency line, a process's resident memory.
+//! What the benchmarks share: percentiles, a latency line, a process's resident memory, a
+//! controller's API requests by verb, and waiting for a controller to have seen every object.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::controller::{ChartedController, metric_value};
+
+/// The controller's API requests so far, by verb (from its own request counter).
+pub fn api_requests(controller: &ChartedController) -> BTreeMap<String, f64> {
+    let text = controller.metrics();
+    ["read", "watch", "create", "patch", "update", "delete"]
+        .into_iter()
+        .filter_map(|verb| {
+            metric_value(&text, &format!("nbg_api_requests_total{{verb=\"{verb}\"}}"))
+                .map(|v| (verb.to_string(), v))
+        })
+        .collect()
+}
+
+/// Waits until the controller has reconciled at least `n` objects (it has looked at each).
+pub async fn wait_reconciled(controller: &ChartedController, n: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let sample = format!("nbg_reconciles_total{{controller=\"{}\"}}", controller.name);
+    while controller.metric(&sample).unwrap_or(0.0) < n as f64 {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "the controller did not start (log {})",
+            controller.process.log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
 
 /// Resident memory of a process, in KiB (0 when it is gone).
 pub fn rss_kib(pid: u32) -> u64 {

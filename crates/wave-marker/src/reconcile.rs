@@ -155,16 +155,20 @@ impl nbg_runtime::Reconciler for WaveReconciler {
             }
         }
         if let Some(event) = plan.event {
-            let reference = nvj.object_ref(&());
-            if event.warning {
-                self.events
-                    .warning(&reference, event.reason, "MarkWave", event.note)
-                    .await;
-            } else {
-                self.events
-                    .normal(&reference, event.reason, "MarkWave", event.note)
-                    .await;
-            }
+            // The mark is the record and is written; the Event is a notice. Published in the
+            // background so the reconcile's slot is free for the next mark at once.
+            let (events, reference) = (self.events.clone(), nvj.object_ref(&()));
+            tokio::spawn(async move {
+                if event.warning {
+                    events
+                        .warning(&reference, event.reason, "MarkWave", event.note)
+                        .await;
+                } else {
+                    events
+                        .normal(&reference, event.reason, "MarkWave", event.note)
+                        .await;
+                }
+            });
         }
         Ok(Action::await_change())
     }

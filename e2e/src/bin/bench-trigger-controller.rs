@@ -23,7 +23,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::watcher;
 use nbg_core::nvj::NotebookValidationJob;
-use nbg_e2e::bench::{report, rss_kib};
+use nbg_e2e::bench::{api_requests, report, rss_kib, wait_reconciled};
 use nbg_e2e::controller::{ChartedController, ControllerSpec, metric_value};
 use nbg_e2e::nvj::{mark_succeeded, minimal, with_trigger_succeeded};
 use nbg_e2e::{Cluster, TestNamespace};
@@ -57,17 +57,6 @@ fn deployment(name: &str) -> Deployment {
                  "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "model-server"}]}}}
     }))
     .expect("deployment")
-}
-
-fn requests(controller: &ChartedController) -> BTreeMap<String, f64> {
-    let text = controller.metrics();
-    ["read", "watch", "create", "patch", "update", "delete"]
-        .into_iter()
-        .filter_map(|verb| {
-            metric_value(&text, &format!("nbg_api_requests_total{{verb=\"{verb}\"}}"))
-                .map(|v| (verb.to_string(), v))
-        })
-        .collect()
 }
 
 /// Status writes done and patches seen, per 250 ms from the first write.
@@ -152,23 +141,9 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     // Ready once it has looked at every NVJ (none has succeeded yet: nothing to do).
-    let ready = Instant::now();
-    loop {
-        let seen = controller
-            .metric("nbg_reconciles_total{controller=\"trigger-controller\"}")
-            .unwrap_or(0.0);
-        if seen >= n as f64 {
-            break;
-        }
-        anyhow::ensure!(
-            ready.elapsed() < Duration::from_secs(120),
-            "the controller did not start (log {})",
-            controller.process.log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_reconciled(&controller, n).await?;
     let idle_rss = rss_kib(controller.process.id());
-    let before = requests(&controller);
+    let before = api_requests(&controller);
 
     // The watch records when each Deployment is first seen restarted.
     let patched: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -239,7 +214,7 @@ async fn main() -> anyhow::Result<()> {
     let all_recorded = marking.elapsed();
     // Anything late (a duplicate) would show within a few more seconds.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let after = requests(&controller);
+    let after = api_requests(&controller);
     let text = controller.metrics();
     let reconcile = |s: &str| {
         metric_value(

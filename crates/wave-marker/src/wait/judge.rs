@@ -3,6 +3,8 @@
 //! current generation: a mark of an earlier generation, in the moment between a spec change and
 //! its removal, never releases a waiter.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use nbg_core::annotations::{
     ARGOCD_INSTANCE_LABEL, ARGOCD_TRACKING_ID, BLOCK_WAVE, SYNC_WAVE, WAVE_COMPLETE, WAVE_FAILED,
@@ -140,36 +142,105 @@ pub enum Verdict {
     Waiting,
 }
 
+/// The matching NVJs and where each stands, kept up to date one change at a time, so a wait on
+/// thousands of NVJs costs the same per change as a wait on one.
+#[derive(Debug, Default)]
+pub struct Tally {
+    states: BTreeMap<String, State>,
+    complete: usize,
+    failed: usize,
+}
+
+impl Tally {
+    fn count(&mut self, state: &State, by: isize) {
+        let slot = match state {
+            State::Complete => &mut self.complete,
+            State::Failed(_) | State::Invalid(_) => &mut self.failed,
+            State::Pending(_) => return,
+        };
+        *slot = slot.saturating_add_signed(by);
+    }
+
+    /// Records where `key` (`namespace/name`) stands now: `None` when it no longer matches
+    /// (or is gone). Returns true when it has just become complete.
+    pub fn set(&mut self, key: &str, state: Option<State>) -> bool {
+        let old = match state {
+            Some(s) => {
+                self.count(&s, 1);
+                self.states.insert(key.to_string(), s)
+            }
+            None => self.states.remove(key),
+        };
+        if let Some(old) = &old {
+            self.count(old, -1);
+        }
+        old != Some(State::Complete) && self.states.get(key) == Some(&State::Complete)
+    }
+
+    /// Records the NVJ as the query sees it.
+    pub fn update(
+        &mut self,
+        query: &Query,
+        key: &str,
+        nvj: Option<&NotebookValidationJob>,
+    ) -> bool {
+        self.set(key, nvj.filter(|n| matches(query, n)).map(state))
+    }
+
+    pub fn complete(&self) -> usize {
+        self.complete
+    }
+
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+
+    /// The verdict given that at least `require` must match.
+    pub fn verdict(&self, require: usize) -> Verdict {
+        if self.failed > 0 {
+            Verdict::Failed
+        } else if self.states.len() >= require && self.complete == self.states.len() {
+            Verdict::Complete
+        } else {
+            Verdict::Waiting
+        }
+    }
+
+    /// Every match, sorted by name.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.states
+            .iter()
+            .map(|(name, state)| Entry {
+                name: name.clone(),
+                state: state.clone(),
+            })
+            .collect()
+    }
+}
+
+fn key_of(nvj: &NotebookValidationJob) -> String {
+    format!(
+        "{}/{}",
+        nvj.metadata.namespace.as_deref().unwrap_or_default(),
+        nvj.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
 /// All matches, sorted by name, and the verdict given at least `require` of them.
 pub fn judge<'a>(
     query: &Query,
     nvjs: impl IntoIterator<Item = &'a NotebookValidationJob>,
     require: usize,
 ) -> (Vec<Entry>, Verdict) {
-    let mut entries: Vec<Entry> = nvjs
-        .into_iter()
-        .filter(|n| matches(query, n))
-        .map(|n| Entry {
-            name: format!(
-                "{}/{}",
-                n.metadata.namespace.as_deref().unwrap_or_default(),
-                n.metadata.name.as_deref().unwrap_or_default()
-            ),
-            state: state(n),
-        })
-        .collect();
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    let verdict = if entries
-        .iter()
-        .any(|e| matches!(e.state, State::Failed(_) | State::Invalid(_)))
-    {
-        Verdict::Failed
-    } else if entries.len() >= require && entries.iter().all(|e| e.state == State::Complete) {
-        Verdict::Complete
-    } else {
-        Verdict::Waiting
-    };
-    (entries, verdict)
+    let mut tally = Tally::default();
+    for n in nvjs {
+        tally.update(query, &key_of(n), Some(n));
+    }
+    (tally.entries(), tally.verdict(require))
 }
 
 #[cfg(test)]
@@ -295,6 +366,37 @@ mod tests {
         let (entries, verdict) = judge(&Query::default(), [&unmarked], 1);
         assert_eq!(verdict, Verdict::Waiting);
         assert!(matches!(&entries[0].state, State::Pending(w) if w.contains("wave-marker")));
+    }
+
+    #[test]
+    fn the_tally_follows_changes_one_at_a_time() {
+        let q = by_block(5);
+        let mut tally = Tally::default();
+        assert!(!tally.update(&q, "ml/a", Some(&running("a", "5"))));
+        assert!(
+            !tally.update(&q, "ml/other", Some(&running("other", "6"))),
+            "not a match"
+        );
+        assert_eq!((tally.len(), tally.verdict(1)), (1, Verdict::Waiting));
+        assert!(
+            tally.update(&q, "ml/a", Some(&complete("a", "5"))),
+            "just completed"
+        );
+        assert!(
+            !tally.update(&q, "ml/a", Some(&complete("a", "5"))),
+            "not again"
+        );
+        assert_eq!(tally.verdict(1), Verdict::Complete);
+        assert_eq!(tally.verdict(2), Verdict::Waiting);
+        // A new generation takes the completion back; a deletion removes the match.
+        tally.update(&q, "ml/a", Some(&running("a", "5")));
+        assert_eq!((tally.complete(), tally.verdict(1)), (0, Verdict::Waiting));
+        tally.update(&q, "ml/a", None);
+        assert!(tally.is_empty());
+        tally.set("ml/x", Some(State::Invalid("unreadable".into())));
+        assert_eq!(tally.verdict(0), Verdict::Failed);
+        tally.set("ml/x", None);
+        assert_eq!(tally.verdict(0), Verdict::Complete);
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 pub mod judge;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,7 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 use nbg_core::nvj::NotebookValidationJob;
 
-use judge::{Entry, Query, State, Verdict};
+use judge::{Entry, Query, State, Tally, Verdict};
 
 /// Exit codes, as documented in `--help`.
 pub mod exit {
@@ -225,19 +224,17 @@ async fn wait(args: &WaitArgs, kubeconfig: Option<&std::path::Path>, out: &Print
         args.timeout
     ));
     let mut stream = watcher(api, config).default_backoff().boxed();
-    let mut objects: BTreeMap<String, NotebookValidationJob> = BTreeMap::new();
-    let mut listing: BTreeMap<String, NotebookValidationJob> = BTreeMap::new();
-    let mut unreadable: BTreeMap<String, String> = BTreeMap::new();
+    // While (re-)listing, the objects are collected and judged once the list is complete.
+    let mut listing: Vec<DynamicObject> = Vec::new();
+    let mut tally = Tally::default();
     let mut synced = false;
-    let mut reported: BTreeSet<String> = BTreeSet::new();
-    let mut last: Vec<Entry> = Vec::new();
     loop {
         let next = tokio::time::timeout_at(deadline.into(), stream.next()).await;
         let event = match next {
             Err(_) => {
-                let missing = args.require.saturating_sub(last.len());
+                let missing = args.require.saturating_sub(tally.len());
                 return Ended::Timeout {
-                    entries: last,
+                    entries: tally.entries(),
                     missing,
                 };
             }
@@ -252,75 +249,51 @@ async fn wait(args: &WaitArgs, kubeconfig: Option<&std::path::Path>, out: &Print
             }
             Ok(Some(Ok(event))) => event,
         };
-        let key = |o: &DynamicObject| {
-            format!(
-                "{}/{}",
-                o.metadata.namespace.as_deref().unwrap_or_default(),
-                o.metadata.name.as_deref().unwrap_or_default()
-            )
-        };
+        let mut changed: Vec<(String, Option<DynamicObject>)> = Vec::new();
         match event {
             watcher::Event::Init => listing.clear(),
-            watcher::Event::InitApply(o) => {
-                let k = key(&o);
-                match o.try_parse::<NotebookValidationJob>() {
-                    Ok(n) => {
-                        listing.insert(k, n);
-                    }
-                    Err(e) => {
-                        unreadable.insert(k, e.to_string());
-                    }
-                }
-                continue;
-            }
+            watcher::Event::InitApply(o) => listing.push(o),
             watcher::Event::InitDone => {
-                objects = std::mem::take(&mut listing);
+                tally = Tally::default();
+                changed = listing.drain(..).map(|o| (key(&o), Some(o))).collect();
                 synced = true;
             }
-            watcher::Event::Apply(o) => {
-                let k = key(&o);
-                match o.try_parse::<NotebookValidationJob>() {
-                    Ok(n) => {
-                        unreadable.remove(&k);
-                        objects.insert(k, n);
-                    }
-                    Err(e) => {
-                        objects.remove(&k);
-                        unreadable.insert(k, e.to_string());
-                    }
-                }
-            }
-            watcher::Event::Delete(o) => {
-                let k = key(&o);
-                objects.remove(&k);
-                unreadable.remove(&k);
-            }
+            watcher::Event::Apply(o) => changed.push((key(&o), Some(o))),
+            watcher::Event::Delete(o) => changed.push((key(&o), None)),
         }
         if !synced {
             continue;
         }
-        let (mut entries, mut verdict) = judge::judge(&query, objects.values(), args.require);
-        // An NVJ that cannot be read at all cannot be judged: an error, never complete.
-        if query == Query::default() && !unreadable.is_empty() {
-            for (name, e) in &unreadable {
-                entries.push(Entry {
-                    name: name.clone(),
-                    state: State::Invalid(format!("cannot read this NVJ: {e}")),
-                });
+        for (k, object) in changed {
+            let completed = match object.map(|o| o.try_parse::<NotebookValidationJob>()) {
+                None => tally.update(&query, &k, None),
+                Some(Ok(nvj)) => tally.update(&query, &k, Some(&nvj)),
+                // An NVJ that cannot be read cannot be judged: an error where it may be one
+                // the wait is about (no wave or Application criterion could rule it out).
+                Some(Err(e)) if query == Query::default() => tally.set(
+                    &k,
+                    Some(State::Invalid(format!("cannot read this NVJ: {e}"))),
+                ),
+                Some(Err(_)) => tally.set(&k, None),
+            };
+            if completed {
+                out.complete(&k, tally.complete(), tally.len().max(args.require));
             }
-            verdict = Verdict::Failed;
         }
-        for e in &entries {
-            if e.state == State::Complete && reported.insert(e.name.clone()) {
-                out.complete(e, reported.len(), entries.len().max(args.require));
-            }
-        }
-        match verdict {
-            Verdict::Complete => return Ended::Complete(entries),
-            Verdict::Failed => return Ended::Failed(entries),
-            Verdict::Waiting => last = entries,
+        match tally.verdict(args.require) {
+            Verdict::Complete => return Ended::Complete(tally.entries()),
+            Verdict::Failed => return Ended::Failed(tally.entries()),
+            Verdict::Waiting => {}
         }
     }
+}
+
+fn key(o: &DynamicObject) -> String {
+    format!(
+        "{}/{}",
+        o.metadata.namespace.as_deref().unwrap_or_default(),
+        o.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 struct Printer {
@@ -339,13 +312,10 @@ impl Printer {
         }
     }
 
-    fn complete(&self, e: &Entry, done: usize, of: usize) {
+    fn complete(&self, name: &str, done: usize, of: usize) {
         match self.format {
-            Output::Text => println!("complete  {}  [{done}/{of}]", e.name),
-            Output::Json => println!(
-                "{}",
-                serde_json::json!({"event": "complete", "name": e.name})
-            ),
+            Output::Text => println!("complete  {name}  [{done}/{of}]"),
+            Output::Json => println!("{}", serde_json::json!({"event": "complete", "name": name})),
         }
     }
 
