@@ -11,6 +11,14 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use nbg_core::conditions;
 use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome};
 
+/// Annotations from `(key, value)` pairs.
+pub fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// A minimal valid NVJ with these annotations.
 pub fn minimal(name: &str, annotations: &BTreeMap<String, String>) -> NotebookValidationJob {
     serde_json::from_value(serde_json::json!({

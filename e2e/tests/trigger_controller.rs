@@ -23,7 +23,7 @@ use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome, TriggerRecord};
 use nbg_e2e::cluster::{dynamic_api, eventually};
 use nbg_e2e::controller::{ChartedController, ControllerSpec};
 use nbg_e2e::kubelet::{self, KubeletConfig, PodHandling};
-use nbg_e2e::nvj::{create_succeeded, run_id, with_trigger_succeeded};
+use nbg_e2e::nvj::{annotations, create_succeeded, run_id, with_trigger_succeeded};
 use nbg_e2e::{Cluster, TestNamespace};
 use serde_json::{Value, json};
 
@@ -47,13 +47,6 @@ where
     api.create(&PostParams::default(), &object)
         .await
         .expect("create")
-}
-
-fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 async fn start_controller(cluster: &Cluster, ns: &str, targets: &[&str]) -> ChartedController {

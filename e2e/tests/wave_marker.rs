@@ -21,18 +21,11 @@ use nbg_core::annotations::{
 use nbg_core::nvj::{NotebookValidationJob, Phase};
 use nbg_e2e::cluster::{eventually, workspace_binary};
 use nbg_e2e::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::nvj::{mark_finished, minimal};
+use nbg_e2e::nvj::{annotations, mark_finished, minimal};
 use nbg_e2e::process::{LocalProcess, service_account_kubeconfig};
 use nbg_e2e::{Cluster, TestNamespace};
 
 const WAITER: &str = "nvj-waiter";
-
-fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 async fn start_marker(cluster: &Cluster, ns: &str) -> ChartedController {
     ChartedController::start(

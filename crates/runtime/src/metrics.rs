@@ -30,6 +30,52 @@ pub struct ErrorLabels {
     pub error: String,
 }
 
+/// What a controller did for ended runs, counted by its label set `L` (result, kind, ...), and
+/// how long after each run's completion it was done: the two metrics every controller that acts
+/// on results has.
+#[derive(Clone)]
+pub struct OutcomeMetrics<L: Clone + std::hash::Hash + Eq> {
+    outcomes: Family<L, Counter>,
+    since_completion: Histogram,
+}
+
+impl<L> OutcomeMetrics<L>
+where
+    L: Clone + std::hash::Hash + Eq + std::fmt::Debug + EncodeLabelSet + Send + Sync + 'static,
+{
+    /// Registers `<outcomes.0>_total` and `<since_completion.0>` (10 ms to about 45 min) with
+    /// their help texts.
+    pub fn register(
+        registry: &SharedRegistry,
+        outcomes: (&str, &str),
+        since_completion: (&str, &str),
+    ) -> Self {
+        let this = Self {
+            outcomes: Family::default(),
+            since_completion: Histogram::new(exponential_buckets(0.01, 2.0, 18)),
+        };
+        if let Ok(mut r) = registry.write() {
+            r.register(outcomes.0, outcomes.1, this.outcomes.clone());
+            r.register(
+                since_completion.0,
+                since_completion.1,
+                this.since_completion.clone(),
+            );
+        }
+        this
+    }
+
+    /// Counts one outcome.
+    pub fn count(&self, labels: &L) {
+        self.outcomes.get_or_create(labels).inc();
+    }
+
+    /// Observes the time from a run's completion to now.
+    pub fn observe_since_completion(&self, took: Duration) {
+        self.since_completion.observe(took.as_secs_f64());
+    }
+}
+
 /// Reconcile metrics, labelled by controller.
 #[derive(Clone)]
 pub struct ReconcileMetrics {

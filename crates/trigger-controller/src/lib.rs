@@ -60,7 +60,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .collect(),
         allow_cross_namespace: !cli.disable_cross_namespace,
     };
-    let metrics = reconcile::TriggerMetrics::register(&runtime.registry);
+    let metrics = reconcile::register_metrics(&runtime.registry);
     let watched = reconcile::watchable_kinds(&runtime.client, &policy).await;
     let reconciler = reconcile::TriggerReconciler::new(
         runtime.client.clone(),

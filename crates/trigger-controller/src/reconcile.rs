@@ -26,11 +26,9 @@ use nbg_core::foreign::{Application, InferenceService, predictor_deployment};
 use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome, TriggerRecord};
 use nbg_runtime::ReconcileError;
 use nbg_runtime::events::{EventType, Events};
+use nbg_runtime::metrics::OutcomeMetrics;
 use nbg_runtime::runner::WatchContext;
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use serde_json::json;
 
 use crate::NAME;
@@ -55,40 +53,30 @@ impl ReconcileError for Error {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ActionLabels {
+pub struct ActionLabels {
     kind: String,
     action: String,
     /// `Succeeded`, `Failed`, `Denied`.
     result: String,
 }
 
-/// Actions by kind, action and result; latency from the run's completion to the action applied.
-#[derive(Clone)]
-pub struct TriggerMetrics {
-    actions: Family<ActionLabels, Counter>,
-    latency: Histogram,
-}
+/// Actions by kind, action and result (`nbg_trigger_actions_total`); latency from the run's
+/// completion to the action applied (`nbg_trigger_latency_seconds`).
+pub type TriggerMetrics = OutcomeMetrics<ActionLabels>;
 
-impl TriggerMetrics {
-    pub fn register(registry: &nbg_runtime::metrics::SharedRegistry) -> Self {
-        let this = Self {
-            actions: Family::default(),
-            latency: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
-        };
-        if let Ok(mut r) = registry.write() {
-            r.register(
-                "trigger_actions",
-                "Trigger outcomes, by target kind, action and result",
-                this.actions.clone(),
-            );
-            r.register(
-                "trigger_latency_seconds",
-                "From the NVJ's completion to the trigger's action being applied",
-                this.latency.clone(),
-            );
-        }
-        this
-    }
+/// Registers trigger-controller's metrics.
+pub fn register_metrics(registry: &nbg_runtime::metrics::SharedRegistry) -> TriggerMetrics {
+    OutcomeMetrics::register(
+        registry,
+        (
+            "trigger_actions",
+            "Trigger outcomes, by target kind, action and result",
+        ),
+        (
+            "trigger_latency_seconds",
+            "From the NVJ's completion to the trigger's action being applied",
+        ),
+    )
 }
 
 pub struct TriggerReconciler {
@@ -277,9 +265,9 @@ impl TriggerReconciler {
 
     fn observe_latency(&self, nvj: &NotebookValidationJob, now: &Time) {
         if let Some(c) = completion_time(nvj) {
-            self.metrics
-                .latency
-                .observe(now.0.duration_since(c).as_secs_f64().max(0.0));
+            self.metrics.observe_since_completion(
+                std::time::Duration::try_from(now.0.duration_since(c)).unwrap_or_default(),
+            );
         }
     }
 
@@ -925,7 +913,7 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                         action: r.action.clone(),
                         result: r.outcome.as_str().to_string(),
                     };
-                    self.metrics.actions.get_or_create(&labels).inc();
+                    self.metrics.count(&labels);
                 }
                 let target = format!("{} {} {}/{}", r.action, r.kind, r.namespace, r.name);
                 let note = format!(

@@ -70,7 +70,7 @@ pub fn main() -> ExitCode {
 /// Connects, then runs the controller until SIGTERM.
 async fn run_controller(common: CommonArgs) -> anyhow::Result<()> {
     let runtime = Runtime::connect(NAME, env!("CARGO_PKG_VERSION"), common).await?;
-    let metrics = reconcile::WaveMetrics::register(&runtime.registry);
+    let metrics = reconcile::register_metrics(&runtime.registry);
     let reconciler =
         reconcile::WaveReconciler::new(runtime.client.clone(), runtime.events.clone(), metrics);
     runtime.run(reconciler).await

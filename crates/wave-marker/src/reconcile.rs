@@ -2,8 +2,8 @@
 //! clock, then apply with server-side apply as `wave-marker`: the annotations it owns on the
 //! NVJ (never anyone else's), then its condition, then the Event.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -12,10 +12,8 @@ use kube::{Client, Resource, ResourceExt};
 use nbg_core::nvj::NotebookValidationJob;
 use nbg_runtime::ReconcileError;
 use nbg_runtime::events::Events;
+use nbg_runtime::metrics::OutcomeMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::NAME;
 use crate::marks::{self, ConditionChange, Plan};
@@ -39,38 +37,25 @@ impl ReconcileError for Error {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabels {
+pub struct ResultLabels {
     /// `WaveComplete` or `WaveFailed`.
     result: String,
 }
 
-/// Marks written by result, and the lag from a run's completion to its mark.
-#[derive(Clone)]
-pub struct WaveMetrics {
-    marks: Family<ResultLabels, Counter>,
-    lag: Histogram,
-}
+/// Marks written by result (`nbg_wave_marks_total{result}`), and the lag from a run's
+/// completion to its mark (`nbg_wave_mark_lag_seconds`).
+pub type WaveMetrics = OutcomeMetrics<ResultLabels>;
 
-impl WaveMetrics {
-    pub fn register(registry: &nbg_runtime::metrics::SharedRegistry) -> Self {
-        let this = Self {
-            marks: Family::default(),
-            lag: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
-        };
-        if let Ok(mut r) = registry.write() {
-            r.register(
-                "wave_marks",
-                "Wave marks written, by result",
-                this.marks.clone(),
-            );
-            r.register(
-                "wave_mark_lag_seconds",
-                "Time from a run's completionTime to its wave mark",
-                this.lag.clone(),
-            );
-        }
-        this
-    }
+/// Registers wave-marker's metrics.
+pub fn register_metrics(registry: &nbg_runtime::metrics::SharedRegistry) -> WaveMetrics {
+    OutcomeMetrics::register(
+        registry,
+        ("wave_marks", "Wave marks written, by result"),
+        (
+            "wave_mark_lag_seconds",
+            "Time from a run's completionTime to its wave mark",
+        ),
+    )
 }
 
 /// Marks the sync waves of NVJs.
@@ -78,6 +63,15 @@ pub struct WaveReconciler {
     client: Client,
     events: Events,
     metrics: WaveMetrics,
+    /// When one plan writes both the annotations and the status, the resourceVersion between
+    /// the two writes, by `namespace/name`: a reconcile of that version would see the first
+    /// write without the second and write the second again. It is skipped; the second write's
+    /// own watch event follows.
+    halfway: Mutex<HashMap<String, String>>,
+}
+
+fn key_of(nvj: &NotebookValidationJob) -> String {
+    format!("{}/{}", nvj.namespace().unwrap_or_default(), nvj.name_any())
 }
 
 impl WaveReconciler {
@@ -86,18 +80,25 @@ impl WaveReconciler {
             client,
             events,
             metrics,
+            halfway: Mutex::default(),
         }
     }
 
     async fn apply(&self, nvj: &NotebookValidationJob, plan: &Plan) -> Result<(), Error> {
-        if let Some(annotations) = &plan.annotations {
-            apply_annotations(&self.client, nvj, annotations).await?;
-        }
         let conditions = match &plan.condition {
             ConditionChange::Keep => None,
             ConditionChange::Set(c) => Some(vec![c.clone()]),
             ConditionChange::Remove => Some(Vec::new()),
         };
+        if let Some(annotations) = &plan.annotations {
+            let written = apply_annotations(&self.client, nvj, annotations).await?;
+            if conditions.is_some()
+                && let (Ok(mut halfway), Some(rv)) =
+                    (self.halfway.lock(), written.resource_version())
+            {
+                halfway.insert(key_of(nvj), rv);
+            }
+        }
         if let Some(conditions) = conditions {
             let status = serde_json::json!({ "conditions": conditions });
             nbg_runtime::status::apply_status(&self.client, nvj, NAME, &status, false).await?;
@@ -112,7 +113,7 @@ async fn apply_annotations(
     client: &Client,
     nvj: &NotebookValidationJob,
     annotations: &BTreeMap<String, String>,
-) -> Result<(), kube::Error> {
+) -> Result<NotebookValidationJob, kube::Error> {
     let body = serde_json::json!({
         "apiVersion": NotebookValidationJob::api_version(&()),
         "kind": NotebookValidationJob::kind(&()),
@@ -125,8 +126,7 @@ async fn apply_annotations(
         &PatchParams::apply(NAME).force(),
         &Patch::Apply(body),
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 impl nbg_runtime::Reconciler for WaveReconciler {
@@ -137,21 +137,30 @@ impl nbg_runtime::Reconciler for WaveReconciler {
         NAME
     }
 
+    fn forget(&self, nvj: &NotebookValidationJob) {
+        if let Ok(mut halfway) = self.halfway.lock() {
+            halfway.remove(&key_of(nvj));
+        }
+    }
+
     async fn reconcile(&self, nvj: Arc<NotebookValidationJob>) -> Result<Action, Error> {
+        if let Ok(mut halfway) = self.halfway.lock()
+            && let Some(rv) = halfway.remove(&key_of(&nvj))
+            && nvj.resource_version() == Some(rv)
+        {
+            return Ok(Action::await_change());
+        }
         let plan = marks::decide(&nvj, Timestamp::now());
         if plan.is_noop() {
             return Ok(Action::await_change());
         }
         self.apply(&nvj, &plan).await?;
         if let Some((result, lag)) = plan.marked {
-            self.metrics
-                .marks
-                .get_or_create(&ResultLabels {
-                    result: result.reason().to_string(),
-                })
-                .inc();
+            self.metrics.count(&ResultLabels {
+                result: result.reason().to_string(),
+            });
             if let Some(lag) = lag {
-                self.metrics.lag.observe(lag.as_secs_f64());
+                self.metrics.observe_since_completion(lag);
             }
         }
         if let Some(event) = plan.event {

@@ -23,7 +23,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::watcher;
 use nbg_core::nvj::NotebookValidationJob;
-use nbg_e2e::bench::{api_requests, report, rss_kib, wait_reconciled};
+use nbg_e2e::bench::{api_requests, create_all, report, rss_kib, wait_reconciled};
 use nbg_e2e::controller::{ChartedController, ControllerSpec, metric_value};
 use nbg_e2e::nvj::{mark_succeeded, minimal, with_trigger_succeeded};
 use nbg_e2e::{Cluster, TestNamespace};
@@ -92,8 +92,7 @@ async fn main() -> anyhow::Result<()> {
     let n = cli.jobs;
 
     // N Deployments and N NVJs, each naming its Deployment.
-    let setup = Instant::now();
-    let mut created = futures::stream::iter((0..n).map(|i| {
+    let pending = create_all(n, &format!("{n} Deployments and {n} NVJs"), |i| {
         let (deployments, nvjs) = (deployments.clone(), nvjs.clone());
         async move {
             deployments
@@ -110,16 +109,8 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
-    }))
-    .buffer_unordered(16);
-    let mut pending = Vec::with_capacity(n);
-    while let Some(r) = created.next().await {
-        pending.push(r?);
-    }
-    println!(
-        "setup: {n} Deployments and {n} NVJs created in {:.1} s",
-        setup.elapsed().as_secs_f64()
-    );
+    })
+    .await?;
 
     let controller = ChartedController::start(
         &cluster,

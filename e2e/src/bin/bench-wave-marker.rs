@@ -23,7 +23,7 @@ use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use nbg_core::annotations::{BLOCK_WAVE, SYNC_WAVE, WAVE_COMPLETE};
 use nbg_core::nvj::NotebookValidationJob;
-use nbg_e2e::bench::{api_requests, report, rss_kib, wait_reconciled};
+use nbg_e2e::bench::{api_requests, create_all, report, rss_kib, wait_reconciled};
 use nbg_e2e::cluster::workspace_binary;
 use nbg_e2e::controller::{ChartedController, ControllerSpec};
 use nbg_e2e::nvj::{mark_succeeded, minimal};
@@ -58,8 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let ns = TestNamespace::new(&cluster, "bench-wave").await;
     let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), &ns.name);
 
-    let setup = Instant::now();
-    let mut created = futures::stream::iter((0..n).map(|i| {
+    let pending = create_all(n, &format!("{n} NVJs"), |i| {
         let nvjs = nvjs.clone();
         async move {
             let annotations = BTreeMap::from([
@@ -72,16 +71,8 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
-    }))
-    .buffer_unordered(16);
-    let mut pending = Vec::with_capacity(n);
-    while let Some(r) = created.next().await {
-        pending.push(r?);
-    }
-    println!(
-        "setup: {n} NVJs created in {:.1} s",
-        setup.elapsed().as_secs_f64()
-    );
+    })
+    .await?;
 
     let controller = ChartedController::start(
         &cluster,
