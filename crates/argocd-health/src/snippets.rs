@@ -20,6 +20,7 @@ pub const IGNORED_UPDATES: [(&str, &[&str]); 2] = [
             "/metadata/annotations/mlops.dev~1wave-complete",
             "/metadata/annotations/mlops.dev~1wave-failed",
             "/metadata/annotations/mlops.dev~1completion-time",
+            "/metadata/annotations/mlops.dev~1wave-generation",
         ],
     ),
     (
@@ -27,6 +28,8 @@ pub const IGNORED_UPDATES: [(&str, &[&str]); 2] = [
         &[
             "/metadata/annotations/mlops.dev~1notebook-status",
             "/metadata/annotations/mlops.dev~1notebook-summary",
+            "/metadata/annotations/mlops.dev~1last-failed-run",
+            "/metadata/annotations/mlops.dev~1last-succeeded-run",
         ],
     ),
 ];

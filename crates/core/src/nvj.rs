@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 /// The API group, shared with the Go operator.
 pub const GROUP: &str = "mlops.mlops.dev";
+/// The kind.
+pub const KIND: &str = "NotebookValidationJob";
 /// The served and stored version.
 pub const VERSION: &str = "v1alpha1";
 /// The default of `spec.timeout`.

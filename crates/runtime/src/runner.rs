@@ -65,6 +65,19 @@ pub trait Reconciler: Send + Sync + 'static {
     /// memory (indexes, gauges), so deleted objects leave no trace.
     fn forget(&self, _object: &Self::Object) {}
 
+    /// Where the main objects live when that is not the controller's scope - Argo CD's
+    /// namespaces for Applications - as a list (empty: all namespaces). The scope then applies
+    /// to what `configure` watches, not to the main objects. `None`: the scope.
+    fn object_namespaces(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    /// How long to wait after a change of a main object (or a trigger of it) before
+    /// reconciling it, so a burst of changes becomes one reconcile. Zero: at once.
+    fn debounce(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// Adds watches that map to the main objects (owned pods, ...), started through
     /// `watch` so they recover on their own.
     fn configure(
@@ -82,6 +95,8 @@ pub struct WatchContext<'a> {
     /// The namespace this controller instance watches; `None`: all.
     pub namespace: Option<&'a str>,
     pub watches: &'a Watches,
+    /// The controller's scope (for watches that follow it when the main objects do not).
+    pub scope: &'a Scope,
 }
 
 impl WatchContext<'_> {
@@ -227,10 +242,12 @@ async fn reconcile_one<R: Reconciler>(
 ) -> Result<Action, Failed<R::Error>> {
     let name = shared.reconciler.name();
     let key = key_of(obj.as_ref());
-    if !shared
-        .parts
-        .scope
-        .allows(&obj.namespace().unwrap_or_default())
+    let scoped = shared.reconciler.object_namespaces().is_none();
+    if scoped
+        && !shared
+            .parts
+            .scope
+            .allows(&obj.namespace().unwrap_or_default())
     {
         return Ok(Action::await_change());
     }
@@ -349,21 +366,20 @@ pub async fn run<R: Reconciler>(reconciler: Arc<R>, parts: RunnerParts) {
     scope.wait_synced().await;
 
     let mut runs = Vec::new();
-    let namespaces: Vec<Option<String>> = if scope.listed_namespaces().is_empty() {
+    let listed = reconciler
+        .object_namespaces()
+        .unwrap_or_else(|| scope.listed_namespaces().to_vec());
+    let namespaces: Vec<Option<String>> = if listed.is_empty() {
         vec![None]
     } else {
-        scope
-            .listed_namespaces()
-            .iter()
-            .cloned()
-            .map(Some)
-            .collect()
+        listed.into_iter().map(Some).collect()
     };
     for namespace in namespaces {
         let context = WatchContext {
             client: &client,
             namespace: namespace.as_deref(),
             watches: &watches,
+            scope: &scope,
         };
         let api = context.api_with(&resource);
         let (reader, writer) = reflector::store::<R::Object>();
@@ -389,7 +405,11 @@ pub async fn run<R: Reconciler>(reconciler: Arc<R>, parts: RunnerParts) {
             })
         };
         let controller = Controller::for_stream(stream, reader)
-            .with_config(controller::Config::default().concurrency(concurrency))
+            .with_config(
+                controller::Config::default()
+                    .concurrency(concurrency)
+                    .debounce(reconciler.debounce()),
+            )
             .trigger_backoff(BriefPause)
             .reconcile_on(retry_failed);
         let controller = reconciler.configure(controller, &context);

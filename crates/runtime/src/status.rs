@@ -40,3 +40,33 @@ where
     )
     .await
 }
+
+/// Applies `annotations` - every annotation `field_manager` owns on `obj`, so one it applied
+/// before and omits now is removed - and nothing else: other owners' annotations (Argo CD's
+/// tracking id, kubectl's last-applied copy, users' own) are never touched. Returns the object
+/// as written.
+pub async fn apply_annotations<K>(
+    client: &kube::Client,
+    obj: &K,
+    field_manager: &str,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"name": obj.name_any(), "annotations": annotations},
+    });
+    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::apply(field_manager).force(),
+        &Patch::Apply(body),
+    )
+    .await
+}

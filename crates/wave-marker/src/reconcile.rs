@@ -2,11 +2,10 @@
 //! clock, then apply with server-side apply as `wave-marker`: the annotations it owns on the
 //! NVJ (never anyone else's), then its condition, then the Event.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
 use nbg_core::nvj::NotebookValidationJob;
@@ -91,7 +90,9 @@ impl WaveReconciler {
             ConditionChange::Remove => Some(Vec::new()),
         };
         if let Some(annotations) = &plan.annotations {
-            let written = apply_annotations(&self.client, nvj, annotations).await?;
+            let written =
+                nbg_runtime::status::apply_annotations(&self.client, nvj, NAME, annotations)
+                    .await?;
             if conditions.is_some()
                 && let (Ok(mut halfway), Some(rv)) =
                     (self.halfway.lock(), written.resource_version())
@@ -105,28 +106,6 @@ impl WaveReconciler {
         }
         Ok(())
     }
-}
-
-/// Applies `annotations` - every annotation wave-marker owns on `nvj`, so one it owned and
-/// omits now is removed - under its field manager. Nothing else of the NVJ is in the body.
-async fn apply_annotations(
-    client: &Client,
-    nvj: &NotebookValidationJob,
-    annotations: &BTreeMap<String, String>,
-) -> Result<NotebookValidationJob, kube::Error> {
-    let body = serde_json::json!({
-        "apiVersion": NotebookValidationJob::api_version(&()),
-        "kind": NotebookValidationJob::kind(&()),
-        "metadata": {"name": nvj.name_any(), "annotations": annotations},
-    });
-    let api: Api<NotebookValidationJob> =
-        Api::namespaced(client.clone(), &nvj.namespace().unwrap_or_default());
-    api.patch(
-        &nvj.name_any(),
-        &PatchParams::apply(NAME).force(),
-        &Patch::Apply(body),
-    )
-    .await
 }
 
 impl nbg_runtime::Reconciler for WaveReconciler {

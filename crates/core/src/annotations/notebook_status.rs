@@ -16,10 +16,21 @@ pub struct NotebookStatusSummary {
     pub running: i64,
     /// RFC 3339 time of the last change.
     pub last_update: String,
-    /// `<namespace>/<name>` of failed jobs, at most [`MAX_FAILED_JOBS`]; `failed` has the count.
+    /// Failed jobs (`<name>`, or `<namespace>/<name>` when the Application's NVJs are in more
+    /// than one namespace), at most [`MAX_FAILED_JOBS`]; `failed` has the count.
     #[serde(default)]
     pub failed_jobs: Vec<String>,
+    /// How many failed jobs the list leaves out (present only when it leaves some out).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_jobs_omitted: i64,
 }
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// Failed jobs named in the one-line summary at most.
+const MAX_SUMMARY_NAMES: usize = 10;
 
 /// Why a `mlops.dev/notebook-status` value was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +73,8 @@ impl NotebookStatusSummary {
     /// well under 16 KiB whatever the number of jobs.
     pub fn to_annotation(&self) -> String {
         let mut bounded = self.clone();
+        let listed = bounded.failed_jobs.len().min(MAX_FAILED_JOBS);
+        bounded.failed_jobs_omitted = (self.failed - listed as i64).max(0);
         bounded.failed_jobs.truncate(MAX_FAILED_JOBS);
         for name in &mut bounded.failed_jobs {
             if name.chars().count() > MAX_NAME_CHARS {
@@ -72,18 +85,25 @@ impl NotebookStatusSummary {
         serde_json::to_string(&bounded).unwrap_or_default()
     }
 
-    /// The one-line `mlops.dev/notebook-summary` text.
+    /// The one-line `mlops.dev/notebook-summary` text, e.g. `30/32 notebooks succeeded;
+    /// failed: a, b`; at most ten failed jobs are named (each cut to 63 characters).
     pub fn one_line(&self) -> String {
-        let mut line = format!(
-            "{}/{} notebooks succeeded, {} failed, {} running",
-            self.succeeded, self.total, self.failed, self.running
-        );
-        if let Some(first) = self.failed_jobs.first() {
-            line.push_str(&format!(" (failed: {first}"));
-            if self.failed > 1 {
-                line.push_str(&format!(" and {} more", self.failed - 1));
+        let mut line = format!("{}/{} notebooks succeeded", self.succeeded, self.total);
+        if self.running > 0 {
+            line.push_str(&format!("; {} running", self.running));
+        }
+        if self.failed > 0 {
+            let named: Vec<String> = self
+                .failed_jobs
+                .iter()
+                .take(MAX_SUMMARY_NAMES)
+                .map(|n| n.chars().take(63).collect())
+                .collect();
+            line.push_str(&format!("; failed: {}", named.join(", ")));
+            let more = self.failed - named.len() as i64;
+            if more > 0 {
+                line.push_str(&format!(" and {more} more"));
             }
-            line.push(')');
         }
         line
     }
@@ -105,13 +125,30 @@ mod tests {
             failed_jobs: (0..9_999)
                 .map(|i| format!("namespace-{i}/{}", "n".repeat(300)))
                 .collect(),
+            failed_jobs_omitted: 0,
         };
         let text = s.to_annotation();
         assert!(text.len() < 16 * 1024, "annotation is {} bytes", text.len());
         let back = NotebookStatusSummary::parse(&text).expect("parses");
         assert_eq!(back.failed_jobs.len(), MAX_FAILED_JOBS);
         assert_eq!(back.failed, 9_999);
-        assert!(s.one_line().contains("and 9998 more"));
+        assert_eq!(back.failed_jobs_omitted, 9_999 - MAX_FAILED_JOBS as i64);
+        let line = s.one_line();
+        assert!(line.contains("and 9989 more"), "{line}");
+        assert!(line.len() < 1024, "{}", line.len());
+    }
+
+    #[test]
+    fn one_line_reads_as_the_seed_shows() {
+        let s = NotebookStatusSummary {
+            total: 32,
+            succeeded: 30,
+            failed: 2,
+            failed_jobs: vec!["a".into(), "b".into()],
+            ..Default::default()
+        };
+        assert_eq!(s.one_line(), "30/32 notebooks succeeded; failed: a, b");
+        assert!(!s.to_annotation().contains("failedJobsOmitted"));
     }
 
     #[test]

@@ -95,6 +95,22 @@ pub struct ApplicationStatus {
     pub health: Option<HealthStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciled_at: Option<String>,
+    /// The resources the Application manages, as Argo CD lists them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceStatus>,
+}
+
+/// One entry of `status.resources`: a resource the Application manages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceStatus {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -130,6 +146,17 @@ pub struct HealthStatus {
 }
 
 impl Application {
+    /// True when `status.resources` lists the object of this group, kind, namespace and name:
+    /// the Application itself says it manages it (a tracking id on the object alone is
+    /// forgeable).
+    pub fn lists(&self, group: &str, kind: &str, namespace: &str, name: &str) -> bool {
+        self.status.as_ref().is_some_and(|s| {
+            s.resources.iter().any(|r| {
+                r.group == group && r.kind == kind && r.namespace == namespace && r.name == name
+            })
+        })
+    }
+
     /// True while an operation is requested or running: a new sync must wait for it.
     pub fn operation_in_progress(&self) -> bool {
         if self.operation.is_some() {

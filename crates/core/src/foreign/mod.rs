@@ -5,10 +5,11 @@
 
 mod application;
 mod inference_service;
+pub mod tracking;
 
 pub use application::{
     Application, ApplicationStatus, HealthStatus, InfoItem, Operation, OperationInitiator,
-    OperationState, SyncOperation, SyncStatus,
+    OperationState, ResourceStatus, SyncOperation, SyncStatus,
 };
 pub use inference_service::{
     DEPLOYMENT_MODE_ANNOTATION, InferenceService, InferenceServiceStatus, KnativeCondition,

@@ -1,0 +1,274 @@
+//! What the aggregator keeps of each NVJ - a few facts, not the object - and the index of
+//! NVJs by the Application that tracks them. Pure data, unit-tested; the watch that feeds it is
+//! in [`crate::reconcile`].
+
+use std::collections::{BTreeSet, HashMap};
+
+use k8s_openapi::jiff::Timestamp;
+use nbg_core::foreign::tracking::{AppRef, Tracking};
+use nbg_core::nvj::{NotebookValidationJob, Phase};
+
+/// Where an NVJ's current run stands, for the aggregate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Succeeded,
+    Failed,
+    /// Pending, running, or a spec change the validator has not picked up yet.
+    Running,
+}
+
+/// The facts of one NVJ the aggregate needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NvjFacts {
+    pub namespace: String,
+    pub name: String,
+    /// The Application its tracking names (not yet checked against the Application's list).
+    pub app: Option<AppRef>,
+    pub state: RunState,
+    /// The latest change the status shows: creation, start, completion, a condition's transition.
+    pub changed: Option<Timestamp>,
+    /// `<uid>/<generation>` of the run, when it ended for the current generation.
+    pub run: Option<String>,
+    /// When that run ended.
+    pub completed: Option<Timestamp>,
+}
+
+impl NvjFacts {
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    pub fn of(nvj: &NotebookValidationJob, tracking: &Tracking) -> Self {
+        let status = nvj.status.as_ref();
+        let state = match nvj.current_phase() {
+            Some(Phase::Succeeded) => RunState::Succeeded,
+            Some(Phase::Failed) => RunState::Failed,
+            _ => RunState::Running,
+        };
+        let completed = status
+            .and_then(|s| s.completion_time.as_ref())
+            .map(|t| t.0)
+            .filter(|_| state != RunState::Running);
+        let changed = [
+            nvj.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
+            status.and_then(|s| s.completion_time.as_ref()).map(|t| t.0),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(
+            status
+                .map(|s| {
+                    s.conditions
+                        .iter()
+                        .map(|c| c.last_transition_time.0)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
+        )
+        .max();
+        Self {
+            namespace: nvj.metadata.namespace.clone().unwrap_or_default(),
+            name: nvj.metadata.name.clone().unwrap_or_default(),
+            app: tracking.application(&nvj.metadata),
+            state,
+            changed,
+            run: completed.and_then(|_| nvj.run_id()),
+            completed,
+        }
+    }
+}
+
+/// NVJ facts by `namespace/name`, and the keys tracked by each Application.
+#[derive(Debug, Default)]
+pub struct Index {
+    facts: HashMap<String, NvjFacts>,
+    by_app: HashMap<AppRef, BTreeSet<String>>,
+}
+
+impl Index {
+    fn unlink(&mut self, key: &str, app: &AppRef) {
+        if let Some(keys) = self.by_app.get_mut(app) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_app.remove(app);
+            }
+        }
+    }
+
+    /// Records the facts of one NVJ; returns the Applications whose aggregate may have changed
+    /// (none when nothing the aggregate reads changed).
+    pub fn upsert(&mut self, facts: NvjFacts) -> Vec<AppRef> {
+        let key = facts.key();
+        if self.facts.get(&key) == Some(&facts) {
+            return Vec::new();
+        }
+        let mut affected = Vec::new();
+        if let Some(old) = self.facts.remove(&key)
+            && let Some(app) = old.app
+        {
+            self.unlink(&key, &app);
+            affected.push(app);
+        }
+        if let Some(app) = &facts.app {
+            self.by_app
+                .entry(app.clone())
+                .or_default()
+                .insert(key.clone());
+            if !affected.contains(app) {
+                affected.push(app.clone());
+            }
+        }
+        self.facts.insert(key, facts);
+        affected
+    }
+
+    /// Forgets an NVJ; returns the Application it counted for.
+    pub fn remove(&mut self, key: &str) -> Option<AppRef> {
+        let old = self.facts.remove(key)?;
+        let app = old.app?;
+        self.unlink(key, &app);
+        Some(app)
+    }
+
+    /// Replaces every NVJ of `namespace` (all with `None`) by a fresh list, after a (re-)list;
+    /// returns every Application that had or has one of them.
+    pub fn replace(&mut self, namespace: Option<&str>, fresh: Vec<NvjFacts>) -> BTreeSet<AppRef> {
+        let stale: Vec<String> = self
+            .facts
+            .values()
+            .filter(|f| namespace.is_none_or(|ns| f.namespace == ns))
+            .map(NvjFacts::key)
+            .collect();
+        let mut affected = BTreeSet::new();
+        for key in stale {
+            affected.extend(self.remove(&key));
+        }
+        for f in fresh {
+            affected.extend(self.upsert(f));
+        }
+        affected
+    }
+
+    /// The NVJs whose tracking names `app`.
+    pub fn of_app(&self, app: &AppRef) -> Vec<&NvjFacts> {
+        self.by_app
+            .get(app)
+            .map(|keys| keys.iter().filter_map(|k| self.facts.get(k)).collect())
+            .unwrap_or_default()
+    }
+
+    /// How many Applications at least one NVJ names.
+    pub fn applications(&self) -> usize {
+        self.by_app.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.facts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.facts.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(name: &str, app: Option<&str>, state: RunState) -> NvjFacts {
+        NvjFacts {
+            namespace: "ml".into(),
+            name: name.into(),
+            app: app.map(|a| AppRef {
+                namespace: "argocd".into(),
+                name: a.into(),
+            }),
+            state,
+            changed: None,
+            run: None,
+            completed: None,
+        }
+    }
+
+    fn app(name: &str) -> AppRef {
+        AppRef {
+            namespace: "argocd".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn moves_between_applications_and_forgets_deleted_nvjs() {
+        let mut index = Index::default();
+        assert_eq!(
+            index.upsert(facts("a", Some("train"), RunState::Running)),
+            vec![app("train")]
+        );
+        assert!(
+            index
+                .upsert(facts("a", Some("train"), RunState::Running))
+                .is_empty(),
+            "unchanged"
+        );
+        assert_eq!(
+            index.upsert(facts("a", Some("serve"), RunState::Running)),
+            vec![app("train"), app("serve")]
+        );
+        assert!(index.of_app(&app("train")).is_empty());
+        assert_eq!(index.of_app(&app("serve")).len(), 1);
+        assert_eq!(index.remove("ml/a"), Some(app("serve")));
+        assert!(index.is_empty());
+        assert_eq!(index.applications(), 0, "no trace left");
+    }
+
+    #[test]
+    fn a_relist_replaces_one_namespace() {
+        let mut index = Index::default();
+        index.upsert(facts("a", Some("train"), RunState::Running));
+        let mut other = facts("b", Some("other"), RunState::Running);
+        other.namespace = "team".into();
+        index.upsert(other);
+        let affected = index.replace(
+            Some("ml"),
+            vec![facts("c", Some("serve"), RunState::Failed)],
+        );
+        assert_eq!(
+            affected.into_iter().collect::<Vec<_>>(),
+            vec![app("serve"), app("train")]
+        );
+        assert_eq!(index.len(), 2, "team/b kept, ml/a gone, ml/c added");
+        assert!(index.of_app(&app("train")).is_empty());
+    }
+
+    #[test]
+    fn facts_follow_the_current_generation() {
+        let nvj: NotebookValidationJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mlops.mlops.dev/v1alpha1", "kind": "NotebookValidationJob",
+            "metadata": {"name": "a", "namespace": "ml", "uid": "u", "generation": 3,
+                         "creationTimestamp": "2026-11-30T10:00:00Z",
+                         "annotations": {"argocd.argoproj.io/tracking-id": "train:mlops.mlops.dev/NotebookValidationJob:ml/a"}},
+            "spec": {"notebook": {"git": {"url": "u", "ref": "r"}, "path": "p"}, "podConfig": {"containerImage": "i"}},
+            "status": {"phase": "Failed", "observedGeneration": 2, "completionTime": "2026-11-30T11:00:00Z"}
+        }))
+        .expect("nvj");
+        let tracking = Tracking {
+            method: nbg_core::foreign::tracking::TrackingMethod::Annotation,
+            label_key: "app.kubernetes.io/instance".into(),
+            argocd_namespace: "argocd".into(),
+        };
+        let f = NvjFacts::of(&nvj, &tracking);
+        assert_eq!(
+            f.state,
+            RunState::Running,
+            "a run behind its generation counts as running"
+        );
+        assert_eq!((f.run, f.completed), (None, None));
+        assert_eq!(
+            f.changed.map(|t| t.to_string()).as_deref(),
+            Some("2026-11-30T11:00:00Z")
+        );
+        assert_eq!(f.app, Some(app("train")));
+    }
+}

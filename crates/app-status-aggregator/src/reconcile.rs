@@ -1,0 +1,326 @@
+//! The controller's I/O. The main objects are Argo CD Applications (in Argo CD's namespaces);
+//! a watch of NVJs (in the controller's scope) keeps the facts index and wakes the Applications
+//! whose NVJs changed. A reconcile waits until the NVJ watch has listed everything (so a restart
+//! never writes a partial aggregate), decides ([`crate::aggregate::decide`]) and writes with
+//! server-side apply as `app-status-aggregator`: its annotations, nothing else.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use nbg_core::foreign::Application;
+use nbg_core::foreign::tracking::{AppRef, Tracking};
+use nbg_core::nvj::NotebookValidationJob;
+use nbg_runtime::ReconcileError;
+use nbg_runtime::metrics::OutcomeMetrics;
+use nbg_runtime::runner::{WatchContext, slim};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::watch;
+
+use crate::NAME;
+use crate::aggregate;
+use crate::facts::{Index, NvjFacts};
+
+/// Errors of one reconcile; the variant name is the metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl ReconcileError for Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "Kube",
+        }
+    }
+    fn is_transient(&self) -> bool {
+        true
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// `updated` or `removed`.
+    change: String,
+}
+
+/// Writes by change (`nbg_application_writes_total{change}`), the lag from the latest NVJ
+/// change to its Application written (`nbg_application_write_lag_seconds`), and the
+/// Applications tracked (`nbg_applications_tracked`).
+#[derive(Clone)]
+pub struct AggregatorMetrics {
+    writes: OutcomeMetrics<WriteLabels>,
+    tracked: Gauge,
+}
+
+impl AggregatorMetrics {
+    pub fn register(registry: &nbg_runtime::metrics::SharedRegistry) -> Self {
+        let tracked = Gauge::default();
+        if let Ok(mut r) = registry.write() {
+            r.register(
+                "applications_tracked",
+                "Applications that at least one NVJ's tracking names",
+                tracked.clone(),
+            );
+        }
+        Self {
+            writes: OutcomeMetrics::register(
+                registry,
+                (
+                    "application_writes",
+                    "Application annotation writes, by change",
+                ),
+                (
+                    "application_write_lag_seconds",
+                    "From the latest NVJ change an aggregate reflects to its Application written",
+                ),
+            ),
+            tracked,
+        }
+    }
+}
+
+/// One NVJ index per watch of Applications (per Argo CD namespace, or one for all), with the
+/// number of NVJ watches that have listed everything.
+struct Instance {
+    index: Arc<Mutex<Index>>,
+    synced: watch::Receiver<usize>,
+    watches: usize,
+}
+
+pub struct AggregatorReconciler {
+    client: Client,
+    tracking: Tracking,
+    application_namespaces: Vec<String>,
+    coalesce: Duration,
+    metrics: AggregatorMetrics,
+    instances: Mutex<HashMap<Option<String>, Arc<Instance>>>,
+}
+
+impl AggregatorReconciler {
+    pub fn new(
+        client: Client,
+        tracking: Tracking,
+        application_namespaces: Vec<String>,
+        coalesce: Duration,
+        metrics: AggregatorMetrics,
+    ) -> Self {
+        Self {
+            client,
+            tracking,
+            application_namespaces,
+            coalesce,
+            metrics,
+            instances: Mutex::default(),
+        }
+    }
+
+    fn instance(&self, app_namespace: &str) -> Option<Arc<Instance>> {
+        let instances = self.instances.lock().ok()?;
+        instances
+            .get(&Some(app_namespace.to_string()))
+            .or_else(|| instances.get(&None))
+            .cloned()
+    }
+}
+
+/// What one NVJ watch event does to the index: the Applications to reconcile.
+fn apply_event(
+    event: watcher::Event<DynamicObject>,
+    index: &Mutex<Index>,
+    listing: &mut Vec<NvjFacts>,
+    namespace: Option<&str>,
+    tracking: &Tracking,
+    in_scope: &dyn Fn(&str) -> bool,
+    synced: &watch::Sender<usize>,
+) -> BTreeSet<AppRef> {
+    let facts = |o: DynamicObject| -> Option<NvjFacts> {
+        let nvj = o.try_parse::<NotebookValidationJob>().ok()?;
+        Some(NvjFacts::of(&nvj, tracking))
+    };
+    let key = |o: &DynamicObject| {
+        format!(
+            "{}/{}",
+            o.metadata.namespace.as_deref().unwrap_or_default(),
+            o.metadata.name.as_deref().unwrap_or_default()
+        )
+    };
+    let Ok(mut index) = index.lock() else {
+        return BTreeSet::new();
+    };
+    match event {
+        watcher::Event::Init => {
+            listing.clear();
+            BTreeSet::new()
+        }
+        watcher::Event::InitApply(o) => {
+            if in_scope(o.metadata.namespace.as_deref().unwrap_or_default()) {
+                listing.extend(facts(o));
+            }
+            BTreeSet::new()
+        }
+        watcher::Event::InitDone => {
+            let affected = index.replace(namespace, std::mem::take(listing));
+            synced.send_modify(|n| *n += 1);
+            affected
+        }
+        watcher::Event::Apply(o) => {
+            let k = key(&o);
+            // Out of scope, or unreadable: it does not count.
+            match facts(o).filter(|f| in_scope(&f.namespace)) {
+                Some(f) => index.upsert(f).into_iter().collect(),
+                None => index.remove(&k).into_iter().collect(),
+            }
+        }
+        watcher::Event::Delete(o) => index.remove(&key(&o)).into_iter().collect(),
+    }
+}
+
+impl nbg_runtime::Reconciler for AggregatorReconciler {
+    type Object = Application;
+    type Error = Error;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn object_namespaces(&self) -> Option<Vec<String>> {
+        Some(self.application_namespaces.clone())
+    }
+
+    fn debounce(&self) -> Duration {
+        self.coalesce
+    }
+
+    /// Watches NVJs in the controller's scope; each change wakes the Applications it counts
+    /// (or counted) for, in this instance's Argo CD namespace.
+    fn configure(
+        &self,
+        mut controller: Controller<Application>,
+        watch_context: &WatchContext<'_>,
+    ) -> Controller<Application> {
+        let nvj_namespaces: Vec<Option<String>> = match watch_context.scope.listed_namespaces() {
+            [] => vec![None],
+            listed => listed.iter().cloned().map(Some).collect(),
+        };
+        let (synced_tx, synced_rx) = watch::channel(0usize);
+        let synced_tx = Arc::new(synced_tx);
+        let instance = Arc::new(Instance {
+            index: Arc::default(),
+            synced: synced_rx,
+            watches: nvj_namespaces.len(),
+        });
+        if let Ok(mut instances) = self.instances.lock() {
+            // A new leadership term configures again: its index replaces the last one's.
+            instances.insert(watch_context.namespace.map(String::from), instance.clone());
+        }
+        let resource = ApiResource::erase::<NotebookValidationJob>(&());
+        let app_namespace = watch_context.namespace.map(String::from);
+        for namespace in nvj_namespaces {
+            let api = match &namespace {
+                Some(ns) => kube::Api::<DynamicObject>::namespaced_with(
+                    watch_context.client.clone(),
+                    ns,
+                    &resource,
+                ),
+                None => kube::Api::all_with(watch_context.client.clone(), &resource),
+            };
+            let raw = watcher(api, watcher::Config::default().any_semantic());
+            let stream = watch_context
+                .watches
+                .resilient(&resource.plural, namespace.as_deref(), raw)
+                .modify(slim);
+            let (index, tracking, scope) = (
+                instance.index.clone(),
+                self.tracking.clone(),
+                watch_context.scope.clone(),
+            );
+            let (synced, app_namespace) = (synced_tx.clone(), app_namespace.clone());
+            let mut listing = Vec::new();
+            let tracked = self.metrics.tracked.clone();
+            let refs = stream
+                .map(move |event| {
+                    // Watch errors are handled (and logged) by the resilient watch itself.
+                    let affected = match event {
+                        Ok(event) => apply_event(
+                            event,
+                            &index,
+                            &mut listing,
+                            namespace.as_deref(),
+                            &tracking,
+                            &|ns| scope.allows(ns),
+                            &synced,
+                        ),
+                        Err(_) => BTreeSet::new(),
+                    };
+                    if let Ok(i) = index.lock() {
+                        tracked.set(i.applications() as i64);
+                    }
+                    let refs: Vec<ObjectRef<Application>> = affected
+                        .into_iter()
+                        .filter(|a| app_namespace.as_deref().is_none_or(|ns| a.namespace == ns))
+                        .map(|a| ObjectRef::new(&a.name).within(&a.namespace))
+                        .collect();
+                    futures::stream::iter(refs)
+                })
+                .flatten();
+            controller = controller.reconcile_on(refs);
+        }
+        controller
+    }
+
+    async fn reconcile(&self, app: Arc<Application>) -> Result<Action, Error> {
+        let app_ref = AppRef {
+            namespace: app.namespace().unwrap_or_default(),
+            name: app.name_any(),
+        };
+        let Some(instance) = self.instance(&app_ref.namespace) else {
+            return Ok(Action::requeue(Duration::from_secs(1)));
+        };
+        // Never decide from a partial list of NVJs (a restart would write wrong aggregates).
+        let mut synced = instance.synced.clone();
+        let _ = synced.wait_for(|n| *n >= instance.watches).await;
+        let write = {
+            let Ok(index) = instance.index.lock() else {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            };
+            let tracked = index.of_app(&app_ref);
+            aggregate::decide(&app, &tracked).map(|w| {
+                let latest = aggregate::counted(&app, &tracked)
+                    .iter()
+                    .filter_map(|f| f.changed)
+                    .max();
+                (w, latest)
+            })
+        };
+        let Some((annotations, latest)) = write else {
+            return Ok(Action::await_change());
+        };
+        nbg_runtime::status::apply_annotations(&self.client, app.as_ref(), NAME, &annotations)
+            .await?;
+        let change = if annotations.is_empty() {
+            "removed"
+        } else {
+            "updated"
+        };
+        self.metrics.writes.count(&WriteLabels {
+            change: change.to_string(),
+        });
+        if let Some(t) = latest {
+            self.metrics.writes.observe_since_completion(
+                Duration::try_from(Timestamp::now().duration_since(t)).unwrap_or_default(),
+            );
+        }
+        tracing::debug!(application = %app_ref, change, "written");
+        Ok(Action::await_change())
+    }
+}
