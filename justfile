@@ -92,6 +92,11 @@ bench-wave-marker *args:
     cargo build --release --quiet -p wave-marker -p nbg-e2e --bin wave-marker --bin bench-wave-marker
     "${CARGO_TARGET_DIR:-target}/release/bench-wave-marker" "$@"
 
+# Benchmark app-status-aggregator: 10,000 NVJs across 100 Applications, 1,000 statuses changing at once (release build).
+bench-app-status-aggregator *args:
+    cargo build --release --quiet -p app-status-aggregator -p nbg-e2e --bin app-status-aggregator --bin bench-app-status-aggregator
+    "${CARGO_TARGET_DIR:-target}/release/bench-app-status-aggregator" "$@"
+
 # Build the statically linked nvj-validator that release images ship (runs in any Linux notebook image).
 runner-static:
     RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p nvj-validator --bin nvj-validator --target x86_64-unknown-linux-gnu
