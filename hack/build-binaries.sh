@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes binaries (kube-apiserver, kube-controller-manager, kubectl),
-# etcd, helm and the KServe manager from their Go modules through the module proxy, and caches
-# them outside the repository keyed by version. A cached binary is reused at no cost.
+# etcd, helm, the KServe manager and Argo CD from their Go modules through the module proxy, and
+# caches them outside the repository keyed by version. A cached binary is reused at no cost.
 #
 # usage: hack/build-binaries.sh [component...]   (default: all)
 #        hack/build-binaries.sh --path <component>  prints the cached binary's path
 #        hack/build-binaries.sh --source kserve     prints the unpacked KServe module (its config/)
+#        hack/build-binaries.sh --source argocd     prints the unpacked Argo CD module (its manifests/)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/versions.sh
 source "$here/lib/versions.sh"
 
-all_components=(etcd kube-apiserver kube-controller-manager kubectl helm kserve)
+all_components=(etcd kube-apiserver kube-controller-manager kubectl helm kserve argocd)
 
 version_of() {
   case "$1" in
@@ -19,27 +20,33 @@ version_of() {
     kube-apiserver|kube-controller-manager|kubectl) echo "$KUBERNETES_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
     kserve) echo "$KSERVE_VERSION" ;;
+    argocd) echo "$ARGOCD_VERSION" ;;
     *) echo "unknown component '$1' (known: ${all_components[*]})" >&2; return 2 ;;
   esac
 }
 
 binary_path() { echo "$NBG_BIN_DIR/$1-$(version_of "$1")/$1"; }
 
-# KServe's module (its go.mod, its config/: CRDs, ConfigMap, serving runtimes), unpacked from the
-# module proxy and kept writable beside the binary.
-kserve_module_dir() {
-  local dir="$NBG_CACHE_DIR/src/kserve-$KSERVE_VERSION"
+# A module (its go.mod and everything it ships: KServe's config/, Argo CD's manifests/),
+# unpacked from the module proxy and kept writable beside the binaries. Building inside it
+# honours its own replace directives, which a wrapper module would not.
+module_copy_dir() {
+  local module="$1" version="$2" name="$3"
+  local dir="$NBG_CACHE_DIR/src/$name-$version"
   if [ -f "$dir/.ready" ]; then echo "$dir"; return; fi
   need_go
   local from
-  from="$(cd "$NBG_CACHE_DIR" && GOFLAGS=-mod=mod go mod download -json "github.com/kserve/kserve@$KSERVE_VERSION" \
+  from="$(cd "$NBG_CACHE_DIR" && GOFLAGS=-mod=mod go mod download -json "$module@$version" \
     | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
-  [ -d "$from" ] || { echo "error: could not download github.com/kserve/kserve@$KSERVE_VERSION" >&2; exit 1; }
+  [ -d "$from" ] || { echo "error: could not download $module@$version" >&2; exit 1; }
   rm -rf "$dir"; mkdir -p "$(dirname "$dir")"
   cp -r "$from" "$dir"; chmod -R u+w "$dir"
   touch "$dir/.ready"
   echo "$dir"
 }
+
+kserve_module_dir() { module_copy_dir github.com/kserve/kserve "$KSERVE_VERSION" kserve; }
+argocd_module_dir() { module_copy_dir github.com/argoproj/argo-cd/v3 "$ARGOCD_VERSION" argo-cd; }
 
 log() { printf '[build-binaries %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -162,6 +169,14 @@ GO
       log "building the KServe manager $KSERVE_VERSION (cold builds take about 5 minutes on 2 cores)"
       (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" ./cmd/manager)
       ;;
+    argocd)
+      # One multi-call binary: the CLI (`argocd admin notifications ...`) and every component.
+      local dir; dir="$(argocd_module_dir)"
+      log "building Argo CD $ARGOCD_VERSION (cold builds take about 12 minutes and 4.5 GB of Go caches)"
+      (cd "$dir" && CGO_ENABLED=0 go build -trimpath \
+        -ldflags "-s -w -X github.com/argoproj/argo-cd/v3/common.version=${ARGOCD_VERSION#v}" \
+        -o "$tmp" ./cmd)
+      ;;
   esac
   mv "$tmp" "$out"
   log "$name $(version_of "$name") built in $((SECONDS - start)) s -> $out"
@@ -170,8 +185,12 @@ GO
 main() {
   if [ "${1:-}" = "--source" ]; then
     # The unpacked module of a component (KServe: its config/ holds the CRDs and ConfigMap).
-    [ "${2:-}" = kserve ] || { echo "usage: $0 --source kserve" >&2; exit 2; }
-    kserve_module_dir; return
+    case "${2:-}" in
+      kserve) kserve_module_dir ;;
+      argocd) argocd_module_dir ;;
+      *) echo "usage: $0 --source kserve|argocd" >&2; exit 2 ;;
+    esac
+    return
   fi
   if [ "${1:-}" = "--path" ]; then
     [ $# -eq 2 ] || { echo "usage: $0 --path <component>" >&2; exit 2; }

@@ -5,6 +5,9 @@ ETCD_VERSION="v3.6.16"
 HELM_VERSION="v3.21.4"
 # KServe (its manager, run in Standard mode by the e2e tests of InferenceService restarts).
 KSERVE_VERSION="v0.16.0"
+# Argo CD (its notifications engine evaluates our triggers in the e2e tests). v3.2.12 as stored
+# by the module proxy does not compile; v3.2.11 does.
+ARGOCD_VERSION="v3.2.11"
 # just is installed from crates.io when it is missing.
 JUST_VERSION="1.59.0"
 

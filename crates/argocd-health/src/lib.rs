@@ -3,6 +3,7 @@
 //! generated from them.
 
 pub mod checks;
+pub mod notifications;
 pub mod sandbox;
 pub mod snippets;
 

@@ -37,7 +37,7 @@ pub const IGNORED_UPDATES: [(&str, &[&str]); 2] = [
 const HEADER: &str = "# Generated from manifests/argocd/resource_customizations by `hack/just generate`; do not edit.\n";
 
 /// `text` as a YAML literal block at `indent` spaces (after a `key: |` line).
-fn block(text: &str, indent: usize) -> String {
+pub(crate) fn block(text: &str, indent: usize) -> String {
     let pad = " ".repeat(indent);
     text.lines()
         .map(|l| {

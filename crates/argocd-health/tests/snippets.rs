@@ -82,3 +82,55 @@ fn snippets_contain_exactly_the_files_lua() {
         assert_eq!(cr["spec"]["extraConfig"][&full], data[&full]);
     }
 }
+
+#[test]
+fn committed_notification_snippets_are_current_and_valid() {
+    let update = std::env::var_os("UPDATE_GENERATED").is_some_and(|v| v == "1");
+    let dir = dir().join("notifications");
+    let mut stale = Vec::new();
+    for (file, text) in nbg_argocd_health::notifications::all() {
+        let path = dir.join(file);
+        if update {
+            std::fs::write(&path, &text).expect("write snippet");
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(file);
+        }
+        let parsed: Value = serde_saphyr::from_str(&text)
+            .unwrap_or_else(|e| panic!("{file} is not valid YAML: {e}"));
+        assert!(parsed.is_object(), "{file}");
+    }
+    assert!(
+        stale.is_empty(),
+        "stale generated snippets (run `hack/just generate`): {stale:?}"
+    );
+    // Every trigger and template is valid YAML of the shape Argo CD reads, and each trigger
+    // fires once per run of what app-status-aggregator writes.
+    for (key, value) in nbg_argocd_health::notifications::ENTRIES {
+        let parsed: Value = serde_saphyr::from_str(value).unwrap_or_else(|e| panic!("{key}: {e}"));
+        if key.starts_with("trigger.") {
+            let t = &parsed[0];
+            assert!(
+                t["when"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("mlops.dev/last-")),
+                "{key}"
+            );
+            assert_eq!(
+                t["oncePer"].as_str().map(|o| o.contains("mlops.dev/last-")),
+                Some(true),
+                "{key}"
+            );
+            let template = format!("template.{}", t["send"][0].as_str().unwrap_or_default());
+            assert!(
+                nbg_argocd_health::notifications::ENTRIES
+                    .iter()
+                    .any(|(k, _)| *k == template),
+                "{key} sends {template}"
+            );
+        } else {
+            for service in ["message", "email", "slack", "teams", "webhook"] {
+                assert!(!parsed[service].is_null(), "{key} has no {service}");
+            }
+        }
+    }
+}

@@ -434,8 +434,23 @@ pub async fn run<R: Reconciler>(reconciler: Arc<R>, parts: RunnerParts) {
             });
         runs.push(run);
     }
-    futures::future::join_all(runs).await;
+    // A graceful shutdown waits for the reconciles in flight - and, in kube's runner, for the
+    // watch cache's first list, which never comes while the list is refused (RBAC) or the API
+    // server is away. So the wait is bounded: a SIGTERM always ends the process in time.
+    let stopping = async {
+        shutdown.wait().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        _ = futures::future::join_all(runs) => {}
+        () = stopping => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running (or the first list still pending) after the shutdown grace period; stopping them");
+        }
+    }
 }
+
+/// How long a shutdown waits for reconciles in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

@@ -110,13 +110,15 @@ impl Runtime {
 
     /// This replica's identity in the Lease: --leader-identity, POD_NAME, the host name, or
     /// `<controller>-<pid>`.
-    fn identity(&self) -> String {
+    pub fn identity(&self) -> String {
         self.identity
             .clone()
             .unwrap_or_else(|| format!("{}-{}", self.name, std::process::id()))
     }
 
-    fn lease_namespace(&self) -> String {
+    /// The namespace of the Lease (and of a controller's own state): --lease-namespace, else
+    /// POD_NAMESPACE, else `default`.
+    pub fn lease_namespace(&self) -> String {
         self.args
             .lease_namespace
             .clone()
