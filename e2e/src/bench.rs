@@ -6,6 +6,36 @@ use std::time::{Duration, Instant};
 
 use crate::controller::{ChartedController, metric_value};
 
+/// When each object was first seen in a given state, by name.
+pub type FirstSeen = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>;
+
+/// Watches `api` and records, by name, when each object is first seen with `seen` true; abort
+/// the handle to stop.
+pub fn watch_first_seen<K>(
+    api: kube::Api<K>,
+    seen: impl Fn(&K) -> bool + Send + 'static,
+) -> (FirstSeen, tokio::task::JoinHandle<()>)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    use futures::StreamExt;
+    let first: FirstSeen = FirstSeen::default();
+    let record = first.clone();
+    let handle = tokio::spawn(
+        kube::runtime::watcher(api, kube::runtime::watcher::Config::default()).for_each(move |e| {
+            if let Ok(kube::runtime::watcher::Event::Apply(o)) = e
+                && seen(&o)
+                && let Ok(mut m) = record.lock()
+            {
+                m.entry(o.meta().name.clone().unwrap_or_default())
+                    .or_insert_with(Instant::now);
+            }
+            futures::future::ready(())
+        }),
+    );
+    (first, handle)
+}
+
 /// Creates `n` objects with `make(i)`, 16 requests at once (a burst the API server takes without
 /// throttling), and says how long it took.
 pub async fn create_all<T, F, Fut>(n: usize, what: &str, make: F) -> anyhow::Result<Vec<T>>

@@ -47,7 +47,8 @@ pub fn is_ready(isvc: &kube::api::DynamicObject) -> bool {
         })
 }
 
-fn build(args: &[&str]) -> anyhow::Result<PathBuf> {
+/// Runs `hack/build-binaries.sh` with `args` (building what is missing); its output is a path.
+pub(crate) fn build(args: &[&str]) -> anyhow::Result<PathBuf> {
     let out = Command::new(repo_root().join("hack/build-binaries.sh"))
         .args(args)
         .output()

@@ -1,8 +1,10 @@
 //! End-to-end test harness on the real local control plane (`hack/local-cluster.sh`).
 //!
+//! - [`argocd`]: the real Argo CD's notifications controller;
 //! - [`bench`]: percentiles and memory for the benchmarks (`src/bin/bench-*`);
 //! - [`cluster`]: boots the control plane once per test run, or reuses a running one; installs
-//!   our CRDs, KServe's own CRDs and the test-only Application and Rollout CRDs.
+//!   our CRDs, KServe's own CRDs and the test-only CRDs of `e2e/crds/` (Argo CD's Application
+//!   and AppProject, Argo Rollouts, Argo Workflows' WorkflowTemplate, Tekton's Task).
 //! - [`control_plane`]: a control plane of one test's own, whose API server it may restart;
 //! - [`namespace`]: a fresh namespace per test, deleted afterwards.
 //! - [`kserve`]: the real KServe manager in Standard mode, on a control plane of a test's own;
@@ -14,6 +16,7 @@
 //! - [`process`]: runs our binaries (and kubectl) as local processes, optionally under a
 //!   ServiceAccount token with exactly the RBAC a chart grants; killed when dropped.
 
+pub mod argocd;
 pub mod bench;
 pub mod cluster;
 pub mod control_plane;

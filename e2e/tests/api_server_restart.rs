@@ -5,8 +5,8 @@
 //!
 //! Every action must happen exactly once, and everything that completed around the outage must
 //! be acted on within [`RECOVERY`] of the API server answering `/readyz` - trigger-controller
-//! with 8 s of downtime in one and in four namespaces and with 40 s under leader election (two
-//! replicas, as the chart runs it), nvj-validator with 8 s and 40 s. The
+//! with 8 s of downtime in one and in four namespaces and with 25 s (longer than the lease) under
+//! leader election (two replicas, as the chart runs it), nvj-validator with 8 s and 25 s. The
 //! measured recovery times are printed (`--nocapture`) for docs/benchmarks.md.
 //!
 //! `NBG_E2E_BIN_DIR` runs the controllers from another build (to measure an older one),
@@ -403,18 +403,19 @@ async fn controllers_are_back_within_seconds_after_the_api_server_restarts() {
         },
     )
     .await;
-    // 40 s is longer than the lease: the leader cannot renew, stops, and a replica takes the
-    // lease back once the API server answers.
+    // Longer than the 15 s lease: the leader cannot renew, stops, and a replica takes the lease
+    // back once the API server answers. (40 s was measured too; 25 s keeps CI's warm run short.)
+    let long = Duration::from_secs(25);
     trigger_scenario(
         &plane,
         Scenario {
             name: "two-replicas",
             namespaces: 1,
-            down: Duration::from_secs(40),
+            down: long,
             replicas: 2,
         },
     )
     .await;
     validator_scenario(&plane, "validator", eight).await;
-    validator_scenario(&plane, "validator-long", Duration::from_secs(40)).await;
+    validator_scenario(&plane, "validator-long", long).await;
 }

@@ -23,7 +23,29 @@ use serde_json::{Value, json};
 
 const LABEL: &str = "mlops.dev/notification-type";
 
+/// Starts the controller and waits until it has recorded its install time (runs that end
+/// before then get no Event, by design).
 async fn start(cluster: &Cluster, ns: &str) -> ChartedController {
+    let controller = start_process(cluster, ns).await;
+    let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(cluster.client().await, ns);
+    eventually(
+        Duration::from_secs(30),
+        "the install time recorded",
+        || async {
+            configmaps
+                .get_opt("event-notifier-state")
+                .await
+                .ok()
+                .flatten()
+                .map(|_| ())
+        },
+    )
+    .await;
+    controller
+}
+
+async fn start_process(cluster: &Cluster, ns: &str) -> ChartedController {
     ChartedController::start(
         cluster,
         ControllerSpec {

@@ -18,7 +18,6 @@ use kube::{Client, ResourceExt};
 use nbg_core::foreign::Application;
 use nbg_core::foreign::tracking::{AppRef, Tracking};
 use nbg_core::nvj::NotebookValidationJob;
-use nbg_runtime::ReconcileError;
 use nbg_runtime::metrics::OutcomeMetrics;
 use nbg_runtime::runner::{WatchContext, slim};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -29,23 +28,8 @@ use crate::NAME;
 use crate::aggregate;
 use crate::facts::{Index, NvjFacts};
 
-/// Errors of one reconcile; the variant name is the metric label.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("Kubernetes API request failed: {0}")]
-    Kube(#[from] kube::Error),
-}
-
-impl ReconcileError for Error {
-    fn reason(&self) -> &'static str {
-        match self {
-            Error::Kube(_) => "Kube",
-        }
-    }
-    fn is_transient(&self) -> bool {
-        true
-    }
-}
+/// Its reconciles fail only on API requests.
+pub type Error = nbg_runtime::runner::ApiError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {

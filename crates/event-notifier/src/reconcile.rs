@@ -13,30 +13,14 @@ use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
 use nbg_core::nvj::NotebookValidationJob;
-use nbg_runtime::ReconcileError;
 use nbg_runtime::metrics::OutcomeMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 
 use crate::NAME;
 use crate::notify::{self, Decision, NOTIFICATION_TYPE_LABEL, NOTIFIED_RUN, Notification, Since};
 
-/// Errors of one reconcile; the variant name is the metric label.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("Kubernetes API request failed: {0}")]
-    Kube(#[from] kube::Error),
-}
-
-impl ReconcileError for Error {
-    fn reason(&self) -> &'static str {
-        match self {
-            Error::Kube(_) => "Kube",
-        }
-    }
-    fn is_transient(&self) -> bool {
-        true
-    }
-}
+/// Its reconciles fail only on API requests.
+pub type Error = nbg_runtime::runner::ApiError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NotificationLabels {

@@ -41,6 +41,26 @@ pub trait ReconcileError: std::error::Error + Send + Sync + 'static {
     fn is_transient(&self) -> bool;
 }
 
+/// The error of a controller whose reconciles can only fail on a Kubernetes API request: always
+/// transient (retried with backoff). Controllers that can also find their input wrong have an
+/// enum of their own.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl ReconcileError for ApiError {
+    fn reason(&self) -> &'static str {
+        match self {
+            ApiError::Kube(_) => "Kube",
+        }
+    }
+    fn is_transient(&self) -> bool {
+        true
+    }
+}
+
 /// One controller's logic. The runner calls `reconcile` for every change of a watched object
 /// of type `Object` (and of whatever `configure` adds).
 pub trait Reconciler: Send + Sync + 'static {

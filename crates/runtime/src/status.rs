@@ -32,13 +32,33 @@ where
     if if_unchanged {
         body["metadata"] = serde_json::json!({"resourceVersion": obj.meta().resource_version});
     }
+    apply(client, obj, field_manager, body, true).await
+}
+
+/// Server-side apply of `body` to `obj` (its status subresource with `status`) as
+/// `field_manager`, taking over fields another manager set (force).
+async fn apply<K>(
+    client: &kube::Client,
+    obj: &K,
+    field_manager: &str,
+    body: serde_json::Value,
+    status: bool,
+) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
     let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(field_manager).force(),
-        &Patch::Apply(body),
-    )
-    .await
+    let params = PatchParams::apply(field_manager).force();
+    if status {
+        api.patch_status(&obj.name_any(), &params, &Patch::Apply(body))
+            .await
+    } else {
+        api.patch(&obj.name_any(), &params, &Patch::Apply(body))
+            .await
+    }
 }
 
 /// Applies `annotations` - every annotation `field_manager` owns on `obj`, so one it applied
@@ -62,11 +82,5 @@ where
         "kind": K::kind(&()),
         "metadata": {"name": obj.name_any(), "annotations": annotations},
     });
-    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::apply(field_manager).force(),
-        &Patch::Apply(body),
-    )
-    .await
+    apply(client, obj, field_manager, body, false).await
 }

@@ -9,7 +9,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
 use nbg_core::nvj::NotebookValidationJob;
-use nbg_runtime::ReconcileError;
 use nbg_runtime::events::Events;
 use nbg_runtime::metrics::OutcomeMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -17,23 +16,8 @@ use prometheus_client::encoding::EncodeLabelSet;
 use crate::NAME;
 use crate::marks::{self, ConditionChange, Plan};
 
-/// Errors of one reconcile; the variant name is the metric label and Event reason.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("Kubernetes API request failed: {0}")]
-    Kube(#[from] kube::Error),
-}
-
-impl ReconcileError for Error {
-    fn reason(&self) -> &'static str {
-        match self {
-            Error::Kube(_) => "Kube",
-        }
-    }
-    fn is_transient(&self) -> bool {
-        true
-    }
-}
+/// Its reconciles fail only on API requests.
+pub type Error = nbg_runtime::runner::ApiError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {

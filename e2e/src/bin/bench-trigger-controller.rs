@@ -14,16 +14,17 @@
 //! `hack/just bench-trigger-controller` builds everything in release mode and runs it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams, PostParams};
-use kube::runtime::watcher;
 use nbg_core::nvj::NotebookValidationJob;
-use nbg_e2e::bench::{api_requests, create_all, report, rss_kib, wait_reconciled};
+use nbg_e2e::bench::{
+    api_requests, create_all, report, rss_kib, wait_reconciled, watch_first_seen,
+};
 use nbg_e2e::controller::{ChartedController, ControllerSpec, metric_value};
 use nbg_e2e::nvj::{mark_succeeded, minimal, with_trigger_succeeded};
 use nbg_e2e::{Cluster, TestNamespace};
@@ -137,27 +138,13 @@ async fn main() -> anyhow::Result<()> {
     let before = api_requests(&controller);
 
     // The watch records when each Deployment is first seen restarted.
-    let patched: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let watch = {
-        let patched = patched.clone();
-        tokio::spawn(
-            watcher(deployments.clone(), watcher::Config::default()).for_each(move |e| {
-                if let Ok(watcher::Event::Apply(d)) = e {
-                    let restarted = d
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.template.metadata.as_ref())
-                        .and_then(|m| m.annotations.as_ref())
-                        .is_some_and(|a| a.contains_key("mlops.dev/restarted-by-run"));
-                    if restarted && let Ok(mut p) = patched.lock() {
-                        p.entry(d.metadata.name.unwrap_or_default())
-                            .or_insert_with(Instant::now);
-                    }
-                }
-                futures::future::ready(())
-            }),
-        )
-    };
+    let (patched, watch) = watch_first_seen(deployments.clone(), |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .is_some_and(|a| a.contains_key("mlops.dev/restarted-by-run"))
+    });
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // All N runs succeed at once.

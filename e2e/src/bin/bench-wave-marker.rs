@@ -14,16 +14,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::StreamExt;
 use kube::api::{Api, PostParams};
-use kube::runtime::watcher;
 use nbg_core::annotations::{BLOCK_WAVE, SYNC_WAVE, WAVE_COMPLETE};
 use nbg_core::nvj::NotebookValidationJob;
-use nbg_e2e::bench::{api_requests, create_all, report, rss_kib, wait_reconciled};
+use nbg_e2e::bench::{
+    api_requests, create_all, report, rss_kib, wait_reconciled, watch_first_seen,
+};
 use nbg_e2e::cluster::workspace_binary;
 use nbg_e2e::controller::{ChartedController, ControllerSpec};
 use nbg_e2e::nvj::{mark_succeeded, minimal};
@@ -97,25 +97,12 @@ async fn main() -> anyhow::Result<()> {
     let before = api_requests(&controller);
 
     // The watch records when each NVJ is first seen marked.
-    let marked_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let watch = {
-        let marked_at = marked_at.clone();
-        tokio::spawn(
-            watcher(nvjs.clone(), watcher::Config::default()).for_each(move |e| {
-                if let Ok(watcher::Event::Apply(j)) = e
-                    && j.metadata
-                        .annotations
-                        .as_ref()
-                        .is_some_and(|a| a.contains_key(WAVE_COMPLETE))
-                    && let Ok(mut m) = marked_at.lock()
-                {
-                    m.entry(j.metadata.name.unwrap_or_default())
-                        .or_insert_with(Instant::now);
-                }
-                futures::future::ready(())
-            }),
-        )
-    };
+    let (marked_at, watch) = watch_first_seen(nvjs.clone(), |j: &NotebookValidationJob| {
+        j.metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(WAVE_COMPLETE))
+    });
     // The waiter, started before the runs finish, as a hook would be.
     let kubeconfig = service_account_kubeconfig(&cluster, &ns.name, WAITER, "").await;
     let mut cmd = Command::new(workspace_binary("wave-marker"));

@@ -1,0 +1,249 @@
+//! Our Argo CD notification triggers and templates (`manifests/argocd/notifications/`), run by
+//! Argo CD's own notifications controller (the real `argocd` binary) on the annotations that the
+//! real app-status-aggregator writes, delivering to a webhook receiver in this test:
+//! - a failed run fires `on-notebook-validation-failed` once; evaluating the Application again
+//!   does not fire it again; a new failed run fires it again;
+//! - a succeeded run fires `on-notebook-validation-succeeded`;
+//! - every delivered body is the template rendered: valid JSON with the Application's status.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use nbg_core::annotations::ARGOCD_TRACKING_ID;
+use nbg_core::foreign::Application;
+use nbg_core::nvj::{NotebookValidationJob, Phase};
+use nbg_e2e::cluster::{eventually, repo_root};
+use nbg_e2e::controller::{ChartedController, ControllerSpec};
+use nbg_e2e::nvj::{annotations, mark_finished, minimal};
+use nbg_e2e::{Cluster, TestNamespace};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Requests received: (path, body).
+type Received = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A webhook receiver on 127.0.0.1 that answers 200 and records each request.
+async fn receiver() -> (u16, Received) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let received: Received = Arc::default();
+    let rec = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let rec = rec.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                // Read the head, then as many body bytes as Content-Length says.
+                loop {
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            let path = head
+                                .split_whitespace()
+                                .nth(1)
+                                .unwrap_or_default()
+                                .to_string();
+                            if let Ok(mut r) = rec.lock() {
+                                r.push((path, body.to_string()));
+                            }
+                            break;
+                        }
+                    }
+                }
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (port, received)
+}
+
+fn bodies(received: &Received, result: &str) -> Vec<Value> {
+    received
+        .lock()
+        .map(|r| r.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .iter()
+        .map(|b| {
+            serde_json::from_str::<Value>(b).unwrap_or_else(|e| {
+                panic!("the webhook template did not render valid JSON ({e}): {b}")
+            })
+        })
+        .filter(|v| v["result"] == result)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn argocd_fires_our_triggers_once_per_run() {
+    let cluster = Cluster::get();
+    let argocd = TestNamespace::new(&cluster, "an-argocd").await;
+    let ml = TestNamespace::new(&cluster, "an-ml").await;
+    let (a, m) = (argocd.name.as_str(), ml.name.as_str());
+    let client = cluster.client().await;
+    let (port, received) = receiver().await;
+
+    // argocd-notifications-cm: our generated patch's keys, plus the webhook service.
+    let patch: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(
+            repo_root().join("manifests/argocd/notifications/argocd-notifications-cm-patch.yaml"),
+        )
+        .expect("patch"),
+    )
+    .expect("valid YAML");
+    let mut data = patch["data"].clone();
+    data["service.webhook.notebook-gitops"] =
+        json!(format!("url: http://127.0.0.1:{port}/notebook-gitops\n"));
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-notifications-cm"}, "data": data});
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "argocd-notifications-secret"}, "type": "Opaque"});
+    for doc in [cm, secret] {
+        let (ok, _, err) = cluster.kubectl(&["apply", "-n", a, "-f", "-"], Some(&doc.to_string()));
+        assert!(ok, "{err}");
+    }
+
+    // The Application, subscribed to both triggers through the webhook, managing two NVJs.
+    let resources: Vec<Value> = ["a", "b"]
+        .iter()
+        .map(|n| json!({"group": "mlops.mlops.dev", "version": "v1alpha1", "kind": "NotebookValidationJob", "namespace": m, "name": n}))
+        .collect();
+    let app: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "train", "annotations": {
+            "notifications.argoproj.io/subscribe.on-notebook-validation-failed.notebook-gitops": "",
+            "notifications.argoproj.io/subscribe.on-notebook-validation-succeeded.notebook-gitops": ""}},
+        "spec": {"project": "default", "source": {"repoURL": "https://git.example/ml.git", "path": "train"},
+                 "destination": {"server": "https://kubernetes.default.svc", "namespace": m}},
+        "status": {"sync": {"status": "Synced"}, "health": {"status": "Healthy"}, "resources": resources}
+    }))
+    .expect("application");
+    let apps: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), a, &ApiResource::erase::<Application>(&()));
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create the Application");
+
+    let _aggregator = ChartedController::start(
+        &cluster,
+        ControllerSpec {
+            name: "app-status-aggregator",
+            release_namespace: a,
+            namespaces: &[m],
+            values: &[format!("argocdNamespace={a}")],
+            args: &[],
+        },
+    )
+    .await;
+    let mut notifications =
+        nbg_e2e::argocd::start_notifications(&cluster, a).expect("the argocd binary");
+
+    let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), m);
+    let mut created = Vec::new();
+    for n in ["a", "b"] {
+        let id = format!("train:mlops.mlops.dev/NotebookValidationJob:{m}/{n}");
+        created.push(
+            nvjs.create(
+                &PostParams::default(),
+                &minimal(n, &annotations(&[(ARGOCD_TRACKING_ID, &id)])),
+            )
+            .await
+            .expect("create"),
+        );
+    }
+    let wait_for = |result: &'static str, count: usize| {
+        let received = received.clone();
+        async move {
+            eventually(
+                Duration::from_secs(60),
+                &format!("{count} `{result}` notification(s)"),
+                || async { (bodies(&received, result).len() >= count).then_some(()) },
+            )
+            .await
+        }
+    };
+
+    // A failed run: one notification, whose body is the rendered template.
+    mark_finished(&nvjs, &created[0], Phase::Failed, "cell 3 failed")
+        .await
+        .expect("status");
+    wait_for("failed", 1).await;
+    let first = bodies(&received, "failed").remove(0);
+    assert_eq!(first["application"], "train");
+    assert_eq!(first["namespace"], a);
+    assert_eq!(first["status"]["failed"], 1, "{first}");
+    assert!(
+        first["run"]
+            .as_str()
+            .is_some_and(|r| r.contains(&format!("{m}/a "))),
+        "{first}"
+    );
+    // Evaluated again (any change of the Application makes Argo CD look at it): not again.
+    apps.patch(
+        "train",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"touched": "1"}}})),
+    )
+    .await
+    .expect("touch");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        bodies(&received, "failed").len(),
+        1,
+        "fired twice for one run: {:?}\n{}",
+        received.lock().map(|r| r.clone()).unwrap_or_default(),
+        notifications.output()
+    );
+
+    // A new failed run fires again; a success fires the success trigger.
+    mark_finished(&nvjs, &created[1], Phase::Failed, "golden mismatch")
+        .await
+        .expect("status");
+    wait_for("failed", 2).await;
+    let second = bodies(&received, "failed").remove(1);
+    assert!(
+        second["run"]
+            .as_str()
+            .is_some_and(|r| r.contains(&format!("{m}/b "))),
+        "{second}"
+    );
+    let a_now = nvjs.get("a").await.expect("a");
+    nvjs.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"notebook": {"path": "v2.ipynb"}}})),
+    )
+    .await
+    .expect("spec change");
+    let a_now = nvjs.get("a").await.unwrap_or(a_now);
+    mark_finished(&nvjs, &a_now, Phase::Succeeded, "all cells succeeded")
+        .await
+        .expect("status");
+    wait_for("succeeded", 1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        bodies(&received, "failed").len(),
+        2,
+        "{}",
+        notifications.output()
+    );
+    assert_eq!(bodies(&received, "succeeded").len(), 1);
+    assert!(notifications.is_running(), "{}", notifications.output());
+}
