@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes binaries (kube-apiserver, kube-controller-manager, kubectl),
-# etcd, helm, the KServe manager and Argo CD from their Go modules through the module proxy, and
+# etcd, helm, the KServe manager, Argo CD and promtool from their Go modules through the module proxy, and
 # caches them outside the repository keyed by version. A cached binary is reused at no cost.
 #
 # usage: hack/build-binaries.sh [component...]   (default: all)
@@ -12,7 +12,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/versions.sh
 source "$here/lib/versions.sh"
 
-all_components=(etcd kube-apiserver kube-controller-manager kubectl helm kserve argocd)
+all_components=(etcd kube-apiserver kube-controller-manager kubectl helm kserve argocd promtool)
 
 version_of() {
   case "$1" in
@@ -21,6 +21,7 @@ version_of() {
     helm) echo "$HELM_VERSION" ;;
     kserve) echo "$KSERVE_VERSION" ;;
     argocd) echo "$ARGOCD_VERSION" ;;
+    promtool) echo "$PROMETHEUS_VERSION" ;;
     *) echo "unknown component '$1' (known: ${all_components[*]})" >&2; return 2 ;;
   esac
 }
@@ -47,6 +48,7 @@ module_copy_dir() {
 
 kserve_module_dir() { module_copy_dir github.com/kserve/kserve "$KSERVE_VERSION" kserve; }
 argocd_module_dir() { module_copy_dir github.com/argoproj/argo-cd/v3 "$ARGOCD_VERSION" argo-cd; }
+prometheus_module_dir() { module_copy_dir github.com/prometheus/prometheus "$PROMETHEUS_VERSION" prometheus; }
 
 log() { printf '[build-binaries %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -176,6 +178,13 @@ GO
       (cd "$dir" && CGO_ENABLED=0 go build -trimpath \
         -ldflags "-s -w -X github.com/argoproj/argo-cd/v3/common.version=${ARGOCD_VERSION#v}" \
         -o "$tmp" ./cmd)
+      ;;
+    promtool)
+      # Tests the PrometheusRule's alerts (`promtool test rules`).
+      local dir; dir="$(prometheus_module_dir)"
+      log "building promtool from Prometheus $PROMETHEUS_VERSION (cold builds take a few minutes)"
+      # Its go.work names a directory the module archive leaves out: build the module alone.
+      (cd "$dir" && GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" ./cmd/promtool)
       ;;
   esac
   mv "$tmp" "$out"

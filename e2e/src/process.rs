@@ -138,14 +138,32 @@ pub struct RenderedChart {
     pub env: Vec<(String, String)>,
 }
 
-/// Renders a chart with `helm template`.
-pub fn render_chart(
+/// Renders a chart with `helm template`: each YAML document parsed.
+pub fn render_chart_documents(
     cluster: &Cluster,
     chart: &Path,
     release: &str,
     namespace: &str,
     set: &[&str],
-) -> RenderedChart {
+) -> Vec<serde_json::Value> {
+    helm_template(cluster, chart, release, namespace, set)
+        .iter()
+        .filter(|d| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .map(|d| serde_saphyr::from_str(d).expect("helm renders YAML"))
+        .collect()
+}
+
+/// `helm template`'s output, one string per document.
+fn helm_template(
+    cluster: &Cluster,
+    chart: &Path,
+    release: &str,
+    namespace: &str,
+    set: &[&str],
+) -> Vec<String> {
     let mut cmd = Command::new(&cluster.helm);
     cmd.args(["template", release])
         .arg(chart)
@@ -170,6 +188,18 @@ pub fn render_chart(
             doc.push('\n');
         }
     }
+    docs
+}
+
+/// Renders a chart with `helm template`.
+pub fn render_chart(
+    cluster: &Cluster,
+    chart: &Path,
+    release: &str,
+    namespace: &str,
+    set: &[&str],
+) -> RenderedChart {
+    let docs = helm_template(cluster, chart, release, namespace, set);
     let kind_of = |doc: &str| {
         doc.lines()
             .find_map(|l| l.strip_prefix("kind: ").map(|k| k.trim().to_string()))

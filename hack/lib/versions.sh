@@ -8,6 +8,8 @@ KSERVE_VERSION="v0.16.0"
 # Argo CD (its notifications engine evaluates our triggers in the e2e tests). v3.2.12 as stored
 # by the module proxy does not compile; v3.2.11 does.
 ARGOCD_VERSION="v3.2.11"
+# Prometheus's module (v0.316.0 is Prometheus 3.x): promtool tests the chart's alerting rules.
+PROMETHEUS_VERSION="v0.316.0"
 # just is installed from crates.io when it is missing.
 JUST_VERSION="1.59.0"
 

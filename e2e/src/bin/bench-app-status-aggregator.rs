@@ -21,18 +21,26 @@ use clap::Parser;
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use kube::runtime::watcher;
-use nbg_core::annotations::{ARGOCD_TRACKING_ID, NOTEBOOK_STATUS, NotebookStatusSummary};
+use nbg_core::annotations::{
+    ARGOCD_TRACKING_ID, NOTEBOOK_STATUS, NOTEBOOK_SUMMARY, NotebookStatusSummary,
+};
 use nbg_core::foreign::Application;
-use nbg_core::nvj::NotebookValidationJob;
+use nbg_core::nvj::{NotebookValidationJob, Phase};
 use nbg_e2e::bench::{api_requests, create_all, report, rss_kib};
 use nbg_e2e::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::nvj::{mark_succeeded, minimal};
+use nbg_e2e::nvj::{mark_finished, mark_succeeded, minimal};
 use nbg_e2e::{Cluster, TestNamespace};
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 enum Order {
     ByApp,
     Interleaved,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum RunResult {
+    Succeeded,
+    Failed,
 }
 
 #[derive(Parser, Debug)]
@@ -55,6 +63,9 @@ struct Cli {
     writers: usize,
     #[arg(long, value_enum, default_value = "by-app")]
     order: Order,
+    /// How the burst's runs end (`failed` also shows the annotations' size with long failed lists).
+    #[arg(long, value_enum, default_value = "succeeded")]
+    result: RunResult,
     /// More arguments for the controller.
     #[arg(long = "controller-arg")]
     controller_args: Vec<String>,
@@ -67,11 +78,15 @@ fn nvj_name(app: usize, i: usize) -> String {
     format!("app{app:03}-nvj{i:03}")
 }
 
-fn succeeded(app: &DynamicObject) -> Option<i64> {
+/// The Application's count of runs that ended as `result`, once it carries the aggregate.
+fn ended(app: &DynamicObject, result: RunResult) -> Option<i64> {
     let value = app.metadata.annotations.as_ref()?.get(NOTEBOOK_STATUS)?;
     NotebookStatusSummary::parse(value)
         .ok()
-        .map(|s| s.succeeded)
+        .map(|s| match result {
+            RunResult::Succeeded => s.succeeded,
+            RunResult::Failed => s.failed,
+        })
 }
 
 #[tokio::main]
@@ -85,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
     let apps: Api<DynamicObject> = Api::namespaced_with(client.clone(), &argocd.name, &resource);
     let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), &ml.name);
     let total = cli.apps * cli.per_app;
+    let result = cli.result;
 
     create_all(cli.apps, &format!("{} Applications", cli.apps), |a| {
         let apps = apps.clone();
@@ -152,7 +168,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(
             watcher(apps.clone(), watcher::Config::default()).for_each(move |e| {
                 if let Ok(watcher::Event::Apply(app) | watcher::Event::InitApply(app)) = e
-                    && let Some(n) = succeeded(&app)
+                    && let Some(n) = ended(&app, result)
                     && let Ok(mut r) = reached.lock()
                 {
                     let seen = r
@@ -173,7 +189,7 @@ async fn main() -> anyhow::Result<()> {
             .await?
             .items
             .iter()
-            .filter(|a| succeeded(a).is_some())
+            .filter(|a| ended(a, cli.result).is_some())
             .count();
         if written >= cli.apps {
             break;
@@ -214,7 +230,12 @@ async fn main() -> anyhow::Result<()> {
         let a = *a;
         async move {
             if let Some(nvj) = nvj {
-                mark_succeeded(&nvjs, &nvj).await?;
+                match result {
+                    RunResult::Succeeded => mark_succeeded(&nvjs, &nvj).await?,
+                    RunResult::Failed => {
+                        mark_finished(&nvjs, &nvj, Phase::Failed, "cell 1 failed").await?
+                    }
+                };
             }
             Ok::<_, kube::Error>((a, Instant::now()))
         }
@@ -247,6 +268,20 @@ async fn main() -> anyhow::Result<()> {
     let after = api_requests(&controller);
     let rest_rss = rss_kib(controller.process.id());
     watch.abort();
+    // The largest the two annotations became, and that they are still valid JSON.
+    let largest = apps
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .filter_map(|a| {
+            let ann = a.metadata.annotations.as_ref()?;
+            let status = ann.get(NOTEBOOK_STATUS)?;
+            NotebookStatusSummary::parse(status).ok()?;
+            Some(status.len() + ann.get(NOTEBOOK_SUMMARY).map_or(0, String::len))
+        })
+        .max()
+        .unwrap_or(0);
 
     let mut latencies = Vec::new();
     let mut missing = 0;
@@ -265,9 +300,10 @@ async fn main() -> anyhow::Result<()> {
     let patches =
         after.get("patch").copied().unwrap_or(0.0) - before.get("patch").copied().unwrap_or(0.0);
     println!(
-        "app-status-aggregator, {total} NVJs across {} Applications; burst: {} statuses ({} per Application, {:?} order, {} writes in flight):",
+        "app-status-aggregator, {total} NVJs across {} Applications; burst: {} statuses {:?} ({} per Application, {:?} order, {} writes in flight):",
         cli.apps,
         order.len(),
+        cli.result,
         cli.burst_per_app,
         cli.order,
         cli.writers
@@ -289,6 +325,7 @@ async fn main() -> anyhow::Result<()> {
         "  Application writes for the burst: {patches:.0} ({:.2} per Application)",
         patches / cli.apps as f64
     );
+    println!("  largest notebook-status + notebook-summary: {largest} bytes (valid JSON)");
     println!(
         "  controller RSS: {:.1} MiB idle with {total} NVJs, peak {:.1} MiB, {:.1} MiB after",
         idle_rss as f64 / 1024.0,
