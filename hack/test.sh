@@ -60,7 +60,23 @@ step "controller binaries (the e2e tests run them as processes)"
 cargo build --quiet --workspace --bins
 
 step "unit and end-to-end tests"
-# In its own process group, so every process a test starts is stopped with it.
-setsid cargo test --workspace --no-fail-fast &
+cargo test --quiet --workspace --no-run
+# The API server restart test brings up a control plane of its own and mostly waits on it, so
+# it runs beside the other tests (its output follows theirs). All in one process group of
+# their own, so every process a test starts is stopped with it.
+restart_log="$repo/target/e2e-logs/api-server-restart-test.log"
+mkdir -p "$(dirname "$restart_log")"
+setsid bash -c '
+  restart_log="$1"
+  cargo test -p nbg-e2e --test api_server_restart >"$restart_log" 2>&1 &
+  restart=$!
+  rest=0
+  cargo test --workspace --no-fail-fast -- --skip controllers_are_back_within_seconds_after_the_api_server_restarts || rest=$?
+  restart_rc=0
+  wait "$restart" || restart_rc=$?
+  echo "== the API server restart test (run beside the others; exit $restart_rc)"
+  cat "$restart_log"
+  [ "$rest" -eq 0 ] && [ "$restart_rc" -eq 0 ]
+' tests "$restart_log" &
 test_pgid=$!
 wait "$test_pgid"

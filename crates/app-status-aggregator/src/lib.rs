@@ -6,6 +6,7 @@
 //! - [`reconcile`]: the watches and the server-side apply of the annotations.
 
 pub mod aggregate;
+pub mod coalesce;
 pub mod facts;
 pub mod reconcile;
 
@@ -46,7 +47,8 @@ pub struct Cli {
         default_value = "app.kubernetes.io/instance"
     )]
     pub tracking_label: String,
-    /// Changes of one Application's NVJs within this window are written together (Go duration).
+    /// An Application is written at most this long after its first unwritten change, with
+    /// every change made meanwhile (Go duration; 0: at once).
     #[arg(long, env = "NBG_COALESCE", default_value = "250ms", value_parser = parse_duration)]
     pub coalesce: Duration,
 }

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::NAME;
 use crate::aggregate;
+use crate::coalesce::{self, Timing};
 use crate::facts::{Index, NvjFacts};
 
 /// Its reconciles fail only on API requests.
@@ -88,6 +89,8 @@ pub struct AggregatorReconciler {
     coalesce: Duration,
     metrics: AggregatorMetrics,
     instances: Mutex<HashMap<Option<String>, Arc<Instance>>>,
+    /// Applications whose aggregate differs from what they carry, since when.
+    pending: Mutex<HashMap<AppRef, Instant>>,
 }
 
 impl AggregatorReconciler {
@@ -105,6 +108,7 @@ impl AggregatorReconciler {
             coalesce,
             metrics,
             instances: Mutex::default(),
+            pending: Mutex::default(),
         }
     }
 
@@ -181,8 +185,13 @@ impl nbg_runtime::Reconciler for AggregatorReconciler {
         Some(self.application_namespaces.clone())
     }
 
-    fn debounce(&self) -> Duration {
-        self.coalesce
+    fn forget(&self, app: &Application) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.remove(&AppRef {
+                namespace: app.namespace().unwrap_or_default(),
+                name: app.name_any(),
+            });
+        }
     }
 
     /// Watches NVJs in the controller's scope; each change wakes the Applications it counts
@@ -287,8 +296,24 @@ impl nbg_runtime::Reconciler for AggregatorReconciler {
             })
         };
         let Some((annotations, latest)) = write else {
+            if let Ok(mut pending) = self.pending.lock() {
+                pending.remove(&app_ref);
+            }
             return Ok(Action::await_change());
         };
+        // Changes within the window are written together (see `coalesce`).
+        if let Ok(mut pending) = self.pending.lock() {
+            let now = Instant::now();
+            match coalesce::timing(pending.get(&app_ref).copied(), now, self.coalesce) {
+                Timing::Now => {
+                    pending.remove(&app_ref);
+                }
+                Timing::After(wait) => {
+                    pending.entry(app_ref.clone()).or_insert(now);
+                    return Ok(Action::requeue(wait));
+                }
+            }
+        }
         nbg_runtime::status::apply_annotations(&self.client, app.as_ref(), NAME, &annotations)
             .await?;
         let change = if annotations.is_empty() {

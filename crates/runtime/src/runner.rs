@@ -92,12 +92,6 @@ pub trait Reconciler: Send + Sync + 'static {
         None
     }
 
-    /// How long to wait after a change of a main object (or a trigger of it) before
-    /// reconciling it, so a burst of changes becomes one reconcile. Zero: at once.
-    fn debounce(&self) -> Duration {
-        Duration::ZERO
-    }
-
     /// Adds watches that map to the main objects (owned pods, ...), started through
     /// `watch` so they recover on their own.
     fn configure(
@@ -425,11 +419,7 @@ pub async fn run<R: Reconciler>(reconciler: Arc<R>, parts: RunnerParts) {
             })
         };
         let controller = Controller::for_stream(stream, reader)
-            .with_config(
-                controller::Config::default()
-                    .concurrency(concurrency)
-                    .debounce(reconciler.debounce()),
-            )
+            .with_config(controller::Config::default().concurrency(concurrency))
             .trigger_backoff(BriefPause)
             .reconcile_on(retry_failed);
         let controller = reconciler.configure(controller, &context);
