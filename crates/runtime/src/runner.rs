@@ -134,7 +134,7 @@ impl WatchContext<'_> {
     }
 
     /// `stream` (a watcher on this instance's namespace) made to recover on its own.
-    pub fn resilient<T: Send + 'static>(
+    pub fn resilient<T: crate::watch::Progress + Send + 'static>(
         &self,
         resource: &str,
         stream: impl futures::Stream<Item = Result<T, watcher::Error>> + Send + 'static,

@@ -35,6 +35,8 @@ pub enum Interruption {
     Unreachable,
     /// 403: this controller's RBAC does not cover the watch.
     Forbidden,
+    /// 404: the API server does not serve the resource (its CRD is not installed).
+    NotServed,
     /// Any other error status from the API server.
     ServerError,
     /// The API server sent an object without a resourceVersion.
@@ -47,6 +49,7 @@ impl Interruption {
             Self::Expired => "Expired",
             Self::Unreachable => "Unreachable",
             Self::Forbidden => "Forbidden",
+            Self::NotServed => "NotServed",
             Self::ServerError => "ServerError",
             Self::NoResourceVersion => "NoResourceVersion",
         }
@@ -59,6 +62,7 @@ impl Interruption {
                 return match status.code {
                     410 => Self::Expired,
                     403 => Self::Forbidden,
+                    404 => Self::NotServed,
                     _ => Self::ServerError,
                 };
             }
@@ -70,6 +74,7 @@ impl Interruption {
         match client {
             kube::Error::Api(status) if status.code == 410 => Self::Expired,
             kube::Error::Api(status) if status.code == 403 => Self::Forbidden,
+            kube::Error::Api(status) if status.code == 404 => Self::NotServed,
             kube::Error::Api(_) => Self::ServerError,
             _ => Self::Unreachable,
         }
@@ -159,7 +164,7 @@ impl Watches {
     ) -> impl Stream<Item = Result<T, watcher::Error>> + Send + 'static
     where
         S: Stream<Item = Result<T, watcher::Error>> + Send + 'static,
-        T: Send + 'static,
+        T: Progress + Send + 'static,
     {
         let this = self.clone();
         let resource = resource.into();
@@ -168,6 +173,13 @@ impl Watches {
         let mut down_since: Option<Instant> = None;
         stream.filter_map(move |item| {
             let pause = match item {
+                // `Init` only says a (re-)list begins: the list itself may still be refused, so
+                // it neither ends the backoff nor counts as a recovery.
+                Ok(event) if !event.is_progress() => {
+                    return futures::future::Either::Left(futures::future::ready(Some(Ok(
+                        event,
+                    ))));
+                }
                 Ok(event) => {
                     delays.reset();
                     if let Some(since) = down_since.take() {
@@ -193,6 +205,9 @@ impl Watches {
                         Interruption::Expired => {
                             tracing::info!(controller = this.controller, watch = %resource, namespace = %namespace, reason = why.as_str(), error = %error, "watch position expired; re-listing now")
                         }
+                        Interruption::NotServed => {
+                            tracing::warn!(controller = this.controller, watch = %resource, namespace = %namespace, reason = why.as_str(), error = %error, retry_in = ?pause, "the API server does not serve {resource} (is its CRD installed?); retrying")
+                        }
                         _ => {
                             tracing::warn!(controller = this.controller, watch = %resource, namespace = %namespace, reason = why.as_str(), error = %error, retry_in = ?pause, "watch interrupted; retrying")
                         }
@@ -205,6 +220,18 @@ impl Watches {
                 None
             })
         })
+    }
+}
+
+/// A watch item that says whether the watch got anywhere.
+pub trait Progress {
+    /// False for what a watch yields before it knows the server answers (the start of a list).
+    fn is_progress(&self) -> bool;
+}
+
+impl<K> Progress for watcher::Event<K> {
+    fn is_progress(&self) -> bool {
+        !matches!(self, watcher::Event::Init)
     }
 }
 
@@ -262,6 +289,7 @@ mod tests {
     fn errors_are_classified() {
         assert_eq!(Interruption::of(&status(410)), Interruption::Expired);
         assert_eq!(Interruption::of(&status(403)), Interruption::Forbidden);
+        assert_eq!(Interruption::of(&status(404)), Interruption::NotServed);
         assert_eq!(Interruption::of(&status(500)), Interruption::ServerError);
         assert_eq!(
             Interruption::of(&watcher::Error::NoResourceVersion),
@@ -278,11 +306,11 @@ mod tests {
         let registry = crate::metrics::new_registry();
         let watches = Watches::register(&registry, "test");
         let mut recovered = Box::pin(watches.recoveries());
-        let items: Vec<Result<u32, watcher::Error>> = vec![
-            Ok(1),
+        let items: Vec<Result<watcher::Event<u32>, watcher::Error>> = vec![
+            Ok(watcher::Event::Apply(1)),
             Err(status(410)),
             Err(watcher::Error::NoResourceVersion),
-            Ok(2),
+            Ok(watcher::Event::Apply(2)),
         ];
         let out: Vec<_> = watches
             .resilient("things", Some("ns"), futures::stream::iter(items))
@@ -297,6 +325,31 @@ mod tests {
                 r#"nbg_watch_restarts_total{controller="test",resource="things",reason="Expired"} 1"#
             ),
             "{text}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_start_of_a_refused_list_is_no_recovery() {
+        let registry = crate::metrics::new_registry();
+        let watches = Watches::register(&registry, "test");
+        // What kube's watcher yields while a list keeps failing (a CRD not installed): an
+        // `Init`, then the error, again and again. The pause must grow, not restart.
+        let mut items: Vec<Result<watcher::Event<u32>, watcher::Error>> = Vec::new();
+        for _ in 0..6 {
+            items.push(Ok(watcher::Event::Init));
+            items.push(Err(status(404)));
+        }
+        let started = tokio::time::Instant::now();
+        let out: Vec<_> = watches
+            .resilient("things", None, futures::stream::iter(items))
+            .collect()
+            .await;
+        assert_eq!(out.len(), 6, "the Init events pass through");
+        // 250 ms doubling: at least 0.25+0.5+1+2+4+5 s, far more than six fixed 250 ms pauses.
+        assert!(
+            started.elapsed() >= Duration::from_secs(12),
+            "{:?}",
+            started.elapsed()
         );
     }
 }
