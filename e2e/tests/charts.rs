@@ -1,0 +1,112 @@
+//! Every chart under `charts/` passes `helm lint` and renders, cluster-wide and per namespace;
+//! and every environment variable a controller chart sets is one its binary reads (a typo in a
+//! chart would otherwise be ignored silently and the controller run with its default).
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use nbg_e2e::Cluster;
+use nbg_e2e::cluster::{repo_root, workspace_binary};
+use nbg_e2e::process::render_chart_documents;
+
+/// Read by the runtime directly from the pod (downward API), not through a flag.
+const POD_ENV: [&str; 2] = ["POD_NAME", "POD_NAMESPACE"];
+
+fn charts() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(repo_root().join("charts"))
+        .expect("charts/")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Chart.yaml").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_chart_lints_and_renders() {
+    let cluster = Cluster::get();
+    let all = charts();
+    assert!(all.len() >= 6, "{all:?}");
+    for chart in &all {
+        let path = repo_root().join("charts").join(chart);
+        let out = Command::new(&cluster.helm)
+            .arg("lint")
+            .arg(&path)
+            .output()
+            .expect("helm lint");
+        assert!(
+            out.status.success(),
+            "helm lint {chart}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if chart == "notebook-gitops-crds" {
+            continue;
+        }
+        for values in [&[][..], &["watchNamespaces={team-a,team-b}"][..]] {
+            let docs = render_chart_documents(&cluster, &path, "r", "notebook-gitops", values);
+            let kinds: BTreeSet<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+            assert!(
+                kinds.contains("Deployment") && kinds.contains("ServiceAccount"),
+                "{chart} {values:?}: {kinds:?}"
+            );
+            if values.is_empty() {
+                assert!(
+                    kinds.contains("ClusterRole"),
+                    "{chart}: cluster-wide by default"
+                );
+            } else {
+                let roles: BTreeSet<&str> = docs
+                    .iter()
+                    .filter(|d| d["kind"] == "Role")
+                    .filter_map(|d| d["metadata"]["namespace"].as_str())
+                    .collect();
+                assert!(
+                    roles.contains("team-a") && roles.contains("team-b"),
+                    "{chart}: {roles:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_environment_variable_a_chart_sets_is_read_by_its_binary() {
+    let cluster = Cluster::get();
+    for chart in charts().iter().filter(|c| *c != "notebook-gitops-crds") {
+        let docs = render_chart_documents(
+            &cluster,
+            &repo_root().join("charts").join(chart),
+            "r",
+            "notebook-gitops",
+            &[],
+        );
+        let deployment = docs
+            .iter()
+            .find(|d| d["kind"] == "Deployment")
+            .expect("a Deployment");
+        let env: Vec<String> = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .filter_map(|e| e["name"].as_str().map(String::from))
+            .collect();
+        assert!(!env.is_empty(), "{chart}");
+        let help = Command::new(workspace_binary(chart))
+            .arg("--help")
+            .output()
+            .expect("--help");
+        let help = String::from_utf8_lossy(&help.stdout);
+        let unknown: Vec<&String> = env
+            .iter()
+            .filter(|name| {
+                !POD_ENV.contains(&name.as_str()) && !help.contains(&format!("[env: {name}="))
+            })
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "{chart} sets environment variables its binary does not read: {unknown:?}"
+        );
+    }
+}
