@@ -15,9 +15,22 @@ pub enum EvictionStep {
     /// Evict this pod through the Eviction API (which honours PodDisruptionBudgets).
     Evict(String),
     /// Not now: a pod is terminating or not Ready yet.
-    Wait(String),
+    Wait(WaitFor),
     /// Every pod started after the run completed and is Ready.
     Done(String),
+}
+
+/// What an eviction waits for before the next pod goes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WaitFor {
+    #[error("waiting for pod {0} to terminate")]
+    Termination(String),
+    #[error("waiting for pods to be Ready ({ready} of {pods} Ready, {wanted} wanted)")]
+    Readiness {
+        ready: i64,
+        pods: usize,
+        wanted: i64,
+    },
 }
 
 /// Why a target's pods cannot be selected for eviction.
@@ -134,15 +147,16 @@ pub fn plan(
         .iter()
         .find(|p| p.metadata.deletion_timestamp.is_some())
     {
-        return EvictionStep::Wait(format!("waiting for pod {} to terminate", name(p)));
+        return EvictionStep::Wait(WaitFor::Termination(name(p)));
     }
     let want = desired(group, kind, live);
     let ready_count = pods.iter().filter(|p| ready(p)).count() as i64;
     if ready_count < want || ready_count < pods.len() as i64 {
-        return EvictionStep::Wait(format!(
-            "waiting for pods to be Ready ({ready_count} of {} Ready, {want} wanted)",
-            pods.len()
-        ));
+        return EvictionStep::Wait(WaitFor::Readiness {
+            ready: ready_count,
+            pods: pods.len(),
+            wanted: want,
+        });
     }
     let mut stale: Vec<&Pod> = pods
         .iter()

@@ -515,7 +515,7 @@ impl TriggerReconciler {
                 ),
                 Wake::Never,
             )),
-            EvictionStep::Wait(why) => wait(why),
+            EvictionStep::Wait(why) => wait(why.to_string()),
             EvictionStep::Evict(pod) => match pods_api.evict(&pod, &EvictParams::default()).await {
                 Ok(_) => {
                     if nvj_has_no_record(nvj, t, ns) {

@@ -101,19 +101,32 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
+/// Why a validation pod cannot be built (the NVJ as read lacks what every stored object has).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("the NVJ has no name")]
+    NoName,
+    #[error("the NVJ has no uid")]
+    NoUid,
+    #[error("cannot reference the NVJ as owner")]
+    NoOwnerReference,
+    #[error("cannot encode the run spec: {0}")]
+    RunSpec(serde_json::Error),
+}
+
 /// The pod for `attempt` of the NVJ's current generation.
 pub fn build(
     nvj: &NotebookValidationJob,
     attempt: i32,
     timeout_seconds: i64,
     settings: &PodSettings,
-) -> Result<Pod, String> {
-    let name = nvj.metadata.name.clone().ok_or("the NVJ has no name")?;
-    let uid = nvj.metadata.uid.clone().ok_or("the NVJ has no uid")?;
+) -> Result<Pod, BuildError> {
+    let name = nvj.metadata.name.clone().ok_or(BuildError::NoName)?;
+    let uid = nvj.metadata.uid.clone().ok_or(BuildError::NoUid)?;
     let generation = nvj.metadata.generation.unwrap_or(0);
     let owner = nvj
         .controller_owner_ref(&())
-        .ok_or("cannot reference the NVJ as owner")?;
+        .ok_or(BuildError::NoOwnerReference)?;
     let spec = &nvj.spec;
     let pc = &spec.pod_config;
 
@@ -171,7 +184,7 @@ pub fn build(
     let mut env = vec![
         EnvVar {
             name: "NBG_RUN_SPEC".into(),
-            value: Some(serde_json::to_string(&run).map_err(|e| e.to_string())?),
+            value: Some(serde_json::to_string(&run).map_err(BuildError::RunSpec)?),
             ..EnvVar::default()
         },
         EnvVar {

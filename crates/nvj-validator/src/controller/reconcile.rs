@@ -33,7 +33,7 @@ pub enum Error {
     #[error("Kubernetes API request failed: {0}")]
     Kube(#[from] kube::Error),
     #[error("cannot build the validation pod: {0}")]
-    PodSpec(String),
+    PodSpec(#[from] pod::BuildError),
 }
 
 impl ReconcileError for Error {
