@@ -49,12 +49,8 @@ pub struct Cli {
     pub tracking_label: String,
     /// An Application is written at most this long after its first unwritten change, with
     /// every change made meanwhile (Go duration; 0: at once).
-    #[arg(long, env = "NBG_COALESCE", default_value = "250ms", value_parser = parse_duration)]
+    #[arg(long, env = "NBG_COALESCE", default_value = "250ms", value_parser = nbg_runtime::cli::parse_duration)]
     pub coalesce: Duration,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    nbg_core::duration::parse_go_duration(s).map_err(|e| e.to_string())
 }
 
 /// The namespaces to watch Applications in: empty means all.

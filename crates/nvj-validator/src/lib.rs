@@ -55,12 +55,8 @@ pub struct ControllerArgs {
     #[arg(long, env = "NBG_MAX_RETRIES", default_value_t = 3)]
     pub max_retries: i32,
     /// Delay before the first retry; doubles with each retry (Go duration).
-    #[arg(long, env = "NBG_RETRY_BACKOFF", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "NBG_RETRY_BACKOFF", default_value = "10s", value_parser = nbg_runtime::cli::parse_duration)]
     pub retry_backoff: std::time::Duration,
-}
-
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    nbg_core::duration::parse_go_duration(s).map_err(|e| e.to_string())
 }
 
 #[derive(clap::Subcommand, Debug)]

@@ -12,7 +12,9 @@ pub enum LogFormat {
     Json,
 }
 
-fn parse_seconds(s: &str) -> Result<Duration, String> {
+/// A flag's Go duration (`30s`, `10m`, `1h30m`), for `value_parser`: every duration flag of
+/// every binary reads the same way.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     nbg_core::duration::parse_go_duration(s).map_err(|e| e.to_string())
 }
 
@@ -59,7 +61,7 @@ pub struct CommonArgs {
     pub leader_identity: Option<String>,
 
     /// How long a Lease is valid without renewal (Go duration).
-    #[arg(long, env = "NBG_LEASE_DURATION", value_parser = parse_seconds, default_value = "15s")]
+    #[arg(long, env = "NBG_LEASE_DURATION", value_parser = parse_duration, default_value = "15s")]
     pub lease_duration: Duration,
 
     /// At most this many objects are reconciled at the same time (bounds memory and API load).
@@ -67,7 +69,7 @@ pub struct CommonArgs {
     pub max_concurrent_reconciles: u16,
 
     /// How long to wait for the API server at start-up before giving up (Go duration).
-    #[arg(long, env = "NBG_CONNECT_TIMEOUT", value_parser = parse_seconds, default_value = "10s")]
+    #[arg(long, env = "NBG_CONNECT_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub connect_timeout: Duration,
 }
 

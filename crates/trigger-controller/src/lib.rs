@@ -40,12 +40,8 @@ pub struct Cli {
     pub allowed_kinds: Vec<String>,
     /// A restart still rolling out after this long is recorded InProgress, saying where the
     /// rollout stands (Go duration; Kubernetes' default progress deadline is 10m).
-    #[arg(long, env = "NBG_ROLLOUT_DEADLINE", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "NBG_ROLLOUT_DEADLINE", default_value = "10m", value_parser = nbg_runtime::cli::parse_duration)]
     pub rollout_deadline: std::time::Duration,
-}
-
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    nbg_core::duration::parse_go_duration(s).map_err(|e| e.to_string())
 }
 
 /// Connects, then runs until SIGTERM.

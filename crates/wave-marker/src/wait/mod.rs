@@ -60,7 +60,7 @@ pub struct WaitArgs {
     #[arg(long, short = 'A')]
     pub all_namespaces: bool,
     /// Give up after this long (Go duration).
-    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    #[arg(long, default_value = "30m", value_parser = nbg_runtime::cli::parse_duration)]
     pub timeout: Duration,
     /// At least this many NVJs must match, so a typo in a selector does not pass vacuously.
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -72,10 +72,6 @@ pub struct WaitArgs {
     /// Kubeconfig file; without it the in-cluster config or ~/.kube/config is used.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    nbg_core::duration::parse_go_duration(s).map_err(|e| e.to_string())
 }
 
 /// How a wait ended.
