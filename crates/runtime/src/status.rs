@@ -8,6 +8,23 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// A namespaced object of a known type, as the writers here take it.
+pub trait Owned:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> Owned for K where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
 /// Applies `status` (the fields `field_manager` owns) to `obj`'s status subresource. With
 /// `if_unchanged`, the write is conditioned on the resourceVersion `obj` was read at: a
 /// controller that decided from a stale copy gets a 409 conflict instead of acting on it.
@@ -19,37 +36,29 @@ pub async fn apply_status<K>(
     if_unchanged: bool,
 ) -> Result<K, kube::Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: Owned,
 {
-    let mut body = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
+    let mut body = serde_json::json!({ "status": status });
     if if_unchanged {
         body["metadata"] = serde_json::json!({"resourceVersion": obj.meta().resource_version});
     }
     apply(client, obj, field_manager, body, true).await
 }
 
-/// Server-side apply of `body` to `obj` (its status subresource with `status`) as
-/// `field_manager`, taking over fields another manager set (force).
+/// Server-side apply of `body` (the fields, without apiVersion and kind) to `obj` - its status
+/// subresource with `status` - as `field_manager`, taking over fields another manager set (force).
 async fn apply<K>(
     client: &kube::Client,
     obj: &K,
     field_manager: &str,
-    body: serde_json::Value,
+    mut body: serde_json::Value,
     status: bool,
 ) -> Result<K, kube::Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: Owned,
 {
+    body["apiVersion"] = K::api_version(&()).into();
+    body["kind"] = K::kind(&()).into();
     let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
     let params = PatchParams::apply(field_manager).force();
     if status {
@@ -72,14 +81,9 @@ pub async fn apply_annotations<K>(
     annotations: &std::collections::BTreeMap<String, String>,
 ) -> Result<K, kube::Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: Owned,
 {
     let body = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
         "metadata": {"name": obj.name_any(), "annotations": annotations},
     });
     apply(client, obj, field_manager, body, false).await
