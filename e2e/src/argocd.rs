@@ -2,23 +2,16 @@
 //! multi-call binary built by `hack/build-binaries.sh argocd`): its notifications controller,
 //! run as a local process against the local control plane.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use crate::Cluster;
-use crate::process::{LocalProcess, free_port};
-
-/// The Argo CD binary, built on first use and cached.
-pub fn binary() -> anyhow::Result<PathBuf> {
-    crate::kserve::build(&["argocd"])?;
-    crate::kserve::build(&["--path", "argocd"])
-}
+use crate::process::{LocalProcess, built_tool, free_port};
 
 /// `argocd-notifications` for Applications in `namespace`, with the admin kubeconfig. It reads
 /// `argocd-notifications-cm` and `argocd-notifications-secret` from that namespace. No
 /// repo-server runs: our templates call no `repo.*` function.
 pub fn start_notifications(cluster: &Cluster, namespace: &str) -> anyhow::Result<LocalProcess> {
-    let mut cmd = Command::new(binary()?);
+    let mut cmd = Command::new(built_tool("argocd")?);
     cmd.env("ARGOCD_BINARY_NAME", "argocd-notifications")
         .arg("--kubeconfig")
         .arg(&cluster.kubeconfig)

@@ -45,13 +45,6 @@ pub struct Cluster {
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 
-fn tool_path(name: &str) -> anyhow::Result<PathBuf> {
-    let out = Command::new(repo_root().join("hack/build-binaries.sh"))
-        .args(["--path", name])
-        .output()?;
-    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-}
-
 fn boot() -> anyhow::Result<Cluster> {
     let root = repo_root();
     let dir = std::env::var_os("NBG_CLUSTER_DIR")
@@ -79,8 +72,8 @@ impl Cluster {
     pub(crate) fn at(dir: &Path) -> anyhow::Result<Cluster> {
         let cluster = Cluster {
             kubeconfig: dir.join("kubeconfig"),
-            kubectl: tool_path("kubectl")?,
-            helm: tool_path("helm")?,
+            kubectl: crate::process::build_binaries(&["--path", "kubectl"])?,
+            helm: crate::process::build_binaries(&["--path", "helm"])?,
         };
         cluster.install_crds()?;
         Ok(cluster)

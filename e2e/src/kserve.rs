@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::process::{build_binaries, built_tool};
+
 use anyhow::{Context, bail};
 use serde_json::Value;
 
@@ -45,21 +47,6 @@ pub fn is_ready(isvc: &kube::api::DynamicObject) -> bool {
             cs.iter()
                 .any(|c| c["type"] == "Ready" && c["status"] == "True")
         })
-}
-
-/// Runs `hack/build-binaries.sh` with `args` (building what is missing); its output is a path.
-pub(crate) fn build(args: &[&str]) -> anyhow::Result<PathBuf> {
-    let out = Command::new(repo_root().join("hack/build-binaries.sh"))
-        .args(args)
-        .output()
-        .context("hack/build-binaries.sh")?;
-    if !out.status.success() {
-        bail!(
-            "hack/build-binaries.sh {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
 fn kubectl(cluster: &Cluster, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
@@ -117,7 +104,7 @@ fn standard_mode_config(cluster: &Cluster, file: &Path) -> anyhow::Result<String
 /// mode does not use), applied server-side: the InferenceService CRD is about 1 MB, too big for
 /// client-side apply. The e2e harness installs them on every control plane it uses.
 pub fn install_crds(cluster: &Cluster) -> anyhow::Result<()> {
-    let source = build(&["--source", "kserve"])?;
+    let source = build_binaries(&["--source", "kserve"])?;
     let mut crds: Vec<PathBuf> = std::fs::read_dir(source.join("config/crd/full"))?
         .flatten()
         .map(|e| e.path())
@@ -141,11 +128,8 @@ impl KServe {
     /// already: [`install_crds`]) and starts the manager; returns once it runs. The binary is
     /// built first when it is not cached.
     pub fn start(cluster: &Cluster) -> anyhow::Result<Self> {
-        let binary = build(&["--path", "kserve"])?;
-        if !binary.exists() {
-            build(&["kserve"])?;
-        }
-        let config = build(&["--source", "kserve"])?.join("config");
+        let binary = built_tool("kserve")?;
+        let config = build_binaries(&["--source", "kserve"])?.join("config");
         kubectl(
             cluster,
             &[

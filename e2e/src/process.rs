@@ -307,6 +307,31 @@ pub async fn service_account_kubeconfig(
     path
 }
 
+/// Runs `hack/build-binaries.sh` with `args` (building what is missing); its output, a path.
+pub fn build_binaries(args: &[&str]) -> anyhow::Result<PathBuf> {
+    let out = Command::new(repo_root().join("hack/build-binaries.sh"))
+        .args(args)
+        .output()
+        .map_err(|e| anyhow::anyhow!("hack/build-binaries.sh: {e}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "hack/build-binaries.sh {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// The cached binary of a pinned tool (`kubectl`, `argocd`, `promtool`, ...), built first when
+/// it is missing.
+pub fn built_tool(name: &str) -> anyhow::Result<PathBuf> {
+    let path = build_binaries(&["--path", name])?;
+    if !path.exists() {
+        build_binaries(&[name])?;
+    }
+    Ok(path)
+}
+
 /// A TCP port free on 127.0.0.1 right now (for a process's --http-addr).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -7,25 +7,8 @@ use std::process::Command;
 
 use nbg_e2e::Cluster;
 use nbg_e2e::cluster::repo_root;
-use nbg_e2e::process::render_chart_documents;
+use nbg_e2e::process::{built_tool, render_chart_documents};
 use serde_json::json;
-
-fn promtool() -> std::path::PathBuf {
-    let out = Command::new(repo_root().join("hack/build-binaries.sh"))
-        .arg("promtool")
-        .output()
-        .expect("hack/build-binaries.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = Command::new(repo_root().join("hack/build-binaries.sh"))
-        .args(["--path", "promtool"])
-        .output()
-        .expect("hack/build-binaries.sh --path");
-    std::path::PathBuf::from(String::from_utf8_lossy(&path.stdout).trim())
-}
 
 #[test]
 fn the_alerts_fire_when_they_should() {
@@ -107,11 +90,12 @@ fn the_alerts_fire_when_they_should() {
         ]
     });
     std::fs::write(dir.join("tests.json"), tests.to_string()).expect("tests");
-    let out = Command::new(promtool())
-        .current_dir(&dir)
-        .args(["test", "rules", "tests.json"])
-        .output()
-        .expect("promtool");
+    let out =
+        Command::new(built_tool("promtool").expect("promtool (hack/build-binaries.sh promtool)"))
+            .current_dir(&dir)
+            .args(["test", "rules", "tests.json"])
+            .output()
+            .expect("promtool");
     assert!(
         out.status.success(),
         "promtool test rules failed:\n{}{}",
