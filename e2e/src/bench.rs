@@ -6,6 +6,28 @@ use std::time::{Duration, Instant};
 
 use crate::controller::{ChartedController, metric_value};
 
+/// What every controller benchmark takes besides its own workload: how hard the status writes
+/// come, and extra flags for the controller.
+#[derive(clap::Args, Debug)]
+pub struct Load {
+    /// Status writes in flight at once. nvj-validator writes them from its reconciles, 16 at
+    /// once per namespace by default; more is a stress test.
+    #[arg(long, default_value_t = 16)]
+    pub writers: usize,
+    /// More arguments for the controller, e.g. `--controller-arg=--max-concurrent-reconciles=32`.
+    #[arg(long = "controller-arg")]
+    pub controller_args: Vec<String>,
+}
+
+impl Load {
+    /// The controller's command line: `--log-filter log_filter`, then the extra arguments.
+    pub fn args(&self, log_filter: &str) -> Vec<String> {
+        let mut args = vec!["--log-filter".to_string(), log_filter.to_string()];
+        args.extend(self.controller_args.iter().cloned());
+        args
+    }
+}
+
 /// When each object was first seen in a given state, by name.
 pub type FirstSeen = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>;
 

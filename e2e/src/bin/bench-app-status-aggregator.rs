@@ -26,7 +26,7 @@ use nbg_core::annotations::{
 };
 use nbg_core::foreign::Application;
 use nbg_core::nvj::{NotebookValidationJob, Phase};
-use nbg_e2e::bench::{api_requests, create_all, report, rss_kib};
+use nbg_e2e::bench::{Load, api_requests, create_all, report, rss_kib};
 use nbg_e2e::controller::{ChartedController, ControllerSpec};
 use nbg_e2e::nvj::{mark_finished, mark_succeeded, minimal};
 use nbg_e2e::{Cluster, TestNamespace};
@@ -49,6 +49,8 @@ enum RunResult {
     about = "Measures app-status-aggregator: status-write-to-annotation latency, writes per Application per burst, idle requests, memory"
 )]
 struct Cli {
+    #[command(flatten)]
+    load: Load,
     /// Applications.
     #[arg(long, default_value_t = 100)]
     apps: usize,
@@ -58,17 +60,11 @@ struct Cli {
     /// NVJs per Application whose status changes in the burst.
     #[arg(long, default_value_t = 10)]
     burst_per_app: usize,
-    /// Status writes in flight at once (nvj-validator writes 16 at once per namespace).
-    #[arg(long, default_value_t = 16)]
-    writers: usize,
     #[arg(long, value_enum, default_value = "by-app")]
     order: Order,
     /// How the burst's runs end (`failed` also shows the annotations' size with long failed lists).
     #[arg(long, value_enum, default_value = "succeeded")]
     result: RunResult,
-    /// More arguments for the controller.
-    #[arg(long = "controller-arg")]
-    controller_args: Vec<String>,
 }
 
 /// Per Application, each `succeeded` count it showed and when it first showed it.
@@ -152,11 +148,7 @@ async fn main() -> anyhow::Result<()> {
             release_namespace: &argocd.name,
             namespaces: &[&ml.name],
             values: &[format!("argocdNamespace={}", argocd.name)],
-            args: &[
-                ["--log-filter".to_string(), "warn".to_string()].as_slice(),
-                cli.controller_args.as_slice(),
-            ]
-            .concat(),
+            args: &cli.load.args("warn"),
         },
     )
     .await;
@@ -240,7 +232,7 @@ async fn main() -> anyhow::Result<()> {
             Ok::<_, kube::Error>((a, Instant::now()))
         }
     }))
-    .buffer_unordered(cli.writers);
+    .buffer_unordered(cli.load.writers);
     let mut written: HashMap<String, Vec<Instant>> = HashMap::new();
     let mut peak = idle_rss;
     while let Some(r) = writes.next().await {
@@ -306,7 +298,7 @@ async fn main() -> anyhow::Result<()> {
         cli.result,
         cli.burst_per_app,
         cli.order,
-        cli.writers
+        cli.load.writers
     );
     println!(
         "  first pass: every Application written {:.1} s after the controller started",

@@ -23,7 +23,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams, PostParams};
 use nbg_core::nvj::NotebookValidationJob;
 use nbg_e2e::bench::{
-    api_requests, create_all, report, rss_kib, wait_reconciled, watch_first_seen,
+    Load, api_requests, create_all, report, rss_kib, wait_reconciled, watch_first_seen,
 };
 use nbg_e2e::controller::{ChartedController, ControllerSpec, metric_value};
 use nbg_e2e::nvj::{mark_succeeded, minimal, with_trigger_succeeded};
@@ -35,16 +35,11 @@ use nbg_e2e::{Cluster, TestNamespace};
     about = "Measures trigger-controller: status-write-to-patch latency, duplicates, API requests per completion, memory"
 )]
 struct Cli {
+    #[command(flatten)]
+    load: Load,
     /// NVJs that succeed at once, each with a restart trigger on its own Deployment.
     #[arg(long, default_value_t = 1000)]
     jobs: usize,
-    /// Status writes in flight at once while marking the runs Succeeded. nvj-validator writes
-    /// them from its reconciles, 16 at once per namespace by default; more is a stress test.
-    #[arg(long, default_value_t = 16)]
-    writers: usize,
-    /// More arguments for the controller, e.g. `--controller-arg=--max-concurrent-reconciles=32`.
-    #[arg(long = "controller-arg")]
-    controller_args: Vec<String>,
     /// Also print, per 250 ms, the status writes done and the patches seen, and let the
     /// controller log each action (`"applied"`, in its log) to line them up with.
     #[arg(long)]
@@ -120,15 +115,7 @@ async fn main() -> anyhow::Result<()> {
             release_namespace: &ns.name,
             namespaces: &[&ns.name],
             values: &[],
-            args: &[
-                [
-                    "--log-filter".to_string(),
-                    if cli.timeline { "info" } else { "warn" }.to_string(),
-                ]
-                .as_slice(),
-                cli.controller_args.as_slice(),
-            ]
-            .concat(),
+            args: &cli.load.args(if cli.timeline { "info" } else { "warn" }),
         },
     )
     .await;
@@ -169,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
             Ok::<_, kube::Error>((target, Instant::now()))
         }
     }))
-    .buffer_unordered(cli.writers);
+    .buffer_unordered(cli.load.writers);
     let mut written: HashMap<String, Instant> = HashMap::with_capacity(n);
     let mut peak = idle_rss;
     while let Some(r) = writes.next().await {
@@ -230,7 +217,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!(
         "trigger-controller, {n} NVJs succeeding at once (status writes {} in flight):",
-        cli.writers
+        cli.load.writers
     );
     println!(
         "  {n} statuses written in {:.1} s; all {recorded} triggers recorded Succeeded {:.1} s after the first write",

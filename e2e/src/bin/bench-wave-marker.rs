@@ -22,7 +22,7 @@ use kube::api::{Api, PostParams};
 use nbg_core::annotations::{BLOCK_WAVE, SYNC_WAVE, WAVE_COMPLETE};
 use nbg_core::nvj::NotebookValidationJob;
 use nbg_e2e::bench::{
-    api_requests, create_all, report, rss_kib, wait_reconciled, watch_first_seen,
+    Load, api_requests, create_all, report, rss_kib, wait_reconciled, watch_first_seen,
 };
 use nbg_e2e::cluster::workspace_binary;
 use nbg_e2e::controller::{ChartedController, ControllerSpec};
@@ -36,15 +36,11 @@ use nbg_e2e::{Cluster, TestNamespace};
     about = "Measures wave-marker: status-write-to-mark latency, writes per NVJ, memory, and how soon `wait` exits after the last mark"
 )]
 struct Cli {
+    #[command(flatten)]
+    load: Load,
     /// NVJs that finish at once, all blocking wave 7.
     #[arg(long, default_value_t = 1000)]
     jobs: usize,
-    /// Status writes in flight at once (nvj-validator writes 16 at once per namespace).
-    #[arg(long, default_value_t = 16)]
-    writers: usize,
-    /// More arguments for the controller.
-    #[arg(long = "controller-arg")]
-    controller_args: Vec<String>,
 }
 
 const WAITER: &str = "bench-waiter";
@@ -84,11 +80,7 @@ async fn main() -> anyhow::Result<()> {
                 format!("waiters[0].name={WAITER}"),
                 format!("waiters[0].namespace={}", ns.name),
             ],
-            args: &[
-                ["--log-filter".to_string(), "warn".to_string()].as_slice(),
-                cli.controller_args.as_slice(),
-            ]
-            .concat(),
+            args: &cli.load.args("warn"),
         },
     )
     .await;
@@ -132,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
             ))
         }
     }))
-    .buffer_unordered(cli.writers);
+    .buffer_unordered(cli.load.writers);
     let mut written: HashMap<String, Instant> = HashMap::with_capacity(n);
     let mut peak = idle_rss;
     while let Some(r) = writes.next().await {
@@ -179,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
     };
     println!(
         "wave-marker, {n} NVJs finishing at once (status writes {} in flight):",
-        cli.writers
+        cli.load.writers
     );
     println!(
         "  {n} statuses written in {:.1} s; last mark seen {:.1} s after the first write; marks not seen: {missing}",
