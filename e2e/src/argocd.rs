@@ -25,3 +25,30 @@ pub fn start_notifications(cluster: &Cluster, namespace: &str) -> anyhow::Result
         .args(["--loglevel", "debug", "--logformat", "text"]);
     Ok(LocalProcess::spawn("argocd-notifications", cmd))
 }
+
+/// An Application as Argo CD would show it after a sync that applied these NVJs
+/// (`(namespace, name)`): Synced, Healthy, each NVJ in `status.resources`. The test plays Argo CD
+/// here; add annotations as needed.
+pub fn application(name: &str, nvjs: &[(&str, &str)]) -> serde_json::Value {
+    let resources: Vec<serde_json::Value> = nvjs
+        .iter()
+        .map(|(ns, n)| serde_json::json!({"group": "mlops.mlops.dev", "version": "v1alpha1", "kind": "NotebookValidationJob", "namespace": ns, "name": n, "status": "Synced"}))
+        .collect();
+    serde_json::json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": name},
+        "spec": {"project": "default", "source": {"repoURL": "https://git.example/ml.git", "path": name, "targetRevision": "main"},
+                 "destination": {"server": "https://kubernetes.default.svc"}},
+        "status": {"sync": {"status": "Synced"}, "health": {"status": "Healthy"}, "resources": resources}
+    })
+}
+
+/// Applications in `namespace` through a dynamic API: our `Application` type reads only what
+/// the controllers read, and leaves apiVersion and kind to its Api, so tests write them this way.
+pub fn applications(client: &kube::Client, namespace: &str) -> kube::Api<kube::api::DynamicObject> {
+    kube::Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &kube::api::ApiResource::erase::<nbg_core::foreign::Application>(&()),
+    )
+}

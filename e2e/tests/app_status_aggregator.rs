@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use nbg_core::annotations::{
     ARGOCD_TRACKING_ID, NOTEBOOK_STATUS, NOTEBOOK_SUMMARY, NotebookStatusSummary,
 };
@@ -51,28 +51,16 @@ async fn start(
     .await
 }
 
+/// An Application managing `listed`, with annotations of others that must survive every write.
 fn application(name: &str, listed: &[(&str, &str)]) -> Value {
-    let resources: Vec<Value> = listed
-        .iter()
-        .map(|(ns, n)| json!({"group": "mlops.mlops.dev", "version": "v1alpha1", "kind": "NotebookValidationJob", "namespace": ns, "name": n, "status": "Synced"}))
-        .collect();
-    json!({
-        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": name, "annotations": {"team.example/owner": "fraud", "notifications.argoproj.io/subscribe.on-sync-succeeded.slack": "ml"}},
-        "spec": {"project": "default", "source": {"repoURL": "https://git.example/ml.git", "path": "train", "targetRevision": "main"},
-                 "destination": {"server": "https://kubernetes.default.svc", "namespace": "ml"}},
-        "status": {"sync": {"status": "Synced"}, "health": {"status": "Healthy"}, "resources": resources}
-    })
+    let mut app = nbg_e2e::argocd::application(name, listed);
+    app["metadata"]["annotations"] = json!({"team.example/owner": "fraud", "notifications.argoproj.io/subscribe.on-sync-succeeded.slack": "ml"});
+    app
 }
 
 async fn create_app(apps: &Api<Application>, name: &str, listed: &[(&str, &str)]) {
-    // Through a dynamic API: our Application type leaves apiVersion and kind to its Api.
     let namespace = apps.namespace().unwrap_or_default().to_string();
-    let dynamic: Api<DynamicObject> = Api::namespaced_with(
-        apps.clone().into_client(),
-        &namespace,
-        &ApiResource::erase::<Application>(&()),
-    );
+    let dynamic = nbg_e2e::argocd::applications(&apps.clone().into_client(), &namespace);
     let app: DynamicObject =
         serde_json::from_value(application(name, listed)).expect("application");
     if let Err(e) = dynamic.create(&PostParams::default(), &app).await {

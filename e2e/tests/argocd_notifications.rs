@@ -9,9 +9,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use nbg_core::annotations::ARGOCD_TRACKING_ID;
-use nbg_core::foreign::Application;
 use nbg_core::nvj::{NotebookValidationJob, Phase};
 use nbg_e2e::cluster::{eventually, repo_root};
 use nbg_e2e::controller::{ChartedController, ControllerSpec};
@@ -121,22 +120,12 @@ async fn argocd_fires_our_triggers_once_per_run() {
     }
 
     // The Application, subscribed to both triggers through the webhook, managing two NVJs.
-    let resources: Vec<Value> = ["a", "b"]
-        .iter()
-        .map(|n| json!({"group": "mlops.mlops.dev", "version": "v1alpha1", "kind": "NotebookValidationJob", "namespace": m, "name": n}))
-        .collect();
-    let app: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": "train", "annotations": {
-            "notifications.argoproj.io/subscribe.on-notebook-validation-failed.notebook-gitops": "",
-            "notifications.argoproj.io/subscribe.on-notebook-validation-succeeded.notebook-gitops": ""}},
-        "spec": {"project": "default", "source": {"repoURL": "https://git.example/ml.git", "path": "train"},
-                 "destination": {"server": "https://kubernetes.default.svc", "namespace": m}},
-        "status": {"sync": {"status": "Synced"}, "health": {"status": "Healthy"}, "resources": resources}
-    }))
-    .expect("application");
-    let apps: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), a, &ApiResource::erase::<Application>(&()));
+    let mut app = nbg_e2e::argocd::application("train", &[(m, "a"), (m, "b")]);
+    app["metadata"]["annotations"] = json!({
+        "notifications.argoproj.io/subscribe.on-notebook-validation-failed.notebook-gitops": "",
+        "notifications.argoproj.io/subscribe.on-notebook-validation-succeeded.notebook-gitops": ""});
+    let app: DynamicObject = serde_json::from_value(app).expect("application");
+    let apps = nbg_e2e::argocd::applications(&client, a);
     apps.create(&PostParams::default(), &app)
         .await
         .expect("create the Application");

@@ -19,12 +19,11 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::StreamExt;
-use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::runtime::watcher;
 use nbg_core::annotations::{
     ARGOCD_TRACKING_ID, NOTEBOOK_STATUS, NOTEBOOK_SUMMARY, NotebookStatusSummary,
 };
-use nbg_core::foreign::Application;
 use nbg_core::nvj::{NotebookValidationJob, Phase};
 use nbg_e2e::bench::{Load, api_requests, create_all, report, rss_kib};
 use nbg_e2e::controller::{ChartedController, ControllerSpec};
@@ -92,8 +91,7 @@ async fn main() -> anyhow::Result<()> {
     let client = cluster.client().await;
     let argocd = TestNamespace::new(&cluster, "bench-asa-argocd").await;
     let ml = TestNamespace::new(&cluster, "bench-asa-ml").await;
-    let resource = ApiResource::erase::<Application>(&());
-    let apps: Api<DynamicObject> = Api::namespaced_with(client.clone(), &argocd.name, &resource);
+    let apps = nbg_e2e::argocd::applications(&client, &argocd.name);
     let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), &ml.name);
     let total = cli.apps * cli.per_app;
     let result = cli.result;
@@ -103,15 +101,13 @@ async fn main() -> anyhow::Result<()> {
         let ml = ml.name.clone();
         let per_app = cli.per_app;
         async move {
-            let resources: Vec<serde_json::Value> = (0..per_app)
-                .map(|i| serde_json::json!({"group": "mlops.mlops.dev", "version": "v1alpha1", "kind": "NotebookValidationJob", "namespace": ml, "name": nvj_name(a, i)}))
-                .collect();
-            let app: DynamicObject = serde_json::from_value(serde_json::json!({
-                "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-                "metadata": {"name": format!("app{a:03}")},
-                "spec": {"project": "default"},
-                "status": {"sync": {"status": "Synced"}, "resources": resources}
-            }))
+            let names: Vec<String> = (0..per_app).map(|i| nvj_name(a, i)).collect();
+            let listed: Vec<(&str, &str)> =
+                names.iter().map(|n| (ml.as_str(), n.as_str())).collect();
+            let app: DynamicObject = serde_json::from_value(nbg_e2e::argocd::application(
+                &format!("app{a:03}"),
+                &listed,
+            ))
             .map_err(|e| kube::Error::Service(e.into()))?;
             apps.create(&PostParams::default(), &app).await
         }
