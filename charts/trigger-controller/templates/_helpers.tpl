@@ -26,30 +26,31 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
   verbs: [create, patch]
 {{- end -}}
 
+{{/* The kinds that may be targeted, comma-separated: allowedKinds, or every kind of target-kinds.json. */}}
+{{- define "trigger-controller.allowedKinds" -}}
+{{- if .Values.allowedKinds }}
+{{- join "," .Values.allowedKinds }}
+{{- else }}
+{{- $all := list }}
+{{- range (.Files.Get "target-kinds.json" | fromJson).kinds }}
+{{- $all = append $all (printf "%s/%s" .group .kind) }}
+{{- end }}
+{{- join "," $all }}
+{{- end }}
+{{- end -}}
+
 {{/* The rules the controller needs where targets live: read, watch (to wait for rollouts) and patch exactly the allowed kinds; with eviction, list pods and evict them. */}}
 {{- define "trigger-controller.targetRules" -}}
-{{- $kinds := .Values.allowedKinds }}
-{{- $apps := list }}
-{{- range $pair := list (list "apps/Deployment" "deployments") (list "apps/StatefulSet" "statefulsets") (list "apps/DaemonSet" "daemonsets") }}
-{{- if has (index $pair 0) $kinds }}{{ $apps = append $apps (index $pair 1) }}{{ end }}
+{{- $kinds := splitList "," (include "trigger-controller.allowedKinds" .) }}
+{{- $byGroup := dict }}
+{{- range (.Files.Get "target-kinds.json" | fromJson).kinds }}
+{{- if has (printf "%s/%s" .group .kind) $kinds }}
+{{- $_ := set $byGroup .group (append (get $byGroup .group | default list) .resource) }}
 {{- end }}
-{{- $argo := list }}
-{{- range $pair := list (list "argoproj.io/Rollout" "rollouts") (list "argoproj.io/Application" "applications") }}
-{{- if has (index $pair 0) $kinds }}{{ $argo = append $argo (index $pair 1) }}{{ end }}
 {{- end }}
-{{- if $apps }}
-- apiGroups: [apps]
-  resources: [{{ join ", " $apps }}]
-  verbs: [get, list, watch, patch]
-{{- end }}
-{{- if has "serving.kserve.io/InferenceService" $kinds }}
-- apiGroups: [serving.kserve.io]
-  resources: [inferenceservices]
-  verbs: [get, list, watch, patch]
-{{- end }}
-{{- if $argo }}
-- apiGroups: [argoproj.io]
-  resources: [{{ join ", " $argo }}]
+{{- range $group := keys $byGroup | sortAlpha }}
+- apiGroups: [{{ $group }}]
+  resources: [{{ join ", " (get $byGroup $group) }}]
   verbs: [get, list, watch, patch]
 {{- end }}
 {{- if .Values.allowEviction }}

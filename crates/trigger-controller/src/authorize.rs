@@ -15,7 +15,6 @@ use std::collections::BTreeSet;
 use nbg_core::annotations::{self, TriggerTarget};
 use nbg_core::foreign::Application;
 use nbg_core::nvj::NotebookValidationJob;
-use serde_json::Value;
 
 /// The controller's policy.
 #[derive(Debug, Clone)]
@@ -27,16 +26,8 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        let kinds = [
-            "apps/Deployment",
-            "apps/StatefulSet",
-            "apps/DaemonSet",
-            "argoproj.io/Rollout",
-            "argoproj.io/Application",
-            "serving.kserve.io/InferenceService",
-        ];
         Self {
-            allowed_kinds: kinds.iter().map(|k| k.to_string()).collect(),
+            allowed_kinds: crate::kinds::all_keys().into_iter().collect(),
             allow_cross_namespace: true,
         }
     }
@@ -73,11 +64,7 @@ pub fn consents(list: &str, ns: &str) -> bool {
 
 /// True when `app` manages `nvj`: the NVJ's tracking id names the app, and the app's status
 /// lists the NVJ among its resources.
-pub fn application_manages(
-    app: &Application,
-    app_status: Option<&Value>,
-    nvj: &NotebookValidationJob,
-) -> bool {
+pub fn application_manages(app: &Application, nvj: &NotebookValidationJob) -> bool {
     let app_name = app.metadata.name.clone().unwrap_or_default();
     let app_ns = app.metadata.namespace.clone().unwrap_or_default();
     let nvj_ns = nvj.metadata.namespace.clone().unwrap_or_default();
@@ -93,18 +80,13 @@ pub fn application_manages(
         .as_ref()
         .and_then(|l| l.get(annotations::ARGOCD_INSTANCE_LABEL))
         .is_some_and(|v| *v == app_name);
-    let listed = app_status
-        .and_then(|s| s.get("resources"))
-        .and_then(Value::as_array)
-        .is_some_and(|resources| {
-            resources.iter().any(|r| {
-                r.get("group").and_then(Value::as_str) == Some(nbg_core::nvj::GROUP)
-                    && r.get("kind").and_then(Value::as_str) == Some("NotebookValidationJob")
-                    && r.get("namespace").and_then(Value::as_str) == Some(nvj_ns.as_str())
-                    && r.get("name").and_then(Value::as_str) == Some(nvj_name.as_str())
-            })
-        });
-    tracked && listed
+    tracked
+        && app.lists(
+            nbg_core::nvj::GROUP,
+            nbg_core::nvj::KIND,
+            &nvj_ns,
+            &nvj_name,
+        )
 }
 
 /// Decides whether `nvj` may act on `target`. `target_annotations` are the live target's;
@@ -229,20 +211,24 @@ mod tests {
 
     #[test]
     fn an_application_elsewhere_only_when_it_manages_the_nvj() {
-        let app: Application = serde_json::from_value(
-            serde_json::json!({"metadata": {"name": "serving", "namespace": "argocd"}}),
-        )
-        .expect("app");
-        let listed = serde_json::json!({"resources": [{"group": "mlops.mlops.dev", "kind": "NotebookValidationJob", "namespace": "team", "name": "train"}]});
+        let app_with = |resources: serde_json::Value| -> Application {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "serving", "namespace": "argocd"},
+                "status": {"resources": resources}
+            }))
+            .expect("app")
+        };
+        let listed = app_with(
+            serde_json::json!([{"group": "mlops.mlops.dev", "kind": "NotebookValidationJob", "namespace": "team", "name": "train"}]),
+        );
         let tracked = nvj(
             "team",
             serde_json::json!({"argocd.argoproj.io/tracking-id": "serving:mlops.mlops.dev/NotebookValidationJob:team/train"}),
         );
-        assert!(application_manages(&app, Some(&listed), &tracked));
+        assert!(application_manages(&listed, &tracked));
         // A forged tracking id is not enough: the Application must list the NVJ.
         assert!(!application_manages(
-            &app,
-            Some(&serde_json::json!({"resources": []})),
+            &app_with(serde_json::json!([])),
             &tracked
         ));
         // Listed but tracked by another app: no.
@@ -250,7 +236,7 @@ mod tests {
             "team",
             serde_json::json!({"argocd.argoproj.io/tracking-id": "billing:mlops.mlops.dev/NotebookValidationJob:team/train"}),
         );
-        assert!(!application_manages(&app, Some(&listed), &other));
+        assert!(!application_manages(&listed, &other));
         let t = target(
             "- {apiVersion: argoproj.io/v1alpha1, kind: Application, name: serving, namespace: argocd, action: sync}",
         );

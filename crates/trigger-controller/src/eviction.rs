@@ -10,6 +10,9 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
+use crate::kinds;
+use crate::live::LiveTarget;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum EvictionStep {
     /// Evict this pod through the Eviction API (which honours PodDisruptionBudgets).
@@ -46,29 +49,54 @@ pub enum SelectorError {
     Unsupported { group: String, kind: String },
 }
 
+/// How a kind's pods are found, and how many it wants (the kinds table's).
+#[derive(Clone, Copy)]
+pub struct Pods {
+    /// The label selector of its pods, in the API's query syntax; `kind` names it in errors.
+    pub selector: fn(&str, &LiveTarget) -> Result<String, SelectorError>,
+    pub desired: fn(&LiveTarget) -> i64,
+}
+
 /// The label selector of the target's pods, in the API's query syntax.
-pub fn pod_selector(group: &str, kind: &str, live: &Value) -> Result<String, SelectorError> {
-    match (group, kind) {
-        ("apps", "Deployment" | "StatefulSet" | "DaemonSet") | ("argoproj.io", "Rollout") => {
-            let selector =
-                live.pointer("/spec/selector")
-                    .ok_or_else(|| SelectorError::NoSelector {
-                        kind: kind.to_string(),
-                    })?;
-            label_selector(selector)
-        }
-        ("serving.kserve.io", "InferenceService") => {
-            let name = live
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            Ok(format!("serving.kserve.io/inferenceservice={name}"))
-        }
-        _ => Err(SelectorError::Unsupported {
+pub fn pod_selector(group: &str, kind: &str, live: &LiveTarget) -> Result<String, SelectorError> {
+    match kinds::find(group, kind).and_then(|k| k.pods) {
+        Some(pods) => (pods.selector)(kind, live),
+        None => Err(SelectorError::Unsupported {
             group: group.to_string(),
             kind: kind.to_string(),
         }),
     }
+}
+
+/// Workloads: `spec.selector`.
+pub fn spec_selector(kind: &str, live: &LiveTarget) -> Result<String, SelectorError> {
+    let selector =
+        live.object
+            .pointer("/spec/selector")
+            .ok_or_else(|| SelectorError::NoSelector {
+                kind: kind.to_string(),
+            })?;
+    label_selector(selector)
+}
+
+/// KServe labels an InferenceService's pods with its name.
+pub fn inference_service_pods(_: &str, live: &LiveTarget) -> Result<String, SelectorError> {
+    let name = live.text("/metadata/name").unwrap_or_default();
+    Ok(format!("serving.kserve.io/inferenceservice={name}"))
+}
+
+/// Workloads: `spec.replicas` (1 when absent).
+pub fn spec_replicas(live: &LiveTarget) -> i64 {
+    live.int("/spec/replicas").unwrap_or(1)
+}
+
+/// DaemonSets: as many as are scheduled.
+pub fn scheduled_daemons(live: &LiveTarget) -> i64 {
+    live.int("/status/desiredNumberScheduled").unwrap_or(1)
+}
+
+pub fn one(_: &LiveTarget) -> i64 {
+    1
 }
 
 /// `{matchLabels, matchExpressions}` as a selector string; an empty selector is refused (it
@@ -108,16 +136,6 @@ fn label_selector(selector: &Value) -> Result<String, SelectorError> {
     Ok(parts.join(","))
 }
 
-/// How many pods the target wants, where it says.
-fn desired(group: &str, kind: &str, live: &Value) -> i64 {
-    let int = |p: &str| live.pointer(p).and_then(Value::as_i64);
-    match (group, kind) {
-        ("apps", "DaemonSet") => int("/status/desiredNumberScheduled").unwrap_or(1),
-        ("apps", _) | ("argoproj.io", _) => int("/spec/replicas").unwrap_or(1),
-        _ => 1,
-    }
-}
-
 fn ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
@@ -138,7 +156,7 @@ fn started(pod: &Pod) -> Option<Timestamp> {
 pub fn plan(
     group: &str,
     kind: &str,
-    live: &Value,
+    live: &LiveTarget,
     pods: &[Pod],
     completed: Timestamp,
 ) -> EvictionStep {
@@ -149,7 +167,9 @@ pub fn plan(
     {
         return EvictionStep::Wait(WaitFor::Termination(name(p)));
     }
-    let want = desired(group, kind, live);
+    let want = kinds::find(group, kind)
+        .and_then(|k| k.pods)
+        .map_or(1, |p| (p.desired)(live));
     let ready_count = pods.iter().filter(|p| ready(p)).count() as i64;
     if ready_count < want || ready_count < pods.len() as i64 {
         return EvictionStep::Wait(WaitFor::Readiness {
@@ -176,6 +196,26 @@ pub fn plan(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn plan(
+        group: &str,
+        kind: &str,
+        live: &Value,
+        pods: &[Pod],
+        completed: Timestamp,
+    ) -> EvictionStep {
+        super::plan(
+            group,
+            kind,
+            &LiveTarget::of(group, kind, live.clone()),
+            pods,
+            completed,
+        )
+    }
+
+    fn pod_selector(group: &str, kind: &str, live: &Value) -> Result<String, SelectorError> {
+        super::pod_selector(group, kind, &LiveTarget::of(group, kind, live.clone()))
+    }
 
     fn pod(name: &str, started: &str, is_ready: bool, terminating: bool) -> Pod {
         serde_json::from_value(json!({

@@ -1,15 +1,32 @@
 //! Restarts model servers and syncs or refreshes Argo CD Applications, exactly once, when a
 //! NotebookValidationJob succeeds.
 //!
+//! A reconcile observes, decides and applies (docs/design.md):
+//! - [`observe`]: reads each open target (watch cache or API), what rolls for it, its pods;
+//! - [`decide`]: pure - what to do on each target ([`decide::act`]) and when outcomes are
+//!   recorded ([`decide::records`]), unit-tested with the clock as an argument;
+//! - [`reconcile`]: applies it - patches, evictions, the status in one server-side apply, Events.
+//!
+//! What it knows about targets:
+//! - [`kinds`]: the one table of supported target kinds;
+//! - [`live`]: a target as read, typed where its status is interpreted;
+//! - [`actions`]: what each action writes, idempotent per run; [`eviction`]: `strategy: evict`;
+//! - [`rollout`]: where a restart's rollout stands;
 //! - [`authorize`]: who may act on what (same namespace, target consent, managing Application);
-//! - [`actions`]: what each action writes, idempotent per run;
-//! - [`reconcile`]: for each succeeded run, acts on every trigger target once and records the
-//!   outcome in `status.triggers` with its own field manager, with an Event.
+//! - [`targets`]: discovery, watches and caches; [`waiting`]: which NVJs wait on which target;
+//! - [`metrics`].
 
 pub mod actions;
 pub mod authorize;
+pub mod decide;
 pub mod eviction;
+pub mod kinds;
+pub mod live;
+pub mod metrics;
+pub mod observe;
 pub mod reconcile;
+pub mod rollout;
+pub mod targets;
 pub mod waiting;
 
 use nbg_runtime::{CommonArgs, Runtime};
@@ -30,12 +47,13 @@ pub struct Cli {
     /// Only act on targets in the NVJ's own namespace.
     #[arg(long, env = "NBG_DISABLE_CROSS_NAMESPACE")]
     pub disable_cross_namespace: bool,
-    /// Kinds that may be targeted, as group/Kind (core group: /Kind), comma-separated.
+    /// Kinds that may be targeted, as group/Kind (core group: /Kind), comma-separated; by
+    /// default every kind this controller supports.
     #[arg(
         long,
         env = "NBG_ALLOWED_KINDS",
         value_delimiter = ',',
-        default_value = "apps/Deployment,apps/StatefulSet,apps/DaemonSet,argoproj.io/Rollout,argoproj.io/Application,serving.kserve.io/InferenceService"
+        default_values_t = kinds::all_keys()
     )]
     pub allowed_kinds: Vec<String>,
     /// A restart still rolling out after this long is recorded InProgress, saying where the
@@ -56,14 +74,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .collect(),
         allow_cross_namespace: !cli.disable_cross_namespace,
     };
-    let metrics = reconcile::register_metrics(&runtime.registry);
-    let watched = reconcile::watchable_kinds(&runtime.client, &policy).await;
+    let metrics = metrics::register(&runtime.registry);
+    let watched = targets::watchable_kinds(&runtime.client, &policy).await;
     let reconciler = reconcile::TriggerReconciler::new(
         runtime.client.clone(),
         runtime.events.clone(),
         policy,
         metrics,
-        watched,
+        targets::Targets::new(runtime.client.clone(), watched),
         cli.rollout_deadline,
     );
     runtime.run(reconciler).await

@@ -6,13 +6,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::Instant;
 
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 use nbg_core::nvj::NotebookValidationJob;
 
 /// A target: group, kind, namespace, name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TargetKey {
     pub group: String,
     pub kind: String,
@@ -20,27 +20,36 @@ pub struct TargetKey {
     pub name: String,
 }
 
+impl TargetKey {
+    /// The target of a trigger entry, its namespace defaulting to the NVJ's.
+    pub fn of(t: &nbg_core::annotations::TriggerTarget, nvj_namespace: &str) -> Self {
+        Self {
+            group: t.group().to_string(),
+            kind: t.kind.clone(),
+            namespace: t.namespace_or(nvj_namespace).to_string(),
+            name: t.name.clone(),
+        }
+    }
+}
+
 type Nvj = ObjectRef<NotebookValidationJob>;
 
 #[derive(Default)]
 pub struct WaitIndex {
     /// Target -> the NVJs waiting on it, with when each started waiting.
-    by_target: Mutex<HashMap<TargetKey, HashMap<Nvj, Instant>>>,
+    by_target: Mutex<HashMap<TargetKey, HashMap<Nvj, Timestamp>>>,
     /// Targets whose every change wakes their NVJs, not only a settled rollout: one recorded
     /// stuck, whose record must follow it when it moves again.
     every_change: Mutex<HashSet<TargetKey>>,
 }
 
 impl WaitIndex {
-    /// `nvj` waits on `target` from now on (or keeps its earlier start).
-    pub fn wait(&self, target: TargetKey, nvj: Nvj) -> Instant {
+    /// `nvj` waits on `target` from `now` on (or keeps its earlier start); returns the start.
+    pub fn wait(&self, target: TargetKey, nvj: Nvj, now: Timestamp) -> Timestamp {
         let Ok(mut m) = self.by_target.lock() else {
-            return Instant::now();
+            return now;
         };
-        *m.entry(target)
-            .or_default()
-            .entry(nvj)
-            .or_insert_with(Instant::now)
+        *m.entry(target).or_default().entry(nvj).or_insert(now)
     }
 
     /// `nvj` no longer waits on `target`.
@@ -76,7 +85,7 @@ impl WaitIndex {
     }
 
     /// Since when `nvj` waits on `target`, if it does.
-    pub fn since(&self, target: &TargetKey, nvj: &Nvj) -> Option<Instant> {
+    pub fn since(&self, target: &TargetKey, nvj: &Nvj) -> Option<Timestamp> {
         self.by_target.lock().ok()?.get(target)?.get(nvj).copied()
     }
 
@@ -120,6 +129,10 @@ impl WaitIndex {
 mod tests {
     use super::*;
 
+    fn t(second: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + second).expect("time")
+    }
+
     fn key(name: &str) -> TargetKey {
         TargetKey {
             group: "apps".into(),
@@ -134,10 +147,14 @@ mod tests {
         let index = WaitIndex::default();
         let a = ObjectRef::new("train-a").within("ml");
         let b = ObjectRef::new("train-b").within("ml");
-        let first = index.wait(key("m"), a.clone());
-        index.wait(key("m"), b.clone());
-        index.wait(key("other"), b.clone());
-        assert_eq!(index.wait(key("m"), a.clone()), first, "the start is kept");
+        let first = index.wait(key("m"), a.clone(), t(0));
+        index.wait(key("m"), b.clone(), t(1));
+        index.wait(key("other"), b.clone(), t(1));
+        assert_eq!(
+            index.wait(key("m"), a.clone(), t(5)),
+            first,
+            "the start is kept"
+        );
         let mut waiting = index.waiting_on(&key("m"));
         waiting.sort_by_key(|r| r.name.clone());
         assert_eq!(waiting, vec![a.clone(), b.clone()]);
@@ -160,9 +177,9 @@ mod tests {
         let index = WaitIndex::default();
         let a = ObjectRef::new("train-a").within("ml");
         let b = ObjectRef::new("train-b").within("ml");
-        index.wait(key("m"), a.clone());
-        index.wait(key("m-predictor"), a.clone());
-        index.wait(key("m"), b.clone());
+        index.wait(key("m"), a.clone(), t(0));
+        index.wait(key("m-predictor"), a.clone(), t(0));
+        index.wait(key("m"), b.clone(), t(1));
         index.set_every_change(&key("m-predictor"), true);
         index.forget(&a);
         assert_eq!(index.waiting_on(&key("m")), vec![b.clone()]);

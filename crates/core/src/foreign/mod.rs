@@ -5,6 +5,7 @@
 
 mod application;
 mod inference_service;
+mod rollout;
 pub mod tracking;
 
 pub use application::{
@@ -15,3 +16,4 @@ pub use inference_service::{
     DEPLOYMENT_MODE_ANNOTATION, InferenceService, InferenceServiceStatus, KnativeCondition,
     RestartMarker, predictor_deployment,
 };
+pub use rollout::{Rollout, RolloutCondition, RolloutSpec, RolloutStatus};
