@@ -1,33 +1,12 @@
-//! End-to-end test harness on the real local control plane (`hack/local-cluster.sh`).
+//! End-to-end tests on the real local control plane, and what is built on the same harness:
 //!
-//! - [`argocd`]: the real Argo CD's notifications controller;
-//! - [`bench`]: percentiles and memory for the benchmarks (`src/bin/bench-*`);
-//! - [`cluster`]: boots the control plane once per test run, or reuses a running one; installs
-//!   our CRDs, KServe's own CRDs and the test-only CRDs of `e2e/crds/` (Argo CD's Application
-//!   and AppProject, Argo Rollouts, Argo Workflows' WorkflowTemplate, Tekton's Task).
-//! - [`control_plane`]: a control plane of one test's own, whose API server it may restart;
-//! - [`namespace`]: a fresh namespace per test, deleted afterwards.
-//! - [`kserve`]: the real KServe manager in Standard mode, on a control plane of a test's own;
-//! - [`kubelet`]: the kubelet double: makes pods Running/Ready, or runs a pod's containers as
-//!   local processes and writes their real exit codes and termination messages back.
-//! - [`controller`]: a controller binary as a local process under its chart's RBAC and with
-//!   its chart's environment;
-//! - [`nvj`]: NVJs for tests, and runs marked Succeeded as nvj-validator writes them;
-//! - [`process`]: runs our binaries (and kubectl) as local processes, optionally under a
-//!   ServiceAccount token with exactly the RBAC a chart grants; killed when dropped.
+//! - [`harness`]: the control plane, the kubelet double, the controllers as processes under
+//!   their charts' RBAC, and fixtures (git server, KServe, Argo CD); `tests/` uses it;
+//! - [`demo`]: the product demo (`hack/just demo`, binary `demo`);
+//! - [`bench`]: the benchmark tools (`hack/just bench-*`, binaries in `src/bench/bin/`).
 
-pub mod argocd;
 pub mod bench;
-pub mod cluster;
-pub mod control_plane;
-pub mod controller;
 pub mod demo;
-pub mod git_server;
-pub mod kserve;
-pub mod kubelet;
-pub mod namespace;
-pub mod nvj;
-pub mod process;
+pub mod harness;
 
-pub use cluster::Cluster;
-pub use namespace::TestNamespace;
+pub use harness::{Cluster, TestNamespace};

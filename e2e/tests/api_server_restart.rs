@@ -21,10 +21,10 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use nbg_core::nvj::NotebookValidationJob;
-use nbg_e2e::cluster::eventually;
-use nbg_e2e::control_plane::PrivateControlPlane;
-use nbg_e2e::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::nvj::{create_succeeded, minimal, run_id, with_trigger_succeeded};
+use nbg_e2e::harness::cluster::eventually;
+use nbg_e2e::harness::control_plane::PrivateControlPlane;
+use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
+use nbg_e2e::harness::nvj::{create_succeeded, minimal, run_id, with_trigger_succeeded};
 use serde_json::json;
 
 /// The goal: acted on within this long of `/readyz`.

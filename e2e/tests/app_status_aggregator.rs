@@ -18,9 +18,9 @@ use nbg_core::annotations::{
 };
 use nbg_core::foreign::Application;
 use nbg_core::nvj::{NotebookValidationJob, Phase};
-use nbg_e2e::cluster::eventually;
-use nbg_e2e::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::nvj::{annotations, mark_finished, minimal};
+use nbg_e2e::harness::cluster::eventually;
+use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
+use nbg_e2e::harness::nvj::{annotations, mark_finished, minimal};
 use nbg_e2e::{Cluster, TestNamespace};
 use serde_json::{Value, json};
 
@@ -53,14 +53,14 @@ async fn start(
 
 /// An Application managing `listed`, with annotations of others that must survive every write.
 fn application(name: &str, listed: &[(&str, &str)]) -> Value {
-    let mut app = nbg_e2e::argocd::application(name, listed);
+    let mut app = nbg_e2e::harness::argocd::application(name, listed);
     app["metadata"]["annotations"] = json!({"team.example/owner": "fraud", "notifications.argoproj.io/subscribe.on-sync-succeeded.slack": "ml"});
     app
 }
 
 async fn create_app(apps: &Api<Application>, name: &str, listed: &[(&str, &str)]) {
     let namespace = apps.namespace().unwrap_or_default().to_string();
-    let dynamic = nbg_e2e::argocd::applications(&apps.clone().into_client(), &namespace);
+    let dynamic = nbg_e2e::harness::argocd::applications(&apps.clone().into_client(), &namespace);
     let app: DynamicObject =
         serde_json::from_value(application(name, listed)).expect("application");
     if let Err(e) = dynamic.create(&PostParams::default(), &app).await {

@@ -9,7 +9,7 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use nbg_argocd_health::{Sandbox, check_for};
 use nbg_core::annotations::{self, TriggerAction};
 use nbg_core::nvj::NotebookValidationJob;
-use nbg_e2e::cluster::repo_root;
+use nbg_e2e::harness::cluster::repo_root;
 use nbg_e2e::{Cluster, TestNamespace};
 
 #[tokio::test]

@@ -12,9 +12,9 @@ use std::time::Duration;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use nbg_core::annotations::ARGOCD_TRACKING_ID;
 use nbg_core::nvj::{NotebookValidationJob, Phase};
-use nbg_e2e::cluster::{eventually, repo_root};
-use nbg_e2e::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::nvj::{annotations, mark_finished, minimal};
+use nbg_e2e::harness::cluster::{eventually, repo_root};
+use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
+use nbg_e2e::harness::nvj::{annotations, mark_finished, minimal};
 use nbg_e2e::{Cluster, TestNamespace};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -120,12 +120,12 @@ async fn argocd_fires_our_triggers_once_per_run() {
     }
 
     // The Application, subscribed to both triggers through the webhook, managing two NVJs.
-    let mut app = nbg_e2e::argocd::application("train", &[(m, "a"), (m, "b")]);
+    let mut app = nbg_e2e::harness::argocd::application("train", &[(m, "a"), (m, "b")]);
     app["metadata"]["annotations"] = json!({
         "notifications.argoproj.io/subscribe.on-notebook-validation-failed.notebook-gitops": "",
         "notifications.argoproj.io/subscribe.on-notebook-validation-succeeded.notebook-gitops": ""});
     let app: DynamicObject = serde_json::from_value(app).expect("application");
-    let apps = nbg_e2e::argocd::applications(&client, a);
+    let apps = nbg_e2e::harness::argocd::applications(&client, a);
     apps.create(&PostParams::default(), &app)
         .await
         .expect("create the Application");
@@ -142,7 +142,7 @@ async fn argocd_fires_our_triggers_once_per_run() {
     )
     .await;
     let mut notifications =
-        nbg_e2e::argocd::start_notifications(&cluster, a).expect("the argocd binary");
+        nbg_e2e::harness::argocd::start_notifications(&cluster, a).expect("the argocd binary");
 
     let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), m);
     let mut created = Vec::new();

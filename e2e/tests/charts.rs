@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use nbg_e2e::Cluster;
-use nbg_e2e::cluster::{repo_root, workspace_binary};
-use nbg_e2e::process::render_chart_documents;
+use nbg_e2e::harness::cluster::{repo_root, workspace_binary};
+use nbg_e2e::harness::process::render_chart_documents;
 
 /// Read by the runtime directly from the pod (downward API), not through a flag.
 const POD_ENV: [&str; 2] = ["POD_NAME", "POD_NAMESPACE"];

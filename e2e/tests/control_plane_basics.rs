@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use nbg_core::nvj::{NotebookValidationJob, NotebookValidationJobStatus, Phase};
-use nbg_e2e::cluster::{eventually, repo_root};
-use nbg_e2e::process::service_account_kubeconfig;
+use nbg_e2e::harness::cluster::{eventually, repo_root};
+use nbg_e2e::harness::process::service_account_kubeconfig;
 use nbg_e2e::{Cluster, TestNamespace};
 
 fn fixtures(kind: &str) -> Vec<std::path::PathBuf> {
@@ -261,7 +261,7 @@ async fn a_service_account_without_a_permission_gets_403() {
         other => panic!("expected 403, got {other:?}"),
     }
     // Through a separate process using the token.
-    let (ok, _, err) = nbg_e2e::process::run_with_input(
+    let (ok, _, err) = nbg_e2e::harness::process::run_with_input(
         &cluster.kubectl,
         &kubeconfig,
         &["get", "pods", "-n", &ns.name],

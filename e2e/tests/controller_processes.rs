@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
-use nbg_e2e::cluster::{eventually, workspace_binary};
-use nbg_e2e::process::{LocalProcess, free_port, service_account_kubeconfig};
+use nbg_e2e::harness::cluster::{eventually, workspace_binary};
+use nbg_e2e::harness::process::{LocalProcess, free_port, service_account_kubeconfig};
 use nbg_e2e::{Cluster, TestNamespace};
 
 const BINARIES: [&str; 5] = [

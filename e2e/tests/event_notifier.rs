@@ -15,9 +15,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use nbg_core::conditions;
 use nbg_core::nvj::{NotebookValidationJob, Phase};
-use nbg_e2e::cluster::eventually;
-use nbg_e2e::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::nvj::{mark_finished, minimal};
+use nbg_e2e::harness::cluster::eventually;
+use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
+use nbg_e2e::harness::nvj::{mark_finished, minimal};
 use nbg_e2e::{Cluster, TestNamespace};
 use serde_json::{Value, json};
 

@@ -20,12 +20,12 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome, TriggerRecord};
-use nbg_e2e::cluster::eventually;
-use nbg_e2e::control_plane::PrivateControlPlane;
-use nbg_e2e::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::kserve::{self, KServe};
-use nbg_e2e::kubelet::{self, KubeletConfig, PodHandling};
-use nbg_e2e::nvj::{mark_succeeded, minimal};
+use nbg_e2e::harness::cluster::eventually;
+use nbg_e2e::harness::control_plane::PrivateControlPlane;
+use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
+use nbg_e2e::harness::kserve::{self, KServe};
+use nbg_e2e::harness::kubelet::{self, KubeletConfig, PodHandling};
+use nbg_e2e::harness::nvj::{mark_succeeded, minimal};
 use serde_json::json;
 
 const RESTARTED_AT: &str = "mlops.dev/restarted-at";

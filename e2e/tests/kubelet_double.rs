@@ -8,8 +8,8 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, PostParams};
-use nbg_e2e::cluster::eventually;
-use nbg_e2e::kubelet::{self, KubeletConfig, PodHandling};
+use nbg_e2e::harness::cluster::eventually;
+use nbg_e2e::harness::kubelet::{self, KubeletConfig, PodHandling};
 use nbg_e2e::{Cluster, TestNamespace};
 
 fn start_kubelet(

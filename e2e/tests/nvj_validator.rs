@@ -11,10 +11,10 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use nbg_core::conditions;
 use nbg_core::nvj::{CellStatus, NotebookValidationJob, Phase};
-use nbg_e2e::cluster::{eventually, notebook_python, repo_root, workspace_binary};
-use nbg_e2e::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::git_server::{GitRepo, GitServer, notebook};
-use nbg_e2e::kubelet::{self, KubeletConfig, PodHandling};
+use nbg_e2e::harness::cluster::{eventually, notebook_python, repo_root, workspace_binary};
+use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
+use nbg_e2e::harness::git_server::{GitRepo, GitServer, notebook};
+use nbg_e2e::harness::kubelet::{self, KubeletConfig, PodHandling};
 use nbg_e2e::{Cluster, TestNamespace};
 
 struct Env {

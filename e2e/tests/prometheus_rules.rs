@@ -6,8 +6,8 @@
 use std::process::Command;
 
 use nbg_e2e::Cluster;
-use nbg_e2e::cluster::repo_root;
-use nbg_e2e::process::{built_tool, render_chart_documents};
+use nbg_e2e::harness::cluster::repo_root;
+use nbg_e2e::harness::process::{built_tool, render_chart_documents};
 use serde_json::json;
 
 #[test]

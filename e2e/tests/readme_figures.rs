@@ -1,7 +1,7 @@
 //! The README's status table quotes measured figures; each must be one that docs/benchmarks.md
 //! records, so the README cannot drift from the measurements.
 
-use nbg_e2e::cluster::repo_root;
+use nbg_e2e::harness::cluster::repo_root;
 
 /// Figures in `text`: a number (digits, `,` and `.`) followed by a unit word.
 fn figures(text: &str) -> Vec<String> {

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nbg_e2e::cluster::repo_root;
-use nbg_e2e::process::free_port;
+use nbg_e2e::harness::cluster::repo_root;
+use nbg_e2e::harness::process::free_port;
 
 /// The shell commands of the README block that follows the playground marker.
 fn readme_commands() -> Vec<String> {

@@ -20,10 +20,10 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome, TriggerRecord};
-use nbg_e2e::cluster::{dynamic_api, eventually};
-use nbg_e2e::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::kubelet::{self, KubeletConfig, PodHandling};
-use nbg_e2e::nvj::{annotations, create_succeeded, run_id, with_trigger_succeeded};
+use nbg_e2e::harness::cluster::{dynamic_api, eventually};
+use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
+use nbg_e2e::harness::kubelet::{self, KubeletConfig, PodHandling};
+use nbg_e2e::harness::nvj::{annotations, create_succeeded, run_id, with_trigger_succeeded};
 use nbg_e2e::{Cluster, TestNamespace};
 use serde_json::{Value, json};
 

@@ -19,10 +19,10 @@ use nbg_core::annotations::{
     WAVE_GENERATION,
 };
 use nbg_core::nvj::{NotebookValidationJob, Phase};
-use nbg_e2e::cluster::{eventually, workspace_binary};
-use nbg_e2e::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::nvj::{annotations, mark_finished, minimal};
-use nbg_e2e::process::{LocalProcess, service_account_kubeconfig};
+use nbg_e2e::harness::cluster::{eventually, workspace_binary};
+use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
+use nbg_e2e::harness::nvj::{annotations, mark_finished, minimal};
+use nbg_e2e::harness::process::{LocalProcess, service_account_kubeconfig};
 use nbg_e2e::{Cluster, TestNamespace};
 
 const WAITER: &str = "nvj-waiter";

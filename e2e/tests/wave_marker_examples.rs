@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use kube::api::Api;
 use nbg_core::nvj::{NotebookValidationJob, Phase};
-use nbg_e2e::cluster::{repo_root, workspace_binary};
-use nbg_e2e::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::nvj::mark_finished;
-use nbg_e2e::process::{LocalProcess, run_with_input, service_account_kubeconfig};
+use nbg_e2e::harness::cluster::{repo_root, workspace_binary};
+use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
+use nbg_e2e::harness::nvj::mark_finished;
+use nbg_e2e::harness::process::{LocalProcess, run_with_input, service_account_kubeconfig};
 use nbg_e2e::{Cluster, TestNamespace};
 use serde_json::Value;
 

@@ -1,11 +1,15 @@
 //! nvj-validator: runs NotebookValidationJobs.
 //!
-//! - [`runner`]: executes a notebook with papermill and judges it (cells, golden comparison);
-//!   used inside validation pods (`pod-run`) and locally by notebook authors (`run`).
+//! - [`executor`]: executes a notebook with papermill and judges it (cells, golden comparison);
+//!   used inside validation pods (`pod-run`, the "runner" the pod's init container installs)
+//!   and locally by notebook authors (`run`).
+//! - [`protocol`]: what the controller passes to a validation pod and what the pod reports.
+//! - [`controller`]: the NVJ controller (observe, `decide`, apply).
 //! - `nvj-validator` without a subcommand is the controller.
 
 pub mod controller;
-pub mod runner;
+pub mod executor;
+pub mod protocol;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +17,7 @@ use std::process::ExitCode;
 use nbg_core::nvj::{ComparisonConfig, ComparisonStrategy};
 use nbg_runtime::{CommonArgs, Runtime};
 
-use runner::report::{self, Outcome, RunReport};
+use protocol::report::{self, Outcome, RunReport};
 
 /// The controller's name: field manager, metric label and Event reporter.
 pub const NAME: &str = "nvj-validator";
@@ -185,7 +189,7 @@ fn run_local(args: &RunArgs) -> ExitCode {
         custom_timestamp_patterns: args.timestamp_patterns.clone(),
         ignore_output_types: args.ignore_output_types.clone(),
     };
-    let comparison = match runner::compare::CompareConfig::from_spec(&spec) {
+    let comparison = match executor::compare::CompareConfig::from_spec(&spec) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -206,7 +210,7 @@ fn run_local(args: &RunArgs) -> ExitCode {
         .filter(|p| !p.as_os_str().is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
-    let report = runner::execute(&runner::Execute {
+    let report = executor::execute(&executor::Execute {
         notebook: &args.notebook,
         golden: args.golden.as_deref(),
         comparison: &comparison,
@@ -275,9 +279,9 @@ pub fn render_text(r: &RunReport) -> String {
 fn run_in_pod(args: &PodRunArgs) -> ExitCode {
     let report = match std::env::var("NBG_RUN_SPEC")
         .map_err(|e| e.to_string())
-        .and_then(|s| serde_json::from_str::<runner::PodRunSpec>(&s).map_err(|e| e.to_string()))
+        .and_then(|s| serde_json::from_str::<protocol::PodRunSpec>(&s).map_err(|e| e.to_string()))
     {
-        Ok(spec) => runner::run_pod(&spec, &args.python),
+        Ok(spec) => executor::run_pod(&spec, &args.python),
         Err(e) => RunReport::new(
             Outcome::InvalidInput,
             format!("NBG_RUN_SPEC is missing or invalid: {e}"),

@@ -201,7 +201,7 @@ fn a_timeout_stops_the_notebook_and_its_kernel_early() {
     let pid = std::fs::read_to_string(d.join("kernel.pid")).expect("kernel wrote its pid");
     let pid: i32 = pid.trim().parse().expect("pid");
     assert!(
-        !nvj_validator::runner::execute::is_running(pid),
+        !nvj_validator::executor::execute::is_running(pid),
         "the kernel {pid} is still running"
     );
 }

@@ -18,7 +18,7 @@ use nbg_core::nvj::{NotebookValidationJob, NotebookValidationJobStatus, Phase};
 
 use super::pod::{self, LABEL_GENERATION, RUNNER_CONTAINER};
 use super::spec_check;
-use crate::runner::report::{self, Outcome};
+use crate::protocol::report::{self, Outcome};
 
 /// The Reconciling condition's reason doubles as the sub-state of a run in progress.
 pub const REASON_POD_CREATED: &str = "PodCreated";
@@ -553,7 +553,7 @@ fn judge(cx: &Ctx<'_>, mut status: NotebookValidationJobStatus, p: &Pod, plan: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::report::{RunReport, encode};
+    use crate::protocol::report::{RunReport, encode};
     use nbg_core::nvj::{CellResult, CellStatus};
     use serde_json::json;
 

@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use nbg_core::nvj::{NotebookValidationJob, NotebookVolume};
 
-use crate::runner::PodRunSpec;
+use crate::protocol::PodRunSpec;
 
 pub const TOOLS_DIR: &str = "/nbg/tools";
 pub const WORK_DIR: &str = "/nbg/work";

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nbg_core::nvj::NotebookValidationJobSpec;
 
-use crate::runner::compare::CompareConfig;
+use crate::executor::compare::CompareConfig;
 
 /// What is wrong with a spec; the message names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

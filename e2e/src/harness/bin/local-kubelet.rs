@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use nbg_e2e::kubelet::{self, KubeletConfig, PodHandling};
+use nbg_e2e::harness::kubelet::{self, KubeletConfig, PodHandling};
 
 /// Plays the kubelet for pods on the local control plane: binds them to a local Node, then
 /// either runs their containers' commands as local processes (the default) or only marks them

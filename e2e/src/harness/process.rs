@@ -6,7 +6,7 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, ObjectMeta, PostParams};
 
-use crate::cluster::{Cluster, repo_root};
+use crate::harness::cluster::{Cluster, repo_root};
 
 /// Runs a command with `--kubeconfig`, feeding `stdin`; returns (success, stdout, stderr).
 pub fn run_with_input(

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::Cluster;
-use crate::cluster::{repo_root, workspace_binary};
-use crate::process::{LocalProcess, free_port, render_chart, service_account_kubeconfig};
+use crate::harness::cluster::{repo_root, workspace_binary};
+use crate::harness::process::{LocalProcess, free_port, render_chart, service_account_kubeconfig};
 
 /// How to run one controller.
 pub struct ControllerSpec<'a> {

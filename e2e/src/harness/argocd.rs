@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use crate::Cluster;
-use crate::process::{LocalProcess, built_tool, free_port};
+use crate::harness::process::{LocalProcess, built_tool, free_port};
 
 /// `argocd-notifications` for Applications in `namespace`, with the admin kubeconfig. It reads
 /// `argocd-notifications-cm` and `argocd-notifications-secret` from that namespace. No

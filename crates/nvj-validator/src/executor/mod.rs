@@ -1,53 +1,23 @@
-//! The runner: the code that executes a notebook and judges it. The same code runs inside
-//! validation pods (`nvj-validator pod-run`, reporting through the termination message) and on
-//! a notebook author's machine (`nvj-validator run`, printing the verdict).
+//! The executor: the code that executes a notebook and judges it. The same code runs inside
+//! validation pods (`nvj-validator pod-run`, reporting through the termination message - see
+//! [`crate::protocol`]) and on a notebook author's machine (`nvj-validator run`, printing the
+//! verdict).
 
 pub mod compare;
 pub mod execute;
 pub mod git;
 pub mod notebook;
-pub mod report;
 pub mod results;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nbg_core::nvj::{ComparisonConfig, ComparisonOutcome, NotebookSource};
-use serde::{Deserialize, Serialize};
+use nbg_core::nvj::{ComparisonOutcome, NotebookSource};
 
+use crate::protocol::report::{Outcome, RunReport};
+use crate::protocol::{PodRunSpec, bounded};
 use compare::CompareConfig;
 use notebook::Notebook;
-use report::{Outcome, RunReport};
-
-/// `s` cut to at most `max` characters, marked when cut.
-pub fn bounded(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(max.saturating_sub(3)).collect();
-        out.push_str("...");
-        out
-    }
-}
-
-/// What a validation pod runs; the controller passes it as JSON in `NBG_RUN_SPEC`. It holds no
-/// credentials: those are files of the mounted Secrets named by the `*_credentials_dir` paths.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PodRunSpec {
-    pub notebook: NotebookSource,
-    #[serde(default)]
-    pub golden: Option<NotebookSource>,
-    #[serde(default)]
-    pub comparison: ComparisonConfig,
-    pub timeout_seconds: i64,
-    #[serde(default)]
-    pub notebook_credentials_dir: Option<String>,
-    #[serde(default)]
-    pub golden_credentials_dir: Option<String>,
-    /// Scratch directory for the clones and the executed notebook.
-    pub work_dir: String,
-}
 
 /// How to execute one notebook file.
 #[derive(Debug, Clone)]

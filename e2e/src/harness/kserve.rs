@@ -5,20 +5,20 @@
 //! ClusterServingRuntime, and the manager as a local process. Its CRDs are installed on every
 //! control plane the e2e harness uses ([`install_crds`]); the manager reconciles every
 //! InferenceService it sees, so it runs only where nothing else plays KServe: on a control plane
-//! of a test's own ([`crate::control_plane`]), or in the demo.
+//! of a test's own ([`crate::harness::control_plane`]), or in the demo.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::process::{build_binaries, built_tool};
+use crate::harness::process::{build_binaries, built_tool};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
 
 use crate::Cluster;
-use crate::cluster::repo_root;
-use crate::process::{LocalProcess, free_port};
+use crate::harness::cluster::repo_root;
+use crate::harness::process::{LocalProcess, free_port};
 
 pub struct KServe {
     pub process: LocalProcess,
@@ -29,7 +29,7 @@ pub fn inference_services(
     client: &kube::Client,
     namespace: &str,
 ) -> kube::Api<kube::api::DynamicObject> {
-    crate::cluster::dynamic_api(
+    crate::harness::cluster::dynamic_api(
         client,
         namespace,
         "serving.kserve.io",

@@ -24,10 +24,10 @@ use nbg_core::nvj::NotebookValidationJob;
 use nbg_e2e::bench::{
     Load, api_requests, create_all, report, rss_kib, wait_reconciled, watch_first_seen,
 };
-use nbg_e2e::cluster::workspace_binary;
-use nbg_e2e::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::nvj::{mark_succeeded, minimal};
-use nbg_e2e::process::{LocalProcess, service_account_kubeconfig};
+use nbg_e2e::harness::cluster::workspace_binary;
+use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
+use nbg_e2e::harness::nvj::{mark_succeeded, minimal};
+use nbg_e2e::harness::process::{LocalProcess, service_account_kubeconfig};
 use nbg_e2e::{Cluster, TestNamespace};
 
 #[derive(Parser, Debug)]
@@ -141,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
     let after = api_requests(&controller);
     let text = controller.metrics();
     let reconcile = |s: &str| {
-        nbg_e2e::controller::metric_value(
+        nbg_e2e::harness::controller::metric_value(
             &text,
             &format!("nbg_reconcile_duration_seconds_{s}{{controller=\"wave-marker\"}}"),
         )

@@ -72,8 +72,8 @@ impl Cluster {
     pub(crate) fn at(dir: &Path) -> anyhow::Result<Cluster> {
         let cluster = Cluster {
             kubeconfig: dir.join("kubeconfig"),
-            kubectl: crate::process::build_binaries(&["--path", "kubectl"])?,
-            helm: crate::process::build_binaries(&["--path", "helm"])?,
+            kubectl: crate::harness::process::build_binaries(&["--path", "kubectl"])?,
+            helm: crate::harness::process::build_binaries(&["--path", "helm"])?,
         };
         cluster.install_crds()?;
         Ok(cluster)
@@ -117,7 +117,7 @@ impl Cluster {
 
     /// Runs kubectl as admin; returns (success, stdout, stderr).
     pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        crate::process::run_with_input(&self.kubectl, &self.kubeconfig, args, stdin)
+        crate::harness::process::run_with_input(&self.kubectl, &self.kubeconfig, args, stdin)
     }
 
     /// Starts deleting a namespace and removes its pods at once: pods bound to a kubelet double
@@ -157,7 +157,7 @@ impl Cluster {
                 bail!("kubectl apply -f {} failed: {err}", dir.display());
             }
         }
-        crate::kserve::install_crds(self)?;
+        crate::harness::kserve::install_crds(self)?;
         // `kubectl wait` fails at once while a new CRD has no conditions yet: poll instead.
         let jsonpath = r#"jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{"\n"}{end}"#;
         let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -25,8 +25,8 @@ use nbg_core::nvj::NotebookValidationJob;
 use nbg_e2e::bench::{
     Load, api_requests, create_all, report, rss_kib, wait_reconciled, watch_first_seen,
 };
-use nbg_e2e::controller::{ChartedController, ControllerSpec, metric_value};
-use nbg_e2e::nvj::{mark_succeeded, minimal, with_trigger_succeeded};
+use nbg_e2e::harness::controller::{ChartedController, ControllerSpec, metric_value};
+use nbg_e2e::harness::nvj::{mark_succeeded, minimal, with_trigger_succeeded};
 use nbg_e2e::{Cluster, TestNamespace};
 
 #[derive(Parser, Debug)]

@@ -26,8 +26,8 @@ use nbg_core::annotations::{
 };
 use nbg_core::nvj::{NotebookValidationJob, Phase};
 use nbg_e2e::bench::{Load, api_requests, create_all, report, rss_kib};
-use nbg_e2e::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::nvj::{mark_finished, mark_succeeded, minimal};
+use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
+use nbg_e2e::harness::nvj::{mark_finished, mark_succeeded, minimal};
 use nbg_e2e::{Cluster, TestNamespace};
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
     let client = cluster.client().await;
     let argocd = TestNamespace::new(&cluster, "bench-asa-argocd").await;
     let ml = TestNamespace::new(&cluster, "bench-asa-ml").await;
-    let apps = nbg_e2e::argocd::applications(&client, &argocd.name);
+    let apps = nbg_e2e::harness::argocd::applications(&client, &argocd.name);
     let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), &ml.name);
     let total = cli.apps * cli.per_app;
     let result = cli.result;
@@ -104,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
             let names: Vec<String> = (0..per_app).map(|i| nvj_name(a, i)).collect();
             let listed: Vec<(&str, &str)> =
                 names.iter().map(|n| (ml.as_str(), n.as_str())).collect();
-            let app: DynamicObject = serde_json::from_value(nbg_e2e::argocd::application(
+            let app: DynamicObject = serde_json::from_value(nbg_e2e::harness::argocd::application(
                 &format!("app{a:03}"),
                 &listed,
             ))

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::controller::{ChartedController, metric_value};
+use crate::harness::controller::{ChartedController, metric_value};
 
 /// What every controller benchmark takes besides its own workload: how hard the status writes
 /// come, and extra flags for the controller.

@@ -18,8 +18,8 @@ use kube::runtime::watcher;
 use nbg_core::nvj::{NotebookValidationJob, Phase};
 use nbg_e2e::TestNamespace;
 use nbg_e2e::bench::{report, rss_kib};
-use nbg_e2e::cluster::{Cluster, workspace_binary};
-use nbg_e2e::process::LocalProcess;
+use nbg_e2e::harness::cluster::{Cluster, workspace_binary};
+use nbg_e2e::harness::process::LocalProcess;
 
 #[derive(Parser, Debug)]
 #[command(

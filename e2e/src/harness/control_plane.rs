@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::cluster::{Cluster, repo_root};
-use crate::process::free_port;
+use crate::harness::cluster::{Cluster, repo_root};
+use crate::harness::process::free_port;
 
 pub struct PrivateControlPlane {
     pub cluster: Cluster,

@@ -27,10 +27,10 @@ use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome};
 use serde_json::{Value, json};
 
 use crate::Cluster;
-use crate::cluster::{dynamic_api, notebook_python, repo_root, workspace_binary};
-use crate::controller::{ChartedController, ControllerSpec};
-use crate::git_server::{GitRepo, GitServer};
-use crate::kubelet::{self, KubeletConfig, PodHandling};
+use crate::harness::cluster::{dynamic_api, notebook_python, repo_root, workspace_binary};
+use crate::harness::controller::{ChartedController, ControllerSpec};
+use crate::harness::git_server::{GitRepo, GitServer};
+use crate::harness::kubelet::{self, KubeletConfig, PodHandling};
 use k8s_openapi::api::apps::v1::Deployment;
 
 /// Whether a Deployment has rolled out its current template (observed, every replica updated
@@ -311,7 +311,7 @@ pub async fn run(
         },
     );
     let _kserve = if config.real_kserve {
-        let kserve = crate::kserve::KServe::start(cluster)
+        let kserve = crate::harness::kserve::KServe::start(cluster)
             .context("starting the KServe manager (hack/build-binaries.sh kserve builds it; --no-kserve plays its part instead)")?;
         t.say(
             "KServe",
@@ -447,7 +447,7 @@ pub async fn run(
     for line in out.lines() {
         t.say("Argo CD (demo)", format!("sync: {line}"));
     }
-    let isvcs = crate::kserve::inference_services(&client, ns);
+    let isvcs = crate::harness::kserve::inference_services(&client, ns);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let predictor = format!("{ISVC}-predictor");
     // KServe, played without it: the model server serves `revision`, Ready.
@@ -466,7 +466,7 @@ pub async fn run(
         let served = wait_for(Duration::from_secs(90), || async {
             let d = deployments.get_opt(&predictor).await.ok().flatten()?;
             let isvc = isvcs.get(ISVC).await.ok()?;
-            (rollout_done(&d) && crate::kserve::is_ready(&isvc)).then_some(d)
+            (rollout_done(&d) && crate::harness::kserve::is_ready(&isvc)).then_some(d)
         })
         .await
         .context("KServe did not serve the model within 90 s")?;
@@ -532,7 +532,10 @@ pub async fn run(
                 t.say("KServe", format!("copies the restart into Deployment {predictor}'s pod template (generation {}): rolling out a new ReplicaSet", d.metadata.generation.unwrap_or_default()));
                 kserve_told_copy = true;
             }
-            if carries && rollout_done(&d) && crate::kserve::is_ready(&isvcs.get(ISVC).await?) {
+            if carries
+                && rollout_done(&d)
+                && crate::harness::kserve::is_ready(&isvcs.get(ISVC).await?)
+            {
                 t.say("KServe", format!("Deployment {predictor} rolled out: {} of {} replicas updated and available, the old ReplicaSet scaled to 0; {ISVC} Ready", status.updated_replicas.unwrap_or_default(), status.replicas.unwrap_or_default()));
                 kserve_rolling = None;
             }

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ObjectMeta, PostParams};
 
-use crate::cluster::Cluster;
+use crate::harness::cluster::Cluster;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 

@@ -812,7 +812,7 @@ impl KubeletConfig {
             node_name: format!("kubelet-{}", namespaces.first().copied().unwrap_or("test")),
             namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
             handling,
-            work_dir: crate::cluster::repo_root().join("target/e2e-kubelet"),
+            work_dir: crate::harness::cluster::repo_root().join("target/e2e-kubelet"),
             node_env: vec![],
             held_unready: Arc::default(),
             ready_only_labels: Vec::new(),
