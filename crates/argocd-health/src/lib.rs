@@ -4,6 +4,7 @@
 
 pub mod checks;
 pub mod notifications;
+pub mod random_objects;
 pub mod sandbox;
 pub mod snippets;
 

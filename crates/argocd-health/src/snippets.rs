@@ -6,32 +6,52 @@
 //! - `argo-cd-helm-values.yaml`: values for the Argo CD Helm chart (`configs.cm`).
 //!
 //! Each also carries `resource.customizations.ignoreResourceUpdates` for the fields our
-//! controllers write, so those writes do not cause refresh storms.
+//! controllers write, so those writes do not cause refresh storms - with Argo CD's own default
+//! entries kept where it already sets the key.
 
 use crate::checks::{HealthCheck, all_checks};
 
-/// Fields our controllers write that Argo CD need not reconcile an Application for.
-/// (group_kind key, JSON pointers)
-pub const IGNORED_UPDATES: [(&str, &[&str]); 2] = [
-    (
-        "mlops.mlops.dev_NotebookValidationJob",
-        &[
+/// Fields our controllers write that Argo CD need not reconcile an Application for, under one
+/// `resource.customizations.ignoreResourceUpdates.<key>` each.
+pub struct IgnoredUpdates {
+    /// Argo CD's `group_kind` key.
+    pub key: &'static str,
+    pub json_pointers: &'static [&'static str],
+    /// The entries Argo CD's own default `argocd-cm` sets under the same key. A merge patch
+    /// replaces a key's value whole, so they are written again beside ours (a test compares them
+    /// with the stock `argocd-cm` of the pinned Argo CD).
+    pub argocd_defaults: &'static [&'static str],
+}
+
+pub const IGNORED_UPDATES: [IgnoredUpdates; 2] = [
+    IgnoredUpdates {
+        key: "mlops.mlops.dev_NotebookValidationJob",
+        json_pointers: &[
             "/status",
             "/metadata/annotations/mlops.dev~1wave-complete",
             "/metadata/annotations/mlops.dev~1wave-failed",
             "/metadata/annotations/mlops.dev~1completion-time",
             "/metadata/annotations/mlops.dev~1wave-generation",
         ],
-    ),
-    (
-        "argoproj.io_Application",
-        &[
+        argocd_defaults: &[],
+    },
+    IgnoredUpdates {
+        key: "argoproj.io_Application",
+        json_pointers: &[
             "/metadata/annotations/mlops.dev~1notebook-status",
             "/metadata/annotations/mlops.dev~1notebook-summary",
             "/metadata/annotations/mlops.dev~1last-failed-run",
             "/metadata/annotations/mlops.dev~1last-succeeded-run",
         ],
-    ),
+        // Argo CD 3.2's defaults: its notifications' bookkeeping, refresh and hydrate requests,
+        // and `.operation` (the sync trigger-controller requests).
+        argocd_defaults: &[
+            r#".metadata.annotations."notified.notifications.argoproj.io""#,
+            r#".metadata.annotations."argocd.argoproj.io/refresh""#,
+            r#".metadata.annotations."argocd.argoproj.io/hydrate""#,
+            ".operation",
+        ],
+    },
 ];
 
 const HEADER: &str = "# Generated from manifests/argocd/resource_customizations by `hack/just generate`; do not edit.\n";
@@ -50,9 +70,16 @@ pub(crate) fn block(text: &str, indent: usize) -> String {
         .collect()
 }
 
-fn ignore_updates_yaml(pointers: &[&str]) -> String {
-    let mut s = String::from("jsonPointers:\n");
-    for p in pointers {
+fn ignore_updates_yaml(ignored: &IgnoredUpdates) -> String {
+    let mut s = String::new();
+    if !ignored.argocd_defaults.is_empty() {
+        s.push_str("jqPathExpressions:\n");
+        for jq in ignored.argocd_defaults {
+            s.push_str(&format!("- '{jq}'\n"));
+        }
+    }
+    s.push_str("jsonPointers:\n");
+    for p in ignored.json_pointers {
         s.push_str(&format!("- {p}\n"));
     }
     s
@@ -69,11 +96,12 @@ fn cm_entries(indent: usize) -> String {
         ));
         out.push_str(&block(check.script, indent + 2));
     }
-    for (key, pointers) in IGNORED_UPDATES {
+    for ignored in &IGNORED_UPDATES {
         out.push_str(&format!(
-            "{pad}resource.customizations.ignoreResourceUpdates.{key}: |\n"
+            "{pad}resource.customizations.ignoreResourceUpdates.{}: |\n",
+            ignored.key
         ));
-        out.push_str(&block(&ignore_updates_yaml(pointers), indent + 2));
+        out.push_str(&block(&ignore_updates_yaml(ignored), indent + 2));
     }
     out
 }
@@ -98,11 +126,12 @@ pub fn argocd_cr_patch() -> String {
         out.push_str(&health_check_entry(check));
     }
     out.push_str("  extraConfig:\n");
-    for (key, pointers) in IGNORED_UPDATES {
+    for ignored in &IGNORED_UPDATES {
         out.push_str(&format!(
-            "    resource.customizations.ignoreResourceUpdates.{key}: |\n"
+            "    resource.customizations.ignoreResourceUpdates.{}: |\n",
+            ignored.key
         ));
-        out.push_str(&block(&ignore_updates_yaml(pointers), 6));
+        out.push_str(&block(&ignore_updates_yaml(ignored), 6));
     }
     out
 }

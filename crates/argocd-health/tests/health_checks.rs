@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use nbg_argocd_health::random_objects::json_value;
 use nbg_argocd_health::{Sandbox, all_checks};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -105,52 +106,6 @@ fn a_check_that_uses_string_find_fails_the_suite() {
         .evaluate(&broken, &object)
         .expect_err("string is absent in Argo CD's sandbox");
     assert!(err.to_string().contains("string"), "{err}");
-}
-
-fn json_value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        (-5i64..5).prop_map(|n| json!(n)),
-        prop::sample::select(vec![
-            "Succeeded",
-            "Failed",
-            "Pending",
-            "Bound",
-            "Lost",
-            "Running",
-            "Healthy",
-            "",
-            "x"
-        ])
-        .prop_map(|s| json!(s)),
-    ];
-    leaf.prop_recursive(3, 24, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
-            prop::collection::btree_map(
-                prop::sample::select(vec![
-                    "status",
-                    "phase",
-                    "message",
-                    "observedGeneration",
-                    "retryCount",
-                    "metadata",
-                    "generation",
-                    "annotations",
-                    "health",
-                    "operationState",
-                    "operation",
-                    "sync",
-                    "spec",
-                    "volumeName",
-                ]),
-                inner,
-                0..5
-            )
-            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
-        ]
-    })
 }
 
 proptest! {

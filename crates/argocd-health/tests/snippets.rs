@@ -68,17 +68,28 @@ fn snippets_contain_exactly_the_files_lua() {
         data.contains_key("resource.customizations.health.PersistentVolumeClaim"),
         "core group has no prefix"
     );
-    for (key, pointers) in snippets::IGNORED_UPDATES {
-        let full = format!("resource.customizations.ignoreResourceUpdates.{key}");
+    for ignored in &snippets::IGNORED_UPDATES {
+        let full = format!(
+            "resource.customizations.ignoreResourceUpdates.{}",
+            ignored.key
+        );
         let value: Value =
             serde_saphyr::from_str(data[&full].as_str().expect("ignore updates")).expect("yaml");
-        let listed: Vec<&str> = value["jsonPointers"]
-            .as_array()
-            .expect("pointers")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        assert_eq!(listed, pointers.to_vec());
+        let list = |field: &str| -> Vec<String> {
+            value[field]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(list("jsonPointers"), ignored.json_pointers.to_vec());
+        assert_eq!(
+            list("jqPathExpressions"),
+            ignored.argocd_defaults.to_vec(),
+            "Argo CD's own entries kept"
+        );
         assert_eq!(cr["spec"]["extraConfig"][&full], data[&full]);
     }
 }

@@ -1,11 +1,249 @@
 //! The real Argo CD where the tests need its own engine (`github.com/argoproj/argo-cd/v3`, one
-//! multi-call binary built by `hack/build-binaries.sh argocd`): its notifications controller,
-//! run as a local process against the local control plane.
+//! multi-call binary built by `hack/build-binaries.sh argocd`), run as local processes against
+//! a control plane: [`RealArgoCd`] (redis, repo-server, application-controller, with Argo CD's
+//! own CRDs and config and our `argocd-cm` patch), and the notifications controller.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
 
 use crate::Cluster;
-use crate::harness::process::{LocalProcess, built_tool, free_port};
+use crate::harness::cluster::repo_root;
+use crate::harness::process::{LocalProcess, build_binaries, built_tool, free_port};
+
+/// Where Argo CD's components run and read their Applications.
+pub const ARGOCD_NAMESPACE: &str = "argocd";
+
+/// Argo CD's application controller and repo-server, and the redis they share, as local
+/// processes; stopped when dropped.
+pub struct RealArgoCd {
+    pub namespace: String,
+    /// The application controller's output.
+    pub controller: LocalProcess,
+    pub repo_server: LocalProcess,
+    _redis: LocalProcess,
+    /// The controller's Prometheus metrics (`argocd_app_reconcile_count`, ...).
+    pub metrics_url: String,
+}
+
+/// A free port below the kernel's ephemeral range (32768-60999): Argo CD's components dial
+/// each other and the API server from ephemeral ports, which could take a listener's.
+pub fn free_low_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 500) as u16 * 20;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::SeqCst) % 2_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The unpacked Argo CD module of the pinned version (its `manifests/`).
+pub fn argocd_source() -> anyhow::Result<PathBuf> {
+    build_binaries(&["--source", "argocd"])
+}
+
+fn kubectl(cluster: &Cluster, args: &[&str], what: &str) -> anyhow::Result<String> {
+    let (ok, out, err) = cluster.kubectl(args, None);
+    if !ok {
+        bail!("{what}: kubectl {args:?}: {err}");
+    }
+    Ok(out)
+}
+
+fn wait_for_port(port: u16, process: &mut LocalProcess, name: &str) -> anyhow::Result<()> {
+    for _ in 0..600 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        if !process.is_running() {
+            bail!("{name} exited: {}", process.output());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!(
+        "{name} did not listen on {port} within 60 s: {}",
+        process.output()
+    )
+}
+
+impl RealArgoCd {
+    /// Installs Argo CD's CRDs (server-side: the Application CRD is too big for a client-side
+    /// apply; they replace the test-only ones), its base config with our `argocd-cm` patch and
+    /// a `default` AppProject in [`ARGOCD_NAMESPACE`], then starts redis, the repo-server and the
+    /// application controller. Run it on a control plane of the test's own.
+    pub fn start(cluster: &Cluster) -> anyhow::Result<Self> {
+        let source = argocd_source()?;
+        let manifests = source.join("manifests");
+        let path = |p: &Path| p.display().to_string();
+        let _ = cluster.kubectl(
+            &[
+                "delete",
+                "crd",
+                "applications.argoproj.io",
+                "appprojects.argoproj.io",
+                "--ignore-not-found",
+            ],
+            None,
+        );
+        for crd in ["application-crd.yaml", "appproject-crd.yaml"] {
+            kubectl(
+                cluster,
+                &[
+                    "apply",
+                    "--server-side",
+                    "-f",
+                    &path(&manifests.join("crds").join(crd)),
+                ],
+                "Argo CD's CRDs",
+            )?;
+        }
+        kubectl(
+            cluster,
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd/applications.argoproj.io",
+                "crd/appprojects.argoproj.io",
+                "--timeout=60s",
+            ],
+            "Argo CD's CRDs established",
+        )?;
+        let ns = ARGOCD_NAMESPACE;
+        let _ = cluster.kubectl(&["create", "namespace", ns], None);
+        for file in [
+            "argocd-cm.yaml",
+            "argocd-cmd-params-cm.yaml",
+            "argocd-gpg-keys-cm.yaml",
+            "argocd-rbac-cm.yaml",
+            "argocd-secret.yaml",
+            "argocd-ssh-known-hosts-cm.yaml",
+            "argocd-tls-certs-cm.yaml",
+        ] {
+            kubectl(
+                cluster,
+                &[
+                    "apply",
+                    "--server-side",
+                    "-n",
+                    ns,
+                    "-f",
+                    &path(&manifests.join("base/config").join(file)),
+                ],
+                "Argo CD's base config",
+            )?;
+        }
+        kubectl(
+            cluster,
+            &[
+                "patch",
+                "configmap",
+                "argocd-cm",
+                "-n",
+                ns,
+                "--type",
+                "merge",
+                "--patch-file",
+                &path(&repo_root().join("manifests/argocd/argocd-cm-patch.yaml")),
+            ],
+            "our argocd-cm patch",
+        )?;
+        let (ok, _, err) = cluster.kubectl(
+            &["apply", "-n", ns, "-f", "-"],
+            Some(
+                r#"{"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+                    "metadata": {"name": "default"},
+                    "spec": {"sourceRepos": ["*"], "destinations": [{"namespace": "*", "server": "*"}],
+                             "clusterResourceWhitelist": [{"group": "*", "kind": "*"}]}}"#,
+            ),
+        );
+        if !ok {
+            bail!("the default AppProject: {err}");
+        }
+
+        let dir = repo_root()
+            .join("target/argocd")
+            .join(format!("{}", std::process::id()));
+        for sub in ["tls", "ssh", "gpg", "home", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub)).context("Argo CD's directories")?;
+        }
+        let redis_port = free_low_port();
+        let mut redis_cmd = Command::new("redis-server");
+        redis_cmd
+            .args(["--bind", "127.0.0.1", "--port", &redis_port.to_string()])
+            .args(["--save", "", "--appendonly", "no"]);
+        let mut redis = LocalProcess::spawn("redis", redis_cmd);
+        wait_for_port(
+            redis_port,
+            &mut redis,
+            "redis-server (Debian package redis-server)",
+        )?;
+        let redis_addr = format!("127.0.0.1:{redis_port}");
+
+        let argocd = built_tool("argocd")?;
+        let component = |name: &str| {
+            let mut cmd = Command::new(&argocd);
+            cmd.env("ARGOCD_BINARY_NAME", name)
+                .env("ARGOCD_GPG_ENABLED", "false")
+                .env("ARGOCD_TLS_DATA_PATH", dir.join("tls"))
+                .env("ARGOCD_SSH_DATA_PATH", dir.join("ssh"))
+                .env("ARGOCD_GNUPGHOME", dir.join("gpg"))
+                .env("ARGOCD_ASK_PASS_SOCK", dir.join("askpass.sock"))
+                .env("HOME", dir.join("home"))
+                .env("TMPDIR", dir.join("tmp"))
+                .env("KUBECONFIG", &cluster.kubeconfig);
+            cmd
+        };
+        let repo_port = free_low_port();
+        let mut repo_cmd = component("argocd-repo-server");
+        repo_cmd
+            .args(["--address", "127.0.0.1", "--port", &repo_port.to_string()])
+            .args([
+                "--metrics-address",
+                "127.0.0.1",
+                "--metrics-port",
+                &free_low_port().to_string(),
+            ])
+            .args(["--redis", &redis_addr, "--disable-tls"])
+            .args(["--loglevel", "info", "--logformat", "text"]);
+        let mut repo_server = LocalProcess::spawn("argocd-repo-server", repo_cmd);
+        wait_for_port(repo_port, &mut repo_server, "argocd-repo-server")?;
+
+        let metrics_port = free_low_port();
+        let mut controller_cmd = component("argocd-application-controller");
+        controller_cmd
+            // In-cluster destinations read the kubeconfig instead of a pod's service account.
+            .env("ARGOCD_FAKE_IN_CLUSTER", "true")
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .args(["--namespace", ns, "--redis", &redis_addr])
+            .args([
+                "--repo-server",
+                &format!("127.0.0.1:{repo_port}"),
+                "--repo-server-plaintext",
+            ])
+            .args(["--metrics-port", &metrics_port.to_string()])
+            .args(["--app-resync", "30", "--app-resync-jitter", "0"])
+            .args(["--loglevel", "info", "--logformat", "text"]);
+        let mut controller = LocalProcess::spawn("argocd-application-controller", controller_cmd);
+        wait_for_port(
+            metrics_port,
+            &mut controller,
+            "argocd-application-controller",
+        )?;
+        Ok(Self {
+            namespace: ns.to_string(),
+            controller,
+            repo_server,
+            _redis: redis,
+            metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
+        })
+    }
+}
 
 /// `argocd-notifications` for Applications in `namespace`, with the admin kubeconfig. It reads
 /// `argocd-notifications-cm` and `argocd-notifications-secret` from that namespace. No

@@ -137,8 +137,13 @@ pub struct GitRepo {
 
 impl GitRepo {
     pub fn create(server: &GitServer, name: &str) -> Self {
-        let bare = server.root.join(format!("{name}.git"));
-        let work = server.root.join(format!("{name}-work"));
+        Self::at(&server.root, name)
+    }
+
+    /// A repository under `root`, for clients that read it from disk (`file://`).
+    pub fn at(root: &Path, name: &str) -> Self {
+        let bare = root.join(format!("{name}.git"));
+        let work = root.join(format!("{name}-work"));
         let _ = std::fs::remove_dir_all(&bare);
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&bare).expect("bare dir");
@@ -166,6 +171,11 @@ impl GitRepo {
         );
         git(&self.bare, &["update-server-info"]);
         git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    /// The bare repository as a `file://` URL.
+    pub fn file_url(&self) -> String {
+        format!("file://{}", self.bare.display())
     }
 
     pub fn tag(&self, tag: &str) {

@@ -1,0 +1,212 @@
+//! The real Argo CD in the loop (application controller and repo-server of the pinned build,
+//! Argo CD's own CRDs and config with our `argocd-cm` patch), on a control plane of this test's
+//! own. An Application from a local git repository holds a ConfigMap in wave 0, an NVJ in
+//! wave 1 and a Deployment in wave 2:
+//! - while the NVJ runs, Argo CD holds wave 2, its operation message naming the NVJ, and shows
+//!   our health check's status and message for the NVJ;
+//! - once the run is recorded Succeeded (as nvj-validator writes it), Argo CD applies wave 2 and
+//!   the sync succeeds;
+//! - a run recorded Failed fails the sync, and wave 2 is never applied.
+
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use nbg_core::nvj::{NotebookValidationJob, Phase};
+use nbg_e2e::harness::argocd::{RealArgoCd, applications};
+use nbg_e2e::harness::cluster::eventually;
+use nbg_e2e::harness::control_plane::PrivateControlPlane;
+use nbg_e2e::harness::git_server::GitRepo;
+use nbg_e2e::harness::nvj::{annotations, mark_finished, minimal};
+use serde_json::{Value, json};
+
+/// The manifests of one Application: ConfigMap (wave 0), NVJ `train` (wave 1), Deployment
+/// `model` (wave 2, no replicas: healthy once applied).
+fn manifests() -> Vec<(&'static str, String)> {
+    let wave = |w: &str| json!({"argocd.argoproj.io/sync-wave": w});
+    let config = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings", "annotations": wave("0")}, "data": {"epochs": "3"}});
+    let mut nvj = serde_json::to_value(minimal(
+        "train",
+        &annotations(&[("argocd.argoproj.io/sync-wave", "1")]),
+    ))
+    .expect("nvj");
+    if let Some(m) = nvj["metadata"].as_object_mut() {
+        m.retain(|k, _| k == "name" || k == "annotations");
+    }
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "model", "annotations": wave("2")},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "model"}},
+                 "template": {"metadata": {"labels": {"app": "model"}},
+                              "spec": {"containers": [{"name": "server", "image": "registry.example/model:1"}]}}}});
+    vec![
+        ("app/configmap.json", config.to_string()),
+        ("app/nvj.json", nvj.to_string()),
+        ("app/deployment.json", deployment.to_string()),
+    ]
+}
+
+/// An Application of `repo`'s `app/` into namespace `destination`, and a sync requested as
+/// `argocd app sync` requests it.
+async fn sync_application(apps: &Api<DynamicObject>, name: &str, repo: &str, destination: &str) {
+    let app: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": name},
+        "spec": {"project": "default",
+                 "source": {"repoURL": repo, "path": "app", "targetRevision": "HEAD"},
+                 "destination": {"server": "https://kubernetes.default.svc", "namespace": destination},
+                 "syncPolicy": {"syncOptions": ["CreateNamespace=true"]}},
+        "operation": {"sync": {"revision": "HEAD"}, "initiatedBy": {"username": "e2e"}}
+    }))
+    .expect("application");
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create the Application");
+}
+
+fn pointer<'a>(app: &'a DynamicObject, p: &str) -> Option<&'a Value> {
+    app.data.pointer(p)
+}
+
+fn text(app: &DynamicObject, p: &str) -> String {
+    pointer(app, p)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The NVJ's entry in the Application's `status.resources`.
+fn nvj_resource(app: &DynamicObject) -> Option<Value> {
+    pointer(app, "/status/resources")?
+        .as_array()?
+        .iter()
+        .find(|r| r["kind"] == "NotebookValidationJob")
+        .cloned()
+}
+
+#[tokio::test]
+async fn argo_cd_holds_the_next_wave_until_the_notebook_succeeds_and_fails_the_sync_when_it_fails()
+{
+    let plane = PrivateControlPlane::start("argocd-cluster", &[]).expect("control plane");
+    let argocd = RealArgoCd::start(&plane.cluster).expect("the real Argo CD");
+    let client = plane.cluster.client().await;
+    let apps = applications(&client, &argocd.namespace);
+    let root = nbg_e2e::harness::cluster::repo_root()
+        .join("target/argocd-git")
+        .join(std::process::id().to_string());
+    let repo = GitRepo::at(&root, "training");
+    repo.commit(&manifests(), "training pipeline");
+
+    for (app, ns, phase) in [
+        ("training", "ml", Phase::Succeeded),
+        ("training-fails", "ml-fails", Phase::Failed),
+    ] {
+        sync_application(&apps, app, &repo.file_url(), ns).await;
+        let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), ns);
+        let deployments: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            ns,
+            &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+                "apps",
+                "v1",
+                "Deployment",
+            )),
+        );
+        // Wave 1 applied, the NVJ has not run: Argo CD waits on it, saying so.
+        let held = eventually(
+            Duration::from_secs(90),
+            "Argo CD applying wave 1 and waiting for the NVJ",
+            || async {
+                let a = apps.get(app).await.ok()?;
+                let message = text(&a, "/status/operationState/message");
+                (text(&a, "/status/operationState/phase") == "Running"
+                    && message.contains("NotebookValidationJob/train"))
+                .then_some(message)
+            },
+        )
+        .await;
+        assert!(
+            held.contains(
+                "waiting for healthy state of mlops.mlops.dev/NotebookValidationJob/train"
+            ),
+            "{app}: {held}"
+        );
+        let shown = eventually(
+            Duration::from_secs(30),
+            "our health message in the Application's resources",
+            || async {
+                nvj_resource(&apps.get(app).await.ok()?)
+                    .filter(|r| r["health"]["message"].is_string())
+            },
+        )
+        .await;
+        assert_eq!(
+            (
+                shown["health"]["status"].as_str(),
+                shown["health"]["message"].as_str()
+            ),
+            (
+                Some("Progressing"),
+                Some("Waiting for the validation to start")
+            ),
+            "{app}: {shown}"
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            deployments.get_opt("model").await.expect("read").is_none(),
+            "{app}: wave 2 applied while the NVJ runs"
+        );
+
+        let nvj = nvjs.get("train").await.expect("the NVJ Argo CD applied");
+        let recorded = std::time::Instant::now();
+        let message = match phase {
+            Phase::Succeeded => "all cells succeeded",
+            _ => "Cell 2 failed: ValueError: training data is empty",
+        };
+        mark_finished(&nvjs, &nvj, phase, message)
+            .await
+            .expect("record the run");
+        let ended = eventually(
+            Duration::from_secs(60),
+            "Argo CD ending the sync",
+            || async {
+                let a = apps.get(app).await.ok()?;
+                let phase = text(&a, "/status/operationState/phase");
+                (phase == "Succeeded" || phase == "Failed" || phase == "Error").then_some(a)
+            },
+        )
+        .await;
+        let took = recorded.elapsed();
+        let op_phase = text(&ended, "/status/operationState/phase");
+        let op_message = text(&ended, "/status/operationState/message");
+        let model = deployments.get_opt("model").await.expect("read");
+        match phase {
+            Phase::Succeeded => {
+                assert_eq!(op_phase, "Succeeded", "{app}: {op_message}");
+                assert!(
+                    model.is_some(),
+                    "{app}: wave 2 applied once the NVJ succeeded"
+                );
+                let r = nvj_resource(&ended).expect("the NVJ listed");
+                assert_eq!(r["health"]["status"], "Healthy", "{app}: {r}");
+            }
+            _ => {
+                assert_eq!(op_phase, "Failed", "{app}: {op_message}");
+                assert!(
+                    model.is_none(),
+                    "{app}: wave 2 never applied after a failed run"
+                );
+            }
+        }
+        eprintln!(
+            "{app}: run recorded {phase:?} -> Argo CD's operation {op_phase} in {took:?}: {op_message}"
+        );
+    }
+    drop(argocd);
+    let _ = apps
+        .patch(
+            "training",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await;
+}
