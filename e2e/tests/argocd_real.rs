@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use nbg_argocd_health::{Sandbox, check_for};
 use nbg_core::nvj::{NotebookValidationJob, Phase};
 use nbg_e2e::harness::argocd::{RealArgoCd, applications};
 use nbg_e2e::harness::cluster::eventually;
@@ -55,7 +56,8 @@ async fn sync_application(apps: &Api<DynamicObject>, name: &str, repo: &str, des
                  "source": {"repoURL": repo, "path": "app", "targetRevision": "HEAD"},
                  "destination": {"server": "https://kubernetes.default.svc", "namespace": destination},
                  "syncPolicy": {"syncOptions": ["CreateNamespace=true"]}},
-        "operation": {"sync": {"revision": "HEAD"}, "initiatedBy": {"username": "e2e"}}
+        "operation": {"sync": {"revision": "HEAD", "syncOptions": ["CreateNamespace=true"]},
+                      "initiatedBy": {"username": "e2e"}}
     }))
     .expect("application");
     apps.create(&PostParams::default(), &app)
@@ -130,15 +132,23 @@ async fn argo_cd_holds_the_next_wave_until_the_notebook_succeeds_and_fails_the_s
             ),
             "{app}: {held}"
         );
-        let shown = eventually(
-            Duration::from_secs(30),
-            "our health message in the Application's resources",
-            || async {
-                nvj_resource(&apps.get(app).await.ok()?)
-                    .filter(|r| r["health"]["message"].is_string())
-            },
-        )
-        .await;
+        // Argo CD records a resource's health in the Application's status as it refreshes.
+        let mut shown = None;
+        let mut last = None;
+        for _ in 0..60 {
+            let a = apps.get(app).await.expect("read the Application");
+            // Before the NVJ was applied it is Missing.
+            shown = nvj_resource(&a).filter(|r| {
+                r["health"]["status"].is_string() && r["health"]["status"] != "Missing"
+            });
+            if shown.is_some() {
+                break;
+            }
+            last = Some(a.data.clone());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let shown =
+            shown.unwrap_or_else(|| panic!("{app}: no health for the NVJ in the status: {last:?}"));
         assert_eq!(
             (
                 shown["health"]["status"].as_str(),
@@ -176,6 +186,27 @@ async fn argo_cd_holds_the_next_wave_until_the_notebook_succeeds_and_fails_the_s
         )
         .await;
         let took = recorded.elapsed();
+        // The NVJ's health in Argo CD is our check's verdict on the NVJ as stored.
+        let stored = serde_json::to_value(nvjs.get("train").await.expect("the NVJ")).expect("json");
+        let check = check_for(nbg_core::nvj::GROUP, nbg_core::nvj::KIND).expect("our NVJ check");
+        let ours = Sandbox::new()
+            .expect("sandbox")
+            .evaluate(check.script, &stored)
+            .expect("a verdict");
+        let listed = eventually(
+            Duration::from_secs(30),
+            "the NVJ's final health listed",
+            || async {
+                let r = nvj_resource(&apps.get(app).await.ok()?)?;
+                (r["health"]["status"] == ours.status.as_str()).then_some(r)
+            },
+        )
+        .await;
+        assert_eq!(
+            listed["health"]["message"].as_str(),
+            Some(ours.message.as_str()),
+            "{app}: {listed}"
+        );
         let op_phase = text(&ended, "/status/operationState/phase");
         let op_message = text(&ended, "/status/operationState/message");
         let model = deployments.get_opt("model").await.expect("read");

@@ -228,6 +228,10 @@ impl RealArgoCd {
             ])
             .args(["--metrics-port", &metrics_port.to_string()])
             .args(["--app-resync", "30", "--app-resync-jitter", "0"])
+            // Argo CD 3 keeps each resource's health in its resource tree (served by
+            // argocd-server, which does not run here); persisted, the tests read it from the
+            // Application's status.resources.
+            .arg("--persist-resource-health")
             .args(["--loglevel", "info", "--logformat", "text"]);
         let mut controller = LocalProcess::spawn("argocd-application-controller", controller_cmd);
         wait_for_port(
