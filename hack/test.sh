@@ -47,6 +47,9 @@ step "formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+# The real Argo CD's tests run redis beside its components.
+install_missing redis-server:redis-server
+
 step "control-plane binaries (built once, cached in $NBG_BIN_DIR)"
 "$here/build-binaries.sh"
 

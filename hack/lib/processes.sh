@@ -18,6 +18,24 @@ require_tools() {
   fi
 }
 
+# install_missing TOOL:DEBIAN_PACKAGE...: installs the package of each tool missing from PATH
+# with apt-get when this runs as root on Debian or Ubuntu; otherwise exits naming the packages.
+install_missing() {
+  local missing=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "installing ${missing[*]} (apt-get)" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "error: install these packages first (Debian/Ubuntu names): ${missing[*]}" >&2
+    exit 1
+  fi
+}
+
 # checkout_kernels REPO: the pids of notebook kernels working inside REPO/target/.
 checkout_kernels() {
   local pid

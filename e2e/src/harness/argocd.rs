@@ -172,6 +172,7 @@ impl RealArgoCd {
             std::fs::create_dir_all(dir.join(sub)).context("Argo CD's directories")?;
         }
         let redis_port = free_low_port();
+        // Debian's redis-server (hack/test.sh installs it when missing).
         let mut redis_cmd = Command::new("redis-server");
         redis_cmd
             .args(["--bind", "127.0.0.1", "--port", &redis_port.to_string()])

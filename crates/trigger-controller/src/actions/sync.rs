@@ -26,11 +26,13 @@ pub fn application(live: &LiveTarget, run: &RunStamp<'_>) -> Plan {
     if has_run(requested, run.run) || has_run(state.and_then(|s| s.operation.as_ref()), run.run) {
         return Plan::AlreadyApplied;
     }
-    if requested.is_some() {
-        return Plan::Wait(WaitFor::OperationRequested);
+    // Argo CD keeps `.operation` until the operation ends: running is told by its state.
+    let running = state.is_some_and(|s| matches!(s.phase.as_str(), "Running" | "Terminating"));
+    if running {
+        return Plan::Wait(WaitFor::OperationRunning);
     }
     if app.operation_in_progress() {
-        return Plan::Wait(WaitFor::OperationRunning);
+        return Plan::Wait(WaitFor::OperationRequested);
     }
     Plan::Patch(json!({
         "metadata": {"resourceVersion": app.metadata.resource_version},

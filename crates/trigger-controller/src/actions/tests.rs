@@ -150,10 +150,10 @@ fn sync_waits_for_a_running_operation_and_fires_once() {
     assert_eq!(plan(&t, &finished, "u1/1", "t", None), Plan::AlreadyApplied);
     // Someone else's requested operation: wait.
     let theirs = json!({"operation": {"sync": {}, "initiatedBy": {"username": "admin"}}});
-    assert!(matches!(
+    assert_eq!(
         plan(&t, &theirs, "u1/1", "t", None),
-        Plan::Wait(_)
-    ));
+        Plan::Wait(super::WaitFor::OperationRequested)
+    );
 }
 
 #[test]
