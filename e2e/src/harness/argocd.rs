@@ -24,8 +24,8 @@ pub struct RealArgoCd {
     pub controller: LocalProcess,
     pub repo_server: LocalProcess,
     _redis: LocalProcess,
-    /// The controller's Prometheus metrics (`argocd_app_reconcile_count`, ...).
-    pub metrics_url: String,
+    /// The application controller's Prometheus metrics port (`argocd_app_reconcile_count`, ...).
+    pub metrics_port: u16,
 }
 
 /// A free port below the kernel's ephemeral range (32768-60999): Argo CD's components dial
@@ -72,6 +72,17 @@ fn wait_for_port(port: u16, process: &mut LocalProcess, name: &str) -> anyhow::R
 }
 
 impl RealArgoCd {
+    /// How many times the application controller has reconciled Application `name` so far
+    /// (its `Reconciliation completed` log lines; the metric has no per-Application label).
+    pub fn reconciles(&self, name: &str) -> usize {
+        let app = format!(" application={name} ");
+        self.controller
+            .output()
+            .lines()
+            .filter(|l| l.contains("msg=\"Reconciliation completed\"") && l.contains(&app))
+            .count()
+    }
+
     /// Installs Argo CD's CRDs (server-side: the Application CRD is too big for a client-side
     /// apply; they replace the test-only ones), its base config with our `argocd-cm` patch and
     /// a `default` AppProject in [`ARGOCD_NAMESPACE`], then starts redis, the repo-server and the
@@ -228,7 +239,8 @@ impl RealArgoCd {
                 "--repo-server-plaintext",
             ])
             .args(["--metrics-port", &metrics_port.to_string()])
-            .args(["--app-resync", "30", "--app-resync-jitter", "0"])
+            // Periodic refreshes out of the way: a test counts the reconciles its changes cause.
+            .args(["--app-resync", "600", "--app-resync-jitter", "0"])
             // Argo CD 3 keeps each resource's health in its resource tree (served by
             // argocd-server, which does not run here); persisted, the tests read it from the
             // Application's status.resources.
@@ -245,7 +257,7 @@ impl RealArgoCd {
             controller,
             repo_server,
             _redis: redis,
-            metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
+            metrics_port,
         })
     }
 }
