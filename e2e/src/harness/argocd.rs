@@ -113,17 +113,26 @@ impl RealArgoCd {
                 "Argo CD's CRDs",
             )?;
         }
-        kubectl(
-            cluster,
-            &[
-                "wait",
-                "--for=condition=Established",
-                "crd/applications.argoproj.io",
-                "crd/appprojects.argoproj.io",
-                "--timeout=60s",
-            ],
-            "Argo CD's CRDs established",
-        )?;
+        // Until the API server has written the CRDs' first status, `kubectl wait` fails at once.
+        let mut established = Err(anyhow::anyhow!("not tried"));
+        for _ in 0..60 {
+            established = kubectl(
+                cluster,
+                &[
+                    "wait",
+                    "--for=condition=Established",
+                    "crd/applications.argoproj.io",
+                    "crd/appprojects.argoproj.io",
+                    "--timeout=30s",
+                ],
+                "Argo CD's CRDs established",
+            );
+            if established.is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        established?;
         let ns = ARGOCD_NAMESPACE;
         let _ = cluster.kubectl(&["create", "namespace", ns], None);
         for file in [
