@@ -4,12 +4,15 @@
 //! RBAC. The Application's notebook status follows its NVJ, and neither the aggregator's
 //! annotations nor status writes on the NVJ that change nothing Argo CD shows make Argo CD
 //! reconcile the Application again and again: the `ignoreResourceUpdates` entries, for real.
+//! Argo CD's notifications controller delivers our triggers for it to a webhook, once per run.
 
 use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use nbg_core::nvj::{NotebookValidationJob, Phase};
-use nbg_e2e::harness::argocd::{RealArgoCd, applications};
+use nbg_e2e::harness::argocd::{
+    RealArgoCd, applications, bodies, install_notifications, receiver, start_notifications,
+};
 use nbg_e2e::harness::cluster::{eventually, repo_root};
 use nbg_e2e::harness::control_plane::PrivateControlPlane;
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
@@ -50,7 +53,9 @@ async fn aggregates_land_on_an_application_argo_cd_manages_without_a_refresh_sto
     repo.commit(&[("app/nvj.json", nvj.to_string())], "training");
     let app: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": "training"},
+        "metadata": {"name": "training", "annotations": {
+            "notifications.argoproj.io/subscribe.on-notebook-validation-failed.notebook-gitops": "",
+            "notifications.argoproj.io/subscribe.on-notebook-validation-succeeded.notebook-gitops": ""}},
         "spec": {"project": "default",
                  "source": {"repoURL": repo.file_url(), "path": "app", "targetRevision": "HEAD"},
                  "destination": {"server": "https://kubernetes.default.svc", "namespace": "ml"}},
@@ -86,6 +91,10 @@ async fn aggregates_land_on_an_application_argo_cd_manages_without_a_refresh_sto
         },
     )
     .await;
+    let (port, received) = receiver().await;
+    install_notifications(&plane.cluster, &argocd.namespace, port);
+    let _notifications = start_notifications(&plane.cluster, &argocd.namespace)
+        .expect("the notifications controller");
     let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), "ml");
     let train = nvjs.get("train").await.expect("the NVJ Argo CD applied");
     let done = mark_finished(&nvjs, &train, Phase::Succeeded, "all cells succeeded")
@@ -173,6 +182,28 @@ async fn aggregates_land_on_an_application_argo_cd_manages_without_a_refresh_sto
         after_failure <= 3,
         "{after_failure} reconciles for one run that failed (its health changes once)"
     );
+    // Each run notified once, through the real notifications controller.
+    eventually(
+        Duration::from_secs(60),
+        "the failed run's notification",
+        || async { (bodies(&received, "failed").len() == 1).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (succeeded, failed) = (bodies(&received, "succeeded"), bodies(&received, "failed"));
+    assert_eq!(
+        (succeeded.len(), failed.len()),
+        (1, 1),
+        "once per run: {succeeded:?} {failed:?}"
+    );
+    assert!(
+        failed[0]["run"]
+            .as_str()
+            .is_some_and(|r| r.contains(&failed_run)),
+        "{}",
+        failed[0]
+    );
+    assert_eq!(succeeded[0]["application"], "training");
     drop(argocd);
     let _ = apps
         .patch(

@@ -6,91 +6,17 @@
 //! - a succeeded run fires `on-notebook-validation-succeeded`;
 //! - every delivered body is the template rendered: valid JSON with the Application's status.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use nbg_core::annotations::ARGOCD_TRACKING_ID;
 use nbg_core::nvj::{NotebookValidationJob, Phase};
-use nbg_e2e::harness::cluster::{eventually, repo_root};
+use nbg_e2e::harness::argocd::{bodies, install_notifications, receiver};
+use nbg_e2e::harness::cluster::eventually;
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
 use nbg_e2e::harness::nvj::{annotations, mark_finished, minimal};
 use nbg_e2e::{Cluster, TestNamespace};
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Requests received: (path, body).
-type Received = Arc<Mutex<Vec<(String, String)>>>;
-
-/// A webhook receiver on 127.0.0.1 that answers 200 and records each request.
-async fn receiver() -> (u16, Received) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let received: Received = Arc::default();
-    let rec = received.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let rec = rec.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                // Read the head, then as many body bytes as Content-Length says.
-                loop {
-                    let Ok(n) = socket.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let length = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if body.len() >= length {
-                            let path = head
-                                .split_whitespace()
-                                .nth(1)
-                                .unwrap_or_default()
-                                .to_string();
-                            if let Ok(mut r) = rec.lock() {
-                                r.push((path, body.to_string()));
-                            }
-                            break;
-                        }
-                    }
-                }
-                let _ = socket
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .await;
-            });
-        }
-    });
-    (port, received)
-}
-
-fn bodies(received: &Received, result: &str) -> Vec<Value> {
-    received
-        .lock()
-        .map(|r| r.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .iter()
-        .map(|b| {
-            serde_json::from_str::<Value>(b).unwrap_or_else(|e| {
-                panic!("the webhook template did not render valid JSON ({e}): {b}")
-            })
-        })
-        .filter(|v| v["result"] == result)
-        .collect()
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn argocd_fires_our_triggers_once_per_run() {
@@ -101,23 +27,7 @@ async fn argocd_fires_our_triggers_once_per_run() {
     let client = cluster.client().await;
     let (port, received) = receiver().await;
 
-    // argocd-notifications-cm: our generated patch's keys, plus the webhook service.
-    let patch: Value = serde_saphyr::from_str(
-        &std::fs::read_to_string(
-            repo_root().join("manifests/argocd/notifications/argocd-notifications-cm-patch.yaml"),
-        )
-        .expect("patch"),
-    )
-    .expect("valid YAML");
-    let mut data = patch["data"].clone();
-    data["service.webhook.notebook-gitops"] =
-        json!(format!("url: http://127.0.0.1:{port}/notebook-gitops\n"));
-    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-notifications-cm"}, "data": data});
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "argocd-notifications-secret"}, "type": "Opaque"});
-    for doc in [cm, secret] {
-        let (ok, _, err) = cluster.kubectl(&["apply", "-n", a, "-f", "-"], Some(&doc.to_string()));
-        assert!(ok, "{err}");
-    }
+    install_notifications(&cluster, a, port);
 
     // The Application, subscribed to both triggers through the webhook, managing two NVJs.
     let mut app = nbg_e2e::harness::argocd::application("train", &[(m, "a"), (m, "b")]);

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
 use anyhow::{Context, bail};
+use serde_json::{Value, json};
 
 use crate::Cluster;
 use crate::harness::cluster::repo_root;
@@ -315,4 +318,103 @@ pub fn applications(client: &kube::Client, namespace: &str) -> kube::Api<kube::a
         namespace,
         &kube::api::ApiResource::erase::<nbg_core::foreign::Application>(&()),
     )
+}
+
+/// Requests a webhook receiver got: (path, body).
+pub type Received = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A webhook receiver on 127.0.0.1 that answers 200 and records each request.
+pub async fn receiver() -> (u16, Received) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let received: Received = Arc::default();
+    let rec = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let rec = rec.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                // Read the head, then as many body bytes as Content-Length says.
+                loop {
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            let path = head
+                                .split_whitespace()
+                                .nth(1)
+                                .unwrap_or_default()
+                                .to_string();
+                            if let Ok(mut r) = rec.lock() {
+                                r.push((path, body.to_string()));
+                            }
+                            break;
+                        }
+                    }
+                }
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (port, received)
+}
+
+/// The JSON bodies received whose `result` is `result` (panics on a body that is not JSON: the
+/// template must render valid JSON).
+pub fn bodies(received: &Received, result: &str) -> Vec<Value> {
+    received
+        .lock()
+        .map(|r| r.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .iter()
+        .map(|b| {
+            serde_json::from_str::<Value>(b).unwrap_or_else(|e| {
+                panic!("the webhook template did not render valid JSON ({e}): {b}")
+            })
+        })
+        .filter(|v| v["result"] == result)
+        .collect()
+}
+
+/// Installs `argocd-notifications-cm` (our generated patch's keys, and a webhook service
+/// `notebook-gitops` posting to 127.0.0.1:`port`) and an empty `argocd-notifications-secret` in
+/// `namespace`.
+pub fn install_notifications(cluster: &Cluster, namespace: &str, port: u16) {
+    let text = std::fs::read_to_string(
+        repo_root().join("manifests/argocd/notifications/argocd-notifications-cm-patch.yaml"),
+    )
+    .expect("the notifications patch");
+    let patch: Value = serde_saphyr::from_str(&text).expect("valid YAML");
+    let mut data = patch["data"].clone();
+    data["service.webhook.notebook-gitops"] =
+        json!(format!("url: http://127.0.0.1:{port}/notebook-gitops\n"));
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-notifications-cm"}, "data": data});
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "argocd-notifications-secret"}, "type": "Opaque"});
+    for doc in [cm, secret] {
+        let (ok, _, err) = cluster.kubectl(
+            &["apply", "-n", namespace, "-f", "-"],
+            Some(&doc.to_string()),
+        );
+        assert!(ok, "{err}");
+    }
 }
