@@ -8,28 +8,20 @@
 
 use std::time::Duration;
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use nbg_core::nvj::{NotebookValidationJob, Phase};
 use nbg_e2e::harness::argocd::{
-    RealArgoCd, applications, bodies, install_notifications, receiver, start_notifications,
+    RealArgoCd, applications, bodies, create_and_sync, git_repo, install_notifications,
+    nvj_manifest, receiver, start_notifications, text,
 };
-use nbg_e2e::harness::cluster::{eventually, repo_root};
+use nbg_e2e::harness::cluster::eventually;
 use nbg_e2e::harness::control_plane::PrivateControlPlane;
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::harness::git_server::GitRepo;
-use nbg_e2e::harness::nvj::{annotations, mark_finished, minimal};
-use serde_json::{Value, json};
+use nbg_e2e::harness::nvj::mark_finished;
+use serde_json::json;
 
 fn annotation(app: &DynamicObject, key: &str) -> Option<String> {
     app.metadata.annotations.as_ref()?.get(key).cloned()
-}
-
-fn text(app: &DynamicObject, p: &str) -> String {
-    app.data
-        .pointer(p)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
 }
 
 #[tokio::test]
@@ -42,29 +34,20 @@ async fn aggregates_land_on_an_application_argo_cd_manages_without_a_refresh_sto
     let (ok, _, err) = plane.cluster.kubectl(&["create", "namespace", "ml"], None);
     assert!(ok, "{err}");
 
-    let root = repo_root()
-        .join("target/argocd-git")
-        .join(std::process::id().to_string());
-    let repo = GitRepo::at(&root, "training");
-    let mut nvj = serde_json::to_value(minimal("train", &annotations(&[]))).expect("nvj");
-    if let Some(m) = nvj["metadata"].as_object_mut() {
-        m.retain(|k, _| k == "name");
-    }
+    let repo = git_repo("training");
+    let nvj = nvj_manifest("train", &[]);
     repo.commit(&[("app/nvj.json", nvj.to_string())], "training");
-    let app: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": "training", "annotations": {
+    create_and_sync(
+        &apps,
+        "training",
+        &repo.file_url(),
+        "ml",
+        json!({
             "notifications.argoproj.io/subscribe.on-notebook-validation-failed.notebook-gitops": "",
-            "notifications.argoproj.io/subscribe.on-notebook-validation-succeeded.notebook-gitops": ""}},
-        "spec": {"project": "default",
-                 "source": {"repoURL": repo.file_url(), "path": "app", "targetRevision": "HEAD"},
-                 "destination": {"server": "https://kubernetes.default.svc", "namespace": "ml"}},
-        "operation": {"sync": {"revision": "HEAD"}, "initiatedBy": {"username": "admin"}}
-    }))
-    .expect("application");
-    apps.create(&PostParams::default(), &app)
-        .await
-        .expect("create the Application");
+            "notifications.argoproj.io/subscribe.on-notebook-validation-succeeded.notebook-gitops": ""}),
+        "admin",
+    )
+    .await;
     eventually(
         Duration::from_secs(90),
         "the NVJ synced by Argo CD",
@@ -205,11 +188,4 @@ async fn aggregates_land_on_an_application_argo_cd_manages_without_a_refresh_sto
     );
     assert_eq!(succeeded[0]["application"], "training");
     drop(argocd);
-    let _ = apps
-        .patch(
-            "training",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-        )
-        .await;
 }

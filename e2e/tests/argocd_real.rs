@@ -10,14 +10,15 @@
 
 use std::time::Duration;
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject};
 use nbg_argocd_health::{Sandbox, check_for};
 use nbg_core::nvj::{NotebookValidationJob, Phase};
-use nbg_e2e::harness::argocd::{RealArgoCd, applications};
+use nbg_e2e::harness::argocd::{
+    RealArgoCd, applications, create_and_sync, git_repo, nvj_manifest, text,
+};
 use nbg_e2e::harness::cluster::eventually;
 use nbg_e2e::harness::control_plane::PrivateControlPlane;
-use nbg_e2e::harness::git_server::GitRepo;
-use nbg_e2e::harness::nvj::{annotations, mark_finished, minimal};
+use nbg_e2e::harness::nvj::mark_finished;
 use serde_json::{Value, json};
 
 /// The manifests of one Application: ConfigMap (wave 0), NVJ `train` (wave 1), Deployment
@@ -26,14 +27,7 @@ fn manifests() -> Vec<(&'static str, String)> {
     let wave = |w: &str| json!({"argocd.argoproj.io/sync-wave": w});
     let config = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "settings", "annotations": wave("0")}, "data": {"epochs": "3"}});
-    let mut nvj = serde_json::to_value(minimal(
-        "train",
-        &annotations(&[("argocd.argoproj.io/sync-wave", "1")]),
-    ))
-    .expect("nvj");
-    if let Some(m) = nvj["metadata"].as_object_mut() {
-        m.retain(|k, _| k == "name" || k == "annotations");
-    }
+    let nvj = nvj_manifest("train", &[("argocd.argoproj.io/sync-wave", "1")]);
     let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "model", "annotations": wave("2")},
         "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "model"}},
@@ -46,34 +40,8 @@ fn manifests() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// An Application of `repo`'s `app/` into namespace `destination`, and a sync requested as
-/// `argocd app sync` requests it.
-async fn sync_application(apps: &Api<DynamicObject>, name: &str, repo: &str, destination: &str) {
-    let app: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": name},
-        "spec": {"project": "default",
-                 "source": {"repoURL": repo, "path": "app", "targetRevision": "HEAD"},
-                 "destination": {"server": "https://kubernetes.default.svc", "namespace": destination},
-                 "syncPolicy": {"syncOptions": ["CreateNamespace=true"]}},
-        "operation": {"sync": {"revision": "HEAD", "syncOptions": ["CreateNamespace=true"]},
-                      "initiatedBy": {"username": "e2e"}}
-    }))
-    .expect("application");
-    apps.create(&PostParams::default(), &app)
-        .await
-        .expect("create the Application");
-}
-
 fn pointer<'a>(app: &'a DynamicObject, p: &str) -> Option<&'a Value> {
     app.data.pointer(p)
-}
-
-fn text(app: &DynamicObject, p: &str) -> String {
-    pointer(app, p)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// The NVJ's entry in the Application's `status.resources`.
@@ -92,17 +60,14 @@ async fn argo_cd_holds_the_next_wave_until_the_notebook_succeeds_and_fails_the_s
     let argocd = RealArgoCd::start(&plane.cluster).expect("the real Argo CD");
     let client = plane.cluster.client().await;
     let apps = applications(&client, &argocd.namespace);
-    let root = nbg_e2e::harness::cluster::repo_root()
-        .join("target/argocd-git")
-        .join(std::process::id().to_string());
-    let repo = GitRepo::at(&root, "training");
+    let repo = git_repo("training");
     repo.commit(&manifests(), "training pipeline");
 
     for (app, ns, phase) in [
         ("training", "ml", Phase::Succeeded),
         ("training-fails", "ml-fails", Phase::Failed),
     ] {
-        sync_application(&apps, app, &repo.file_url(), ns).await;
+        create_and_sync(&apps, app, &repo.file_url(), ns, json!({}), "e2e").await;
         let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), ns);
         let deployments: Api<DynamicObject> = Api::namespaced_with(
             client.clone(),
@@ -233,11 +198,4 @@ async fn argo_cd_holds_the_next_wave_until_the_notebook_succeeds_and_fails_the_s
         );
     }
     drop(argocd);
-    let _ = apps
-        .patch(
-            "training",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-        )
-        .await;
 }

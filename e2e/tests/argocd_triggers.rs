@@ -9,23 +9,16 @@
 
 use std::time::Duration;
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome};
-use nbg_e2e::harness::argocd::{RealArgoCd, applications};
-use nbg_e2e::harness::cluster::{eventually, repo_root};
+use nbg_e2e::harness::argocd::{
+    RealArgoCd, applications, create_and_sync, git_repo, nvj_manifest, text,
+};
+use nbg_e2e::harness::cluster::eventually;
 use nbg_e2e::harness::control_plane::PrivateControlPlane;
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::harness::git_server::GitRepo;
 use nbg_e2e::harness::nvj::{annotations, mark_finished, mark_succeeded, minimal};
 use serde_json::{Value, json};
-
-fn text(app: &DynamicObject, p: &str) -> String {
-    app.data
-        .pointer(p)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
 
 /// The runs named in the Application's sync history (`info` of each operation).
 fn history(app: &DynamicObject) -> Vec<Value> {
@@ -49,18 +42,8 @@ async fn the_real_argo_cd_runs_a_triggered_sync_once_after_the_running_one() {
 
     // The serving Application: a ConfigMap in wave 0, the gate NVJ in wave 1, and one more in
     // wave 2 (Argo CD waits for a wave's health only before the next wave).
-    let root = repo_root()
-        .join("target/argocd-git")
-        .join(std::process::id().to_string());
-    let repo = GitRepo::at(&root, "serving");
-    let mut gate = serde_json::to_value(minimal(
-        "gate",
-        &annotations(&[("argocd.argoproj.io/sync-wave", "1")]),
-    ))
-    .expect("gate");
-    if let Some(m) = gate["metadata"].as_object_mut() {
-        m.retain(|k, _| k == "name" || k == "annotations");
-    }
+    let repo = git_repo("serving");
+    let gate = nvj_manifest("gate", &[("argocd.argoproj.io/sync-wave", "1")]);
     let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "model-config"},
         "data": {"model": "fraud"}});
     let after = json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -74,19 +57,16 @@ async fn the_real_argo_cd_runs_a_triggered_sync_once_after_the_running_one() {
         ],
         "serving",
     );
-    let app: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": "serving", "annotations": {"mlops.dev/allow-triggers-from": "ml"}},
-        "spec": {"project": "default",
-                 "source": {"repoURL": repo.file_url(), "path": "app", "targetRevision": "HEAD"},
-                 "destination": {"server": "https://kubernetes.default.svc", "namespace": "serving"}},
-        // A user's sync, as `argocd app sync serving` requests it.
-        "operation": {"sync": {"revision": "HEAD"}, "initiatedBy": {"username": "admin"}}
-    }))
-    .expect("application");
-    apps.create(&PostParams::default(), &app)
-        .await
-        .expect("create the Application");
+    // A user's sync, as `argocd app sync serving` requests it.
+    create_and_sync(
+        &apps,
+        "serving",
+        &repo.file_url(),
+        "serving",
+        json!({"mlops.dev/allow-triggers-from": "ml"}),
+        "admin",
+    )
+    .await;
     eventually(
         Duration::from_secs(90),
         "the user's sync running, held by the gate",
@@ -243,11 +223,4 @@ async fn the_real_argo_cd_runs_a_triggered_sync_once_after_the_running_one() {
     );
     drop(controller);
     drop(argocd);
-    let _ = apps
-        .patch(
-            "serving",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-        )
-        .await;
 }

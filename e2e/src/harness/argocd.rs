@@ -320,6 +320,59 @@ pub fn applications(client: &kube::Client, namespace: &str) -> kube::Api<kube::a
     )
 }
 
+/// A git repository Applications sync from, read by the repo-server from disk (`file://`).
+pub fn git_repo(name: &str) -> crate::harness::git_server::GitRepo {
+    let root = repo_root()
+        .join("target/argocd-git")
+        .join(std::process::id().to_string());
+    crate::harness::git_server::GitRepo::at(&root, name)
+}
+
+/// An NVJ as a manifest in git: `nvj::minimal`'s spec, only a name and these annotations.
+pub fn nvj_manifest(name: &str, annotations: &[(&str, &str)]) -> Value {
+    let nvj = crate::harness::nvj::minimal(name, &crate::harness::nvj::annotations(annotations));
+    let mut doc = serde_json::to_value(nvj).unwrap_or_default();
+    if let Some(m) = doc["metadata"].as_object_mut() {
+        m.retain(|k, _| k == "name" || k == "annotations");
+    }
+    doc
+}
+
+/// Creates Application `name` of `repo_url`'s `app/` into namespace `destination` (created if
+/// missing), with `annotations`, and requests a sync by `user` as `argocd app sync` does.
+pub async fn create_and_sync(
+    apps: &kube::Api<kube::api::DynamicObject>,
+    name: &str,
+    repo_url: &str,
+    destination: &str,
+    annotations: Value,
+    user: &str,
+) {
+    let app: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"project": "default",
+                 "source": {"repoURL": repo_url, "path": "app", "targetRevision": "HEAD"},
+                 "destination": {"server": "https://kubernetes.default.svc", "namespace": destination},
+                 "syncPolicy": {"syncOptions": ["CreateNamespace=true"]}},
+        "operation": {"sync": {"revision": "HEAD", "syncOptions": ["CreateNamespace=true"]},
+                      "initiatedBy": {"username": user}}
+    }))
+    .expect("an Application");
+    apps.create(&kube::api::PostParams::default(), &app)
+        .await
+        .expect("create the Application");
+}
+
+/// A string field of an Application (empty when absent).
+pub fn text(app: &kube::api::DynamicObject, pointer: &str) -> String {
+    app.data
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Requests a webhook receiver got: (path, body).
 pub type Received = Arc<Mutex<Vec<(String, String)>>>;
 
