@@ -64,22 +64,33 @@ cargo build --quiet --workspace --bins
 
 step "unit and end-to-end tests"
 cargo test --quiet --workspace --no-run
-# The API server restart test brings up a control plane of its own and mostly waits on it, so
-# it runs beside the other tests (its output follows theirs). All in one process group of
-# their own, so every process a test starts is stopped with it.
+# The API server restart test and the real Argo CD tests bring up control planes of their own
+# and mostly wait on them, so they run beside the other tests (their output follows theirs).
+# All in one process group of their own, so every process a test starts is stopped with it.
 restart_log="$repo/target/e2e-logs/api-server-restart-test.log"
+argocd_log="$repo/target/e2e-logs/real-argocd-tests.log"
 mkdir -p "$(dirname "$restart_log")"
 setsid bash -c '
-  restart_log="$1"
+  restart_log="$1"; argocd_log="$2"
   cargo test -p nbg-e2e --test api_server_restart >"$restart_log" 2>&1 &
   restart=$!
+  cargo test -p nbg-e2e --test argocd_real --test argocd_triggers --test argocd_aggregator >"$argocd_log" 2>&1 &
+  argocd=$!
   rest=0
-  cargo test --workspace --no-fail-fast -- --skip controllers_are_back_within_seconds_after_the_api_server_restarts || rest=$?
+  cargo test --workspace --no-fail-fast -- \
+    --skip controllers_are_back_within_seconds_after_the_api_server_restarts \
+    --skip argo_cd_holds_the_next_wave_until_the_notebook_succeeds_and_fails_the_sync_when_it_fails \
+    --skip the_real_argo_cd_runs_a_triggered_sync_once_after_the_running_one \
+    --skip aggregates_land_on_an_application_argo_cd_manages_without_a_refresh_storm || rest=$?
   restart_rc=0
   wait "$restart" || restart_rc=$?
+  argocd_rc=0
+  wait "$argocd" || argocd_rc=$?
   echo "== the API server restart test (run beside the others; exit $restart_rc)"
   cat "$restart_log"
-  [ "$rest" -eq 0 ] && [ "$restart_rc" -eq 0 ]
-' tests "$restart_log" &
+  echo "== the real Argo CD tests (run beside the others; exit $argocd_rc)"
+  cat "$argocd_log"
+  [ "$rest" -eq 0 ] && [ "$restart_rc" -eq 0 ] && [ "$argocd_rc" -eq 0 ]
+' tests "$restart_log" "$argocd_log" &
 test_pgid=$!
 wait "$test_pgid"
