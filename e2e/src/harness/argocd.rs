@@ -50,14 +50,6 @@ pub fn argocd_source() -> anyhow::Result<PathBuf> {
     build_binaries(&["--source", "argocd"])
 }
 
-fn kubectl(cluster: &Cluster, args: &[&str], what: &str) -> anyhow::Result<String> {
-    let (ok, out, err) = cluster.kubectl(args, None);
-    if !ok {
-        bail!("{what}: kubectl {args:?}: {err}");
-    }
-    Ok(out)
-}
-
 fn wait_for_port(port: u16, process: &mut LocalProcess, name: &str) -> anyhow::Result<()> {
     for _ in 0..600 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -105,37 +97,21 @@ impl RealArgoCd {
             None,
         );
         for crd in ["application-crd.yaml", "appproject-crd.yaml"] {
-            kubectl(
-                cluster,
-                &[
-                    "apply",
-                    "--server-side",
-                    "-f",
-                    &path(&manifests.join("crds").join(crd)),
-                ],
-                "Argo CD's CRDs",
-            )?;
+            cluster
+                .kubectl_ok(
+                    &[
+                        "apply",
+                        "--server-side",
+                        "-f",
+                        &path(&manifests.join("crds").join(crd)),
+                    ],
+                    None,
+                )
+                .context("Argo CD's CRDs")?;
         }
-        // Until the API server has written the CRDs' first status, `kubectl wait` fails at once.
-        let mut established = Err(anyhow::anyhow!("not tried"));
-        for _ in 0..60 {
-            established = kubectl(
-                cluster,
-                &[
-                    "wait",
-                    "--for=condition=Established",
-                    "crd/applications.argoproj.io",
-                    "crd/appprojects.argoproj.io",
-                    "--timeout=30s",
-                ],
-                "Argo CD's CRDs established",
-            );
-            if established.is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        established?;
+        cluster
+            .wait_established(&["applications.argoproj.io", "appprojects.argoproj.io"])
+            .context("Argo CD's CRDs established")?;
         let ns = ARGOCD_NAMESPACE;
         let _ = cluster.kubectl(&["create", "namespace", ns], None);
         for file in [
@@ -147,46 +123,44 @@ impl RealArgoCd {
             "argocd-ssh-known-hosts-cm.yaml",
             "argocd-tls-certs-cm.yaml",
         ] {
-            kubectl(
-                cluster,
+            cluster
+                .kubectl_ok(
+                    &[
+                        "apply",
+                        "--server-side",
+                        "-n",
+                        ns,
+                        "-f",
+                        &path(&manifests.join("base/config").join(file)),
+                    ],
+                    None,
+                )
+                .context("Argo CD's base config")?;
+        }
+        cluster
+            .kubectl_ok(
                 &[
-                    "apply",
-                    "--server-side",
+                    "patch",
+                    "configmap",
+                    "argocd-cm",
                     "-n",
                     ns,
-                    "-f",
-                    &path(&manifests.join("base/config").join(file)),
+                    "--type",
+                    "merge",
+                    "--patch-file",
+                    &path(&repo_root().join("manifests/argocd/argocd-cm-patch.yaml")),
                 ],
-                "Argo CD's base config",
-            )?;
-        }
-        kubectl(
-            cluster,
-            &[
-                "patch",
-                "configmap",
-                "argocd-cm",
-                "-n",
-                ns,
-                "--type",
-                "merge",
-                "--patch-file",
-                &path(&repo_root().join("manifests/argocd/argocd-cm-patch.yaml")),
-            ],
-            "our argocd-cm patch",
-        )?;
-        let (ok, _, err) = cluster.kubectl(
-            &["apply", "-n", ns, "-f", "-"],
-            Some(
+                None,
+            )
+            .context("our argocd-cm patch")?;
+        cluster
+            .kubectl_ok(&["apply", "-n", ns, "-f", "-"], Some(
                 r#"{"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
                     "metadata": {"name": "default"},
                     "spec": {"sourceRepos": ["*"], "destinations": [{"namespace": "*", "server": "*"}],
                              "clusterResourceWhitelist": [{"group": "*", "kind": "*"}]}}"#,
-            ),
-        );
-        if !ok {
-            bail!("the default AppProject: {err}");
-        }
+            ))
+            .context("the default AppProject")?;
 
         let dir = repo_root()
             .join("target/argocd")
@@ -464,10 +438,11 @@ pub fn install_notifications(cluster: &Cluster, namespace: &str, port: u16) {
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-notifications-cm"}, "data": data});
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "argocd-notifications-secret"}, "type": "Opaque"});
     for doc in [cm, secret] {
-        let (ok, _, err) = cluster.kubectl(
-            &["apply", "-n", namespace, "-f", "-"],
-            Some(&doc.to_string()),
-        );
-        assert!(ok, "{err}");
+        cluster
+            .kubectl_ok(
+                &["apply", "-n", namespace, "-f", "-"],
+                Some(&doc.to_string()),
+            )
+            .expect("the notifications config");
     }
 }

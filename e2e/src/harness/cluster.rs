@@ -120,6 +120,32 @@ impl Cluster {
         crate::harness::process::run_with_input(&self.kubectl, &self.kubeconfig, args, stdin)
     }
 
+    /// Runs kubectl as admin; its output, or an error naming the command and kubectl's message.
+    pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+        let (ok, out, err) = self.kubectl(args, stdin);
+        if !ok {
+            bail!("kubectl {args:?} failed: {err}");
+        }
+        Ok(out)
+    }
+
+    /// Waits until these CRDs (by name) are Established. Right after they are applied `kubectl
+    /// wait` fails at once, until the API server has written their first status: tried again.
+    pub fn wait_established(&self, crds: &[&str]) -> anyhow::Result<()> {
+        let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+        let names: Vec<String> = crds.iter().map(|c| format!("crd/{c}")).collect();
+        args.extend(names.iter().map(String::as_str));
+        let mut result = self.kubectl_ok(&args, None);
+        for _ in 0..60 {
+            if result.is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+            result = self.kubectl_ok(&args, None);
+        }
+        result.map(|_| ())
+    }
+
     /// Starts deleting a namespace and removes its pods at once: pods bound to a kubelet double
     /// that is gone would otherwise wait for a kubelet forever (the namespace is terminating,
     /// so nothing recreates them). Does not wait.

@@ -49,18 +49,9 @@ pub fn is_ready(isvc: &kube::api::DynamicObject) -> bool {
         })
 }
 
-fn kubectl(cluster: &Cluster, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
-    let (ok, out, err) = cluster.kubectl(args, stdin);
-    if !ok {
-        bail!("kubectl {args:?} failed: {err}");
-    }
-    Ok(out)
-}
-
 /// KServe's ConfigMap, set for Standard mode without any ingress.
 fn standard_mode_config(cluster: &Cluster, file: &Path) -> anyhow::Result<String> {
-    let json = kubectl(
-        cluster,
+    let json = cluster.kubectl_ok(
         &[
             "create",
             "--dry-run=client",
@@ -119,7 +110,7 @@ pub fn install_crds(cluster: &Cluster) -> anyhow::Result<()> {
     for p in &paths {
         args.extend(["-f", p.as_str()]);
     }
-    kubectl(cluster, &args, None)?;
+    cluster.kubectl_ok(&args, None)?;
     Ok(())
 }
 
@@ -130,27 +121,17 @@ impl KServe {
     pub fn start(cluster: &Cluster) -> anyhow::Result<Self> {
         let binary = built_tool("kserve")?;
         let config = build_binaries(&["--source", "kserve"])?.join("config");
-        kubectl(
-            cluster,
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd",
-                "inferenceservices.serving.kserve.io",
-                "clusterservingruntimes.serving.kserve.io",
-            ],
-            None,
-        )?;
+        cluster.wait_established(&[
+            "inferenceservices.serving.kserve.io",
+            "clusterservingruntimes.serving.kserve.io",
+        ])?;
         let _ = cluster.kubectl(&["create", "namespace", "kserve"], None);
         let cm = standard_mode_config(cluster, &config.join("configmap/inferenceservice.yaml"))?;
-        kubectl(
-            cluster,
+        cluster.kubectl_ok(
             &["apply", "--server-side", "--force-conflicts", "-f", "-"],
             Some(&cm),
         )?;
-        kubectl(
-            cluster,
+        cluster.kubectl_ok(
             &[
                 "apply",
                 "--server-side",

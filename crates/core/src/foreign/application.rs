@@ -145,6 +145,16 @@ pub struct HealthStatus {
     pub message: Option<String>,
 }
 
+/// Where an Application's operation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationStatus {
+    Idle,
+    /// Requested in `.operation`, not started yet.
+    Requested,
+    /// Running or terminating.
+    Running,
+}
+
 impl Application {
     /// True when `status.resources` lists the object of this group, kind, namespace and name:
     /// the Application itself says it manages it (a tracking id on the object alone is
@@ -157,15 +167,26 @@ impl Application {
         })
     }
 
-    /// True while an operation is requested or running: a new sync must wait for it.
-    pub fn operation_in_progress(&self) -> bool {
-        if self.operation.is_some() {
-            return true;
-        }
-        self.status
+    /// Where the Application's operation stands. Argo CD keeps `.operation` set until the
+    /// operation it asked for ends, so a running one is told by `status.operationState`.
+    pub fn operation_status(&self) -> OperationStatus {
+        let running = self
+            .status
             .as_ref()
             .and_then(|s| s.operation_state.as_ref())
-            .is_some_and(|op| matches!(op.phase.as_str(), "Running" | "Terminating"))
+            .is_some_and(|op| matches!(op.phase.as_str(), "Running" | "Terminating"));
+        if running {
+            OperationStatus::Running
+        } else if self.operation.is_some() {
+            OperationStatus::Requested
+        } else {
+            OperationStatus::Idle
+        }
+    }
+
+    /// True while an operation is requested or running: a new sync must wait for it.
+    pub fn operation_in_progress(&self) -> bool {
+        self.operation_status() != OperationStatus::Idle
     }
 }
 

@@ -10,7 +10,7 @@ pub mod tracking;
 
 pub use application::{
     Application, ApplicationStatus, HealthStatus, InfoItem, Operation, OperationInitiator,
-    OperationState, ResourceStatus, SyncOperation, SyncStatus,
+    OperationState, OperationStatus, ResourceStatus, SyncOperation, SyncStatus,
 };
 pub use inference_service::{
     DEPLOYMENT_MODE_ANNOTATION, InferenceService, InferenceServiceStatus, KnativeCondition,

@@ -2,7 +2,7 @@
 //! run in `info`, only when no operation is requested or running, guarded by the object's
 //! resourceVersion so two syncs can never be started over each other.
 
-use nbg_core::foreign::Operation;
+use nbg_core::foreign::{Operation, OperationStatus};
 use serde_json::json;
 
 use super::{OPERATION_INFO_RUN, Plan, RunStamp, Unsupported, WaitFor};
@@ -26,13 +26,10 @@ pub fn application(live: &LiveTarget, run: &RunStamp<'_>) -> Plan {
     if has_run(requested, run.run) || has_run(state.and_then(|s| s.operation.as_ref()), run.run) {
         return Plan::AlreadyApplied;
     }
-    // Argo CD keeps `.operation` until the operation ends: running is told by its state.
-    let running = state.is_some_and(|s| matches!(s.phase.as_str(), "Running" | "Terminating"));
-    if running {
-        return Plan::Wait(WaitFor::OperationRunning);
-    }
-    if app.operation_in_progress() {
-        return Plan::Wait(WaitFor::OperationRequested);
+    match app.operation_status() {
+        OperationStatus::Running => return Plan::Wait(WaitFor::OperationRunning),
+        OperationStatus::Requested => return Plan::Wait(WaitFor::OperationRequested),
+        OperationStatus::Idle => {}
     }
     Plan::Patch(json!({
         "metadata": {"resourceVersion": app.metadata.resource_version},
