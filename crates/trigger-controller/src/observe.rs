@@ -13,7 +13,7 @@ use nbg_core::nvj::NotebookValidationJob;
 use crate::decide::{self, Found, Observed, PodList, Predictor};
 use crate::eviction;
 use crate::kinds::{self, TargetKind};
-use crate::live::{LiveTarget, Unreadable};
+use crate::live::{LiveTarget, Typed, Unreadable};
 use crate::reconcile::{Error, TriggerReconciler};
 use crate::waiting::TargetKey;
 
@@ -23,7 +23,7 @@ fn refused(e: &kube::Error, code: u16) -> bool {
 }
 
 /// What rolls for `t` (KServe's predictor Deployment), as a target key.
-pub fn rolls_through(kind: Option<&TargetKind>, t: &TargetKey) -> Option<TargetKey> {
+fn rolls_through(kind: Option<&TargetKind>, t: &TargetKey) -> Option<TargetKey> {
     let other = kind?.rolls_through?;
     Some(TargetKey {
         group: other.group.into(),
@@ -52,14 +52,15 @@ impl TriggerReconciler {
             self.waiting.wait(p.clone(), nvj_ref, now);
         }
         let found = self
-            .find(nvj, t, &key, kind, predictor_key, use_cache)
+            .find(nvj, t, &key, kind, predictor_key.clone(), use_cache)
             .await?;
         Ok(Observed {
             target: t.clone(),
-            namespace: key.namespace.clone(),
             found,
             waiting_since,
             watched: self.targets.watches(&key),
+            key,
+            rolls_with: predictor_key,
         })
     }
 
@@ -124,14 +125,18 @@ impl TriggerReconciler {
 
     /// The predictor Deployment: from the watch cache, else read.
     async fn predictor(&self, key: &TargetKey) -> Result<Predictor, Error> {
+        let read = |object: Option<serde_json::Value>| {
+            Predictor::Read(object.map(|object| LiveTarget {
+                object,
+                typed: Typed::Json,
+            }))
+        };
         if let Some(cached) = self.targets.cached(key) {
-            return Ok(Predictor::Read(serde_json::to_value(cached).ok()));
+            return Ok(read(serde_json::to_value(cached).ok()));
         }
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), &key.namespace);
         match api.get_opt(&key.name).await {
-            Ok(found) => Ok(Predictor::Read(
-                found.and_then(|d| serde_json::to_value(d).ok()),
-            )),
+            Ok(found) => Ok(read(found.and_then(|d| serde_json::to_value(d).ok()))),
             Err(e) if refused(&e, 403) => Ok(Predictor::Denied(key.name.clone())),
             Err(e) => Err(e.into()),
         }

@@ -24,11 +24,9 @@ use nbg_runtime::runner::WatchContext;
 use crate::NAME;
 use crate::authorize::Policy;
 use crate::decide::{self, Act, Decision, Follow, Observed, Refusal, Step, Work};
-use crate::kinds;
 use crate::metrics::{ActionLabels, TriggerMetrics};
-use crate::observe::rolls_through;
 use crate::targets::Targets;
-use crate::waiting::{TargetKey, WaitIndex};
+use crate::waiting::WaitIndex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -130,7 +128,7 @@ impl TriggerReconciler {
         match decision.act {
             Act::Nothing => Ok(decision.step),
             Act::Patch(patch) => {
-                let api = self.targets.api_for(t, &obs.namespace).await?;
+                let api = self.targets.api_for(t, &obs.key.namespace).await?;
                 let params = PatchParams {
                     field_manager: Some(NAME.into()),
                     ..PatchParams::default()
@@ -140,18 +138,18 @@ impl TriggerReconciler {
                     Err(kube::Error::Api(s)) if s.code == 409 => {
                         return Err(Error::Conflict {
                             kind: t.kind.clone(),
-                            namespace: obs.namespace.clone(),
+                            namespace: obs.key.namespace.clone(),
                             name: t.name.clone(),
                         });
                     }
                     Err(e) => return Err(e.into()),
                 }
                 self.observe_latency(nvj, now);
-                tracing::info!(nvj = %ObjectRef::from_obj(nvj), run, action = %t.action, kind = %t.kind, target = %format!("{}/{}", obs.namespace, t.name), "applied");
+                tracing::info!(nvj = %ObjectRef::from_obj(nvj), run, action = %t.action, kind = %t.kind, target = %format!("{}/{}", obs.key.namespace, t.name), "applied");
                 Ok(decision.step)
             }
             Act::Evict(pod) => {
-                let api: Api<Pod> = Api::namespaced(self.client.clone(), &obs.namespace);
+                let api: Api<Pod> = Api::namespaced(self.client.clone(), &obs.key.namespace);
                 let refusal = match api.evict(&pod, &EvictParams::default()).await {
                     Ok(_) => {
                         let key = decide::RecordKey::of_target(t, &decide::act::nvj_namespace(nvj));
@@ -172,17 +170,14 @@ impl TriggerReconciler {
 
     /// How the NVJ keeps waiting on the target (and on what rolls for it).
     fn follow(&self, nvj: &NotebookValidationJob, obs: &Observed, follow: Follow) {
-        let key = TargetKey::of(&obs.target, &decide::act::nvj_namespace(nvj));
         match follow {
             Follow::Keep => {}
-            Follow::Watch { every_change } => self.waiting.set_every_change(&key, every_change),
+            Follow::Watch { every_change } => self.waiting.set_every_change(&obs.key, every_change),
             Follow::Stop => {
                 let nvj_ref = ObjectRef::from_obj(nvj);
-                let kind = kinds::find(&key.group, &key.kind);
-                if let Some(p) = rolls_through(kind, &key) {
-                    self.waiting.done(&p, &nvj_ref);
+                for key in std::iter::once(&obs.key).chain(&obs.rolls_with) {
+                    self.waiting.done(key, &nvj_ref);
                 }
-                self.waiting.done(&key, &nvj_ref);
             }
         }
     }
@@ -280,7 +275,6 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
         for t in decide::open_targets(&nvj, &run, &targets) {
             steps.push(self.act_on(&nvj, &run, t, now).await?);
         }
-        let steps: Vec<(&Observed, Step)> = steps.iter().map(|(o, s)| (o, s.clone())).collect();
         let plan = decide::plan(
             &nvj,
             &run,

@@ -17,6 +17,7 @@ use crate::eviction::{self, EvictionStep, SelectorError};
 use crate::kinds;
 use crate::live::{LiveTarget, Unreadable};
 use crate::rollout::RolloutState;
+use crate::waiting::TargetKey;
 
 /// How often an eviction in progress looks at the pods (they are not watched).
 pub const EVICTION_POLL: Duration = Duration::from_secs(2);
@@ -25,8 +26,10 @@ pub const EVICTION_POLL: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct Observed {
     pub target: TriggerTarget,
-    /// The target's namespace (the NVJ's when the entry names none).
-    pub namespace: String,
+    /// The target (its namespace the NVJ's when the entry names none).
+    pub key: TargetKey,
+    /// What rolls when it restarts, which the NVJ waits on too (KServe's predictor Deployment).
+    pub rolls_with: Option<TargetKey>,
     pub found: Found,
     /// Since when the NVJ waits on this target (its first look: now).
     pub waiting_since: Timestamp,
@@ -54,7 +57,7 @@ pub enum Found {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Predictor {
     NotApplicable,
-    Read(Option<Value>),
+    Read(Option<LiveTarget>),
     /// This controller may not read it (RBAC): its name.
     Denied(String),
 }
@@ -133,7 +136,7 @@ fn record(
     Box::new(TriggerRecord {
         api_version: t.api_version.clone(),
         kind: t.kind.clone(),
-        namespace: obs.namespace.clone(),
+        namespace: obs.key.namespace.clone(),
         name: t.name.clone(),
         action: t.action.as_str().to_string(),
         run: run.to_string(),
@@ -162,7 +165,7 @@ pub fn decide_target(
     now: Timestamp,
 ) -> Decision {
     let t = &obs.target;
-    let ns = &obs.namespace;
+    let ns = &obs.key.namespace;
     let only = |step| Decision {
         act: Act::Nothing,
         step,
@@ -315,7 +318,7 @@ fn evict(
                 TriggerOutcome::Denied,
                 format!(
                     "this controller may not list pods in namespace {} (RBAC)",
-                    obs.namespace
+                    obs.key.namespace
                 ),
                 Wake::Never,
             ));
@@ -360,7 +363,7 @@ pub fn refused_eviction(
             TriggerOutcome::Denied,
             format!(
                 "this controller may not evict pods in namespace {} (RBAC)",
-                obs.namespace
+                obs.key.namespace
             ),
             Wake::Never,
         ),

@@ -70,11 +70,10 @@ pub fn plan(
     nvj: &NotebookValidationJob,
     run: &str,
     targets: usize,
-    steps: &[(&Observed, Step)],
+    steps: &[(Observed, Step)],
     rollout_deadline: Duration,
     now: Timestamp,
 ) -> Plan {
-    let ns = super::act::nvj_namespace(nvj);
     let mut records: Vec<TriggerRecord> = records_of(nvj).to_vec();
     let mut requeue: Option<Duration> = None;
     let mut soon = |after: Duration| requeue = Some(requeue.map_or(after, |a| a.min(after)));
@@ -83,7 +82,10 @@ pub fn plan(
     // A target is rolling out or about to be recorded: the condition waits for that write.
     let mut pending = false;
     for (obs, step) in steps {
-        let key = RecordKey::of_target(&obs.target, &ns);
+        let key = RecordKey {
+            target: obs.key.clone(),
+            action: obs.target.action.as_str().to_string(),
+        };
         let earlier = record_for(nvj, run, &key);
         let waited = elapsed(obs.waiting_since, now);
         let resync = if obs.watched {

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::authorize::Policy;
 use crate::live::LiveTarget;
+use crate::waiting::TargetKey;
 
 const DEADLINE: Duration = Duration::from_secs(600);
 
@@ -47,7 +48,8 @@ fn targets(nvj: &NotebookValidationJob) -> (String, Vec<TriggerTarget>) {
 fn live(t: &TriggerTarget, object: Value, since: Timestamp) -> Observed {
     Observed {
         target: t.clone(),
-        namespace: t.namespace_or("ml").to_string(),
+        key: TargetKey::of(t, "ml"),
+        rolls_with: None,
         found: Found::Live {
             live: Box::new(LiveTarget::of(t.group(), &t.kind, object)),
             predictor: Predictor::NotApplicable,
@@ -72,10 +74,10 @@ fn reconcile(
         .iter()
         .map(|o| decide_target(nvj, &run, o, &Policy::default(), now))
         .collect();
-    let steps: Vec<(&Observed, Step)> = observed
+    let steps: Vec<(Observed, Step)> = observed
         .iter()
-        .zip(&decisions)
-        .map(|(o, d)| (o, d.step.clone()))
+        .cloned()
+        .zip(decisions.iter().map(|d| d.step.clone()))
         .collect();
     let plan = plan(nvj, &run, all.len(), &steps, DEADLINE, now);
     if let (Some((records, condition)), Some(status)) = (&plan.status, nvj.status.as_mut()) {
@@ -308,7 +310,7 @@ fn an_eviction_in_progress_is_recorded_and_looked_at_on_a_timer() {
     );
     // A PodDisruptionBudget refuses the next one: still in progress, saying so.
     let step = refused_eviction(&obs, "u1/1", at(3), "b", Refusal::Budget);
-    let plan = records::plan(&nvj, "u1/1", 1, &[(&obs, step)], DEADLINE, at(3));
+    let plan = records::plan(&nvj, "u1/1", 1, &[(obs.clone(), step)], DEADLINE, at(3));
     assert_eq!(
         only_record(&plan).message.as_deref(),
         Some("a PodDisruptionBudget does not allow evicting pod b now")

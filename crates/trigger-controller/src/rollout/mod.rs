@@ -19,20 +19,20 @@ pub enum RolloutState {
 
 /// A kind's rollout reading. `predictor` is the predictor Deployment of an InferenceService in
 /// KServe's Standard mode, where that is what rolls.
-pub type StateFn = fn(&LiveTarget, Option<&Value>) -> RolloutState;
+pub type StateFn = fn(&LiveTarget, Option<&LiveTarget>) -> RolloutState;
 /// Where a rollout stands in words, for a record that says it has not completed in time.
-pub type ProgressFn = fn(&LiveTarget, Option<&Value>) -> Option<String>;
+pub type ProgressFn = fn(&LiveTarget, Option<&LiveTarget>) -> Option<String>;
 
 fn num(live: &LiveTarget, pointer: &str) -> i64 {
     live.int(pointer).unwrap_or(0)
 }
 
 /// Kinds that are done once the action is applied (sync, refresh).
-pub fn complete_at_once(_: &LiveTarget, _: Option<&Value>) -> RolloutState {
+pub fn complete_at_once(_: &LiveTarget, _: Option<&LiveTarget>) -> RolloutState {
     RolloutState::Complete
 }
 
-pub fn no_progress(_: &LiveTarget, _: Option<&Value>) -> Option<String> {
+pub fn no_progress(_: &LiveTarget, _: Option<&LiveTarget>) -> Option<String> {
     None
 }
 
@@ -56,7 +56,7 @@ fn deployment_deadline(live: &LiveTarget) -> Option<String> {
     ))
 }
 
-pub fn deployment_state(live: &LiveTarget, _: Option<&Value>) -> RolloutState {
+pub fn deployment_state(live: &LiveTarget, _: Option<&LiveTarget>) -> RolloutState {
     let want = live.int("/spec/replicas").unwrap_or(1);
     let complete = live.observed()
         && num(live, "/status/updatedReplicas") == want
@@ -84,11 +84,11 @@ fn replicas(d: &LiveTarget) -> String {
     )
 }
 
-pub fn deployment_progress(live: &LiveTarget, _: Option<&Value>) -> Option<String> {
+pub fn deployment_progress(live: &LiveTarget, _: Option<&LiveTarget>) -> Option<String> {
     Some(replicas(live))
 }
 
-pub fn statefulset_state(live: &LiveTarget, _: Option<&Value>) -> RolloutState {
+pub fn statefulset_state(live: &LiveTarget, _: Option<&LiveTarget>) -> RolloutState {
     let want = live.int("/spec/replicas").unwrap_or(1);
     let complete = live.observed()
         && live.text("/status/updateRevision") == live.text("/status/currentRevision")
@@ -100,7 +100,7 @@ pub fn statefulset_state(live: &LiveTarget, _: Option<&Value>) -> RolloutState {
     }
 }
 
-pub fn statefulset_progress(live: &LiveTarget, _: Option<&Value>) -> Option<String> {
+pub fn statefulset_progress(live: &LiveTarget, _: Option<&LiveTarget>) -> Option<String> {
     Some(format!(
         "{} of {} replicas ready",
         num(live, "/status/readyReplicas"),
@@ -108,7 +108,7 @@ pub fn statefulset_progress(live: &LiveTarget, _: Option<&Value>) -> Option<Stri
     ))
 }
 
-pub fn daemonset_state(live: &LiveTarget, _: Option<&Value>) -> RolloutState {
+pub fn daemonset_state(live: &LiveTarget, _: Option<&LiveTarget>) -> RolloutState {
     let want = num(live, "/status/desiredNumberScheduled");
     // As `kubectl rollout status`: absent counts are zero (omitted when empty).
     let complete = live.observed()
@@ -121,7 +121,7 @@ pub fn daemonset_state(live: &LiveTarget, _: Option<&Value>) -> RolloutState {
     }
 }
 
-pub fn daemonset_progress(live: &LiveTarget, _: Option<&Value>) -> Option<String> {
+pub fn daemonset_progress(live: &LiveTarget, _: Option<&LiveTarget>) -> Option<String> {
     Some(format!(
         "{} of {} pods updated, {} available",
         num(live, "/status/updatedNumberScheduled"),
@@ -130,7 +130,7 @@ pub fn daemonset_progress(live: &LiveTarget, _: Option<&Value>) -> Option<String
     ))
 }
 
-pub fn argo_rollout_state(live: &LiveTarget, _: Option<&Value>) -> RolloutState {
+pub fn argo_rollout_state(live: &LiveTarget, _: Option<&LiveTarget>) -> RolloutState {
     let Some(rollout) = live.rollout() else {
         return RolloutState::Rolling;
     };
@@ -157,7 +157,7 @@ pub fn argo_rollout_state(live: &LiveTarget, _: Option<&Value>) -> RolloutState 
     }
 }
 
-pub fn argo_rollout_progress(live: &LiveTarget, _: Option<&Value>) -> Option<String> {
+pub fn argo_rollout_progress(live: &LiveTarget, _: Option<&LiveTarget>) -> Option<String> {
     live.rollout()?
         .phase()
         .map(|phase| format!("the Rollout is {phase}"))
@@ -165,7 +165,7 @@ pub fn argo_rollout_progress(live: &LiveTarget, _: Option<&Value>) -> Option<Str
 
 /// KServe reports both modes in its status. Serverless: a new ready revision; Standard: see
 /// [`standard_state`].
-pub fn inference_service_state(live: &LiveTarget, predictor: Option<&Value>) -> RolloutState {
+pub fn inference_service_state(live: &LiveTarget, predictor: Option<&LiveTarget>) -> RolloutState {
     let Some(isvc) = live.inference_service() else {
         return RolloutState::Rolling;
     };
@@ -183,7 +183,7 @@ pub fn inference_service_state(live: &LiveTarget, predictor: Option<&Value>) -> 
 /// template carries the InferenceService's restart marker (KServe copied it), the Deployment
 /// has rolled out (as any Deployment), and KServe reports Ready. KServe's `observedGeneration`
 /// is not read: in this mode it is the Deployment's, not the InferenceService's.
-fn standard_state(isvc: &InferenceService, predictor: Option<&Value>) -> RolloutState {
+fn standard_state(isvc: &InferenceService, predictor: Option<&LiveTarget>) -> RolloutState {
     if let Some(why) = isvc.rollout_blocked() {
         return RolloutState::Stuck(why);
     }
@@ -191,15 +191,11 @@ fn standard_state(isvc: &InferenceService, predictor: Option<&Value>) -> Rollout
         // KServe has not created it (yet).
         return RolloutState::Rolling;
     };
-    let deployment = LiveTarget {
-        object: deployment.clone(),
-        typed: crate::live::Typed::Json,
-    };
-    if !carries_restart(isvc, &deployment) {
+    if !carries_restart(isvc, deployment) {
         // KServe has not copied this restart into the predictor yet.
         return RolloutState::Rolling;
     }
-    match deployment_state(&deployment, None) {
+    match deployment_state(deployment, None) {
         RolloutState::Complete if isvc.ready() => RolloutState::Complete,
         RolloutState::Complete | RolloutState::Rolling => RolloutState::Rolling,
         RolloutState::Stuck(why) => RolloutState::Stuck(format!(
@@ -219,7 +215,10 @@ fn carries_restart(isvc: &InferenceService, deployment: &LiveTarget) -> bool {
         .is_none_or(|m| carried == Some(m.value))
 }
 
-pub fn inference_service_progress(live: &LiveTarget, predictor: Option<&Value>) -> Option<String> {
+pub fn inference_service_progress(
+    live: &LiveTarget,
+    predictor: Option<&LiveTarget>,
+) -> Option<String> {
     let isvc = live.inference_service()?;
     let ready = isvc
         .status
@@ -248,12 +247,8 @@ pub fn inference_service_progress(live: &LiveTarget, predictor: Option<&Value>) 
     Some(match predictor {
         None => format!("KServe has not created predictor Deployment {name}"),
         Some(d) => {
-            let d = LiveTarget {
-                object: d.clone(),
-                typed: crate::live::Typed::Json,
-            };
-            if carries_restart(isvc, &d) {
-                format!("predictor Deployment {name}: {}; {ready}", replicas(&d))
+            if carries_restart(isvc, d) {
+                format!("predictor Deployment {name}: {}; {ready}", replicas(d))
             } else {
                 format!("KServe has not rolled the restart into predictor Deployment {name}")
             }

@@ -9,7 +9,11 @@ use crate::live::LiveTarget;
 
 fn rollout_state(group: &str, kind: &str, live: &Value, predictor: Option<&Value>) -> RolloutState {
     let k = kinds::find(group, kind).expect("a kind of the table");
-    (k.rollout)(&LiveTarget::of(group, kind, live.clone()), predictor)
+    let predictor = predictor.map(|d| LiveTarget::of("apps", "Deployment", d.clone()));
+    (k.rollout)(
+        &LiveTarget::of(group, kind, live.clone()),
+        predictor.as_ref(),
+    )
 }
 
 fn rollout_complete(group: &str, kind: &str, live: &Value) -> bool {
@@ -23,7 +27,11 @@ fn rollout_progress(
     predictor: Option<&Value>,
 ) -> Option<String> {
     let k = kinds::find(group, kind).expect("a kind of the table");
-    (k.progress)(&LiveTarget::of(group, kind, live.clone()), predictor)
+    let predictor = predictor.map(|d| LiveTarget::of("apps", "Deployment", d.clone()));
+    (k.progress)(
+        &LiveTarget::of(group, kind, live.clone()),
+        predictor.as_ref(),
+    )
 }
 
 #[test]
