@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nbg_argocd_health::random_objects::json_value;
-use nbg_argocd_health::{HealthCheck, Sandbox, all_checks};
+use nbg_argocd_health::{HealthCheck, Sandbox, all_checks, test_cases};
 use nbg_e2e::harness::cluster::repo_root;
 use nbg_e2e::harness::process::{build_binaries, built_tool};
 use proptest::strategy::{Strategy, ValueTree};
@@ -20,8 +20,7 @@ use serde_json::{Map, Value, json};
 const RANDOM_OBJECTS: usize = 40;
 
 fn read_yaml(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    test_cases::read_yaml(path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Argo CD's stock `argocd-cm` (`manifests/base/config/` of the pinned module).
@@ -83,22 +82,13 @@ fn every_health_test_case_passes_in_argo_cd_itself() {
     let argocd_cm = patched_argocd_cm();
     let mut cases = 0;
     for check in all_checks() {
-        let dir = repo_root()
-            .join("manifests/argocd/resource_customizations")
-            .join(check.dir);
-        let tests = read_yaml(&dir.join("health_test.yaml"));
-        for case in tests["tests"].as_array().expect("tests") {
-            let input = case["inputPath"].as_str().expect("inputPath");
-            let object = read_yaml(&dir.join(input));
-            let (status, message) = argo_cd_health(&argocd_cm, &object, "case.json")
+        for case in test_cases::test_cases(check).unwrap_or_else(|e| panic!("{e}")) {
+            let input = &case.input;
+            let (status, message) = argo_cd_health(&argocd_cm, &case.object, "case.json")
                 .unwrap_or_else(|e| panic!("{}/{input}: Argo CD says: {e}", check.dir));
-            let want = &case["healthStatus"];
             assert_eq!(
                 (status.as_str(), message.as_str()),
-                (
-                    want["status"].as_str().unwrap_or_default(),
-                    want["message"].as_str().unwrap_or_default()
-                ),
+                (case.status.as_str(), case.message.as_str()),
                 "{}/{input}",
                 check.dir
             );

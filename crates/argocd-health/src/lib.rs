@@ -7,6 +7,7 @@ pub mod notifications;
 pub mod random_objects;
 pub mod sandbox;
 pub mod snippets;
+pub mod test_cases;
 
 pub use checks::{HealthCheck, all_checks, check_for};
 pub use sandbox::{Health, HealthError, Sandbox};

@@ -3,51 +3,29 @@
 //! `math`, a script that uses them fails the suite, and no object makes a check return an
 //! invalid status.
 
-use std::path::{Path, PathBuf};
-
 use nbg_argocd_health::random_objects::json_value;
+use nbg_argocd_health::test_cases::{customizations_dir, test_cases};
 use nbg_argocd_health::{Sandbox, all_checks};
 use proptest::prelude::*;
-use serde_json::{Value, json};
-
-fn customizations() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../manifests/argocd/resource_customizations")
-}
-
-fn read_yaml(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use serde_json::json;
 
 #[test]
 fn every_case_of_every_health_test_passes_in_the_argocd_sandbox() {
     let sandbox = Sandbox::new().expect("sandbox");
     let mut cases = 0;
     for check in all_checks() {
-        let dir = customizations().join(check.dir);
+        let dir = customizations_dir().join(check.dir);
         let on_disk = std::fs::read_to_string(dir.join("health.lua")).expect("health.lua");
         assert_eq!(on_disk, check.script, "the embedded script is the file");
-        let tests = read_yaml(&dir.join("health_test.yaml"));
-        let list = tests["tests"].as_array().expect("tests list");
+        let list = test_cases(check).unwrap_or_else(|e| panic!("{e}"));
         assert!(!list.is_empty());
-        for case in list {
-            let input = case["inputPath"].as_str().expect("inputPath");
-            let object = read_yaml(&dir.join(input));
+        for case in &list {
+            let input = &case.input;
             let health = sandbox
-                .evaluate(check.script, &object)
+                .evaluate(check.script, &case.object)
                 .unwrap_or_else(|e| panic!("{}/{input}: {e}", check.dir));
-            assert_eq!(
-                health.status,
-                case["healthStatus"]["status"].as_str().unwrap_or_default(),
-                "{}/{input}",
-                check.dir
-            );
-            assert_eq!(
-                health.message,
-                case["healthStatus"]["message"].as_str().unwrap_or_default(),
-                "{}/{input}",
-                check.dir
-            );
+            assert_eq!(health.status, case.status, "{}/{input}", check.dir);
+            assert_eq!(health.message, case.message, "{}/{input}", check.dir);
             cases += 1;
         }
         // Every testdata file is used by a case.
