@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, PostParams};
-use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome};
+use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome, TriggerRecord};
 use nbg_e2e::harness::argocd::{
     RealArgoCd, applications, create_and_sync, git_repo, nvj_manifest, text,
 };
@@ -27,6 +27,22 @@ fn history(app: &DynamicObject) -> Vec<Value> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
+}
+
+/// The training NVJ's `sync` record once it has `outcome` (waits up to 30 s).
+async fn sync_record(nvjs: &Api<NotebookValidationJob>, outcome: TriggerOutcome) -> TriggerRecord {
+    eventually(
+        Duration::from_secs(30),
+        &format!("the sync recorded {outcome:?}"),
+        || async {
+            let n = nvjs.get("train").await.ok()?;
+            n.status?
+                .triggers
+                .into_iter()
+                .find(|r| r.action == "sync" && r.outcome == outcome)
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -123,18 +139,7 @@ async fn the_real_argo_cd_runs_a_triggered_sync_once_after_the_running_one() {
     )
     .await;
     // The sync waits for the user's, and says so once it lasts.
-    let waiting = eventually(
-        Duration::from_secs(30),
-        "the sync recorded waiting",
-        || async {
-            let n = nvjs.get("train").await.ok()?;
-            n.status?
-                .triggers
-                .into_iter()
-                .find(|r| r.action == "sync" && r.outcome == TriggerOutcome::InProgress)
-        },
-    )
-    .await;
+    let waiting = sync_record(&nvjs, TriggerOutcome::InProgress).await;
     assert_eq!(
         waiting.message.as_deref(),
         Some("an Argo CD operation is running; syncing once it finishes")
@@ -181,18 +186,7 @@ async fn the_real_argo_cd_runs_a_triggered_sync_once_after_the_running_one() {
         json!([{"name": "nvj-run", "value": run}]),
         "the run in the operation"
     );
-    let recorded = eventually(
-        Duration::from_secs(30),
-        "the sync recorded Succeeded",
-        || async {
-            let n = nvjs.get("train").await.ok()?;
-            n.status?
-                .triggers
-                .into_iter()
-                .find(|r| r.action == "sync" && r.outcome == TriggerOutcome::Succeeded)
-        },
-    )
-    .await;
+    let recorded = sync_record(&nvjs, TriggerOutcome::Succeeded).await;
     assert_eq!(
         recorded.message.as_deref(),
         Some("sync operation requested")
