@@ -67,10 +67,11 @@ local-kubelet *args:
     cargo build --quiet -p nbg-e2e --bin local-kubelet
     "${CARGO_TARGET_DIR:-target}/debug/local-kubelet" --kubeconfig "{{kubeconfig}}" "$@"
 
-# Regenerate every generated file: CRDs (manifests/crds/, the CRD chart) and the Argo CD snippets (manifests/argocd/).
+# Regenerate every generated file: CRDs (manifests/crds/, the CRD chart), the Argo CD snippets (manifests/argocd/) and the charts' values.schema.json.
 generate:
     UPDATE_GENERATED=1 cargo test --quiet -p nbg-core --test crd_manifests
     UPDATE_GENERATED=1 cargo test --quiet -p nbg-argocd-health --test snippets
+    UPDATE_GENERATED=1 cargo test --quiet -p nbg-e2e --test chart_schemas
 
 # Formatting and lints, as CI checks them.
 lint:

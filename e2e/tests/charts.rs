@@ -1,11 +1,13 @@
-//! Every chart under `charts/` passes `helm lint` and renders, cluster-wide and per namespace;
-//! and every environment variable a controller chart sets is one its binary reads (a typo in a
-//! chart would otherwise be ignored silently and the controller run with its default).
+//! Every chart under `charts/` passes `helm lint`; every controller chart renders, cluster-wide
+//! and per namespace, alone and through the umbrella chart; and every environment variable a
+//! controller chart sets is one its binary reads (a typo in a chart would otherwise be ignored
+//! silently and the controller run with its default).
 
 use std::collections::BTreeSet;
 use std::process::Command;
 
 use nbg_e2e::Cluster;
+use nbg_e2e::chart_schemas::CONTROLLERS;
 use nbg_e2e::harness::cluster::{repo_root, workspace_binary};
 use nbg_e2e::harness::process::render_chart_documents;
 
@@ -27,7 +29,7 @@ fn charts() -> Vec<String> {
 fn every_chart_lints_and_renders() {
     let cluster = Cluster::get();
     let all = charts();
-    assert!(all.len() >= 6, "{all:?}");
+    assert!(all.len() >= 8, "{all:?}");
     for chart in &all {
         let path = repo_root().join("charts").join(chart);
         let out = Command::new(&cluster.helm)
@@ -41,7 +43,7 @@ fn every_chart_lints_and_renders() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        if chart == "notebook-gitops-crds" {
+        if !CONTROLLERS.contains(&chart.as_str()) {
             continue;
         }
         for values in [&[][..], &["watchNamespaces={team-a,team-b}"][..]] {
@@ -74,7 +76,7 @@ fn every_chart_lints_and_renders() {
 #[test]
 fn every_environment_variable_a_chart_sets_is_read_by_its_binary() {
     let cluster = Cluster::get();
-    for chart in charts().iter().filter(|c| *c != "notebook-gitops-crds") {
+    for chart in CONTROLLERS {
         let docs = render_chart_documents(
             &cluster,
             &repo_root().join("charts").join(chart),
@@ -109,4 +111,75 @@ fn every_environment_variable_a_chart_sets_is_read_by_its_binary() {
             "{chart} sets environment variables its binary does not read: {unknown:?}"
         );
     }
+}
+
+#[test]
+fn the_umbrella_chart_renders_each_controller_once_and_switches_them() {
+    let cluster = Cluster::get();
+    let umbrella = repo_root().join("charts/notebook-gitops");
+    let deployments = |set: &[&str]| -> Vec<(String, String)> {
+        render_chart_documents(&cluster, &umbrella, "ng", "notebook-gitops", set)
+            .iter()
+            .filter(|d| d["kind"] == "Deployment")
+            .map(|d| {
+                (
+                    d["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    d["spec"]["template"]["spec"]["serviceAccountName"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect()
+    };
+    let all = deployments(&[]);
+    let names: BTreeSet<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+    let want: BTreeSet<String> = CONTROLLERS.iter().map(|c| format!("ng-{c}")).collect();
+    assert_eq!(
+        names,
+        want.iter().map(String::as_str).collect(),
+        "one Deployment per controller, each named <release>-<controller>"
+    );
+    assert!(all.iter().all(|(n, sa)| n == sa), "{all:?}");
+    let without = deployments(&["wave-marker.enabled=false", "event-notifier.enabled=false"]);
+    let names: BTreeSet<&str> = without.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "ng-nvj-validator",
+            "ng-trigger-controller",
+            "ng-app-status-aggregator"
+        ])
+    );
+    // Scoped and scaled per controller through the umbrella.
+    let docs = render_chart_documents(
+        &cluster,
+        &umbrella,
+        "ng",
+        "notebook-gitops",
+        &[
+            "trigger-controller.watchNamespaces={team-a}",
+            "trigger-controller.replicas=2",
+        ],
+    );
+    let trigger = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "ng-trigger-controller")
+        .expect("trigger-controller's Deployment");
+    assert_eq!(trigger["spec"]["replicas"], 2);
+    let trigger_roles: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "Role" && d["metadata"]["name"] == "ng-trigger-controller")
+        .filter_map(|d| d["metadata"]["namespace"].as_str())
+        .collect();
+    assert_eq!(trigger_roles, vec!["team-a"]);
+    assert!(
+        !docs
+            .iter()
+            .any(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "ng-trigger-controller"),
+        "no cluster-wide rights for a controller scoped to namespaces"
+    );
 }

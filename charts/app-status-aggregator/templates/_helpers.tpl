@@ -1,25 +1,10 @@
-{{- define "app-status-aggregator.name" -}}
-{{- default .Release.Name .Values.serviceAccount.name | trunc 63 | trimSuffix "-" -}}
-{{- end -}}
-
-{{- define "app-status-aggregator.image" -}}
-{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
-{{- end -}}
-
-{{- define "app-status-aggregator.labels" -}}
-app.kubernetes.io/name: app-status-aggregator
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/part-of: notebook-gitops
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-{{- end -}}
-
 {{/* The namespaces whose Applications are written. */}}
 {{- define "app-status-aggregator.applicationNamespaces" -}}
 {{- if .Values.applicationNamespaces }}{{ join "," .Values.applicationNamespaces }}{{ else }}{{ .Values.argocdNamespace }}{{ end -}}
 {{- end -}}
 
 {{/* Where NVJs live: read them. */}}
-{{- define "app-status-aggregator.nvjRules" -}}
+{{- define "app-status-aggregator.rules" -}}
 - apiGroups: [mlops.mlops.dev]
   resources: [notebookvalidationjobs]
   verbs: [get, list, watch]
@@ -33,4 +18,14 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+{{- end -}}
+
+{{/* Its own environment entries (the library chart adds the common ones). */}}
+{{- define "app-status-aggregator.env" -}}
+- {name: NBG_MAX_CONCURRENT_RECONCILES, value: {{ .Values.maxConcurrentReconciles | quote }}}
+- {name: NBG_ARGOCD_NAMESPACE, value: {{ .Values.argocdNamespace | quote }}}
+- {name: NBG_APPLICATION_NAMESPACES, value: {{ include "app-status-aggregator.applicationNamespaces" . | quote }}}
+- {name: NBG_TRACKING_METHOD, value: {{ .Values.trackingMethod | quote }}}
+- {name: NBG_TRACKING_LABEL, value: {{ .Values.trackingLabel | quote }}}
+- {name: NBG_COALESCE, value: {{ .Values.coalesce | quote }}}
 {{- end -}}

@@ -1,18 +1,3 @@
-{{- define "nvj-validator.name" -}}
-{{- default .Release.Name .Values.serviceAccount.name | trunc 63 | trimSuffix "-" -}}
-{{- end -}}
-
-{{- define "nvj-validator.image" -}}
-{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
-{{- end -}}
-
-{{- define "nvj-validator.labels" -}}
-app.kubernetes.io/name: nvj-validator
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/part-of: notebook-gitops
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-{{- end -}}
-
 {{/* The rules the controller needs where NVJs live: read NVJs, write their status, run pods, record Events. */}}
 {{- define "nvj-validator.rules" -}}
 - apiGroups: [mlops.mlops.dev]
@@ -27,4 +12,13 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+{{- end -}}
+
+{{/* Its own environment entries (the library chart adds the common ones). */}}
+{{- define "nvj-validator.env" -}}
+- {name: NBG_MAX_RETRIES, value: {{ .Values.maxRetries | quote }}}
+- {name: NBG_RETRY_BACKOFF, value: {{ .Values.retryBackoff | quote }}}
+- {name: NBG_NOTEBOOK_PYTHON, value: {{ .Values.notebookPython | quote }}}
+- {name: NBG_RUNNER_IMAGE, value: {{ default (include "nbg.image" .) .Values.runnerImage | quote }}}
+- {name: NBG_RUNNER_PATH, value: {{ .Values.runnerPath | quote }}}
 {{- end -}}

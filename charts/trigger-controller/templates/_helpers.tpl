@@ -1,18 +1,3 @@
-{{- define "trigger-controller.name" -}}
-{{- default .Release.Name .Values.serviceAccount.name | trunc 63 | trimSuffix "-" -}}
-{{- end -}}
-
-{{- define "trigger-controller.image" -}}
-{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
-{{- end -}}
-
-{{- define "trigger-controller.labels" -}}
-app.kubernetes.io/name: trigger-controller
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/part-of: notebook-gitops
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-{{- end -}}
-
 {{/* The rules the controller needs where NVJs live: read NVJs, write their status, record Events. */}}
 {{- define "trigger-controller.nvjRules" -}}
 - apiGroups: [mlops.mlops.dev]
@@ -63,6 +48,15 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- end }}
 {{- end -}}
 
+{{/* Its own environment entries (the library chart adds the common ones). */}}
+{{- define "trigger-controller.env" -}}
+- {name: NBG_DISABLE_CROSS_NAMESPACE, value: {{ .Values.disableCrossNamespace | quote }}}
+- {name: NBG_ALLOWED_KINDS, value: {{ include "trigger-controller.allowedKinds" . | quote }}}
+- {name: NBG_MAX_CONCURRENT_RECONCILES, value: {{ .Values.maxConcurrentReconciles | quote }}}
+- {name: NBG_ROLLOUT_DEADLINE, value: {{ .Values.rolloutDeadline | quote }}}
+{{- end -}}
+
+{{/* Where NVJs live: the NVJ rules and the target rules. */}}
 {{- define "trigger-controller.rules" -}}
 {{ include "trigger-controller.nvjRules" . }}
 {{ include "trigger-controller.targetRules" . | trim }}

@@ -50,9 +50,13 @@ impl ChartedController {
             spec.release_namespace,
             &values,
         );
-        let kubeconfig =
-            service_account_kubeconfig(cluster, spec.release_namespace, &release, &chart.rbac)
-                .await;
+        let kubeconfig = service_account_kubeconfig(
+            cluster,
+            spec.release_namespace,
+            &chart.service_account,
+            &chart.rbac,
+        )
+        .await;
         let mut args = vec!["--namespaces".to_string(), spec.namespaces.join(",")];
         args.extend(spec.args.iter().cloned());
         let metrics_port = free_port();

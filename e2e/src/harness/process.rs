@@ -136,6 +136,8 @@ fn unique() -> u64 {
 pub struct RenderedChart {
     pub rbac: String,
     pub env: Vec<(String, String)>,
+    /// The Deployment's ServiceAccount (`<release>-<chart>` unless the release names the chart).
+    pub service_account: String,
 }
 
 /// Renders a chart with `helm template`: each YAML document parsed.
@@ -216,10 +218,21 @@ pub fn render_chart(
         .filter(|doc| kind_of(doc).is_some_and(|k| rbac_kinds.contains(&k.as_str())))
         .map(|doc| format!("---\n{doc}"))
         .collect();
-    let env = docs
+    let deployments: Vec<serde_json::Value> = docs
         .iter()
         .filter(|doc| kind_of(doc).as_deref() == Some("Deployment"))
         .filter_map(|doc| serde_saphyr::from_str::<serde_json::Value>(doc).ok())
+        .collect();
+    let service_account = deployments
+        .iter()
+        .find_map(|d| {
+            d.pointer("/spec/template/spec/serviceAccountName")?
+                .as_str()
+        })
+        .expect("the chart's Deployment names its ServiceAccount")
+        .to_string();
+    let env = deployments
+        .iter()
         .flat_map(|d| {
             d.pointer("/spec/template/spec/containers/0/env")
                 .and_then(serde_json::Value::as_array)
@@ -234,7 +247,11 @@ pub fn render_chart(
             ))
         })
         .collect();
-    RenderedChart { rbac, env }
+    RenderedChart {
+        rbac,
+        env,
+        service_account,
+    }
 }
 
 /// A kubeconfig that authenticates as a ServiceAccount through a TokenRequest token. Creates
