@@ -174,6 +174,21 @@ spec:
 {{- end }}
 {{- end -}}
 
+{{/* The controller's Lease, created empty here so `helm uninstall` removes it (a controller
+creates a missing one itself, but what it creates is not Helm's to delete). */}}
+{{- define "nbg.lease" -}}
+{{- if .Values.leaderElection }}
+---
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata:
+  name: {{ .Chart.Name }}
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "nbg.labels" . | nindent 4 }}
+{{- end }}
+{{- end -}}
+
 {{/* Everything a controller chart renders the same way. */}}
 {{- define "nbg.controller" -}}
 {{ include "nbg.serviceAccount" . }}
@@ -181,4 +196,5 @@ spec:
 {{ include "nbg.deployment" . }}
 {{ include "nbg.metricsService" . }}
 {{ include "nbg.podDisruptionBudget" . }}
+{{ include "nbg.lease" . }}
 {{- end -}}

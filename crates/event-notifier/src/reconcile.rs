@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
 use nbg_core::nvj::NotebookValidationJob;
@@ -51,7 +51,7 @@ pub const STATE_CONFIGMAP: &str = "event-notifier-state";
 const INSTALLED_AT: &str = "installedAt";
 
 /// When event-notifier was first installed: read from its state ConfigMap, created now (with
-/// the current time) when missing. Runs that ended before get no Event unless asked.
+/// the current time) when missing, or filled in when it has no time yet. Runs that ended before get no Event unless asked.
 pub async fn installed_at(client: &Client, namespace: &str) -> anyhow::Result<Timestamp> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let read = |cm: &ConfigMap| -> anyhow::Result<Timestamp> {
@@ -73,7 +73,34 @@ pub async fn installed_at(client: &Client, namespace: &str) -> anyhow::Result<Ti
     };
     use anyhow::Context;
     if let Some(cm) = api.get_opt(STATE_CONFIGMAP).await.with_context(context)? {
-        return read(&cm);
+        if cm
+            .data
+            .as_ref()
+            .is_some_and(|d| d.contains_key(INSTALLED_AT))
+        {
+            return read(&cm);
+        }
+        // The chart creates it empty (so `helm uninstall` removes it); the first replica to
+        // start fills in the time, guarded by the resourceVersion it read.
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": cm.metadata.resource_version},
+            "data": {INSTALLED_AT: Timestamp::now().to_string()},
+        });
+        return match api
+            .patch(
+                STATE_CONFIGMAP,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(patched) => read(&patched),
+            // Another replica filled it in first: its time holds.
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                read(&api.get(STATE_CONFIGMAP).await.with_context(context)?)
+            }
+            Err(e) => Err(e).with_context(context),
+        };
     }
     let cm = ConfigMap {
         metadata: ObjectMeta {

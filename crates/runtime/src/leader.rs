@@ -118,11 +118,10 @@ impl LeaderElector {
     async fn round(&self) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
         let current = self.api.get_opt(&self.name).await?;
-        match decide(
-            current.as_ref().and_then(|l| l.spec.as_ref()),
-            &self.identity,
-            now,
-        ) {
+        // A Lease without a spec (as the charts create it, so `helm uninstall` removes it) is
+        // free to take.
+        let spec = current.as_ref().map(|l| l.spec.clone().unwrap_or_default());
+        match decide(spec.as_ref(), &self.identity, now) {
             LeaseDecision::Wait { holder } => {
                 tracing::debug!(lease = %self.name, %holder, "lease held by another replica");
                 Ok(false)

@@ -101,6 +101,21 @@ impl Cluster {
         boot()
     }
 
+    /// The API server's address on this machine (from the kubeconfig's server URL).
+    pub fn api_server(&self) -> std::net::SocketAddr {
+        let kc = Kubeconfig::read_from(&self.kubeconfig).expect("readable kubeconfig");
+        let server = kc
+            .clusters
+            .first()
+            .and_then(|c| c.cluster.as_ref())
+            .and_then(|c| c.server.clone())
+            .expect("the kubeconfig names a server");
+        let authority = server.trim_start_matches("https://").trim_end_matches('/');
+        authority
+            .parse()
+            .unwrap_or_else(|e| panic!("server {server} is not an address: {e}"))
+    }
+
     /// An admin client.
     pub async fn client(&self) -> Client {
         self.client_for(&self.kubeconfig).await

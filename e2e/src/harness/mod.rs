@@ -9,7 +9,9 @@
 //! - [`namespace`]: a fresh namespace per test, deleted afterwards.
 //! - [`kserve`]: the real KServe manager in Standard mode, on a control plane of a test's own;
 //! - [`kubelet`]: the kubelet double: makes pods Running/Ready, or runs a pod's containers as
-//!   local processes and writes their real exit codes and termination messages back.
+//!   local processes and writes their real exit codes and termination messages back, or runs a
+//!   chart's pods as deployed (image entrypoint, ServiceAccount token, probes) in a
+//!   [`pod_sandbox`].
 //! - [`controller`]: a controller binary as a local process under its chart's RBAC and with
 //!   its chart's environment;
 //! - [`nvj`]: NVJs for tests, and runs marked Succeeded as nvj-validator writes them;
@@ -25,6 +27,7 @@ pub mod kserve;
 pub mod kubelet;
 pub mod namespace;
 pub mod nvj;
+pub mod pod_sandbox;
 pub mod process;
 
 pub use cluster::Cluster;

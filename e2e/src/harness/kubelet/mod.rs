@@ -10,6 +10,10 @@
 //! - a pod being deleted has its processes killed and is then removed, as the kubelet confirms
 //!   a graceful deletion.
 //!
+//! - [`DeployedPods`]: pods whose images are mapped to binaries of this workspace run as a chart
+//!   deploys them (`deployed.rs`): the image's entrypoint, the projected ServiceAccount token at
+//!   its in-cluster path, in-cluster environment, probes, restarts, each in a pod sandbox.
+//!
 //! Running a container locally: the image is ignored and the container's `command` + `args`
 //! run on this machine. Volumes become directories under the pod's work dir (emptyDir empty,
 //! Secret and ConfigMap filled with their keys), and every occurrence of a mount path - and of
@@ -35,6 +39,20 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use tokio::process::Command;
+
+use crate::harness::pod_sandbox;
+
+mod deployed;
+pub use deployed::DeployedPods;
+
+/// Stops a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// The kubelet caps a termination message at 4096 bytes.
 pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
@@ -63,6 +81,8 @@ pub struct KubeletConfig {
     /// Pods with one of these labels are only marked Running and Ready, whatever `handling`
     /// says (a model server beside validation pods that run for real).
     pub ready_only_labels: Vec<(String, String)>,
+    /// Pods whose images this maps run as deployed, whatever `handling` says.
+    pub deployed: Option<DeployedPods>,
 }
 
 #[derive(Clone)]
@@ -123,6 +143,14 @@ fn pod_key(pod: &Pod) -> String {
 /// Runs the double until the future is dropped.
 pub async fn run(client: Client, config: KubeletConfig) -> anyhow::Result<()> {
     register_node(&client, &config.node_name).await?;
+    let _api_server_socket = config.deployed.as_ref().map(|d| {
+        let (socket, address) = (d.api_server_socket(&config.node_name), d.api_server);
+        AbortOnDrop(tokio::spawn(async move {
+            if let Err(e) = pod_sandbox::serve_api_server_socket(socket, address).await {
+                tracing::error!(error = %format!("{e:#}"), "kubelet double: no API server socket for deployed pods");
+            }
+        }))
+    });
     let state = State {
         client: client.clone(),
         config: config.clone(),
@@ -157,12 +185,26 @@ pub async fn run(client: Client, config: KubeletConfig) -> anyhow::Result<()> {
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
                 let state = state.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = state.handle(pod.clone()).await {
+                    let mut pod = pod;
+                    while let Err(e) = state.handle(pod.clone()).await {
                         tracing::warn!(error = %e, "kubelet double: handling a pod failed");
-                        // As a kubelet does: the pod stays Pending, its container waiting with the reason.
+                        // As a kubelet does: the pod stays Pending, its container waiting with
+                        // the reason, and it tries again (a ConfigMap may appear).
                         state.report_config_error(&pod, &format!("{e:#}")).await;
                         if let Ok(mut started) = state.started.lock() {
                             started.remove(&pod_key(&pod));
+                        }
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+                        let name = pod.metadata.name.clone().unwrap_or_default();
+                        match state.pods(&ns).get_opt(&name).await {
+                            Ok(Some(current))
+                                if current.metadata.uid == pod.metadata.uid
+                                    && current.metadata.deletion_timestamp.is_none() =>
+                            {
+                                pod = current;
+                            }
+                            _ => break,
                         }
                     }
                 });
@@ -254,7 +296,11 @@ impl State {
 
         if pod.metadata.deletion_timestamp.is_some() {
             if node.as_deref() == Some(self.config.node_name.as_str()) {
-                self.kill_processes(&key);
+                if self.runs_as_deployed(&pod) {
+                    self.stop_gracefully(&pod).await;
+                } else {
+                    self.kill_processes(&key);
+                }
                 let _ = self
                     .pods(&ns)
                     .delete(
@@ -312,6 +358,7 @@ impl State {
                     .iter()
                     .any(|(k, v)| labels.get(k) == Some(v));
                 match self.config.handling {
+                    _ if self.runs_as_deployed(&pod) => self.run_deployed(pod).await,
                     _ if ready_only => self.make_ready(&pod).await,
                     PodHandling::MakeReady => self.make_ready(&pod).await,
                     PodHandling::RunCommands => self.run_pod(pod).await,
@@ -472,7 +519,7 @@ impl State {
         let dir = self.config.work_dir.join(&ns).join(&name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("volumes"))?;
-        let mounts = self.prepare_volumes(&ns, &spec, &dir).await?;
+        let mounts = self.prepare_volumes(&pod, &dir).await?;
 
         let running: Vec<ContainerStatus> = spec
             .containers
@@ -588,14 +635,18 @@ impl State {
 
     async fn prepare_volumes(
         &self,
-        ns: &str,
-        spec: &k8s_openapi::api::core::v1::PodSpec,
+        pod: &Pod,
         dir: &Path,
     ) -> anyhow::Result<HashMap<String, PathBuf>> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let spec = pod.spec.clone().unwrap_or_default();
         let mut local = HashMap::new();
         for v in spec.volumes.clone().unwrap_or_default() {
             let path = dir.join("volumes").join(&v.name);
             std::fs::create_dir_all(&path)?;
+            if let Some(projected) = &v.projected {
+                self.project(pod, projected, &path).await?;
+            }
             // A missing optional Secret or ConfigMap gives an empty volume, as on a real kubelet.
             if let Some(s) = &v.secret {
                 let name = s.secret_name.clone().unwrap_or_default();
@@ -816,6 +867,7 @@ impl KubeletConfig {
             node_env: vec![],
             held_unready: Arc::default(),
             ready_only_labels: Vec::new(),
+            deployed: None,
         }
     }
 }

@@ -1,0 +1,480 @@
+//! The umbrella chart installed as users install it: `helm install` (the real helm) into the
+//! local control plane, the chart's own controller pods run by the kubelet double as deployed
+//! (image entrypoint, args and env as rendered, projected ServiceAccount token, in-cluster
+//! config, probes), and the train -> validate -> restart flow through those pods; then
+//! `helm upgrade` to one more namespace, wrong values refused by the schemas, and
+//! `helm uninstall` leaving nothing of ours but the CRD.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome};
+use nbg_e2e::chart_schemas::CONTROLLERS;
+use nbg_e2e::harness::cluster::{eventually, notebook_python, repo_root, workspace_binary};
+use nbg_e2e::harness::git_server::{GitRepo, GitServer, notebook};
+use nbg_e2e::harness::kubelet::{self, DeployedPods, KubeletConfig, PodHandling};
+use nbg_e2e::harness::nvj::mark_succeeded;
+use nbg_e2e::{Cluster, TestNamespace};
+use serde_json::json;
+
+/// The release's name: unique per run, since its ClusterRoles are cluster-wide.
+fn release() -> String {
+    format!("ng{}", std::process::id())
+}
+
+/// Uninstalls the release however the test ends, so a failed run leaves no cluster-wide RBAC.
+struct Uninstall(Cluster, String);
+
+impl Drop for Uninstall {
+    fn drop(&mut self) {
+        let _ = helm(&self.0, &["uninstall", &release(), "-n", &self.1]);
+        let selector = format!("app.kubernetes.io/instance={}", release());
+        let _ = self.0.kubectl(
+            &[
+                "delete",
+                "clusterroles,clusterrolebindings",
+                "-l",
+                &selector,
+            ],
+            None,
+        );
+    }
+}
+const IMAGE_REGISTRY: &str = "ghcr.io";
+
+fn helm(cluster: &Cluster, args: &[&str]) -> (bool, String) {
+    let out = Command::new(&cluster.helm)
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .output()
+        .expect("run helm");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `--set` pairs for every controller: scoped to `namespaces`, and what this machine needs.
+fn values(namespaces: &[&str], argocd_namespace: &str) -> Vec<String> {
+    let list = format!("{{{}}}", namespaces.join(","));
+    let mut set: Vec<String> = CONTROLLERS
+        .iter()
+        .filter(|c| **c != "trigger-controller")
+        .map(|c| format!("{c}.watchNamespaces={list}"))
+        .collect();
+    // trigger-controller is switched on per namespace with its label.
+    set.push("trigger-controller.namespaceSelector=mlops.dev/trigger-controller=enabled".into());
+    set.push(format!(
+        "app-status-aggregator.argocdNamespace={argocd_namespace}"
+    ));
+    // The notebook image's Python and the runner as this machine has them.
+    set.push(format!(
+        "nvj-validator.notebookPython={}",
+        notebook_python().display()
+    ));
+    set.push(format!(
+        "nvj-validator.runnerPath={}",
+        workspace_binary("nvj-validator").display()
+    ));
+    set.push("nvj-validator.runnerImage=local/nvj-validator:e2e".into());
+    set.push("nvj-validator.retryBackoff=1s".into());
+    set
+}
+
+fn with_set(args: &[&str], set: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    for s in set {
+        all.push("--set".into());
+        all.push(s.clone());
+    }
+    all
+}
+
+async fn nvj(
+    api: &Api<NotebookValidationJob>,
+    name: &str,
+    spec: serde_json::Value,
+    annotations: BTreeMap<String, String>,
+) {
+    let nvj: NotebookValidationJob = serde_json::from_value(json!({
+        "apiVersion": "mlops.mlops.dev/v1alpha1", "kind": "NotebookValidationJob",
+        "metadata": {"name": name, "annotations": annotations}, "spec": spec
+    }))
+    .expect("an NVJ");
+    api.create(&PostParams::default(), &nvj)
+        .await
+        .expect("create NVJ");
+}
+
+fn model_server() -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "model-server"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "model-server"}},
+            "template": {
+                "metadata": {"labels": {"app": "model-server"}},
+                "spec": {"containers": [{"name": "server", "image": "kserve/sklearnserver:v0.15.0"}]}
+            }
+        }
+    }))
+    .expect("a Deployment")
+}
+
+/// Objects of ours still present: cluster-wide RBAC of the release, everything in its
+/// namespace, and RBAC or state in the teams' namespaces (their own workloads and the
+/// validation pods of their NVJs are theirs).
+fn release_objects(cluster: &Cluster, release_namespace: &str, teams: &[&str]) -> Vec<String> {
+    let selector = format!(
+        "app.kubernetes.io/instance={},app.kubernetes.io/part-of=notebook-gitops",
+        release()
+    );
+    let mut found = Vec::new();
+    let mut get = |what: &str, ns: Option<&str>, selector: Option<&str>| {
+        let mut args = vec!["get", what, "-o", "name"];
+        if let Some(ns) = ns {
+            args.extend(["-n", ns]);
+        }
+        if let Some(selector) = selector {
+            args.extend(["-l", selector]);
+        }
+        let (ok, out, err) = cluster.kubectl(&args, None);
+        assert!(ok, "kubectl {args:?}: {err}");
+        found.extend(
+            out.lines()
+                // Every namespace has these; they are not ours.
+                .filter(|l| *l != "serviceaccount/default" && *l != "configmap/kube-root-ca.crt")
+                .map(|l| format!("{}/{l}", ns.unwrap_or("cluster"))),
+        );
+    };
+    get("clusterroles,clusterrolebindings", None, Some(&selector));
+    get(
+        "deployments,replicasets,pods,services,serviceaccounts,configmaps,secrets,roles,rolebindings,leases",
+        Some(release_namespace),
+        None,
+    );
+    for ns in teams {
+        get(
+            "serviceaccounts,configmaps,roles,rolebindings,leases",
+            Some(ns),
+            None,
+        );
+    }
+    found
+}
+
+fn pod_log(work_dir: &Path, ns: &str, pod: &str) -> String {
+    std::fs::read_to_string(work_dir.join(ns).join(pod).join("controller.log")).unwrap_or_default()
+}
+
+// Multi-threaded: helm and kubectl block their thread while the kubelet double serves pods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_umbrella_chart_installs_runs_the_flow_upgrades_and_uninstalls() {
+    let cluster = Cluster::get();
+    let client = cluster.client().await;
+    let release_ns = TestNamespace::new(&cluster, "ng-release").await;
+    let team = TestNamespace::new(&cluster, "ng-team").await;
+    let second_team = TestNamespace::new(&cluster, "ng-team2").await;
+    let (rel, t1, t2) = (
+        release_ns.name.as_str(),
+        team.name.as_str(),
+        second_team.name.as_str(),
+    );
+
+    let socket_dir = std::env::temp_dir().join(format!("nbg-pods-{}", std::process::id()));
+    let images = CONTROLLERS
+        .iter()
+        .map(|c| {
+            (
+                format!("{IMAGE_REGISTRY}/notebook-gitops/{c}"),
+                workspace_binary(c),
+            )
+        })
+        .collect();
+    let git = GitServer::start(&repo_root().join(format!("target/e2e-git/{t1}")), None).await;
+    let config = KubeletConfig {
+        deployed: Some(DeployedPods {
+            images,
+            api_server: cluster.api_server(),
+            sandbox: workspace_binary("pod-sandbox"),
+            socket_dir: socket_dir.clone(),
+        }),
+        ready_only_labels: vec![("app".into(), "model-server".into())],
+        ..KubeletConfig::for_test(&[rel, t1, t2], PodHandling::RunCommands)
+    };
+    let work_dir = config.work_dir.clone();
+    let _kubelet = kubelet::spawn(client.clone(), config);
+    let _uninstall = Uninstall(cluster.clone(), rel.to_string());
+    let release = release();
+    let release = release.as_str();
+
+    // Wrong values fail at install with the schema's message naming them; nothing installed.
+    let chart = repo_root().join("charts/notebook-gitops");
+    let chart = chart.to_string_lossy();
+    for (bad, message) in [
+        (
+            "trigger-controller.replicas=-1",
+            "at '/replicas': minimum: got -1, want 0",
+        ),
+        (
+            "trigger-controler.enabled=true",
+            "additional properties 'trigger-controler' not allowed",
+        ),
+        (
+            "wave-marker.watchNamespaces={Team_A}",
+            "at '/watchNamespaces/0': 'Team_A' does not match pattern",
+        ),
+    ] {
+        let (ok, out) = helm(
+            &cluster,
+            &["install", release, &chart, "-n", rel, "--set", bad],
+        );
+        assert!(!ok, "{bad} must be refused: {out}");
+        assert!(
+            out.contains(message),
+            "{bad}: the message names the value: {out}"
+        );
+    }
+    let (_, listed) = helm(&cluster, &["list", "-n", rel, "-q"]);
+    assert!(listed.trim().is_empty(), "nothing installed: {listed}");
+
+    // Install: every controller scoped to the team's namespace; trigger-controller by label.
+    let set = values(&[t1], rel);
+    let args = with_set(
+        &[
+            "install",
+            release,
+            &chart,
+            "-n",
+            rel,
+            "--wait",
+            "--timeout",
+            "3m",
+        ],
+        &set,
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out) = helm(&cluster, &args);
+    if !ok {
+        let (_, pods, _) = cluster.kubectl(&["get", "pods", "-n", rel, "-o", "wide"], None);
+        let (_, events, _) = cluster.kubectl(&["get", "events", "-n", rel], None);
+        panic!("helm install: {out}\npods:\n{pods}\nevents:\n{events}");
+    }
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            t1,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"mlops.dev/trigger-controller": "enabled"}}}),
+            ),
+        )
+        .await
+        .expect("label the team's namespace");
+
+    // Each controller runs from its image's entrypoint, in-cluster, as its ServiceAccount, Ready.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), rel);
+    let running = pods.list(&ListParams::default()).await.expect("pods");
+    assert_eq!(
+        running.items.len(),
+        CONTROLLERS.len(),
+        "one pod per controller"
+    );
+    for pod in &running.items {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        assert!(ready, "{name} is Ready (its readiness probe answered)");
+        let log = pod_log(&work_dir, rel, &name);
+        assert!(
+            log.contains("connected to the API server")
+                && log.contains(&format!("127.0.0.1:{}", cluster.api_server().port())),
+            "{name} connected in-cluster: {log}"
+        );
+        let token = work_dir.join(rel).join(&name).join("volumes");
+        let projected = std::fs::read_dir(&token)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .any(|e| e.path().join("token").exists() && e.path().join("ca.crt").exists())
+            })
+            .unwrap_or(false);
+        assert!(
+            projected,
+            "{name} has its projected ServiceAccount token and CA"
+        );
+    }
+    let leases: Api<Lease> = Api::namespaced(client.clone(), rel);
+    let holders: Vec<String> = eventually(
+        Duration::from_secs(30),
+        "every controller to hold its Lease",
+        || {
+            let leases = leases.clone();
+            async move {
+                let list = leases.list(&ListParams::default()).await.ok()?;
+                let holders: Vec<String> = list
+                    .items
+                    .iter()
+                    .filter_map(|l| l.spec.as_ref()?.holder_identity.clone())
+                    .collect();
+                (holders.len() == CONTROLLERS.len()).then_some(holders)
+            }
+        },
+    )
+    .await;
+    let pod_names: Vec<String> = running
+        .items
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    assert!(
+        holders.iter().all(|h| pod_names.contains(h)),
+        "{holders:?} are the pods {pod_names:?}"
+    );
+
+    // Train -> validate -> restart, through the chart's pods.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), t1);
+    deployments
+        .create(&PostParams::default(), &model_server())
+        .await
+        .expect("model server");
+    let repo = GitRepo::create(&git, "notebooks");
+    repo.commit(
+        &[(
+            "train.ipynb",
+            notebook(&["accuracy = 0.93", "assert accuracy > 0.9"]),
+        )],
+        "train",
+    );
+    let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), t1);
+    nvj(
+        &nvjs,
+        "train",
+        json!({
+            "notebook": {"git": {"url": git.url("notebooks"), "ref": "main"}, "path": "train.ipynb"},
+            "podConfig": {"containerImage": "quay.io/jupyter/minimal-notebook:2025-06-02"},
+            "timeout": "2m"
+        }),
+        BTreeMap::from([(
+            "mlops.dev/on-success-trigger".to_string(),
+            "- {apiVersion: apps/v1, kind: Deployment, name: model-server, action: restart}\n".to_string(),
+        )]),
+    )
+    .await;
+    let done = eventually(
+        Duration::from_secs(120),
+        "the NVJ's run, its restart, wave mark and Event",
+        || {
+            let nvjs = nvjs.clone();
+            async move {
+                let n = nvjs.get("train").await.ok()?;
+                let s = n.status.clone()?;
+                let restarted = s
+                    .triggers
+                    .iter()
+                    .any(|t| t.outcome == TriggerOutcome::Succeeded);
+                let marked = n
+                    .metadata
+                    .annotations
+                    .as_ref()?
+                    .contains_key("mlops.dev/wave-complete");
+                let notified = n
+                    .metadata
+                    .annotations
+                    .as_ref()?
+                    .contains_key("mlops.dev/notified-run");
+                (s.phase == Some(Phase::Succeeded) && restarted && marked && notified).then_some(n)
+            }
+        },
+    )
+    .await;
+    assert_eq!(done.status.as_ref().map(|s| s.triggers.len()), Some(1));
+    let d = deployments.get("model-server").await.expect("model server");
+    assert_eq!(d.metadata.generation, Some(2), "restarted exactly once");
+
+    // Upgrade: wave-marker for one more namespace, nothing else changed.
+    let nvjs2: Api<NotebookValidationJob> = Api::namespaced(client.clone(), t2);
+    let mut set = values(&[t1], rel);
+    set.push(format!("wave-marker.watchNamespaces={{{t1},{t2}}}"));
+    let args = with_set(
+        &[
+            "upgrade",
+            release,
+            &chart,
+            "-n",
+            rel,
+            "--wait",
+            "--timeout",
+            "3m",
+        ],
+        &set,
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out) = helm(&cluster, &args);
+    assert!(ok, "helm upgrade: {out}");
+    nvj(
+        &nvjs2,
+        "later",
+        json!({
+            "notebook": {"git": {"url": "https://git.example/r.git", "ref": "main"}, "path": "a.ipynb"},
+            "podConfig": {"containerImage": "quay.io/example/notebook:1"}
+        }),
+        BTreeMap::new(),
+    )
+    .await;
+    // nvj-validator does not watch this namespace: the run's result is written as it would write it.
+    let created = nvjs2.get("later").await.expect("NVJ");
+    mark_succeeded(&nvjs2, &created)
+        .await
+        .expect("mark succeeded");
+    eventually(
+        Duration::from_secs(60),
+        "wave-marker to mark the new namespace's NVJ",
+        || {
+            let nvjs2 = nvjs2.clone();
+            async move {
+                let n = nvjs2.get("later").await.ok()?;
+                n.metadata
+                    .annotations?
+                    .get("mlops.dev/wave-complete")
+                    .cloned()
+            }
+        },
+    )
+    .await;
+
+    // Uninstall: nothing of ours left but the CRD.
+    let (ok, out) = helm(
+        &cluster,
+        &["uninstall", release, "-n", rel, "--wait", "--timeout", "2m"],
+    );
+    assert!(ok, "helm uninstall: {out}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut left = release_objects(&cluster, rel, &[t1, t2]);
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        left = release_objects(&cluster, rel, &[t1, t2]);
+    }
+    assert!(left.is_empty(), "left after helm uninstall: {left:?}");
+    let (ok, _, _) = cluster.kubectl(
+        &["get", "crd", "notebookvalidationjobs.mlops.mlops.dev"],
+        None,
+    );
+    assert!(
+        ok,
+        "the CRD stays (Helm never deletes CRDs: deleting it would delete every NVJ)"
+    );
+    let _ = std::fs::remove_dir_all(socket_dir);
+}
