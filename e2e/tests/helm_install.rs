@@ -28,24 +28,19 @@ fn release() -> String {
     format!("ng{}", std::process::id())
 }
 
-/// Uninstalls the release however the test ends, so a failed run leaves no cluster-wide RBAC.
-struct Uninstall(Cluster, String);
+/// Uninstalls a release however the test ends, so a failed run leaves no cluster-wide RBAC:
+/// (cluster, release, namespace).
+struct UninstallRelease(Cluster, String, String);
 
-impl Drop for Uninstall {
+impl Drop for UninstallRelease {
     fn drop(&mut self) {
-        let _ = helm(&self.0, &["uninstall", &release(), "-n", &self.1]);
-        let selector = format!("app.kubernetes.io/instance={}", release());
-        let _ = self.0.kubectl(
-            &[
-                "delete",
-                "clusterroles,clusterrolebindings",
-                "-l",
-                &selector,
-            ],
-            None,
-        );
+        let _ = helm(&self.0, &["uninstall", &self.1, "-n", &self.2]);
+        let selector = format!("app.kubernetes.io/instance={}", self.1);
+        let _ = self.0.kubectl(&["delete", "clusterroles,clusterrolebindings", "-l", &selector], None);
     }
 }
+
+/// The charts' default image registry, whose images the kubelet double maps to binaries.
 const IMAGE_REGISTRY: &str = "ghcr.io";
 
 fn helm(cluster: &Cluster, args: &[&str]) -> (bool, String) {
@@ -214,8 +209,8 @@ async fn the_umbrella_chart_installs_runs_the_flow_upgrades_and_uninstalls() {
     };
     let work_dir = config.work_dir.clone();
     let _kubelet = kubelet::spawn(client.clone(), config);
-    let _uninstall = Uninstall(cluster.clone(), rel.to_string());
     let release = release();
+    let _uninstall = UninstallRelease(cluster.clone(), release.clone(), rel.to_string());
     let release = release.as_str();
 
     // Wrong values fail at install with the schema's message naming them; nothing installed.
@@ -475,6 +470,195 @@ async fn the_umbrella_chart_installs_runs_the_flow_upgrades_and_uninstalls() {
     assert!(
         ok,
         "the CRD stays (Helm never deletes CRDs: deleting it would delete every NVJ)"
+    );
+    let _ = std::fs::remove_dir_all(socket_dir);
+}
+
+/// The Lease's holder, if any.
+async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
+    leases
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()?
+        .spec?
+        .holder_identity
+}
+
+/// Two replicas of trigger-controller, installed from its own chart (each subchart installs on
+/// its own): only the leader acts; the leader's pod killed (its process SIGKILLed and the pod
+/// gone, as when its node dies) while 100 NVJs succeed; the standby takes over within the
+/// Lease's duration and every trigger is applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_takes_over_from_a_killed_leader_and_every_trigger_applies_once() {
+    const NVJS: usize = 100;
+    const LEASE_SECONDS: u64 = 15;
+    let cluster = Cluster::get();
+    let client = cluster.client().await;
+    let release_ns = TestNamespace::new(&cluster, "ng-ha").await;
+    let team = TestNamespace::new(&cluster, "ng-ha-team").await;
+    let (rel, t1) = (release_ns.name.as_str(), team.name.as_str());
+    let socket_dir = std::env::temp_dir().join(format!("nbg-pods-ha-{}", std::process::id()));
+    let config = KubeletConfig {
+        deployed: Some(DeployedPods {
+            images: vec![(
+                format!("{IMAGE_REGISTRY}/notebook-gitops/trigger-controller"),
+                workspace_binary("trigger-controller"),
+            )],
+            api_server: cluster.api_server(),
+            sandbox: workspace_binary("pod-sandbox"),
+            socket_dir: socket_dir.clone(),
+        }),
+        ..KubeletConfig::for_test(&[rel, t1], PodHandling::MakeReady)
+    };
+    let work_dir = config.work_dir.clone();
+    let _kubelet = kubelet::spawn(client.clone(), config);
+    let release = format!("ha{}", std::process::id());
+    let _uninstall = UninstallRelease(cluster.clone(), release.clone(), rel.to_string());
+
+    // The targets (no pods: a rollout completes as soon as the Deployment controller sees it)
+    // and the NVJs, not yet succeeded.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), t1);
+    let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), t1);
+    for i in 0..NVJS {
+        let mut d = model_server();
+        d.metadata.name = Some(format!("model-{i}"));
+        if let Some(spec) = d.spec.as_mut() {
+            spec.replicas = Some(0);
+        }
+        deployments.create(&PostParams::default(), &d).await.expect("Deployment");
+        let trigger = format!("- {{apiVersion: apps/v1, kind: Deployment, name: model-{i}, action: restart}}\n");
+        nvjs.create(
+            &PostParams::default(),
+            &nbg_e2e::harness::nvj::minimal(
+                &format!("train-{i}"),
+                &BTreeMap::from([("mlops.dev/on-success-trigger".to_string(), trigger)]),
+            ),
+        )
+        .await
+        .expect("NVJ");
+    }
+
+    let chart = repo_root().join("charts/trigger-controller");
+    let (ok, out) = helm(
+        &cluster,
+        &[
+            "install",
+            &release,
+            &chart.to_string_lossy(),
+            "-n",
+            rel,
+            "--wait",
+            "--timeout",
+            "2m",
+            "--set",
+            "replicas=2",
+            "--set",
+            &format!("watchNamespaces={{{t1}}}"),
+            "--set",
+            &format!("leaseDuration={LEASE_SECONDS}s"),
+        ],
+    );
+    assert!(ok, "helm install: {out}");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), rel);
+    let leader = eventually(Duration::from_secs(30), "a leader", || holder(&leases, "trigger-controller")).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), rel);
+    let names: Vec<String> = pods
+        .list(&ListParams::default())
+        .await
+        .expect("pods")
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let standby = names.iter().find(|n| **n != leader).cloned().expect("a standby");
+
+    // The 100 runs succeed one after another; the leader's pod dies once it has recorded 20.
+    let created = nvjs.list(&ListParams::default()).await.expect("NVJs").items;
+    let marking = {
+        let nvjs = nvjs.clone();
+        tokio::spawn(async move {
+            for nvj in &created {
+                mark_succeeded(&nvjs, nvj).await.expect("mark succeeded");
+            }
+        })
+    };
+    let recorded = |nvjs: Api<NotebookValidationJob>| async move {
+        let list = nvjs.list(&ListParams::default()).await.ok()?.items;
+        Some(
+            list.iter()
+                .filter(|n| n.status.as_ref().is_some_and(|s| !s.triggers.is_empty()))
+                .count(),
+        )
+    };
+    eventually(Duration::from_secs(60), "the leader to record 20 triggers", || {
+        let nvjs = nvjs.clone();
+        async move { recorded(nvjs).await.filter(|n| *n >= 20) }
+    })
+    .await;
+    let sandbox_spec = work_dir.join(rel).join(&leader).join("sandbox.json");
+    let killed = Command::new("pkill")
+        .args(["-KILL", "-f", &sandbox_spec.to_string_lossy()])
+        .status()
+        .expect("pkill");
+    assert!(killed.success(), "the leader's process was found and killed");
+    let killed_at = std::time::Instant::now();
+    let at_kill = recorded(nvjs.clone()).await.unwrap_or_default();
+    let (ok, _, err) = cluster.kubectl(
+        &["delete", "pod", &leader, "-n", rel, "--grace-period=0", "--force"],
+        None,
+    );
+    assert!(ok, "{err}");
+    marking.await.expect("marking");
+    assert!(at_kill < NVJS, "the leader was killed mid-way ({at_kill} of {NVJS} recorded)");
+    let new_leader = eventually(Duration::from_secs(2 * LEASE_SECONDS), "the standby to take the Lease", || {
+        let leases = leases.clone();
+        let standby = standby.clone();
+        async move { holder(&leases, "trigger-controller").await.filter(|h| *h == standby) }
+    })
+    .await;
+    let takeover = killed_at.elapsed();
+    // Expiry is at most one lease duration after the last renewal; the standby looks every
+    // fifth of it.
+    assert!(
+        takeover <= Duration::from_secs(LEASE_SECONDS) + Duration::from_secs(LEASE_SECONDS) / 5,
+        "{new_leader} took over {takeover:?} after the kill"
+    );
+    println!(
+        "standby {new_leader} took over {:.1} s after the leader was killed with {at_kill} of {NVJS} triggers recorded",
+        takeover.as_secs_f64()
+    );
+
+    // Every trigger recorded Succeeded once, and every Deployment changed exactly once.
+    let done = eventually(Duration::from_secs(120), "every trigger to be recorded", || {
+        let nvjs = nvjs.clone();
+        async move {
+            let list = nvjs.list(&ListParams::default()).await.ok()?.items;
+            let recorded = list
+                .iter()
+                .filter(|n| {
+                    n.status
+                        .as_ref()
+                        .is_some_and(|s| s.triggers.iter().any(|t| t.outcome == TriggerOutcome::Succeeded))
+                })
+                .count();
+            (recorded == NVJS).then_some(list)
+        }
+    })
+    .await;
+    assert!(done.iter().all(|n| n.status.as_ref().is_some_and(|s| s.triggers.len() == 1)));
+    for d in deployments.list(&ListParams::default()).await.expect("Deployments").items {
+        let name = d.metadata.name.clone().unwrap_or_default();
+        assert_eq!(d.metadata.generation, Some(2), "{name}: exactly one restart");
+    }
+    // Only leaders acted: the standby applied nothing before it held the Lease.
+    let standby_log = pod_log(&work_dir, rel, &standby);
+    let first_act = standby_log.lines().position(|l| l.contains("\"message\":\"applied\""));
+    let leadership = standby_log.lines().position(|l| l.contains("acquired leadership"));
+    assert!(
+        first_act.is_none() || leadership.is_some_and(|l| Some(l) < first_act),
+        "the standby acted before it led: {standby_log}"
     );
     let _ = std::fs::remove_dir_all(socket_dir);
 }
