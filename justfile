@@ -98,6 +98,10 @@ bench-app-status-aggregator *args:
     cargo build --release --quiet -p app-status-aggregator -p nbg-e2e --bin app-status-aggregator --bin bench-app-status-aggregator
     "${CARGO_TARGET_DIR:-target}/release/bench-app-status-aggregator" "$@"
 
+# Build the container images without a container runtime: one per controller (static binary, non-root, minimal), as OCI archives in target/images/.
+images *args:
+    hack/images.sh "$@"
+
 # Build the statically linked nvj-validator that release images ship (runs in any Linux notebook image).
 runner-static:
     RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p nvj-validator --bin nvj-validator --target x86_64-unknown-linux-gnu

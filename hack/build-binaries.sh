@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes binaries (kube-apiserver, kube-controller-manager, kubectl),
-# etcd, helm, the KServe manager, Argo CD and promtool from their Go modules through the module proxy, and
+# etcd, helm, the KServe manager, Argo CD, promtool and crane from their Go modules through the module proxy, and
 # caches them outside the repository keyed by version. A cached binary is reused at no cost.
 #
 # usage: hack/build-binaries.sh [component...]   (default: all)
@@ -12,7 +12,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/versions.sh
 source "$here/lib/versions.sh"
 
-all_components=(etcd kube-apiserver kube-controller-manager kubectl helm kserve argocd promtool)
+all_components=(etcd kube-apiserver kube-controller-manager kubectl helm kserve argocd promtool crane)
 
 version_of() {
   case "$1" in
@@ -22,6 +22,7 @@ version_of() {
     kserve) echo "$KSERVE_VERSION" ;;
     argocd) echo "$ARGOCD_VERSION" ;;
     promtool) echo "$PROMETHEUS_VERSION" ;;
+    crane) echo "$CRANE_VERSION" ;;
     *) echo "unknown component '$1' (known: ${all_components[*]})" >&2; return 2 ;;
   esac
 }
@@ -185,6 +186,21 @@ GO
       log "building promtool from Prometheus $PROMETHEUS_VERSION (cold builds take a few minutes)"
       # Its go.work names a directory the module archive leaves out: build the module alone.
       (cd "$dir" && GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" ./cmd/promtool)
+      ;;
+    crane)
+      # go-containerregistry's crane: checks the image archives the way registries and
+      # `docker load` read them (the images test).
+      local dir="$NBG_CACHE_DIR/src/crane-$CRANE_VERSION"
+      mkdir -p "$dir"
+      if [ ! -f "$dir/go.mod" ]; then
+        (cd "$dir" && go mod init nbg.local/crane-build >/dev/null 2>&1 \
+          && printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/google/go-containerregistry/cmd/crane"\n' >tools.go \
+          && go get "github.com/google/go-containerregistry@$CRANE_VERSION" >/dev/null 2>"$dir/get.log" \
+          && go mod tidy >/dev/null 2>>"$dir/get.log") || {
+          rm -f "$dir/go.mod"; echo "error: could not resolve crane $CRANE_VERSION; see $dir/get.log" >&2; exit 1; }
+      fi
+      log "building crane $CRANE_VERSION"
+      (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" github.com/google/go-containerregistry/cmd/crane)
       ;;
   esac
   mv "$tmp" "$out"

@@ -69,15 +69,22 @@ cargo test --quiet --workspace --no-run
 # All in one process group of their own, so every process a test starts is stopped with it.
 restart_log="$repo/target/e2e-logs/api-server-restart-test.log"
 argocd_log="$repo/target/e2e-logs/real-argocd-tests.log"
+images_log="$repo/target/e2e-logs/images.log"
 mkdir -p "$(dirname "$restart_log")"
 setsid bash -c '
-  restart_log="$1"; argocd_log="$2"
+  restart_log="$1"; argocd_log="$2"; images_log="$3"
   cargo test -p nbg-e2e --test api_server_restart >"$restart_log" 2>&1 &
   restart=$!
   cargo test -p nbg-e2e --test argocd_real --test argocd_triggers --test argocd_aggregator >"$argocd_log" 2>&1 &
   argocd=$!
+  # The images (static release builds) compile while the end-to-end tests mostly wait on the
+  # API server; then their test unpacks and runs each one.
+  { hack/images.sh && cargo test -p nbg-oci-image --test images; } >"$images_log" 2>&1 &
+  images=$!
   rest=0
   cargo test --workspace --no-fail-fast -- \
+    --skip every_image_runs_its_binary_as_the_non_root_user_and_is_what_the_chart_deploys \
+    --skip every_archive_loads_as_docker_and_as_an_oci_layout \
     --skip controllers_are_back_within_seconds_after_the_api_server_restarts \
     --skip argo_cd_holds_the_next_wave_until_the_notebook_succeeds_and_fails_the_sync_when_it_fails \
     --skip the_real_argo_cd_runs_a_triggered_sync_once_after_the_running_one \
@@ -86,11 +93,15 @@ setsid bash -c '
   wait "$restart" || restart_rc=$?
   argocd_rc=0
   wait "$argocd" || argocd_rc=$?
+  images_rc=0
+  wait "$images" || images_rc=$?
   echo "== the API server restart test (run beside the others; exit $restart_rc)"
   cat "$restart_log"
   echo "== the real Argo CD tests (run beside the others; exit $argocd_rc)"
   cat "$argocd_log"
-  [ "$rest" -eq 0 ] && [ "$restart_rc" -eq 0 ] && [ "$argocd_rc" -eq 0 ]
-' tests "$restart_log" "$argocd_log" &
+  echo "== the images: hack/images.sh and their test (run beside the others; exit $images_rc)"
+  cat "$images_log"
+  [ "$rest" -eq 0 ] && [ "$restart_rc" -eq 0 ] && [ "$argocd_rc" -eq 0 ] && [ "$images_rc" -eq 0 ]
+' tests "$restart_log" "$argocd_log" "$images_log" &
 test_pgid=$!
 wait "$test_pgid"

@@ -36,7 +36,15 @@ impl Drop for UninstallRelease {
     fn drop(&mut self) {
         let _ = helm(&self.0, &["uninstall", &self.1, "-n", &self.2]);
         let selector = format!("app.kubernetes.io/instance={}", self.1);
-        let _ = self.0.kubectl(&["delete", "clusterroles,clusterrolebindings", "-l", &selector], None);
+        let _ = self.0.kubectl(
+            &[
+                "delete",
+                "clusterroles,clusterrolebindings",
+                "-l",
+                &selector,
+            ],
+            None,
+        );
     }
 }
 
@@ -526,8 +534,13 @@ async fn the_standby_takes_over_from_a_killed_leader_and_every_trigger_applies_o
         if let Some(spec) = d.spec.as_mut() {
             spec.replicas = Some(0);
         }
-        deployments.create(&PostParams::default(), &d).await.expect("Deployment");
-        let trigger = format!("- {{apiVersion: apps/v1, kind: Deployment, name: model-{i}, action: restart}}\n");
+        deployments
+            .create(&PostParams::default(), &d)
+            .await
+            .expect("Deployment");
+        let trigger = format!(
+            "- {{apiVersion: apps/v1, kind: Deployment, name: model-{i}, action: restart}}\n"
+        );
         nvjs.create(
             &PostParams::default(),
             &nbg_e2e::harness::nvj::minimal(
@@ -561,7 +574,10 @@ async fn the_standby_takes_over_from_a_killed_leader_and_every_trigger_applies_o
     );
     assert!(ok, "helm install: {out}");
     let leases: Api<Lease> = Api::namespaced(client.clone(), rel);
-    let leader = eventually(Duration::from_secs(30), "a leader", || holder(&leases, "trigger-controller")).await;
+    let leader = eventually(Duration::from_secs(30), "a leader", || {
+        holder(&leases, "trigger-controller")
+    })
+    .await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), rel);
     let names: Vec<String> = pods
         .list(&ListParams::default())
@@ -572,7 +588,11 @@ async fn the_standby_takes_over_from_a_killed_leader_and_every_trigger_applies_o
         .filter_map(|p| p.metadata.name)
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
-    let standby = names.iter().find(|n| **n != leader).cloned().expect("a standby");
+    let standby = names
+        .iter()
+        .find(|n| **n != leader)
+        .cloned()
+        .expect("a standby");
 
     // The 100 runs succeed one after another; the leader's pod dies once it has recorded 20.
     let created = nvjs.list(&ListParams::default()).await.expect("NVJs").items;
@@ -592,31 +612,57 @@ async fn the_standby_takes_over_from_a_killed_leader_and_every_trigger_applies_o
                 .count(),
         )
     };
-    eventually(Duration::from_secs(60), "the leader to record 20 triggers", || {
-        let nvjs = nvjs.clone();
-        async move { recorded(nvjs).await.filter(|n| *n >= 20) }
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the leader to record 20 triggers",
+        || {
+            let nvjs = nvjs.clone();
+            async move { recorded(nvjs).await.filter(|n| *n >= 20) }
+        },
+    )
     .await;
     let sandbox_spec = work_dir.join(rel).join(&leader).join("sandbox.json");
     let killed = Command::new("pkill")
         .args(["-KILL", "-f", &sandbox_spec.to_string_lossy()])
         .status()
         .expect("pkill");
-    assert!(killed.success(), "the leader's process was found and killed");
+    assert!(
+        killed.success(),
+        "the leader's process was found and killed"
+    );
     let killed_at = std::time::Instant::now();
     let at_kill = recorded(nvjs.clone()).await.unwrap_or_default();
     let (ok, _, err) = cluster.kubectl(
-        &["delete", "pod", &leader, "-n", rel, "--grace-period=0", "--force"],
+        &[
+            "delete",
+            "pod",
+            &leader,
+            "-n",
+            rel,
+            "--grace-period=0",
+            "--force",
+        ],
         None,
     );
     assert!(ok, "{err}");
     marking.await.expect("marking");
-    assert!(at_kill < NVJS, "the leader was killed mid-way ({at_kill} of {NVJS} recorded)");
-    let new_leader = eventually(Duration::from_secs(2 * LEASE_SECONDS), "the standby to take the Lease", || {
-        let leases = leases.clone();
-        let standby = standby.clone();
-        async move { holder(&leases, "trigger-controller").await.filter(|h| *h == standby) }
-    })
+    assert!(
+        at_kill < NVJS,
+        "the leader was killed mid-way ({at_kill} of {NVJS} recorded)"
+    );
+    let new_leader = eventually(
+        Duration::from_secs(2 * LEASE_SECONDS),
+        "the standby to take the Lease",
+        || {
+            let leases = leases.clone();
+            let standby = standby.clone();
+            async move {
+                holder(&leases, "trigger-controller")
+                    .await
+                    .filter(|h| *h == standby)
+            }
+        },
+    )
     .await;
     let takeover = killed_at.elapsed();
     // Expiry is at most one lease duration after the last renewal; the standby looks every
@@ -631,31 +677,53 @@ async fn the_standby_takes_over_from_a_killed_leader_and_every_trigger_applies_o
     );
 
     // Every trigger recorded Succeeded once, and every Deployment changed exactly once.
-    let done = eventually(Duration::from_secs(120), "every trigger to be recorded", || {
-        let nvjs = nvjs.clone();
-        async move {
-            let list = nvjs.list(&ListParams::default()).await.ok()?.items;
-            let recorded = list
-                .iter()
-                .filter(|n| {
-                    n.status
-                        .as_ref()
-                        .is_some_and(|s| s.triggers.iter().any(|t| t.outcome == TriggerOutcome::Succeeded))
-                })
-                .count();
-            (recorded == NVJS).then_some(list)
-        }
-    })
+    let done = eventually(
+        Duration::from_secs(120),
+        "every trigger to be recorded",
+        || {
+            let nvjs = nvjs.clone();
+            async move {
+                let list = nvjs.list(&ListParams::default()).await.ok()?.items;
+                let recorded = list
+                    .iter()
+                    .filter(|n| {
+                        n.status.as_ref().is_some_and(|s| {
+                            s.triggers
+                                .iter()
+                                .any(|t| t.outcome == TriggerOutcome::Succeeded)
+                        })
+                    })
+                    .count();
+                (recorded == NVJS).then_some(list)
+            }
+        },
+    )
     .await;
-    assert!(done.iter().all(|n| n.status.as_ref().is_some_and(|s| s.triggers.len() == 1)));
-    for d in deployments.list(&ListParams::default()).await.expect("Deployments").items {
+    assert!(
+        done.iter()
+            .all(|n| n.status.as_ref().is_some_and(|s| s.triggers.len() == 1))
+    );
+    for d in deployments
+        .list(&ListParams::default())
+        .await
+        .expect("Deployments")
+        .items
+    {
         let name = d.metadata.name.clone().unwrap_or_default();
-        assert_eq!(d.metadata.generation, Some(2), "{name}: exactly one restart");
+        assert_eq!(
+            d.metadata.generation,
+            Some(2),
+            "{name}: exactly one restart"
+        );
     }
     // Only leaders acted: the standby applied nothing before it held the Lease.
     let standby_log = pod_log(&work_dir, rel, &standby);
-    let first_act = standby_log.lines().position(|l| l.contains("\"message\":\"applied\""));
-    let leadership = standby_log.lines().position(|l| l.contains("acquired leadership"));
+    let first_act = standby_log
+        .lines()
+        .position(|l| l.contains("\"message\":\"applied\""));
+    let leadership = standby_log
+        .lines()
+        .position(|l| l.contains("acquired leadership"));
     assert!(
         first_act.is_none() || leadership.is_some_and(|l| Some(l) < first_act),
         "the standby acted before it led: {standby_log}"

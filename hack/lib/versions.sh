@@ -10,6 +10,8 @@ KSERVE_VERSION="v0.16.0"
 ARGOCD_VERSION="v3.2.11"
 # Prometheus's module (v0.316.0 is Prometheus 3.x): promtool tests the chart's alerting rules.
 PROMETHEUS_VERSION="v0.316.0"
+# go-containerregistry's crane checks the image archives (`hack/just images`) as registries read them.
+CRANE_VERSION="v0.22.1"
 # just is installed from crates.io when it is missing.
 JUST_VERSION="1.59.0"
 
