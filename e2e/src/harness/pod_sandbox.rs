@@ -7,8 +7,8 @@
 //! projected ServiceAccount token at /var/run/secrets/kubernetes.io/serviceaccount, exactly
 //! where in-cluster clients read it) and its own PID namespace whose first process is the
 //! sandbox: killing it (or `unshare`) kills everything the pod started, like a container.
-//! The root file system is this machine's; missing mount points are created as empty
-//! directories on it.
+//! The root file system is this machine's, read-only in the pod when the container asks for it
+//! (`readOnlyRootFilesystem`); missing mount points are created as empty directories on it.
 //!
 //! Inside, the sandbox brings up loopback, makes the API server reachable at
 //! 127.0.0.1:<port> (through a socket the double serves on the node), makes each container port
@@ -33,6 +33,9 @@ pub struct SandboxSpec {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub working_dir: Option<PathBuf>,
+    /// `securityContext.readOnlyRootFilesystem`: the root file system read-only in the pod
+    /// (its volumes stay as mounted).
+    pub read_only_root: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,6 +89,10 @@ pub async fn run(spec: SandboxSpec) -> anyhow::Result<i32> {
         let listener = UnixListener::bind(&p.socket)
             .with_context(|| format!("cannot listen on {}", p.socket.display()))?;
         tokio::spawn(forward_unix_to_tcp(listener, p.port));
+    }
+    // Last: the node's sockets above live on the root file system.
+    if spec.read_only_root {
+        run_tool("mount", &["-o", "remount,bind,ro", "/"])?;
     }
     let mut cmd = tokio::process::Command::new(&spec.program);
     cmd.args(&spec.args).stdin(std::process::Stdio::null());

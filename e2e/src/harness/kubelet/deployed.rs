@@ -227,6 +227,11 @@ impl State {
             program,
             args: c.args.clone().unwrap_or_default(),
             working_dir: c.working_dir.as_ref().map(PathBuf::from),
+            read_only_root: c
+                .security_context
+                .as_ref()
+                .and_then(|s| s.read_only_root_filesystem)
+                .unwrap_or(false),
         };
         let spec_file = dir.join("sandbox.json");
         std::fs::write(&spec_file, serde_json::to_vec_pretty(&sandbox)?)?;
