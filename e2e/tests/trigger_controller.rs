@@ -50,14 +50,19 @@ where
 }
 
 async fn start_controller(cluster: &Cluster, ns: &str, targets: &[&str]) -> ChartedController {
-    let targets = targets.join(",");
+    // `--set list={}` would be a list of one empty name, which the chart's schema refuses.
+    let values: Vec<String> = if targets.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!("targetNamespaces={{{}}}", targets.join(","))]
+    };
     ChartedController::start(
         cluster,
         ControllerSpec {
             name: "trigger-controller",
             release_namespace: ns,
             namespaces: &[ns],
-            values: &[format!("targetNamespaces={{{targets}}}")],
+            values: &values,
             args: &[],
         },
     )

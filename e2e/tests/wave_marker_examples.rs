@@ -136,7 +136,9 @@ async fn serving_sync_hook_waits_for_the_training_nvj() {
         "--namespace, fraud-detection,",
         &format!("--namespace, {t},"),
     );
-    apply(&cluster, s, &hook_yaml);
+    // `create`, as Argo CD does: the hook has a generateName (a new Job per sync).
+    let (ok, _, err) = cluster.kubectl(&["create", "-n", s, "-f", "-"], Some(&hook_yaml));
+    assert!(ok, "kubectl create failed: {err}");
     apply(
         &cluster,
         s,
