@@ -183,3 +183,35 @@ fn the_umbrella_chart_renders_each_controller_once_and_switches_them() {
         "no cluster-wide rights for a controller scoped to namespaces"
     );
 }
+
+#[test]
+fn every_controller_chart_renders_its_optional_service_monitor_and_disruption_budget() {
+    let cluster = Cluster::get();
+    for chart in CONTROLLERS {
+        let path = repo_root().join("charts").join(chart);
+        let kinds = |set: &[&str]| -> BTreeSet<String> {
+            render_chart_documents(&cluster, &path, "r", "notebook-gitops", set)
+                .iter()
+                .filter_map(|d| d["kind"].as_str().map(String::from))
+                .collect()
+        };
+        let plain = kinds(&[]);
+        assert!(
+            plain.contains("Service") && plain.contains("Lease"),
+            "{chart}: {plain:?}"
+        );
+        assert!(
+            !plain.contains("ServiceMonitor") && !plain.contains("PodDisruptionBudget"),
+            "{chart}: off by default"
+        );
+        let all = kinds(&[
+            "metrics.serviceMonitor.enabled=true",
+            "podDisruptionBudget.enabled=true",
+            "replicas=2",
+        ]);
+        assert!(
+            all.contains("ServiceMonitor") && all.contains("PodDisruptionBudget"),
+            "{chart}: {all:?}"
+        );
+    }
+}
