@@ -51,6 +51,23 @@ kserve_module_dir() { module_copy_dir github.com/kserve/kserve "$KSERVE_VERSION"
 argocd_module_dir() { module_copy_dir github.com/argoproj/argo-cd/v3 "$ARGOCD_VERSION" argo-cd; }
 prometheus_module_dir() { module_copy_dir github.com/prometheus/prometheus "$PROMETHEUS_VERSION" prometheus; }
 
+# A small module that requires <module>@<version> and imports <package>, so `go build <package>`
+# builds that command at exactly that version; kept in the cache, resolved once.
+tool_module_dir() {
+  local name="$1" version="$2" module="$3" package="$4"
+  local dir="$NBG_CACHE_DIR/src/$name-$version"
+  mkdir -p "$dir"
+  if [ ! -f "$dir/go.mod" ]; then
+    need_go
+    (cd "$dir" && go mod init "nbg.local/$name-build" >/dev/null 2>&1 \
+      && printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$package" >tools.go \
+      && go get "$module@$version" >/dev/null 2>"$dir/get.log" \
+      && go mod tidy >/dev/null 2>>"$dir/get.log") || {
+      rm -f "$dir/go.mod"; echo "error: could not resolve $name $version; see $dir/get.log" >&2; exit 1; }
+  fi
+  echo "$dir"
+}
+
 log() { printf '[build-binaries %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 need_go() {
@@ -151,15 +168,7 @@ GO
       (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" .)
       ;;
     helm)
-      local dir="$NBG_CACHE_DIR/src/helm-$HELM_VERSION"
-      mkdir -p "$dir"
-      if [ ! -f "$dir/go.mod" ]; then
-        (cd "$dir" && go mod init nbg.local/helm-build >/dev/null 2>&1 \
-          && printf '//go:build tools\n\npackage tools\n\nimport _ "helm.sh/helm/v3/cmd/helm"\n' >tools.go \
-          && go get "helm.sh/helm/v3@$HELM_VERSION" >/dev/null 2>"$dir/get.log" \
-          && go mod tidy >/dev/null 2>>"$dir/get.log") || {
-          rm -f "$dir/go.mod"; echo "error: could not resolve helm $HELM_VERSION; see $dir/get.log" >&2; exit 1; }
-      fi
+      local dir; dir="$(tool_module_dir helm "$HELM_VERSION" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm)"
       log "building helm $HELM_VERSION"
       (cd "$dir" && CGO_ENABLED=0 go build -trimpath \
         -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
@@ -190,15 +199,7 @@ GO
     crane)
       # go-containerregistry's crane: checks the image archives the way registries and
       # `docker load` read them (the images test).
-      local dir="$NBG_CACHE_DIR/src/crane-$CRANE_VERSION"
-      mkdir -p "$dir"
-      if [ ! -f "$dir/go.mod" ]; then
-        (cd "$dir" && go mod init nbg.local/crane-build >/dev/null 2>&1 \
-          && printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/google/go-containerregistry/cmd/crane"\n' >tools.go \
-          && go get "github.com/google/go-containerregistry@$CRANE_VERSION" >/dev/null 2>"$dir/get.log" \
-          && go mod tidy >/dev/null 2>>"$dir/get.log") || {
-          rm -f "$dir/go.mod"; echo "error: could not resolve crane $CRANE_VERSION; see $dir/get.log" >&2; exit 1; }
-      fi
+      local dir; dir="$(tool_module_dir crane "$CRANE_VERSION" github.com/google/go-containerregistry github.com/google/go-containerregistry/cmd/crane)"
       log "building crane $CRANE_VERSION"
       (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" github.com/google/go-containerregistry/cmd/crane)
       ;;

@@ -14,7 +14,7 @@ use kube::api::{Api, DynamicObject};
 use nbg_argocd_health::{Sandbox, check_for};
 use nbg_core::nvj::{NotebookValidationJob, Phase};
 use nbg_e2e::harness::argocd::{
-    RealArgoCd, applications, create_and_sync, git_repo, nvj_manifest, text,
+    RealArgoCd, applications, create_and_sync, git_repo, nvj_manifest, text, waves_manifests,
 };
 use nbg_e2e::harness::cluster::eventually;
 use nbg_e2e::harness::control_plane::PrivateControlPlane;
@@ -22,22 +22,12 @@ use nbg_e2e::harness::nvj::mark_finished;
 use serde_json::{Value, json};
 
 /// The manifests of one Application: ConfigMap (wave 0), NVJ `train` (wave 1), Deployment
-/// `model` (wave 2, no replicas: healthy once applied).
+/// `model` (wave 2).
 fn manifests() -> Vec<(&'static str, String)> {
-    let wave = |w: &str| json!({"argocd.argoproj.io/sync-wave": w});
-    let config = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "settings", "annotations": wave("0")}, "data": {"epochs": "3"}});
-    let nvj = nvj_manifest("train", &[("argocd.argoproj.io/sync-wave", "1")]);
-    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "model", "annotations": wave("2")},
-        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "model"}},
-                 "template": {"metadata": {"labels": {"app": "model"}},
-                              "spec": {"containers": [{"name": "server", "image": "registry.example/model:1"}]}}}});
-    vec![
-        ("app/configmap.json", config.to_string()),
-        ("app/nvj.json", nvj.to_string()),
-        ("app/deployment.json", deployment.to_string()),
-    ]
+    waves_manifests(nvj_manifest(
+        "train",
+        &[("argocd.argoproj.io/sync-wave", "1")],
+    ))
 }
 
 fn pointer<'a>(app: &'a DynamicObject, p: &str) -> Option<&'a Value> {

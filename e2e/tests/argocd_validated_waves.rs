@@ -10,7 +10,9 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 use nbg_core::nvj::{NotebookValidationJob, Phase};
-use nbg_e2e::harness::argocd::{RealArgoCd, applications, create_and_sync, git_repo, text};
+use nbg_e2e::harness::argocd::{
+    RealArgoCd, applications, create_and_sync, git_repo, text, waves_manifests,
+};
 use nbg_e2e::harness::cluster::{eventually, notebook_python, repo_root, workspace_binary};
 use nbg_e2e::harness::control_plane::PrivateControlPlane;
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
@@ -19,26 +21,15 @@ use nbg_e2e::harness::kubelet::{self, KubeletConfig, PodHandling};
 use serde_json::json;
 
 /// ConfigMap (wave 0), NVJ `train` running `notebook_path` of `notebooks` (wave 1), Deployment
-/// `model` (wave 2, no replicas: healthy once applied).
+/// `model` (wave 2).
 fn manifests(notebooks: &str, notebook_path: &str) -> Vec<(&'static str, String)> {
-    let wave = |w: &str| json!({"argocd.argoproj.io/sync-wave": w});
-    let config = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "settings", "annotations": wave("0")}, "data": {"epochs": "3"}});
-    let nvj = json!({"apiVersion": "mlops.mlops.dev/v1alpha1", "kind": "NotebookValidationJob",
-        "metadata": {"name": "train", "annotations": wave("1")},
+    waves_manifests(
+        json!({"apiVersion": "mlops.mlops.dev/v1alpha1", "kind": "NotebookValidationJob",
+        "metadata": {"name": "train", "annotations": {"argocd.argoproj.io/sync-wave": "1"}},
         "spec": {"notebook": {"git": {"url": notebooks, "ref": "main"}, "path": notebook_path},
                  "podConfig": {"containerImage": "quay.io/jupyter/minimal-notebook:2025-06-02"},
-                 "timeout": "2m"}});
-    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "model", "annotations": wave("2")},
-        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "model"}},
-                 "template": {"metadata": {"labels": {"app": "model"}},
-                              "spec": {"containers": [{"name": "server", "image": "registry.example/model:1"}]}}}});
-    vec![
-        ("app/configmap.json", config.to_string()),
-        ("app/nvj.json", nvj.to_string()),
-        ("app/deployment.json", deployment.to_string()),
-    ]
+                 "timeout": "2m"}}),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use nbg_core::nvj::{NotebookValidationJob, Phase};
 use nbg_e2e::harness::argocd::{RealArgoCd, applications, git_repo, text};
-use nbg_e2e::harness::cluster::{eventually, repo_root, workspace_binary};
+use nbg_e2e::harness::cluster::{eventually, repo_root};
 use nbg_e2e::harness::control_plane::PrivateControlPlane;
 use nbg_e2e::harness::kubelet::{self, DeployedPods, KubeletConfig, PodHandling};
 use nbg_e2e::harness::nvj::mark_finished;
@@ -64,17 +64,10 @@ async fn the_serving_hook_waits_for_the_training_nvj_under_the_real_argo_cd() {
     let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), TRAINING);
 
     // Pods run as deployed: wave-marker's and the hook's.
-    let socket_dir = std::env::temp_dir().join(format!("nbg-pods-hook-{}", std::process::id()));
+    let deployed = DeployedPods::workspace(cluster, &["wave-marker"], "hook");
+    let socket_dir = deployed.socket_dir.clone();
     let config = KubeletConfig {
-        deployed: Some(DeployedPods {
-            images: vec![(
-                "ghcr.io/notebook-gitops/wave-marker".into(),
-                workspace_binary("wave-marker"),
-            )],
-            api_server: cluster.api_server(),
-            sandbox: workspace_binary("pod-sandbox"),
-            socket_dir: socket_dir.clone(),
-        }),
+        deployed: Some(deployed),
         ..KubeletConfig::for_test(&["notebook-gitops", SERVING], PodHandling::MakeReady)
     };
     let work_dir = config.work_dir.join(format!("hook-{}", std::process::id()));

@@ -48,9 +48,6 @@ impl Drop for UninstallRelease {
     }
 }
 
-/// The charts' default image registry, whose images the kubelet double maps to binaries.
-const IMAGE_REGISTRY: &str = "ghcr.io";
-
 fn helm(cluster: &Cluster, args: &[&str]) -> (bool, String) {
     let out = Command::new(&cluster.helm)
         .args(args)
@@ -93,13 +90,29 @@ fn values(namespaces: &[&str], argocd_namespace: &str) -> Vec<String> {
     set
 }
 
-fn with_set(args: &[&str], set: &[String]) -> Vec<String> {
-    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+/// `helm <verb> <release> <chart> -n <namespace> --wait` with `--set` pairs.
+fn helm_release(
+    cluster: &Cluster,
+    verb: &str,
+    release: &str,
+    chart: &str,
+    namespace: &str,
+    set: &[String],
+) -> (bool, String) {
+    let mut args: Vec<&str> = vec![
+        verb,
+        release,
+        chart,
+        "-n",
+        namespace,
+        "--wait",
+        "--timeout",
+        "3m",
+    ];
     for s in set {
-        all.push("--set".into());
-        all.push(s.clone());
+        args.extend(["--set", s.as_str()]);
     }
-    all
+    helm(cluster, &args)
 }
 
 async fn nvj(
@@ -194,24 +207,11 @@ async fn the_umbrella_chart_installs_runs_the_flow_upgrades_and_uninstalls() {
         second_team.name.as_str(),
     );
 
-    let socket_dir = std::env::temp_dir().join(format!("nbg-pods-{}", std::process::id()));
-    let images = CONTROLLERS
-        .iter()
-        .map(|c| {
-            (
-                format!("{IMAGE_REGISTRY}/notebook-gitops/{c}"),
-                workspace_binary(c),
-            )
-        })
-        .collect();
+    let deployed = DeployedPods::workspace(&cluster, &CONTROLLERS, "install");
+    let socket_dir = deployed.socket_dir.clone();
     let git = GitServer::start(&repo_root().join(format!("target/e2e-git/{t1}")), None).await;
     let config = KubeletConfig {
-        deployed: Some(DeployedPods {
-            images,
-            api_server: cluster.api_server(),
-            sandbox: workspace_binary("pod-sandbox"),
-            socket_dir: socket_dir.clone(),
-        }),
+        deployed: Some(deployed),
         ready_only_labels: vec![("app".into(), "model-server".into())],
         ..KubeletConfig::for_test(&[rel, t1, t2], PodHandling::RunCommands)
     };
@@ -253,21 +253,7 @@ async fn the_umbrella_chart_installs_runs_the_flow_upgrades_and_uninstalls() {
 
     // Install: every controller scoped to the team's namespace; trigger-controller by label.
     let set = values(&[t1], rel);
-    let args = with_set(
-        &[
-            "install",
-            release,
-            &chart,
-            "-n",
-            rel,
-            "--wait",
-            "--timeout",
-            "3m",
-        ],
-        &set,
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (ok, out) = helm(&cluster, &args);
+    let (ok, out) = helm_release(&cluster, "install", release, &chart, rel, &set);
     if !ok {
         let (_, pods, _) = cluster.kubectl(&["get", "pods", "-n", rel, "-o", "wide"], None);
         let (_, events, _) = cluster.kubectl(&["get", "events", "-n", rel], None);
@@ -411,21 +397,7 @@ async fn the_umbrella_chart_installs_runs_the_flow_upgrades_and_uninstalls() {
     let nvjs2: Api<NotebookValidationJob> = Api::namespaced(client.clone(), t2);
     let mut set = values(&[t1], rel);
     set.push(format!("wave-marker.watchNamespaces={{{t1},{t2}}}"));
-    let args = with_set(
-        &[
-            "upgrade",
-            release,
-            &chart,
-            "-n",
-            rel,
-            "--wait",
-            "--timeout",
-            "3m",
-        ],
-        &set,
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (ok, out) = helm(&cluster, &args);
+    let (ok, out) = helm_release(&cluster, "upgrade", release, &chart, rel, &set);
     assert!(ok, "helm upgrade: {out}");
     nvj(
         &nvjs2,
@@ -506,17 +478,10 @@ async fn the_standby_takes_over_from_a_killed_leader_and_every_trigger_applies_o
     let release_ns = TestNamespace::new(&cluster, "ng-ha").await;
     let team = TestNamespace::new(&cluster, "ng-ha-team").await;
     let (rel, t1) = (release_ns.name.as_str(), team.name.as_str());
-    let socket_dir = std::env::temp_dir().join(format!("nbg-pods-ha-{}", std::process::id()));
+    let deployed = DeployedPods::workspace(&cluster, &["trigger-controller"], "ha");
+    let socket_dir = deployed.socket_dir.clone();
     let config = KubeletConfig {
-        deployed: Some(DeployedPods {
-            images: vec![(
-                format!("{IMAGE_REGISTRY}/notebook-gitops/trigger-controller"),
-                workspace_binary("trigger-controller"),
-            )],
-            api_server: cluster.api_server(),
-            sandbox: workspace_binary("pod-sandbox"),
-            socket_dir: socket_dir.clone(),
-        }),
+        deployed: Some(deployed),
         ..KubeletConfig::for_test(&[rel, t1], PodHandling::MakeReady)
     };
     let work_dir = config.work_dir.clone();

@@ -312,6 +312,24 @@ pub fn nvj_manifest(name: &str, annotations: &[(&str, &str)]) -> Value {
     doc
 }
 
+/// An Application's files in waves: ConfigMap `settings` (wave 0), `nvj` (give it wave 1), and
+/// Deployment `model` (wave 2; no replicas, so healthy once applied).
+pub fn waves_manifests(nvj: Value) -> Vec<(&'static str, String)> {
+    let wave = |w: &str| json!({"argocd.argoproj.io/sync-wave": w});
+    let config = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings", "annotations": wave("0")}, "data": {"epochs": "3"}});
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "model", "annotations": wave("2")},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "model"}},
+                 "template": {"metadata": {"labels": {"app": "model"}},
+                              "spec": {"containers": [{"name": "server", "image": "registry.example/model:1"}]}}}});
+    vec![
+        ("app/configmap.json", config.to_string()),
+        ("app/nvj.json", nvj.to_string()),
+        ("app/deployment.json", deployment.to_string()),
+    ]
+}
+
 /// Creates Application `name` of `repo_url`'s `app/` into namespace `destination` (created if
 /// missing), with `annotations`, and requests a sync by `user` as `argocd app sync` does.
 pub async fn create_and_sync(

@@ -37,6 +37,23 @@ pub struct DeployedPods {
 }
 
 impl DeployedPods {
+    /// The charts' default images of `binaries` (`ghcr.io/notebook-gitops/<binary>`) mapped to
+    /// this workspace's builds, for pods on `cluster`; sockets in a directory of this process
+    /// named after `purpose`.
+    pub fn workspace(cluster: &crate::Cluster, binaries: &[&str], purpose: &str) -> Self {
+        use crate::harness::cluster::workspace_binary;
+        Self {
+            images: binaries
+                .iter()
+                .map(|b| (format!("ghcr.io/notebook-gitops/{b}"), workspace_binary(b)))
+                .collect(),
+            api_server: cluster.api_server(),
+            sandbox: workspace_binary("pod-sandbox"),
+            socket_dir: std::env::temp_dir()
+                .join(format!("nbg-pods-{purpose}-{}", std::process::id())),
+        }
+    }
+
     /// The entrypoint of `image` (`repo:tag` or `repo@digest`), when it is mapped.
     pub fn entrypoint(&self, image: &str) -> Option<&Path> {
         let repository =
