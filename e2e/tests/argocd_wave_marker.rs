@@ -11,7 +11,6 @@
 //! marks the wave, the hook exits 0, Argo CD applies wave 1 and the sync succeeds. A new
 //! generation of the NVJ that fails makes the next sync's hook fail, and the sync with it.
 
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
@@ -80,25 +79,25 @@ async fn the_serving_hook_waits_for_the_training_nvj_under_the_real_argo_cd() {
     );
 
     // wave-marker from its chart with the example's waiter values.
-    let out = Command::new(&cluster.helm)
-        .args(["install", "wave-marker"])
-        .arg(repo_root().join("charts/wave-marker"))
-        .args(["-n", "notebook-gitops", "--wait", "--timeout", "2m", "-f"])
-        .arg(
-            repo_root()
-                .join(EXAMPLE)
-                .join("serving-hook/waiter-values.yaml"),
-        )
-        .args(["--set", &format!("watchNamespaces={{{TRAINING}}}")])
-        .arg("--kubeconfig")
-        .arg(&cluster.kubeconfig)
-        .output()
-        .expect("helm");
-    assert!(
-        out.status.success(),
-        "helm install wave-marker: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let chart = repo_root().join("charts/wave-marker");
+    let waiters = repo_root()
+        .join(EXAMPLE)
+        .join("serving-hook/waiter-values.yaml");
+    let (ok, out) = cluster.helm_run(&[
+        "install",
+        "wave-marker",
+        &chart.to_string_lossy(),
+        "-n",
+        "notebook-gitops",
+        "--wait",
+        "--timeout",
+        "2m",
+        "-f",
+        &waiters.to_string_lossy(),
+        "--set",
+        &format!("watchNamespaces={{{TRAINING}}}"),
+    ]);
+    assert!(ok, "helm install wave-marker: {out}");
 
     // The serving Application, as the example writes it, from a local copy of its repository.
     let repo = git_repo("serving");

@@ -19,7 +19,7 @@ use nbg_e2e::chart_schemas::CONTROLLERS;
 use nbg_e2e::harness::cluster::{eventually, notebook_python, repo_root, workspace_binary};
 use nbg_e2e::harness::git_server::{GitRepo, GitServer, notebook};
 use nbg_e2e::harness::kubelet::{self, DeployedPods, KubeletConfig, PodHandling};
-use nbg_e2e::harness::nvj::mark_succeeded;
+use nbg_e2e::harness::nvj::{create_succeeded, mark_succeeded, minimal, with_trigger_succeeded};
 use nbg_e2e::{Cluster, TestNamespace};
 use serde_json::json;
 
@@ -34,7 +34,7 @@ struct UninstallRelease(Cluster, String, String);
 
 impl Drop for UninstallRelease {
     fn drop(&mut self) {
-        let _ = helm(&self.0, &["uninstall", &self.1, "-n", &self.2]);
+        let _ = self.0.helm_run(&["uninstall", &self.1, "-n", &self.2]);
         let selector = format!("app.kubernetes.io/instance={}", self.1);
         let _ = self.0.kubectl(
             &[
@@ -46,21 +46,6 @@ impl Drop for UninstallRelease {
             None,
         );
     }
-}
-
-fn helm(cluster: &Cluster, args: &[&str]) -> (bool, String) {
-    let out = Command::new(&cluster.helm)
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(&cluster.kubeconfig)
-        .output()
-        .expect("run helm");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 /// `--set` pairs for every controller: scoped to `namespaces`, and what this machine needs.
@@ -112,7 +97,7 @@ fn helm_release(
     for s in set {
         args.extend(["--set", s.as_str()]);
     }
-    helm(cluster, &args)
+    cluster.helm_run(&args)
 }
 
 async fn nvj(
@@ -238,17 +223,14 @@ async fn the_umbrella_chart_installs_runs_the_flow_upgrades_and_uninstalls() {
             "at '/watchNamespaces/0': 'Team_A' does not match pattern",
         ),
     ] {
-        let (ok, out) = helm(
-            &cluster,
-            &["install", release, &chart, "-n", rel, "--set", bad],
-        );
+        let (ok, out) = cluster.helm_run(&["install", release, &chart, "-n", rel, "--set", bad]);
         assert!(!ok, "{bad} must be refused: {out}");
         assert!(
             out.contains(message),
             "{bad}: the message names the value: {out}"
         );
     }
-    let (_, listed) = helm(&cluster, &["list", "-n", rel, "-q"]);
+    let (_, listed) = cluster.helm_run(&["list", "-n", rel, "-q"]);
     assert!(listed.trim().is_empty(), "nothing installed: {listed}");
 
     // Install: every controller scoped to the team's namespace; trigger-controller by label.
@@ -399,21 +381,8 @@ async fn the_umbrella_chart_installs_runs_the_flow_upgrades_and_uninstalls() {
     set.push(format!("wave-marker.watchNamespaces={{{t1},{t2}}}"));
     let (ok, out) = helm_release(&cluster, "upgrade", release, &chart, rel, &set);
     assert!(ok, "helm upgrade: {out}");
-    nvj(
-        &nvjs2,
-        "later",
-        json!({
-            "notebook": {"git": {"url": "https://git.example/r.git", "ref": "main"}, "path": "a.ipynb"},
-            "podConfig": {"containerImage": "quay.io/example/notebook:1"}
-        }),
-        BTreeMap::new(),
-    )
-    .await;
     // nvj-validator does not watch this namespace: the run's result is written as it would write it.
-    let created = nvjs2.get("later").await.expect("NVJ");
-    mark_succeeded(&nvjs2, &created)
-        .await
-        .expect("mark succeeded");
+    create_succeeded(&nvjs2, "later", &BTreeMap::new()).await;
     eventually(
         Duration::from_secs(60),
         "wave-marker to mark the new namespace's NVJ",
@@ -431,10 +400,8 @@ async fn the_umbrella_chart_installs_runs_the_flow_upgrades_and_uninstalls() {
     .await;
 
     // Uninstall: nothing of ours left but the CRD.
-    let (ok, out) = helm(
-        &cluster,
-        &["uninstall", release, "-n", rel, "--wait", "--timeout", "2m"],
-    );
+    let (ok, out) =
+        cluster.helm_run(&["uninstall", release, "-n", rel, "--wait", "--timeout", "2m"]);
     assert!(ok, "helm uninstall: {out}");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut left = release_objects(&cluster, rel, &[t1, t2]);
@@ -508,7 +475,7 @@ async fn the_standby_takes_over_from_a_killed_leader_and_every_trigger_applies_o
         );
         nvjs.create(
             &PostParams::default(),
-            &nbg_e2e::harness::nvj::minimal(
+            &minimal(
                 &format!("train-{i}"),
                 &BTreeMap::from([("mlops.dev/on-success-trigger".to_string(), trigger)]),
             ),
@@ -518,25 +485,22 @@ async fn the_standby_takes_over_from_a_killed_leader_and_every_trigger_applies_o
     }
 
     let chart = repo_root().join("charts/trigger-controller");
-    let (ok, out) = helm(
-        &cluster,
-        &[
-            "install",
-            &release,
-            &chart.to_string_lossy(),
-            "-n",
-            rel,
-            "--wait",
-            "--timeout",
-            "2m",
-            "--set",
-            "replicas=2",
-            "--set",
-            &format!("watchNamespaces={{{t1}}}"),
-            "--set",
-            &format!("leaseDuration={LEASE_SECONDS}s"),
-        ],
-    );
+    let (ok, out) = cluster.helm_run(&[
+        "install",
+        &release,
+        &chart.to_string_lossy(),
+        "-n",
+        rel,
+        "--wait",
+        "--timeout",
+        "2m",
+        "--set",
+        "replicas=2",
+        "--set",
+        &format!("watchNamespaces={{{t1}}}"),
+        "--set",
+        &format!("leaseDuration={LEASE_SECONDS}s"),
+    ]);
     assert!(ok, "helm install: {out}");
     let leases: Api<Lease> = Api::namespaced(client.clone(), rel);
     let leader = eventually(Duration::from_secs(30), "a leader", || {
@@ -656,16 +620,7 @@ async fn the_standby_takes_over_from_a_killed_leader_and_every_trigger_applies_o
             let nvjs = nvjs.clone();
             async move {
                 let list = nvjs.list(&ListParams::default()).await.ok()?.items;
-                let recorded = list
-                    .iter()
-                    .filter(|n| {
-                        n.status.as_ref().is_some_and(|s| {
-                            s.triggers
-                                .iter()
-                                .any(|t| t.outcome == TriggerOutcome::Succeeded)
-                        })
-                    })
-                    .count();
+                let recorded = with_trigger_succeeded(&list);
                 (recorded == NVJS).then_some(list)
             }
         },

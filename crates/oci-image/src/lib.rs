@@ -125,25 +125,54 @@ pub fn check_static(binary: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn header(
-    path: &str,
-    kind: tar::EntryType,
-    mode: u32,
-    uid: u32,
-    size: u64,
+/// A tar stream whose entries all carry one time stamp, in the order they are added.
+struct Tar {
+    builder: tar::Builder<Vec<u8>>,
     mtime: u64,
-) -> anyhow::Result<tar::Header> {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_mode(mode);
-    h.set_uid(u64::from(uid));
-    h.set_gid(u64::from(uid));
-    h.set_size(size);
-    h.set_mtime(mtime);
-    h.set_path(path)
-        .with_context(|| format!("tar entry {path}"))?;
-    h.set_cksum();
-    Ok(h)
+}
+
+impl Tar {
+    fn new(mtime: u64) -> Self {
+        Self {
+            builder: tar::Builder::new(Vec::new()),
+            mtime,
+        }
+    }
+
+    fn entry(
+        &mut self,
+        path: &str,
+        kind: tar::EntryType,
+        mode: u32,
+        uid: u32,
+        body: &[u8],
+    ) -> anyhow::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(u64::from(uid));
+        h.set_gid(u64::from(uid));
+        h.set_size(body.len() as u64);
+        h.set_mtime(self.mtime);
+        h.set_path(path)
+            .with_context(|| format!("tar entry {path}"))?;
+        h.set_cksum();
+        self.builder.append(&h, body)?;
+        Ok(())
+    }
+
+    fn dir(&mut self, path: &str, mode: u32, uid: u32) -> anyhow::Result<()> {
+        self.entry(path, tar::EntryType::Directory, mode, uid, &[])
+    }
+
+    /// A file owned by root.
+    fn file(&mut self, path: &str, mode: u32, body: &[u8]) -> anyhow::Result<()> {
+        self.entry(path, tar::EntryType::Regular, mode, 0, body)
+    }
+
+    fn finish(self) -> anyhow::Result<Vec<u8>> {
+        Ok(self.builder.into_inner()?)
+    }
 }
 
 /// The image's one layer, uncompressed.
@@ -152,49 +181,22 @@ pub fn layer(spec: &ImageSpec) -> anyhow::Result<Vec<u8>> {
     let name = binary_name(spec)?;
     let binary = std::fs::read(&spec.binary)
         .with_context(|| format!("cannot read {}", spec.binary.display()))?;
-    let t = spec.created;
     let passwd = format!(
         "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:{USER}:{USER}:nonroot:/home/nonroot:/sbin/nologin\n"
     );
     let group = format!("root:x:0:\nnonroot:x:{USER}:\n");
-    let mut out = tar::Builder::new(Vec::new());
-    let dir =
-        |path: &str, mode: u32, uid: u32| header(path, tar::EntryType::Directory, mode, uid, 0, t);
-    for (path, mode, uid) in [
-        ("etc/", 0o755, 0),
-        ("home/", 0o755, 0),
-        ("home/nonroot/", 0o700, USER),
-        ("tmp/", 0o1777, 0),
-        ("usr/", 0o755, 0),
-        ("usr/local/", 0o755, 0),
-        ("usr/local/bin/", 0o755, 0),
-    ] {
-        out.append(&dir(path, mode, uid)?, std::io::empty())?;
-        if path == "etc/" {
-            for (file, body) in [("etc/group", &group), ("etc/passwd", &passwd)] {
-                let h = header(
-                    file,
-                    tar::EntryType::Regular,
-                    0o644,
-                    0,
-                    body.len() as u64,
-                    t,
-                )?;
-                out.append(&h, body.as_bytes())?;
-            }
-        }
+    let mut out = Tar::new(spec.created);
+    out.dir("etc/", 0o755, 0)?;
+    out.file("etc/group", 0o644, group.as_bytes())?;
+    out.file("etc/passwd", 0o644, passwd.as_bytes())?;
+    out.dir("home/", 0o755, 0)?;
+    out.dir("home/nonroot/", 0o700, USER)?;
+    out.dir("tmp/", 0o1777, 0)?;
+    for dir in ["usr/", "usr/local/", "usr/local/bin/"] {
+        out.dir(dir, 0o755, 0)?;
     }
-    let path = format!("usr/local/bin/{name}");
-    let h = header(
-        &path,
-        tar::EntryType::Regular,
-        0o755,
-        0,
-        binary.len() as u64,
-        t,
-    )?;
-    out.append(&h, binary.as_slice())?;
-    Ok(out.into_inner()?)
+    out.file(&format!("usr/local/bin/{name}"), 0o755, &binary)?;
+    out.finish()
 }
 
 fn binary_name(spec: &ImageSpec) -> anyhow::Result<String> {
@@ -254,41 +256,26 @@ pub fn write_archive(spec: &ImageSpec, output: &Path) -> anyhow::Result<Written>
         "Layers": [blob_path(&layer_gz)],
     }]);
 
-    let t = spec.created;
-    let mut archive = tar::Builder::new(Vec::new());
-    for d in ["blobs/", "blobs/sha256/"] {
-        archive.append(
-            &header(d, tar::EntryType::Directory, 0o755, 0, 0, t)?,
-            std::io::empty(),
-        )?;
-    }
-    let mut files: Vec<(String, Vec<u8>)> = vec![
-        (blob_path(&config_bytes), config_bytes.clone()),
-        (blob_path(&layer_gz), layer_gz),
-        (blob_path(&manifest_bytes), manifest_bytes.clone()),
+    let mut archive = Tar::new(spec.created);
+    archive.dir("blobs/", 0o755, 0)?;
+    archive.dir("blobs/sha256/", 0o755, 0)?;
+    let mut blobs = [
+        (blob_path(&config_bytes), config_bytes.as_slice()),
+        (blob_path(&layer_gz), layer_gz.as_slice()),
+        (blob_path(&manifest_bytes), manifest_bytes.as_slice()),
     ];
-    files.sort_by(|a, b| a.0.cmp(&b.0));
-    files.push(("index.json".into(), serde_json::to_vec(&index)?));
-    files.push((
-        "manifest.json".into(),
-        serde_json::to_vec(&docker_manifest)?,
-    ));
-    files.push((
-        "oci-layout".into(),
-        br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
-    ));
-    for (path, body) in &files {
-        let h = header(
-            path,
-            tar::EntryType::Regular,
-            0o644,
-            0,
-            body.len() as u64,
-            t,
-        )?;
-        archive.append(&h, body.as_slice())?;
+    blobs.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, body) in &blobs {
+        archive.file(path, 0o644, body)?;
     }
-    let bytes = archive.into_inner()?;
+    archive.file("index.json", 0o644, &serde_json::to_vec(&index)?)?;
+    archive.file(
+        "manifest.json",
+        0o644,
+        &serde_json::to_vec(&docker_manifest)?,
+    )?;
+    archive.file("oci-layout", 0o644, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let bytes = archive.finish()?;
     if let Some(dir) = output.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

@@ -40,16 +40,25 @@ fn chart_default_image(controller: &str) -> String {
     )
 }
 
+/// The archive `hack/just images` wrote for `controller`.
+fn archive(controller: &str) -> PathBuf {
+    let path = repo().join(format!(
+        "target/images/{controller}-{}.oci.tar",
+        env!("CARGO_PKG_VERSION")
+    ));
+    assert!(
+        path.exists(),
+        "{} is missing: run `hack/just images` first (hack/test.sh does)",
+        path.display()
+    );
+    path
+}
+
 #[test]
 fn every_image_runs_its_binary_as_the_non_root_user_and_is_what_the_chart_deploys() {
     let version = env!("CARGO_PKG_VERSION");
     for controller in CONTROLLERS {
-        let archive = repo().join(format!("target/images/{controller}-{version}.oci.tar"));
-        assert!(
-            archive.exists(),
-            "{} is missing: run `hack/just images` first (hack/test.sh does)",
-            archive.display()
-        );
+        let archive = archive(controller);
         let image = read_archive(&archive).unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(
             image.reference,
@@ -187,12 +196,7 @@ fn every_archive_loads_as_docker_and_as_an_oci_layout() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     for controller in CONTROLLERS {
-        let archive = repo().join(format!("target/images/{controller}-{version}.oci.tar"));
-        assert!(
-            archive.exists(),
-            "{} is missing: run `hack/just images` first",
-            archive.display()
-        );
+        let archive = archive(controller);
         let run = |args: &[&str]| {
             let out = Command::new(&crane).args(args).output().expect("run crane");
             let text = format!(

@@ -135,6 +135,13 @@ impl Cluster {
         crate::harness::process::run_with_input(&self.kubectl, &self.kubeconfig, args, stdin)
     }
 
+    /// Runs helm against this control plane as admin; returns (success, stdout and stderr).
+    pub fn helm_run(&self, args: &[&str]) -> (bool, String) {
+        let (ok, out, err) =
+            crate::harness::process::run_with_input(&self.helm, &self.kubeconfig, args, None);
+        (ok, format!("{out}{err}"))
+    }
+
     /// Runs kubectl as admin; its output, or an error naming the command and kubectl's message.
     pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
         let (ok, out, err) = self.kubectl(args, stdin);

@@ -114,11 +114,16 @@ pub async fn run(spec: SandboxSpec) -> anyhow::Result<i32> {
             }
         }
     };
+    Ok(exit_code(status))
+}
+
+/// A process's exit code as a container runtime reports it: 128 + the signal that ended it.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    Ok(status
+    status
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(128))
+        .unwrap_or(128)
 }
 
 fn run_tool(program: &str, args: &[&str]) -> anyhow::Result<()> {

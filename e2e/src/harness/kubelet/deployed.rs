@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, Probe,
-    ProjectedVolumeSource, ServiceAccount,
+    Container, ContainerState, Pod, Probe, ProjectedVolumeSource, ServiceAccount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, PostParams};
@@ -138,28 +137,15 @@ impl State {
                 std::fs::write(dir.join(&t.path), token)?;
             }
             if let Some(c) = &source.config_map {
-                let cm = Api::<ConfigMap>::namespaced(self.client.clone(), &ns)
-                    .get_opt(&c.name)
-                    .await?;
-                let data = match cm {
-                    Some(cm) => cm.data.unwrap_or_default(),
-                    None if c.optional == Some(true) => Default::default(),
-                    None => anyhow::bail!("configmap {:?} of a projected volume not found", c.name),
-                };
-                match &c.items {
-                    Some(items) => {
-                        for item in items {
-                            if let Some(value) = data.get(&item.key) {
-                                std::fs::write(dir.join(&item.path), value)?;
-                            }
-                        }
-                    }
-                    None => {
-                        for (k, v) in &data {
-                            std::fs::write(dir.join(k), v)?;
-                        }
-                    }
-                }
+                self.config_map_files(
+                    &ns,
+                    &c.name,
+                    c.optional,
+                    c.items.as_deref(),
+                    dir,
+                    "a projected volume",
+                )
+                .await?;
             }
             if let Some(d) = &source.downward_api {
                 for item in d.items.iter().flatten() {
@@ -269,7 +255,8 @@ impl State {
 
         let started = now();
         let mut restarts = 0;
-        let mut last: Option<ContainerStateTerminated> = None;
+        // The previous run's terminated state, after a restart.
+        let mut last: Option<ContainerState> = None;
         loop {
             let log = std::fs::OpenOptions::new()
                 .create(true)
@@ -289,25 +276,9 @@ impl State {
             }
             let container_started = now();
             let status = |ready: bool| {
-                let cs = ContainerStatus {
-                    name: c.name.clone(),
-                    image: image.clone(),
-                    image_id: String::new(),
-                    ready,
-                    started: Some(true),
-                    restart_count: restarts,
-                    last_state: last.clone().map(|t| ContainerState {
-                        terminated: Some(t),
-                        ..ContainerState::default()
-                    }),
-                    state: Some(ContainerState {
-                        running: Some(k8s_openapi::api::core::v1::ContainerStateRunning {
-                            started_at: Some(container_started.clone()),
-                        }),
-                        ..ContainerState::default()
-                    }),
-                    ..ContainerStatus::default()
-                };
+                let mut cs = Self::running_status(&c, ready, &container_started);
+                cs.restart_count = restarts;
+                cs.last_state = last.clone();
                 Self::base_status("Running", ready, vec![cs], started.clone())
             };
             self.write_status(&pod, status(false)).await?;
@@ -373,19 +344,10 @@ impl State {
                     child.wait().await?
                 }
             };
-            use std::os::unix::process::ExitStatusExt;
-            let code = exit
-                .code()
-                .or_else(|| exit.signal().map(|s| 128 + s))
-                .unwrap_or(128);
+            let code = pod_sandbox::exit_code(exit);
             // Deleted (its processes killed) or replaced: nothing more to run or report.
-            let deleted = self
-                .running
-                .lock()
-                .map(|r| !r.contains_key(&key))
-                .unwrap_or(true);
             let current = self.pods(&ns).get_opt(&name).await?;
-            if deleted
+            if self.stopped(&key)
                 || !current.as_ref().is_some_and(|p| {
                     p.metadata.uid.as_deref() == Some(uid.as_str())
                         && p.metadata.deletion_timestamp.is_none()
@@ -393,46 +355,35 @@ impl State {
             {
                 return Ok(());
             }
-            let terminated = ContainerStateTerminated {
-                exit_code: code,
-                reason: Some(if code == 0 { "Completed" } else { "Error" }.into()),
-                started_at: Some(container_started.clone()),
-                finished_at: Some(now()),
-                ..ContainerStateTerminated::default()
-            };
+            let mut cs =
+                super::terminated_status(&c, (code, String::new(), container_started, now()));
+            cs.restart_count = restarts;
             let policy = spec.restart_policy.as_deref().unwrap_or("Always");
             if policy == "Always" || (policy == "OnFailure" && code != 0) {
                 restarts += 1;
-                last = Some(terminated);
+                last = cs.state;
                 // The kubelet's crash-loop back-off, shortened: 1 s, doubling, at most 10 s.
                 let backoff = Duration::from_secs(1 << restarts.clamp(1, 4).saturating_sub(1))
                     .min(Duration::from_secs(10));
                 tokio::time::sleep(backoff).await;
-                if self
-                    .running
-                    .lock()
-                    .map(|r| !r.contains_key(&key))
-                    .unwrap_or(true)
-                {
+                if self.stopped(&key) {
                     return Ok(());
                 }
                 continue;
             }
-            let cs = ContainerStatus {
-                name: c.name.clone(),
-                image: image.clone(),
-                restart_count: restarts,
-                state: Some(ContainerState {
-                    terminated: Some(terminated),
-                    ..ContainerState::default()
-                }),
-                ..ContainerStatus::default()
-            };
             let phase = if code == 0 { "Succeeded" } else { "Failed" };
             self.write_status(&pod, Self::base_status(phase, false, vec![cs], started))
                 .await?;
             return Ok(());
         }
+    }
+
+    /// Whether the pod's processes were taken out of `running` (the pod is being deleted).
+    fn stopped(&self, key: &str) -> bool {
+        self.running
+            .lock()
+            .map(|r| !r.contains_key(key))
+            .unwrap_or(true)
     }
 
     /// A deleted deployed pod stops as on a kubelet: SIGTERM to its process, SIGKILL after the
@@ -455,18 +406,12 @@ impl State {
                     .and_then(|s| s.termination_grace_period_seconds)
             })
             .unwrap_or(30);
-        let signal = |signal: &str, pid: &str| {
-            let _ = std::process::Command::new("kill")
-                .args([signal, pid])
-                .stderr(std::process::Stdio::null())
-                .status();
-        };
         for pid in &pids {
             // `unshare` does not pass signals on: signal the sandbox, its child.
             let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
                 .unwrap_or_default();
-            for child in children.split_whitespace() {
-                signal("-TERM", child);
+            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                super::signal("-TERM", child);
             }
         }
         let alive = |pid: &u32| {
@@ -478,8 +423,8 @@ impl State {
         while pids.iter().any(alive) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        for pid in &pids {
-            signal("-KILL", &pid.to_string());
+        for pid in pids {
+            super::signal("-KILL", pid);
         }
     }
 

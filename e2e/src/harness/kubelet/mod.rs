@@ -127,6 +127,14 @@ fn terminated_status(
     }
 }
 
+/// Sends `signal` (`-TERM`, `-KILL`) to a process; one already gone is no error.
+fn signal(signal: &str, pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
 fn now() -> Time {
     Time(Timestamp::now())
 }
@@ -408,10 +416,7 @@ impl State {
             .and_then(|mut r| r.remove(key))
             .unwrap_or_default();
         for pid in pids {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .stderr(std::process::Stdio::null())
-                .status();
+            signal("-KILL", pid);
         }
     }
 
@@ -664,24 +669,49 @@ impl State {
                 }
             }
             if let Some(c) = &v.config_map {
-                match Api::<ConfigMap>::namespaced(self.client.clone(), ns)
-                    .get_opt(&c.name)
-                    .await?
-                {
-                    Some(cm) => {
-                        for (k, val) in cm.data.unwrap_or_default() {
-                            std::fs::write(path.join(&k), val)?;
-                        }
-                    }
-                    None if c.optional == Some(true) => {}
-                    None => {
-                        anyhow::bail!("configmap {:?} of volume {:?} not found", c.name, v.name)
-                    }
-                }
+                let what = format!("volume {:?}", v.name);
+                self.config_map_files(ns, &c.name, c.optional, c.items.as_deref(), &path, &what)
+                    .await?;
             }
             local.insert(v.name.clone(), path);
         }
         Ok(local)
+    }
+
+    /// A ConfigMap's keys (or the `items` chosen) as files in `dir`, as a kubelet writes a
+    /// configMap volume or projection; a missing optional ConfigMap writes nothing.
+    async fn config_map_files(
+        &self,
+        ns: &str,
+        name: &str,
+        optional: Option<bool>,
+        items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>,
+        dir: &Path,
+        what: &str,
+    ) -> anyhow::Result<()> {
+        let data = match Api::<ConfigMap>::namespaced(self.client.clone(), ns)
+            .get_opt(name)
+            .await?
+        {
+            Some(cm) => cm.data.unwrap_or_default(),
+            None if optional == Some(true) => return Ok(()),
+            None => anyhow::bail!("configmap {name:?} of {what} not found"),
+        };
+        match items {
+            Some(items) => {
+                for item in items {
+                    if let Some(value) = data.get(&item.key) {
+                        std::fs::write(dir.join(&item.path), value)?;
+                    }
+                }
+            }
+            None => {
+                for (k, v) in &data {
+                    std::fs::write(dir.join(k), v)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn env_of(
