@@ -87,6 +87,10 @@ pub enum Step {
     /// The restart is applied (now or earlier) and rolling out, with where it stands as the
     /// target reports it. Recorded only when it completes, is stuck, or outlasts the deadline.
     Rolling(Box<TriggerRecord>, Option<String>),
+    /// The target does not exist (yet): a later sync wave, or the same sync, may create it.
+    /// This record (`InProgress`, saying so) is written once the wait outlasts the grace
+    /// period; after the deadline the outcome is `Failed`.
+    Missing(Box<TriggerRecord>),
 }
 
 /// When to look at a target again.
@@ -195,10 +199,13 @@ pub fn decide_target(
             );
         }
         Found::Missing => {
-            return done(
-                TriggerOutcome::Failed,
-                format!("{} {ns}/{} not found", t.kind, t.name),
-            );
+            return only(Step::Missing(record(
+                TriggerOutcome::InProgress,
+                format!(
+                    "{} {ns}/{} not found; waiting for it to be created",
+                    t.kind, t.name
+                ),
+            )));
         }
         Found::Unreadable(e) => return done(TriggerOutcome::Failed, e.to_string()),
         Found::Live {
@@ -210,43 +217,55 @@ pub fn decide_target(
     if let Err(denied) = authorized(policy, nvj, t, live) {
         return done(TriggerOutcome::Denied, denied.to_string());
     }
-    if t.strategy == RestartStrategy::Evict {
-        return evict(nvj, run, obs, live, pods.as_ref(), now);
-    }
-    let kind = kinds::find(t.group(), &t.kind);
-    let stamp = stamp(now);
-    let at = RunStamp {
-        run,
-        now: &stamp,
-        completed: completion_time(nvj),
+    // Created after the run completed (a later sync wave applied it once this run was healthy):
+    // it starts with this run's output, so restarting it would only roll it a second time.
+    let created_after_run = t.action == TriggerAction::Restart && created_after(live, nvj);
+    let applied = if created_after_run {
+        "created after the run completed (not restarted)".to_string()
+    } else {
+        format!("{} applied", t.action)
     };
-    match actions::plan(t, kind, live, &at) {
-        actions::Plan::AlreadyApplied => {}
-        actions::Plan::Wait(why) => return waiting(why.to_string()),
-        actions::Plan::Unsupported(why) => return done(TriggerOutcome::Failed, why.to_string()),
-        actions::Plan::Patch(mut patch) => {
-            // Applies only to the version planned from (409 otherwise): a stale cached copy
-            // can never act twice.
-            patch["metadata"]["resourceVersion"] = json!(live.resource_version());
-            // A sync or refresh is done once requested; a restart once rolled out.
-            let step = if t.action == TriggerAction::Restart {
-                Step::Rolling(
-                    record(
-                        TriggerOutcome::InProgress,
-                        "restart applied; rolling out".into(),
-                    ),
-                    None,
-                )
-            } else {
-                Step::Record(
-                    record(TriggerOutcome::Succeeded, succeeded(t.action)),
-                    Wake::Never,
-                )
-            };
-            return Decision {
-                act: Act::Patch(patch),
-                step,
-            };
+    let kind = kinds::find(t.group(), &t.kind);
+    if !created_after_run {
+        if t.strategy == RestartStrategy::Evict {
+            return evict(nvj, run, obs, live, pods.as_ref(), now);
+        }
+        let stamp = stamp(now);
+        let at = RunStamp {
+            run,
+            now: &stamp,
+            completed: completion_time(nvj),
+        };
+        match actions::plan(t, kind, live, &at) {
+            actions::Plan::AlreadyApplied => {}
+            actions::Plan::Wait(why) => return waiting(why.to_string()),
+            actions::Plan::Unsupported(why) => {
+                return done(TriggerOutcome::Failed, why.to_string());
+            }
+            actions::Plan::Patch(mut patch) => {
+                // Applies only to the version planned from (409 otherwise): a stale cached copy
+                // can never act twice.
+                patch["metadata"]["resourceVersion"] = json!(live.resource_version());
+                // A sync or refresh is done once requested; a restart once rolled out.
+                let step = if t.action == TriggerAction::Restart {
+                    Step::Rolling(
+                        record(
+                            TriggerOutcome::InProgress,
+                            format!("{applied}; rolling out"),
+                        ),
+                        None,
+                    )
+                } else {
+                    Step::Record(
+                        record(TriggerOutcome::Succeeded, succeeded(t.action)),
+                        Wake::Never,
+                    )
+                };
+                return Decision {
+                    act: Act::Patch(patch),
+                    step,
+                };
+            }
         }
     }
     let predictor = match predictor {
@@ -254,8 +273,7 @@ pub fn decide_target(
         Predictor::Read(deployment) => deployment.as_ref(),
         Predictor::Denied(name) => {
             return waiting(format!(
-                "{} applied; this controller may not read KServe's predictor Deployment {ns}/{name} (RBAC), so it cannot tell when the restart has rolled out",
-                t.action
+                "{applied}; this controller may not read KServe's predictor Deployment {ns}/{name} (RBAC), so it cannot tell when it has rolled out"
             ));
         }
     };
@@ -264,15 +282,31 @@ pub fn decide_target(
         return done(TriggerOutcome::Succeeded, succeeded(t.action));
     };
     match (kind.rollout)(live, predictor) {
+        RolloutState::Complete if created_after_run => done(
+            TriggerOutcome::Succeeded,
+            format!("{applied}; rollout complete"),
+        ),
         RolloutState::Complete => done(TriggerOutcome::Succeeded, succeeded(t.action)),
         RolloutState::Rolling => only(Step::Rolling(
             record(
                 TriggerOutcome::InProgress,
-                "restart applied; rolling out".into(),
+                format!("{applied}; rolling out"),
             ),
             (kind.progress)(live, predictor),
         )),
-        RolloutState::Stuck(why) => waiting(format!("{} applied; {why}", t.action)),
+        RolloutState::Stuck(why) => waiting(format!("{applied}; {why}")),
+    }
+}
+
+/// Whether the target was created after the run completed (whole seconds, as both are
+/// stored: one created in the same second may have started before, so it is restarted).
+fn created_after(live: &LiveTarget, nvj: &NotebookValidationJob) -> bool {
+    let created = live
+        .text("/metadata/creationTimestamp")
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    match (created, completion_time(nvj)) {
+        (Some(created), Some(completed)) => created.as_second() > completed.as_second(),
+        _ => false,
     }
 }
 

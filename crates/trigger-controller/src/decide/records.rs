@@ -102,8 +102,15 @@ pub fn plan(
                         .as_ref()
                         .map(|p| format!(": {p}"))
                         .unwrap_or_default();
+                    // What was done ("restart applied", "created after the run ...") stays.
+                    let done = record
+                        .message
+                        .as_deref()
+                        .and_then(|m| m.split_once("; "))
+                        .map_or("restart applied", |(done, _)| done)
+                        .to_string();
                     record.message = Some(format!(
-                        "restart applied; the rollout has not completed in {}{progress}",
+                        "{done}; the rollout has not completed in {}{progress}",
                         in_words(rollout_deadline)
                     ));
                 } else if !said_stuck {
@@ -114,21 +121,47 @@ pub fn plan(
                     follow.push(Follow::Keep);
                     continue;
                 }
-                (record, Wake::OnTargetChange, false)
+                (record, Some(Wake::OnTargetChange), false)
             }
             Step::Record(record, wake) => {
                 let stuck = record.outcome == TriggerOutcome::InProgress;
-                (record.as_ref().clone(), *wake, stuck)
+                (record.as_ref().clone(), Some(*wake), stuck)
+            }
+            Step::Missing(record) if waited >= rollout_deadline => {
+                let mut record = record.as_ref().clone();
+                record.outcome = TriggerOutcome::Failed;
+                record.message = Some(format!(
+                    "{} {}/{} not found (waited {} for it to be created)",
+                    record.kind,
+                    record.namespace,
+                    record.name,
+                    in_words(rollout_deadline)
+                ));
+                (record, Some(Wake::Never), false)
+            }
+            Step::Missing(record) => {
+                // Its creation wakes the NVJ, whatever state it is created in.
+                follow.push(Follow::Watch { every_change: true });
+                soon(resync.min(rollout_deadline.saturating_sub(waited)));
+                let recorded = earlier.is_some_and(|r| r.outcome == record.outcome);
+                if !recorded && waited < GRACE {
+                    pending = true;
+                    soon(GRACE.saturating_sub(waited));
+                    continue;
+                }
+                (record.as_ref().clone(), None, true)
             }
         };
         match wake {
-            Wake::Never => follow.push(Follow::Stop),
+            // Followed and looked at again as arranged above.
+            None => {}
+            Some(Wake::Never) => follow.push(Follow::Stop),
             // An eviction looks at the pods, not the target: its changes need not wake it.
-            Wake::After(after) => {
+            Some(Wake::After(after)) => {
                 follow.push(Follow::Stop);
                 soon(after);
             }
-            Wake::OnTargetChange => {
+            Some(Wake::OnTargetChange) => {
                 let recorded = earlier.is_some_and(|r| r.outcome == record.outcome);
                 // Most waits are over within moments: record only one that lasts.
                 if !recorded && waited < GRACE {

@@ -379,3 +379,104 @@ fn a_malformed_entry_is_a_condition_and_one_warning() {
     }
     assert_eq!(super::invalid(&nvj, &run, &error, at(9)), None, "said once");
 }
+
+/// The target as not found, looked at since `since`.
+fn missing(t: &TriggerTarget, since: Timestamp) -> Observed {
+    Observed {
+        found: Found::Missing,
+        ..live(t, json!({}), since)
+    }
+}
+
+#[test]
+fn a_target_not_created_yet_is_waited_for_until_the_deadline() {
+    let mut nvj = nvj(RESTART);
+    let t = targets(&nvj).1.remove(0);
+    // A later sync wave usually creates it within moments: nothing written, but its creation
+    // wakes the NVJ whatever state it is created in.
+    let (acts, plan) = reconcile(&mut nvj, &[missing(&t, at(1))], at(2));
+    assert_eq!((acts, plan.status), (vec![Act::Nothing], None));
+    assert_eq!(plan.follow, vec![Follow::Watch { every_change: true }]);
+    assert_eq!(plan.requeue, Some(Duration::from_secs(4)), "the grace ends");
+    // Still missing after the grace period: said, without an Event.
+    let (_, plan) = reconcile(&mut nvj, &[missing(&t, at(1))], at(7));
+    let r = only_record(&plan);
+    assert_eq!(
+        (r.outcome, r.message.as_deref()),
+        (
+            TriggerOutcome::InProgress,
+            Some("Deployment ml/model not found; waiting for it to be created")
+        )
+    );
+    assert_eq!(plan.follow, vec![Follow::Watch { every_change: true }]);
+    let (_, plan) = reconcile(&mut nvj, &[missing(&t, at(1))], at(30));
+    assert_eq!(plan.status, None, "nothing new");
+    assert_eq!(plan.requeue, Some(Duration::from_secs(60)));
+    // Never created: Failed at the deadline, with an Event, and not looked at again.
+    let (_, plan) = reconcile(&mut nvj, &[missing(&t, at(1))], at(590));
+    assert_eq!(plan.requeue, Some(Duration::from_secs(11)), "the deadline");
+    let (_, plan) = reconcile(&mut nvj, &[missing(&t, at(1))], at(601));
+    let r = only_record(&plan);
+    assert_eq!(
+        (r.outcome, r.message.as_deref()),
+        (
+            TriggerOutcome::Failed,
+            Some("Deployment ml/model not found (waited 10 minutes for it to be created)")
+        )
+    );
+    assert_eq!(plan.changed.len(), 1, "one Event");
+    assert_eq!(plan.follow, vec![Follow::Stop]);
+    assert!(open_targets(&nvj, "u1/1", &targets(&nvj).1).is_empty());
+}
+
+/// A Deployment created at `created`, rolled out (`updated` of 2) and never restarted.
+fn created(at: Timestamp, updated: i64) -> Value {
+    let mut d = deployment(None, updated, json!({}));
+    d["metadata"]["creationTimestamp"] = json!(at.to_string());
+    d
+}
+
+#[test]
+fn a_target_created_after_the_run_is_not_restarted_and_succeeds_once_rolled_out() {
+    // The run completed at(0); a later sync wave created the model server at(2).
+    let mut nvj = nvj(RESTART);
+    let t = targets(&nvj).1.remove(0);
+    let (acts, plan) = reconcile(&mut nvj, &[missing(&t, at(1))], at(1));
+    assert_eq!((acts, plan.status), (vec![Act::Nothing], None));
+    let (acts, plan) = reconcile(&mut nvj, &[live(&t, created(at(2), 1), at(1))], at(2));
+    assert_eq!(acts, vec![Act::Nothing], "it starts with this run's output");
+    assert_eq!(plan.status, None, "nothing recorded while it rolls out");
+    let (acts, plan) = reconcile(&mut nvj, &[live(&t, created(at(2), 2), at(1))], at(4));
+    assert_eq!(acts, vec![Act::Nothing]);
+    let r = only_record(&plan);
+    assert_eq!(
+        (r.outcome, r.message.as_deref()),
+        (
+            TriggerOutcome::Succeeded,
+            Some("created after the run completed (not restarted); rollout complete")
+        )
+    );
+    // One created before the run completed, or within the same second (it may have started
+    // before): restarted.
+    for when in [at(-30), at(0)] {
+        let mut nvj = self::nvj(RESTART);
+        let (acts, _) = reconcile(&mut nvj, &[live(&t, created(when, 2), at(1))], at(1));
+        assert!(
+            matches!(&acts[0], Act::Patch(_)),
+            "created {when}: {acts:?}"
+        );
+    }
+}
+
+#[test]
+fn a_rollout_of_a_created_target_past_the_deadline_keeps_saying_it_was_not_restarted() {
+    let mut nvj = nvj(RESTART);
+    let t = targets(&nvj).1.remove(0);
+    let (_, plan) = reconcile(&mut nvj, &[live(&t, created(at(2), 1), at(2))], at(603));
+    assert_eq!(
+        only_record(&plan).message.as_deref(),
+        Some(
+            "created after the run completed (not restarted); the rollout has not completed in 10 minutes: 1 of 2 replicas updated, 0 unavailable, 1 old still serving"
+        )
+    );
+}
