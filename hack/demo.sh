@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `just demo`: the train -> validate -> reload flow on this machine, with no cluster needed.
-# Builds (once, cached) the control-plane binaries, the notebook Python environment and our
-# binaries, starts the local control plane if it is not running, plays the demo
-# (e2e/src/demo.rs), and stops everything it started - at the end, on Ctrl-C, or on failure.
+# Builds (once, cached) the control-plane, KServe and Argo CD binaries, the notebook Python
+# environment and our binaries, starts the local control plane if it is not running, plays the
+# demo (e2e/src/demo/), and stops everything it started - at the end, on Ctrl-C, or on failure.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -36,13 +36,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# `--no-kserve`: the demo plays KServe's part, so its manager is not built.
-components=()
+# `--no-kserve`, `--no-argocd`: the demo plays KServe's or Argo CD's part, so it is not built.
+components=(etcd kube-apiserver kube-controller-manager kubectl helm kserve argocd)
 for arg in "$@"; do
-  if [ "$arg" = --no-kserve ]; then components=(etcd kube-apiserver kube-controller-manager kubectl helm); fi
+  case "$arg" in
+    --no-kserve) components=("${components[@]/kserve/}") ;;
+    --no-argocd) components=("${components[@]/argocd/}") ;;
+  esac
 done
-step "Kubernetes and KServe binaries (built from source once - about 12 minutes the first time - then cached in $NBG_BIN_DIR)"
+read -r -a components <<<"${components[*]}"
+step "Kubernetes, KServe and Argo CD binaries (built from source once - about 12 minutes for Kubernetes and KServe, 12 more for Argo CD, the first time - then cached in $NBG_BIN_DIR)"
 "$here/build-binaries.sh" "${components[@]}"
+# The real Argo CD runs redis beside its components.
+case " ${components[*]} " in *" argocd "*) install_missing redis-server:redis-server ;; esac
 
 step "notebook Python environment (papermill, ipykernel, nbformat from PyPI, pinned; once)"
 "$here/python-env.sh" >/dev/null

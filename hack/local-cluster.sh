@@ -195,7 +195,7 @@ cmd_up() {
     --kubeconfig "$state/kube-controller-manager.kubeconfig" \
     --authentication-kubeconfig "$state/kube-controller-manager.kubeconfig" \
     --authorization-kubeconfig "$state/kube-controller-manager.kubeconfig" \
-    --controllers namespace-controller,garbage-collector-controller,deployment-controller,replicaset-controller,job-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,statefulset-controller,daemonset-controller,disruption-controller,persistentvolumeclaim-protection-controller \
+    --controllers namespace-controller,garbage-collector-controller,deployment-controller,replicaset-controller,job-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,statefulset-controller,daemonset-controller,disruption-controller,persistentvolumeclaim-protection-controller,persistentvolume-binder-controller \
     --root-ca-file "$pki/ca.crt" \
     --service-account-private-key-file "$pki/sa.key" \
     --leader-elect=false --secure-port 0 \

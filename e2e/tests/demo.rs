@@ -1,22 +1,13 @@
-//! `just demo`'s scenario as a test, so the README's first command cannot rot: both acts play
-//! out on the local control plane exactly as the demo shows them.
+//! `just demo`'s scenario as tests, so the README's first command cannot rot: the three acts
+//! play out exactly as the demo shows them - with the real Argo CD and KServe on a control
+//! plane of the test's own (Argo CD replaces the shared plane's test-only Application CRD),
+//! and with both played (`--no-argocd --no-kserve`) on the shared one.
 
-use nbg_e2e::demo::{self, DemoConfig, Timeline};
+use nbg_e2e::demo::{self, DemoConfig, DemoSummary, Timeline};
+use nbg_e2e::harness::control_plane::PrivateControlPlane;
 use nbg_e2e::{Cluster, TestNamespace};
 
-#[tokio::test]
-async fn the_demo_plays_both_acts() {
-    let cluster = Cluster::get();
-    let ns = TestNamespace::new(&cluster, "demo").await;
-    let argo = TestNamespace::new(&cluster, "demo-argocd").await;
-    let config = DemoConfig {
-        namespace: ns.name.clone(),
-        argocd_namespace: argo.name.clone(),
-        real_kserve: true,
-    };
-    let summary = demo::run(&cluster, &config, &Timeline::new())
-        .await
-        .expect("the demo runs");
+fn check(summary: &DemoSummary) {
     summary.print();
     assert!(summary.as_promised(), "{summary:#?}");
     assert!(
@@ -25,9 +16,53 @@ async fn the_demo_plays_both_acts() {
         summary.act1_comparison
     );
     assert!(
-        summary.act2_message.contains("KeyError")
-            && summary.act2_message.contains("merchant_category"),
+        summary.act3_message.contains("KeyError")
+            && summary.act3_message.contains("merchant_category"),
         "{}",
-        summary.act2_message
+        summary.act3_message
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve() {
+    let plane = PrivateControlPlane::start("demo-argocd", &[]).expect("control plane");
+    let config = DemoConfig {
+        namespace: "fraud-detection".into(),
+        argocd_namespace: "argocd".into(),
+        real_kserve: true,
+        real_argocd: true,
+    };
+    let summary = demo::run(&plane.cluster, &config, &Timeline::new())
+        .await
+        .expect("the demo runs");
+    check(&summary);
+    assert!(
+        summary
+            .act1_restart
+            .contains("created after the run completed (not restarted)"),
+        "wave 4 held until the run succeeded: {}",
+        summary.act1_restart
+    );
+    assert!(
+        summary.act3_health.contains("KeyError"),
+        "Argo CD shows our message: {}",
+        summary.act3_health
+    );
+}
+
+#[tokio::test]
+async fn the_demo_plays_its_three_acts_without_argo_cd_and_kserve() {
+    let cluster = Cluster::get();
+    let ns = TestNamespace::new(&cluster, "demo").await;
+    let argo = TestNamespace::new(&cluster, "demo-argocd").await;
+    let config = DemoConfig {
+        namespace: ns.name.clone(),
+        argocd_namespace: argo.name.clone(),
+        real_kserve: false,
+        real_argocd: false,
+    };
+    let summary = demo::run(&cluster, &config, &Timeline::new())
+        .await
+        .expect("the demo runs");
+    check(&summary);
 }

@@ -49,13 +49,19 @@ impl TriggerReconciler {
         let waiting_since = self.waiting.wait(key.clone(), nvj_ref.clone(), now);
         let predictor_key = rolls_through(kind, &key);
         if let Some(p) = &predictor_key {
-            self.waiting.wait(p.clone(), nvj_ref, now);
+            self.waiting.wait(p.clone(), nvj_ref.clone(), now);
         }
         let found = self
             .find(nvj, t, &key, kind, predictor_key.clone(), use_cache)
             .await?;
+        // Only succeeded runs are acted on: this read came after the run completed.
+        let run = nvj.run_id().unwrap_or_default();
+        if matches!(found, Found::Missing) {
+            self.waiting.saw_missing(&key, &nvj_ref, &run);
+        }
         Ok(Observed {
             target: t.clone(),
+            seen_missing: self.waiting.seen_missing(&key, &nvj_ref, &run),
             found,
             waiting_since,
             watched: self.targets.watches(&key),

@@ -41,6 +41,10 @@ pub struct WaitIndex {
     /// Targets whose every change wakes their NVJs, not only a settled rollout: one recorded
     /// stuck, whose record must follow it when it moves again.
     every_change: Mutex<HashSet<TargetKey>>,
+    /// (target, NVJ, run) for which a read after the run completed found no target: created
+    /// later, it starts with the run's output. Kept in memory only: after a controller restart
+    /// the target's creationTimestamp decides.
+    seen_missing: Mutex<HashSet<(TargetKey, Nvj, String)>>,
 }
 
 impl WaitIndex {
@@ -52,8 +56,25 @@ impl WaitIndex {
         *m.entry(target).or_default().entry(nvj).or_insert(now)
     }
 
+    /// A read for `nvj`'s succeeded `run` found no `target`.
+    pub fn saw_missing(&self, target: &TargetKey, nvj: &Nvj, run: &str) {
+        if let Ok(mut seen) = self.seen_missing.lock() {
+            seen.insert((target.clone(), nvj.clone(), run.to_string()));
+        }
+    }
+
+    /// Whether a read for `nvj`'s `run` found no `target`.
+    pub fn seen_missing(&self, target: &TargetKey, nvj: &Nvj, run: &str) -> bool {
+        self.seen_missing
+            .lock()
+            .is_ok_and(|seen| seen.contains(&(target.clone(), nvj.clone(), run.to_string())))
+    }
+
     /// `nvj` no longer waits on `target`.
     pub fn done(&self, target: &TargetKey, nvj: &Nvj) {
+        if let Ok(mut seen) = self.seen_missing.lock() {
+            seen.retain(|(t, n, _)| !(t == target && n == nvj));
+        }
         if let Ok(mut m) = self.by_target.lock()
             && let Some(waiting) = m.get_mut(target)
         {
@@ -187,5 +208,18 @@ mod tests {
         assert!(!index.every_change(&key("m-predictor")));
         index.forget(&b);
         assert!(index.is_empty(), "nothing left");
+    }
+
+    #[test]
+    fn a_target_seen_missing_is_remembered_per_run_until_the_nvj_is_done_with_it() {
+        let index = WaitIndex::default();
+        let a = ObjectRef::new("train-a").within("ml");
+        index.wait(key("m"), a.clone(), t(0));
+        index.saw_missing(&key("m"), &a, "u/1");
+        assert!(index.seen_missing(&key("m"), &a, "u/1"));
+        assert!(!index.seen_missing(&key("m"), &a, "u/2"), "another run");
+        assert!(!index.seen_missing(&key("other"), &a, "u/1"));
+        index.done(&key("m"), &a);
+        assert!(!index.seen_missing(&key("m"), &a, "u/1"));
     }
 }

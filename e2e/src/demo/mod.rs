@@ -1,18 +1,22 @@
-//! The train -> validate -> reload scenario of `just demo`, also run as an e2e test
+//! The train -> validate -> reload scenario of `just demo`, also run as e2e tests
 //! (`tests/demo.rs`) so it cannot rot.
 //!
 //! On the local control plane: a git repository with the example's notebooks
 //! (`manifests/examples/notebooks/fraud-detection/`), nvj-validator and trigger-controller as
 //! local processes under their charts' RBAC, the kubelet double running validation pods (real
-//! git, papermill and kernel), and `manifests/examples/fraud-detection/` applied as Argo CD
-//! would. The real KServe manager (Standard mode) serves the model and rolls its predictor
-//! Deployment on the restart; the demo plays Argo CD, and KServe when asked to run without it
-//! (`--no-kserve`), and says so.
+//! git, papermill and kernel), the real Argo CD ([`argocd`]) syncing
+//! `manifests/examples/fraud-detection/` from a second repository, and the real KServe manager
+//! (Standard mode) serving the model and rolling its predictor Deployment on a restart. Without
+//! them (`--no-argocd`, `--no-kserve`) the demo plays their part and says so.
 //!
-//! Act 1: the training notebook runs and matches its golden notebook; Argo CD's health (our
-//! Lua check in Argo CD's sandbox) turns Healthy; trigger-controller restarts the model server
-//! and requests a sync of the Application, once. Act 2: a commit breaks a cell; the NVJ runs
-//! that commit, fails, turns Degraded, and nothing is restarted.
+//! Act 1: Argo CD deploys the example; the training notebook runs and matches its golden
+//! notebook; only then does Argo CD apply the model server (wave 4), which starts with the new
+//! model, so it is not restarted; trigger-controller requests a sync of the Application, once.
+//! Act 2: a commit changes the training; the new run succeeds; the model server is restarted,
+//! once, and rolls. Act 3: a commit breaks a cell; the run fails, turns Degraded, Argo CD's sync
+//! fails, and nothing is restarted.
+
+pub mod argocd;
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -23,14 +27,15 @@ use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome};
+use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome, TriggerRecord};
 use serde_json::{Value, json};
 
 use crate::Cluster;
-use crate::harness::cluster::{dynamic_api, notebook_python, repo_root, workspace_binary};
+use crate::harness::cluster::{notebook_python, repo_root, workspace_binary};
 use crate::harness::controller::{ChartedController, ControllerSpec};
 use crate::harness::git_server::{GitRepo, GitServer};
 use crate::harness::kubelet::{self, KubeletConfig, PodHandling};
+use argocd::ArgoCd;
 use k8s_openapi::api::apps::v1::Deployment;
 
 /// Whether a Deployment has rolled out its current template (observed, every replica updated
@@ -44,28 +49,10 @@ fn rollout_done(d: &Deployment) -> bool {
         && status.replicas.unwrap_or_default() == want
 }
 
-/// Polls `check` every 200 ms until it answers, or `None` after `timeout`.
-async fn wait_for<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// The example's names (manifests/examples/fraud-detection/).
-const NVJ: &str = "train-fraud-model";
-const ISVC: &str = "fraud-model";
-const APP: &str = "fraud-detection";
+pub(crate) const NVJ: &str = "train-fraud-model";
+pub(crate) const ISVC: &str = "fraud-model";
+pub(crate) const APP: &str = "fraud-detection";
 const REPO_URL: &str = "https://git.example.com/ml/fraud-detection.git";
 
 pub struct DemoConfig {
@@ -76,25 +63,40 @@ pub struct DemoConfig {
     /// Run the real KServe manager (Standard mode); without it the demo plays KServe's part
     /// and says so.
     pub real_kserve: bool,
+    /// Run the real Argo CD (its namespace must then be `argocd`); without it the demo plays
+    /// Argo CD's part and says so.
+    pub real_argocd: bool,
 }
 
-/// What the two acts came to.
+/// What the three acts came to.
 #[derive(Debug, Clone, Default)]
 pub struct DemoSummary {
+    /// Whether the real Argo CD ran (else the demo played it).
+    pub real_argocd: bool,
+    pub act1_run: String,
     pub act1_phase: String,
     pub act1_cells: String,
     pub act1_comparison: String,
     pub act1_health: String,
-    pub act1_run: String,
-    /// The run named on the InferenceService's restart annotation.
-    pub restarted_by_run: Option<String>,
-    /// The run named in the sync operation requested on the Application.
-    pub synced_by_run: Option<String>,
+    /// trigger-controller's record of the restart for the first run.
+    pub act1_restart: String,
+    /// Whether the model server first appeared once the first run had succeeded (wave 4 held).
+    pub act1_server_after_run: bool,
+    pub act2_run: String,
     pub act2_phase: String,
-    pub act2_message: String,
     pub act2_health: String,
+    /// The run named on the InferenceService's restart annotation after act 2.
+    pub restarted_by_run: Option<String>,
+    pub act2_restart: String,
+    /// Runs whose sync trigger-controller requested and Argo CD carried out, in order.
+    pub synced_runs: Vec<String>,
+    pub act3_phase: String,
+    pub act3_message: String,
+    pub act3_health: String,
+    /// Argo CD's last operation after act 3: phase and message.
+    pub act3_sync: String,
     /// Whether anything was restarted or synced for the failed run.
-    pub act2_acted: bool,
+    pub act3_acted: bool,
 }
 
 /// Prints the timeline: seconds since the start, who, what.
@@ -127,8 +129,9 @@ impl Default for Timeline {
     }
 }
 
-/// The health Argo CD would assign the NVJ, from the project's check in Argo CD's Lua sandbox.
-pub fn argocd_health(nvj: &NotebookValidationJob) -> String {
+/// The health Argo CD gives the NVJ by our check, evaluated in Argo CD's Lua sandbox (the
+/// demo playing Argo CD; the real one reports its own).
+pub fn sandbox_health(nvj: &NotebookValidationJob) -> String {
     let Some(check) = nbg_argocd_health::check_for(nbg_core::nvj::GROUP, "NotebookValidationJob")
     else {
         return "unknown (no health check)".into();
@@ -154,20 +157,41 @@ fn notebooks_dir() -> PathBuf {
     repo_root().join("manifests/examples/notebooks/fraud-detection")
 }
 
-/// The example's training notebook with the feature cell reading a column that the data does
-/// not have: the kind of change that breaks a training run.
+/// Replaces `from` by `to` in code cell `cell` of notebook `text`.
+fn edit_cell(text: &str, cell: usize, from: &str, to: &str) -> anyhow::Result<String> {
+    let mut nb: Value = serde_json::from_str(text)?;
+    let source = nb
+        .pointer_mut(&format!("/cells/{cell}/source"))
+        .with_context(|| format!("the training notebook has no cell {cell}"))?;
+    let text = source.as_str().unwrap_or_default().to_string();
+    anyhow::ensure!(
+        text.contains(from),
+        "cell {cell} no longer contains {from:?}"
+    );
+    *source = Value::String(text.replace(from, to));
+    Ok(serde_json::to_string_pretty(&nb)?)
+}
+
+/// The example's training notebook saving the model with its test accuracy: a change to what
+/// the model server loads, with the same outputs, so it still matches its golden notebook.
+fn retrained_notebook() -> anyhow::Result<String> {
+    edit_cell(
+        &std::fs::read_to_string(notebooks_dir().join("train.ipynb"))?,
+        5,
+        "\"bias\"]}",
+        "\"bias\"], \"accuracy\": accuracy}",
+    )
+}
+
+/// The retrained notebook with the feature cell reading a column that the data does not have:
+/// the kind of change that breaks a training run.
 fn broken_notebook() -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(notebooks_dir().join("train.ipynb"))?;
-    let mut nb: Value = serde_json::from_str(&text)?;
-    let cell = nb
-        .pointer_mut("/cells/2/source")
-        .context("the training notebook has no third cell")?;
-    let source = cell.as_str().unwrap_or_default().replace(
+    edit_cell(
+        &retrained_notebook()?,
+        2,
         "1.0 if r[\"foreign\"] else 0.0, 1.0]",
         "1.0 if r[\"foreign\"] else 0.0, r[\"merchant_category\"], 1.0]",
-    );
-    *cell = Value::String(source);
-    Ok(serde_json::to_string_pretty(&nb)?)
+    )
 }
 
 /// Watches the NVJ, the InferenceService and the Application and tells what changes.
@@ -177,11 +201,21 @@ struct Observer {
     cells_told: usize,
     comparison_told: bool,
     triggers_told: BTreeMap<String, String>,
+    /// The run told already: its phase and cells are not told again.
+    told_run: Option<String>,
+    /// Who tells Argo CD's view: "Argo CD", or "Argo CD (demo)" when the demo plays it.
+    argocd_label: &'static str,
 }
 
 impl Observer {
-    fn new() -> Self {
+    fn new(real_argocd: bool) -> Self {
         Self {
+            argocd_label: if real_argocd {
+                "Argo CD"
+            } else {
+                "Argo CD (demo)"
+            },
+            told_run: None,
             last_phase: None,
             last_health: None,
             cells_told: 0,
@@ -190,13 +224,14 @@ impl Observer {
         }
     }
 
-    fn tell(&mut self, t: &Timeline, nvj: &NotebookValidationJob) {
+    fn tell(&mut self, t: &Timeline, nvj: &NotebookValidationJob, health: &str) {
         let status = nvj.status.clone().unwrap_or_default();
         let phase = status
             .phase
             .map(|p| format!("{p:?}"))
             .unwrap_or_else(|| "(none yet)".into());
-        let observed = status.observed_generation == nvj.metadata.generation;
+        let observed = status.observed_generation == nvj.metadata.generation
+            && (self.told_run.is_none() || nvj.run_id() != self.told_run);
         if observed && self.last_phase.as_deref() != Some(phase.as_str()) {
             let message = status.message.clone().unwrap_or_default();
             t.say(
@@ -245,10 +280,9 @@ impl Observer {
             );
             self.comparison_told = true;
         }
-        let health = argocd_health(nvj);
-        if self.last_health.as_deref() != Some(health.as_str()) {
-            t.say("Argo CD health", &health);
-            self.last_health = Some(health);
+        if self.last_health.as_deref() != Some(health) {
+            t.say(self.argocd_label, format!("NVJ health {health}"));
+            self.last_health = Some(health.to_string());
         }
         for r in &status.triggers {
             let key = format!("{} {} {}/{}", r.action, r.kind, r.namespace, r.name);
@@ -260,14 +294,182 @@ impl Observer {
         }
     }
 
-    fn new_run(&mut self) {
+    fn new_run(&mut self, told: Option<String>) {
+        self.told_run = told;
         self.last_phase = None;
         self.cells_told = 0;
         self.comparison_told = false;
     }
 }
 
-/// Runs both acts; every process it starts stops when the returned future is dropped.
+/// Polls until `done` says the act is over, telling what happens meanwhile: the NVJ, Argo CD,
+/// the model server and KServe's rollout.
+struct Stage<'a> {
+    cluster: &'a Cluster,
+    t: &'a Timeline,
+    nvjs: Api<NotebookValidationJob>,
+    isvcs: Api<DynamicObject>,
+    deployments: Api<Deployment>,
+    argocd: ArgoCd,
+    observer: Observer,
+    real_kserve: bool,
+    /// The restart marker last told, and the one whose rollout is being followed.
+    marker_told: Option<String>,
+    rolling: Option<String>,
+    copy_told: bool,
+    isvc_told: bool,
+    /// Whether the model server first appeared once the run had succeeded.
+    isvc_after_success: bool,
+    logs: String,
+}
+
+/// What one look found.
+struct Look {
+    nvj: Option<NotebookValidationJob>,
+    isvc: Option<DynamicObject>,
+}
+
+impl Stage<'_> {
+    async fn look(&mut self) -> anyhow::Result<Look> {
+        let t = self.t;
+        // Until Argo CD applies wave 3 there is no NVJ.
+        let nvj = self.nvjs.get_opt(NVJ).await?;
+        if let Some(nvj) = &nvj {
+            let health = self.argocd.nvj_health(nvj).await?;
+            self.observer.tell(t, nvj, &health);
+        }
+        self.argocd.tick(self.cluster, nvj.as_ref(), t).await?;
+        let isvc = self.isvcs.get_opt(ISVC).await?;
+        let predictor = format!("{ISVC}-predictor");
+        if let Some(isvc) = &isvc {
+            if !self.isvc_told {
+                let created = isvc
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|c| c.0.to_string())
+                    .unwrap_or_default();
+                t.say(
+                    "model server",
+                    format!("InferenceService {ISVC} created at {created}"),
+                );
+                self.isvc_told = true;
+                self.isvc_after_success = nvj
+                    .as_ref()
+                    .is_some_and(|n| n.current_phase() == Some(nbg_core::nvj::Phase::Succeeded));
+                if !self.real_kserve {
+                    play_kserve(&self.isvcs, "fraud-model-predictor-00001").await?;
+                    t.say(
+                        "KServe (demo)",
+                        "fraud-model serves revision fraud-model-predictor-00001",
+                    );
+                }
+            }
+            let marker = isvc.annotations().get("mlops.dev/restarted-at").cloned();
+            if marker.is_some() && marker != self.marker_told {
+                let m = marker.clone().unwrap_or_default();
+                t.say(
+                    "model server",
+                    format!("InferenceService {ISVC} annotated mlops.dev/restarted-at={m:?}"),
+                );
+                self.marker_told = marker.clone();
+                if self.real_kserve {
+                    self.rolling = marker;
+                    self.copy_told = false;
+                } else {
+                    play_kserve(&self.isvcs, "fraud-model-predictor-00002").await?;
+                    t.say("KServe (demo)", "copies the annotation into the predictor's pod template: a new revision rolled out and Ready");
+                }
+            }
+        }
+        // The real KServe: its own rollout of the predictor Deployment, as it happens.
+        if let Some(marker) = self.rolling.clone()
+            && let Some(d) = self.deployments.get_opt(&predictor).await?
+        {
+            let carries = d
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get("mlops.dev/restarted-at"))
+                == Some(&marker);
+            let status = d.status.clone().unwrap_or_default();
+            if carries && !self.copy_told {
+                t.say("KServe", format!("copies the restart into Deployment {predictor}'s pod template (generation {}): rolling out a new ReplicaSet", d.metadata.generation.unwrap_or_default()));
+                self.copy_told = true;
+            }
+            if carries
+                && rollout_done(&d)
+                && isvc.as_ref().is_some_and(crate::harness::kserve::is_ready)
+            {
+                t.say("KServe", format!("Deployment {predictor} rolled out: {} of {} replicas updated and available, the old ReplicaSet scaled to 0; {ISVC} Ready", status.updated_replicas.unwrap_or_default(), status.replicas.unwrap_or_default()));
+                self.rolling = None;
+            }
+        }
+        Ok(Look { nvj, isvc })
+    }
+
+    /// Looks every 250 ms until `done` returns a value, for at most 5 minutes.
+    async fn until<T>(
+        &mut self,
+        act: &str,
+        mut done: impl FnMut(&Self, &NotebookValidationJob, &Look) -> Option<T>,
+    ) -> anyhow::Result<T> {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let look = self.look().await?;
+            if let Some(nvj) = &look.nvj
+                && let Some(v) = done(self, nvj, &look)
+            {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                let status = look.nvj.and_then(|n| n.status).unwrap_or_default();
+                bail!(
+                    "{act} did not finish within 5 minutes: the NVJ is {:?} ({:?}), Argo CD's last operation {:?} (logs: {})",
+                    status.phase,
+                    status.message,
+                    self.argocd.last_operation,
+                    self.logs
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// KServe, played without it: the model server serves `revision`, Ready.
+async fn play_kserve(isvcs: &Api<DynamicObject>, revision: &str) -> kube::Result<DynamicObject> {
+    let status = json!({"status": {"observedGeneration": 1, "url": format!("http://{ISVC}.example.com"),
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "components": {"predictor": {"latestCreatedRevision": revision, "latestReadyRevision": revision}}}});
+    isvcs
+        .patch_status(ISVC, &PatchParams::default(), &Patch::Merge(status))
+        .await
+}
+
+/// This run's record of `action`, if final (not `InProgress`).
+fn final_record(nvj: &NotebookValidationJob, run: &str, action: &str) -> Option<TriggerRecord> {
+    nvj.status
+        .as_ref()?
+        .triggers
+        .iter()
+        .find(|r| r.run == run && r.action == action && r.outcome != TriggerOutcome::InProgress)
+        .cloned()
+}
+
+/// `Succeeded: message` of a record.
+fn said(r: &TriggerRecord) -> String {
+    format!("{:?}: {}", r.outcome, r.message.clone().unwrap_or_default())
+}
+
+/// Whether the NVJ's status is of its current generation and its run ended.
+fn ended(nvj: &NotebookValidationJob) -> bool {
+    nvj.status.as_ref().and_then(|s| s.observed_generation) == nvj.metadata.generation
+        && nvj.current_phase().is_some_and(|p| p.is_terminal())
+}
+
+/// Runs the three acts; every process it starts stops when the returned future is dropped.
 pub async fn run(
     cluster: &Cluster,
     config: &DemoConfig,
@@ -276,11 +478,26 @@ pub async fn run(
     let client = cluster.client().await;
     let ns = config.namespace.as_str();
     let argo_ns = config.argocd_namespace.as_str();
-    let mut summary = DemoSummary::default();
+    let mut summary = DemoSummary {
+        real_argocd: config.real_argocd,
+        ..DemoSummary::default()
+    };
 
     t.heading("Setting the stage");
     ensure_namespace(&client, ns).await?;
     ensure_namespace(&client, argo_ns).await?;
+    // An Application an earlier demo left would sync as soon as Argo CD starts.
+    let _ = cluster.kubectl(
+        &[
+            "delete",
+            "applications.argoproj.io",
+            APP,
+            "-n",
+            argo_ns,
+            "--ignore-not-found",
+        ],
+        None,
+    );
     let git = GitServer::start(&repo_root().join(format!("target/demo-git/{ns}")), None).await;
     let repo = GitRepo::create(&git, "fraud-detection");
     let read = |f: &str| std::fs::read_to_string(notebooks_dir().join(f));
@@ -310,6 +527,10 @@ pub async fn run(
             ..KubeletConfig::for_test(&[ns], PodHandling::RunCommands)
         },
     );
+    t.say(
+        "kubelet double",
+        "runs validation pods as local processes (real git, papermill and Jupyter kernel)",
+    );
     let _kserve = if config.real_kserve {
         let kserve = crate::harness::kserve::KServe::start(cluster)
             .context("starting the KServe manager (hack/build-binaries.sh kserve builds it; --no-kserve plays its part instead)")?;
@@ -328,10 +549,10 @@ pub async fn run(
         );
         None
     };
-    t.say(
-        "kubelet double",
-        "runs validation pods as local processes (real git, papermill and Jupyter kernel)",
-    );
+    let argocd = ArgoCd::start(cluster, &client, ns, argo_ns, config.real_argocd, &git, t)?;
+    if argocd.is_real() {
+        provide_volume(cluster, ns, t)?;
+    }
     let python = notebook_python();
     let validator = ChartedController::start(
         cluster,
@@ -378,215 +599,64 @@ pub async fn run(
             triggers.process.log.display()
         ),
     );
-
-    // Argo CD (played here): the Application, and the example applied as it syncs it, with its
-    // tracking annotation on every object.
-    let apps = dynamic_api(&client, argo_ns, "argoproj.io", "v1alpha1", "Application");
-    let app_text = std::fs::read_to_string(
-        repo_root().join("manifests/examples/fraud-detection-application.yaml"),
-    )?;
-    let mut app: Value = serde_saphyr::from_str(&app_text).context("the example Application")?;
-    app["metadata"]["namespace"] = json!(argo_ns);
-    app["spec"]["destination"]["namespace"] = json!(ns);
-    let resources = json!([
-        {"version": "v1", "kind": "PersistentVolumeClaim", "namespace": ns, "name": "fraud-models"},
-        {"group": "mlops.mlops.dev", "version": "v1alpha1", "kind": "NotebookValidationJob", "namespace": ns, "name": NVJ},
-        {"group": "serving.kserve.io", "version": "v1beta1", "kind": "InferenceService", "namespace": ns, "name": ISVC}
-    ]);
-    app["status"] = json!({"sync": {"status": "Synced", "revision": first}, "health": {"status": "Progressing"},
-        "resources": resources, "operationState": {"phase": "Succeeded", "operation": {"sync": {"revision": first}}}});
-    let _ = apps.delete(APP, &Default::default()).await;
-    let app_obj: DynamicObject = serde_json::from_value(app)?;
-    apps.patch(
-        APP,
-        &PatchParams::apply("argocd-application-controller").force(),
-        &Patch::Apply(&app_obj),
-    )
-    .await
-    .context("creating the Application")?;
-    let dir = repo_root().join("manifests/examples/fraud-detection");
-    let mut manifests = String::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    for f in &files {
-        let mut doc: Value = serde_saphyr::from_str(&std::fs::read_to_string(f)?)
-            .with_context(|| format!("{}", f.display()))?;
-        let (group, kind, name) = (
-            doc["apiVersion"]
-                .as_str()
-                .unwrap_or_default()
-                .rsplit_once('/')
-                .map(|(g, _)| g.to_string())
-                .unwrap_or_default(),
-            doc["kind"].as_str().unwrap_or_default().to_string(),
-            doc["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        );
-        doc["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"] =
-            json!(format!("{APP}:{group}/{kind}:{ns}/{name}"));
-        // The example names Argo CD's usual namespace; a run elsewhere (the e2e test) renames it.
-        if let Some(trigger) =
-            doc.pointer_mut("/metadata/annotations/mlops.dev~1on-success-trigger")
-            && let Some(text) = trigger.as_str()
-        {
-            *trigger = json!(text.replace("namespace: argocd", &format!("namespace: {argo_ns}")));
-        }
-        manifests.push_str("---\n");
-        manifests.push_str(&serde_json::to_string(&doc)?);
-        manifests.push('\n');
+    let mut logs = format!(
+        "{}, {}",
+        validator.process.log.display(),
+        triggers.process.log.display()
+    );
+    if let argocd::Mode::Real { argocd, .. } = &argocd.mode {
+        logs.push_str(&format!(", {}", argocd.controller.log.display()));
     }
-    let (ok, out, err) = cluster.kubectl(&["apply", "-n", ns, "-f", "-"], Some(&manifests));
-    if !ok {
-        bail!("applying manifests/examples/fraud-detection failed: {err}");
-    }
-    for line in out.lines() {
-        t.say("Argo CD (demo)", format!("sync: {line}"));
-    }
-    let isvcs = crate::harness::kserve::inference_services(&client, ns);
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let predictor = format!("{ISVC}-predictor");
-    // KServe, played without it: the model server serves `revision`, Ready.
-    let play_kserve = |revision: &'static str| {
-        let status = json!({"status": {"observedGeneration": 1, "url": format!("http://{ISVC}.{ns}.example.com"),
-            "conditions": [{"type": "Ready", "status": "True"}],
-            "components": {"predictor": {"latestCreatedRevision": revision, "latestReadyRevision": revision}}}});
-        let isvcs = isvcs.clone();
-        async move {
-            isvcs
-                .patch_status(ISVC, &PatchParams::default(), &Patch::Merge(status))
-                .await
-        }
+    let mut stage = Stage {
+        cluster,
+        t,
+        nvjs: Api::namespaced(client.clone(), ns),
+        isvcs: crate::harness::kserve::inference_services(&client, ns),
+        deployments: Api::namespaced(client.clone(), ns),
+        argocd,
+        observer: Observer::new(config.real_argocd),
+        real_kserve: config.real_kserve,
+        marker_told: None,
+        rolling: None,
+        copy_told: false,
+        isvc_told: false,
+        isvc_after_success: false,
+        logs,
     };
-    if config.real_kserve {
-        let served = wait_for(Duration::from_secs(90), || async {
-            let d = deployments.get_opt(&predictor).await.ok().flatten()?;
-            let isvc = isvcs.get(ISVC).await.ok()?;
-            (rollout_done(&d) && crate::harness::kserve::is_ready(&isvc)).then_some(d)
-        })
-        .await
-        .context("KServe did not serve the model within 90 s")?;
-        t.say(
-            "KServe",
-            format!(
-                "{ISVC} Ready: Deployment {predictor} (generation {}) has its pod Ready",
-                served.metadata.generation.unwrap_or_default()
-            ),
-        );
-    } else {
-        play_kserve("fraud-model-predictor-00001").await?;
-        t.say(
-            "KServe (demo)",
-            "fraud-model serves revision fraud-model-predictor-00001",
-        );
-    }
 
     // Act 1.
-    t.heading(
-        "Act 1: the notebook trains a model; its validation succeeds; the model server reloads",
-    );
-    let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), ns);
-    let mut observer = Observer::new();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut kserve_rolled = false;
-    // The real KServe's rollout for this restart marker, while it is being told.
-    let mut kserve_rolling: Option<String> = None;
-    let mut kserve_told_copy = false;
-    let mut argo_synced = false;
-    let nvj = loop {
-        let nvj = nvjs.get(NVJ).await?;
-        observer.tell(t, &nvj);
-        let run = nvj.run_id().unwrap_or_default();
-        let isvc = isvcs.get(ISVC).await?;
-        if !kserve_rolled && let Some(marker) = isvc.annotations().get("mlops.dev/restarted-at") {
-            t.say(
-                "model server",
-                format!("InferenceService {ISVC} annotated mlops.dev/restarted-at={marker:?}"),
-            );
-            summary.restarted_by_run = marker.split(' ').next().map(str::to_string);
-            if config.real_kserve {
-                kserve_rolling = Some(marker.clone());
-            } else {
-                play_kserve("fraud-model-predictor-00002").await?;
-                t.say("KServe (demo)", "copies the annotation into the predictor's pod template: revision fraud-model-predictor-00002 rolled out and Ready");
+    t.heading("Act 1: Argo CD deploys the example; the notebook trains a model; only once its validation succeeds does the model server start");
+    stage.argocd.deploy(cluster, t).await?;
+    let nvj = stage
+        .until("act 1", |s, nvj, look| {
+            if nvj.current_phase() == Some(nbg_core::nvj::Phase::Failed) {
+                return Some(nvj.clone());
             }
-            kserve_rolled = true;
-        }
-        // The real KServe: its own rollout of the predictor Deployment, as it happens.
-        if let Some(marker) = kserve_rolling.clone()
-            && let Some(d) = deployments.get_opt(&predictor).await?
-        {
-            let carries = d
-                .spec
+            let run = nvj.run_id()?;
+            let restart = final_record(nvj, &run, "restart")?;
+            final_record(nvj, &run, "sync")?;
+            let served = look
+                .isvc
                 .as_ref()
-                .and_then(|s| s.template.metadata.as_ref())
-                .and_then(|m| m.annotations.as_ref())
-                .and_then(|a| a.get("mlops.dev/restarted-at"))
-                == Some(&marker);
-            let status = d.status.clone().unwrap_or_default();
-            if carries && !kserve_told_copy {
-                t.say("KServe", format!("copies the restart into Deployment {predictor}'s pod template (generation {}): rolling out a new ReplicaSet", d.metadata.generation.unwrap_or_default()));
-                kserve_told_copy = true;
-            }
-            if carries
-                && rollout_done(&d)
-                && crate::harness::kserve::is_ready(&isvcs.get(ISVC).await?)
-            {
-                t.say("KServe", format!("Deployment {predictor} rolled out: {} of {} replicas updated and available, the old ReplicaSet scaled to 0; {ISVC} Ready", status.updated_replicas.unwrap_or_default(), status.replicas.unwrap_or_default()));
-                kserve_rolling = None;
-            }
-        }
-        let app = apps.get(APP).await?;
-        if !argo_synced
-            && let Some(op) = app.data.get("operation").filter(|o| !o.is_null()).cloned()
-        {
-            let by = op
-                .pointer("/initiatedBy/username")
-                .and_then(Value::as_str)
-                .unwrap_or("?");
-            let run_info = op
-                .pointer("/info/0/value")
-                .and_then(Value::as_str)
-                .unwrap_or("?");
-            t.say("Argo CD (demo)", format!("sync operation requested on Application {argo_ns}/{APP} by {by} for run {run_info}"));
-            summary.synced_by_run = Some(run_info.to_string());
-            apps.patch(APP, &PatchParams::default(), &Patch::Merge(json!({"operation": null,
-                "status": {"operationState": {"phase": "Succeeded", "operation": op, "message": "successfully synced"}}})))
-                .await?;
-            t.say("Argo CD (demo)", "sync finished");
-            argo_synced = true;
-        }
-        let status = nvj.status.clone().unwrap_or_default();
-        let final_triggers = status.triggers.len() == 2
-            && status
-                .triggers
-                .iter()
-                .all(|r| r.run == run && r.outcome != TriggerOutcome::InProgress);
-        if nvj.current_phase().is_some_and(|p| p.is_terminal()) && final_triggers {
-            break nvj;
-        }
-        if nvj.current_phase() == Some(nbg_core::nvj::Phase::Failed) {
-            bail!(
-                "act 1: the validation failed: {:?} (validator log {})",
-                status.message,
-                validator.process.log.display()
-            );
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "act 1 did not finish within 5 minutes (logs: {}, {})",
-                validator.process.log.display(),
-                triggers.process.log.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+                .is_some_and(crate::harness::kserve::is_ready);
+            (ended(nvj)
+                && restart.outcome == TriggerOutcome::Succeeded
+                && s.argocd.synced_runs.contains(&run)
+                && served
+                && s.rolling.is_none())
+            .then(|| nvj.clone())
+        })
+        .await?;
     let status = nvj.status.clone().unwrap_or_default();
-    summary.act1_run = nvj.run_id().unwrap_or_default();
+    if nvj.current_phase() == Some(nbg_core::nvj::Phase::Failed) {
+        bail!(
+            "act 1: the validation failed: {:?} (logs: {})",
+            status.message,
+            stage.logs
+        );
+    }
+    let run1 = nvj.run_id().unwrap_or_default();
+    summary.act1_run = run1.clone();
     summary.act1_phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
     let ok_cells = status
         .results
@@ -606,80 +676,136 @@ pub async fn run(
             )
         })
         .unwrap_or_else(|| "none".into());
-    summary.act1_health = argocd_health(&nvj);
+    summary.act1_health = stage.argocd.nvj_health(&nvj).await?;
+    summary.act1_restart = final_record(&nvj, &run1, "restart")
+        .map(|r| said(&r))
+        .unwrap_or_default();
+    summary.act1_server_after_run = stage.isvc_after_success;
 
     // Act 2.
-    t.heading(
-        "Act 2: a commit breaks a cell; the run fails, turns Degraded, and nothing is restarted",
-    );
+    t.heading("Act 2: a commit changes the training; the new run succeeds; the model server reloads, once");
     let second = repo.commit(
+        &[("notebooks/train.ipynb", retrained_notebook()?)],
+        "Save the model with its test accuracy",
+    );
+    t.say(
+        "git",
+        format!(
+            "commit {} of fraud-detection: notebooks/train.ipynb saves the model with its accuracy",
+            &second[..8]
+        ),
+    );
+    stage.observer.new_run(Some(run1.clone()));
+    stage
+        .argocd
+        .pin_notebook(&stage.nvjs.clone(), &second, t)
+        .await?;
+    let nvj = stage
+        .until("act 2", |s, nvj, _| {
+            let run = nvj.run_id()?;
+            if run == run1 || !ended(nvj) {
+                return None;
+            }
+            if nvj.current_phase() == Some(nbg_core::nvj::Phase::Failed) {
+                return Some(nvj.clone());
+            }
+            let restart = final_record(nvj, &run, "restart")?;
+            final_record(nvj, &run, "sync")?;
+            (restart.outcome != TriggerOutcome::InProgress
+                && s.argocd.synced_runs.contains(&run)
+                && s.rolling.is_none())
+            .then(|| nvj.clone())
+        })
+        .await?;
+    let status = nvj.status.clone().unwrap_or_default();
+    let run2 = nvj.run_id().unwrap_or_default();
+    summary.act2_run = run2.clone();
+    summary.act2_phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
+    if nvj.current_phase() == Some(nbg_core::nvj::Phase::Failed) {
+        bail!(
+            "act 2: the validation failed: {:?} (logs: {})",
+            status.message,
+            stage.logs
+        );
+    }
+    summary.act2_health = stage.argocd.nvj_health(&nvj).await?;
+    summary.act2_restart = final_record(&nvj, &run2, "restart")
+        .map(|r| said(&r))
+        .unwrap_or_default();
+    let restarted_by = |isvc: &DynamicObject| {
+        isvc.annotations()
+            .get("mlops.dev/restarted-at")
+            .and_then(|m| m.split(' ').next().map(str::to_string))
+    };
+    summary.restarted_by_run = restarted_by(&stage.isvcs.get(ISVC).await?);
+
+    // Act 3.
+    t.heading(
+        "Act 3: a commit breaks a cell; the run fails, turns Degraded, and nothing is restarted",
+    );
+    let third = repo.commit(
         &[("notebooks/train.ipynb", broken_notebook()?)],
         "Use the merchant category as a feature",
     );
     t.say(
         "git",
         format!(
-            "commit {}: notebooks/train.ipynb now reads r[\"merchant_category\"]",
-            &second[..8]
+            "commit {} of fraud-detection: notebooks/train.ipynb now reads r[\"merchant_category\"]",
+            &third[..8]
         ),
     );
-    nvjs.patch(
-        NVJ,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"notebook": {"git": {"ref": second}}, "goldenNotebook": {"git": {"ref": first}}}})),
-    )
-    .await?;
-    t.say(
-        "Argo CD (demo)",
-        format!(
-            "sync: the NVJ now runs commit {} (a new generation, a new run)",
-            &second[..8]
-        ),
-    );
-    observer.new_run();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let failed = loop {
-        let nvj = nvjs.get(NVJ).await?;
-        observer.tell(t, &nvj);
-        let observed =
-            nvj.status.as_ref().and_then(|s| s.observed_generation) == nvj.metadata.generation;
-        if observed && nvj.current_phase().is_some_and(|p| p.is_terminal()) {
-            break nvj;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "act 2 did not finish within 5 minutes (log {})",
-                validator.process.log.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    stage.observer.new_run(Some(run2.clone()));
+    stage
+        .argocd
+        .pin_notebook(&stage.nvjs.clone(), &third, t)
+        .await?;
+    let real = stage.argocd.is_real();
+    let failed = stage
+        .until("act 3", |s, nvj, _| {
+            let run = nvj.run_id()?;
+            if run == run2 || !ended(nvj) {
+                return None;
+            }
+            // The real Argo CD's sync, which waited for the NVJ's health, failed (it retries
+            // with back-off, as its default retry policy says).
+            let sync_failed = !real
+                || s.argocd
+                    .last_operation
+                    .as_ref()
+                    .is_some_and(|(phase, message)| {
+                        ["Failed", "Error"].contains(&phase.as_str())
+                            || message.contains("completed unsuccessfully")
+                    });
+            sync_failed.then(|| nvj.clone())
+        })
+        .await?;
     // Give trigger-controller every chance to (wrongly) act on the failed run.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    let quiet = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < quiet {
+        stage.look().await?;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let failed = stage.nvjs.get(&failed.name_any()).await?;
     let status = failed.status.clone().unwrap_or_default();
-    summary.act2_phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
-    summary.act2_message = status.message.clone().unwrap_or_default();
-    summary.act2_health = argocd_health(&failed);
-    let isvc = isvcs.get(ISVC).await?;
-    let marker_run = isvc
-        .annotations()
-        .get("mlops.dev/restarted-at")
-        .and_then(|m| m.split(' ').next().map(str::to_string));
-    let app = apps.get(APP).await?;
-    let new_operation = app.data.get("operation").is_some_and(|o| !o.is_null());
+    summary.act3_phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
+    summary.act3_message = status.message.clone().unwrap_or_default();
+    summary.act3_health = stage.argocd.nvj_health(&failed).await?;
+    summary.act3_sync = match (&stage.argocd.last_operation, real) {
+        (Some((phase, message)), true) => format!("{phase}: {message}"),
+        _ => "(played: the demo does not hold waves)".into(),
+    };
     let failed_run = failed.run_id().unwrap_or_default();
     let records_for_failed = status.triggers.iter().any(|r| r.run == failed_run);
-    summary.act2_acted =
-        marker_run != summary.restarted_by_run || new_operation || records_for_failed;
+    summary.synced_runs = stage.argocd.synced_runs.clone();
+    summary.act3_acted = restarted_by(&stage.isvcs.get(ISVC).await?) != summary.restarted_by_run
+        || summary.synced_runs.contains(&failed_run)
+        || records_for_failed;
     t.say(
         "model server",
-        if summary.act2_acted {
+        if summary.act3_acted {
             "was acted on for the failed run".to_string()
         } else {
-            format!(
-                "untouched: still restarted by run {} only; no sync requested",
-                summary.act1_run
-            )
+            format!("untouched: still restarted by run {run2} only; no sync requested")
         },
     );
     drop(triggers);
@@ -687,41 +813,102 @@ pub async fn run(
     Ok(summary)
 }
 
+/// The real Argo CD waits for the example's claim to be Bound (its health); the local control
+/// plane has no storage provisioner, so the demo provides the volume one would.
+fn provide_volume(cluster: &Cluster, ns: &str, t: &Timeline) -> anyhow::Result<()> {
+    let name = format!("{ns}-fraud-models");
+    let dir = repo_root().join(format!("target/demo-volumes/{name}"));
+    std::fs::create_dir_all(&dir)?;
+    // The API server refuses a path with `..`.
+    let dir = dir.canonicalize()?;
+    // One an earlier demo bound keeps that claim's uid: replaced.
+    let _ = cluster.kubectl(
+        &["delete", "pv", &name, "--ignore-not-found", "--wait=false"],
+        None,
+    );
+    let pv = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+        "spec": {"capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "persistentVolumeReclaimPolicy": "Retain",
+                 "claimRef": {"namespace": ns, "name": "fraud-models"},
+                 "hostPath": {"path": dir.display().to_string()}}});
+    cluster.kubectl_ok(&["apply", "-f", "-"], Some(&pv.to_string()))?;
+    t.say(
+        "storage",
+        format!("PersistentVolume {name} for claim {ns}/fraud-models (what a cluster's provisioner would make)"),
+    );
+    Ok(())
+}
+
 impl DemoSummary {
-    /// Whether the two acts played out as the demo promises.
+    /// Whether the three acts played out as the demo promises.
     pub fn as_promised(&self) -> bool {
+        let runs_synced = self.synced_runs == [self.act1_run.clone(), self.act2_run.clone()];
         self.act1_phase == "Succeeded"
             && self.act1_health.starts_with("Healthy")
-            && self.restarted_by_run.as_deref() == Some(self.act1_run.as_str())
-            && self.synced_by_run.as_deref() == Some(self.act1_run.as_str())
-            && self.act2_phase == "Failed"
-            && self.act2_health.starts_with("Degraded")
-            && !self.act2_acted
+            && self.act1_restart.starts_with("Succeeded")
+            // With the real Argo CD wave 4 waits for the run: the model server starts with
+            // its model and is not restarted.
+            && (!self.real_argocd
+                || (self.act1_server_after_run && self.act1_restart.contains("not restarted")))
+            && self.act2_phase == "Succeeded"
+            && self.act2_health.starts_with("Healthy")
+            && self.act2_restart == "Succeeded: restart applied; rollout complete"
+            && self.restarted_by_run.as_deref() == Some(self.act2_run.as_str())
+            && runs_synced
+            && self.act3_phase == "Failed"
+            && self.act3_health.starts_with("Degraded")
+            && (!self.real_argocd
+                || self.act3_sync.starts_with("Failed")
+                || self.act3_sync.contains("completed unsuccessfully"))
+            && !self.act3_acted
     }
 
     pub fn print(&self) {
+        let argo = if self.real_argocd {
+            "Argo CD"
+        } else {
+            "Argo CD (demo)"
+        };
         println!("\n=== Summary\n");
         println!(
             "Act 1  validation        {} ({}; golden comparison {})",
             self.act1_phase, self.act1_cells, self.act1_comparison
         );
-        println!("       Argo CD health    {}", self.act1_health);
+        println!("       {argo:<17} NVJ {}", self.act1_health);
         println!(
-            "       model server      restarted once, by run {}",
-            self.restarted_by_run.as_deref().unwrap_or("(none)")
+            "       model server      appeared {} the run succeeded; {}",
+            if self.act1_server_after_run {
+                "after"
+            } else {
+                "before"
+            },
+            self.act1_restart
         );
         println!(
-            "       Application       sync requested once, for run {}",
-            self.synced_by_run.as_deref().unwrap_or("(none)")
+            "Act 2  validation        {} (run {})",
+            self.act2_phase, self.act2_run
+        );
+        println!("       {argo:<17} NVJ {}", self.act2_health);
+        println!(
+            "       model server      restarted once, by run {}; {}",
+            self.restarted_by_run.as_deref().unwrap_or("(none)"),
+            self.act2_restart
         );
         println!(
-            "Act 2  validation        {} - {}",
-            self.act2_phase, self.act2_message
+            "       Application       synced by trigger-controller for runs {}",
+            self.synced_runs.join(", ")
         );
-        println!("       Argo CD health    {}", self.act2_health);
+        println!(
+            "Act 3  validation        {} - {}",
+            self.act3_phase, self.act3_message
+        );
+        println!(
+            "       {argo:<17} NVJ {}; sync {}",
+            self.act3_health, self.act3_sync
+        );
         println!(
             "       model server      {}",
-            if self.act2_acted {
+            if self.act3_acted {
                 "ACTED ON (unexpected)"
             } else {
                 "not restarted, no sync"

@@ -86,16 +86,30 @@ impl RealArgoCd {
         let source = argocd_source()?;
         let manifests = source.join("manifests");
         let path = |p: &Path| p.display().to_string();
-        let _ = cluster.kubectl(
+        // The test-only CRDs go (an apply would merge their schema into Argo CD's); Argo CD's
+        // own, from an earlier run, stay with their Applications.
+        let (_, part_of, _) = cluster.kubectl(
             &[
-                "delete",
+                "get",
                 "crd",
                 "applications.argoproj.io",
-                "appprojects.argoproj.io",
-                "--ignore-not-found",
+                "-o",
+                "jsonpath={.metadata.labels.app\\.kubernetes\\.io/part-of}",
             ],
             None,
         );
+        if part_of.trim() != "argocd" {
+            let _ = cluster.kubectl(
+                &[
+                    "delete",
+                    "crd",
+                    "applications.argoproj.io",
+                    "appprojects.argoproj.io",
+                    "--ignore-not-found",
+                ],
+                None,
+            );
+        }
         for crd in ["application-crd.yaml", "appproject-crd.yaml"] {
             cluster
                 .kubectl_ok(
@@ -125,9 +139,11 @@ impl RealArgoCd {
         ] {
             cluster
                 .kubectl_ok(
+                    // Again on a plane where it ran before: over our earlier patch.
                     &[
                         "apply",
                         "--server-side",
+                        "--force-conflicts",
                         "-n",
                         ns,
                         "-f",

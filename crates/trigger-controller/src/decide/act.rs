@@ -35,6 +35,8 @@ pub struct Observed {
     pub waiting_since: Timestamp,
     /// Whether the target's changes reach this controller through a watch.
     pub watched: bool,
+    /// Whether a read after the run completed found no target (so it was created after).
+    pub seen_missing: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -219,7 +221,9 @@ pub fn decide_target(
     }
     // Created after the run completed (a later sync wave applied it once this run was healthy):
     // it starts with this run's output, so restarting it would only roll it a second time.
-    let created_after_run = t.action == TriggerAction::Restart && created_after(live, nvj);
+    // Known from a read after the run that found none, or from its creationTimestamp.
+    let created_after_run =
+        t.action == TriggerAction::Restart && (obs.seen_missing || created_after(live, nvj));
     let applied = if created_after_run {
         "created after the run completed (not restarted)".to_string()
     } else {

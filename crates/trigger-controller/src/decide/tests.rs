@@ -57,6 +57,7 @@ fn live(t: &TriggerTarget, object: Value, since: Timestamp) -> Observed {
         },
         waiting_since: since,
         watched: true,
+        seen_missing: false,
     }
 }
 
@@ -456,8 +457,21 @@ fn a_target_created_after_the_run_is_not_restarted_and_succeeds_once_rolled_out(
             Some("created after the run completed (not restarted); rollout complete")
         )
     );
+    // Created within the second the run completed, after a read that found none: not restarted
+    // either.
+    let mut nvj = self::nvj(RESTART);
+    let seen = Observed {
+        seen_missing: true,
+        ..live(&t, created(at(0), 2), at(1))
+    };
+    let (acts, plan) = reconcile(&mut nvj, &[seen], at(1));
+    assert_eq!(acts, vec![Act::Nothing]);
+    assert_eq!(
+        only_record(&plan).message.as_deref(),
+        Some("created after the run completed (not restarted); rollout complete")
+    );
     // One created before the run completed, or within the same second (it may have started
-    // before): restarted.
+    // before) with no read that found none: restarted.
     for when in [at(-30), at(0)] {
         let mut nvj = self::nvj(RESTART);
         let (acts, _) = reconcile(&mut nvj, &[live(&t, created(when, 2), at(1))], at(1));

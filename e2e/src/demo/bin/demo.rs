@@ -18,6 +18,33 @@ async fn fresh_namespace(cluster: &Cluster, name: &str) -> anyhow::Result<()> {
     }
     println!("removing namespace {name} left by an earlier demo ...");
     cluster.delete_namespace(name);
+    // KServe's finalizer would hold the namespace: its manager stopped with that demo.
+    let (_, isvcs, _) = cluster.kubectl(
+        &[
+            "get",
+            "inferenceservices.serving.kserve.io",
+            "-n",
+            name,
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    for isvc in isvcs.lines() {
+        cluster.kubectl_ok(
+            &[
+                "patch",
+                isvc,
+                "-n",
+                name,
+                "--type",
+                "merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ],
+            None,
+        )?;
+    }
     let deadline = Instant::now() + Duration::from_secs(120);
     while namespaces.get_opt(name).await?.is_some() {
         anyhow::ensure!(
@@ -31,16 +58,20 @@ async fn fresh_namespace(cluster: &Cluster, name: &str) -> anyhow::Result<()> {
 
 async fn play() -> anyhow::Result<bool> {
     let cluster = Cluster::boot_or_reuse()?;
-    // `--no-kserve`: play KServe's part instead of running its manager (for a machine where
-    // hack/build-binaries.sh kserve cannot build it); the timeline says so.
-    let real_kserve = !std::env::args().any(|a| a == "--no-kserve");
-    if let Some(other) = std::env::args().skip(1).find(|a| a != "--no-kserve") {
-        anyhow::bail!("unknown argument {other:?} (the demo takes only --no-kserve)");
+    // `--no-kserve`, `--no-argocd`: play KServe's or Argo CD's part instead of running it
+    // (for a machine where hack/build-binaries.sh cannot build it); the timeline says so.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(other) = args
+        .iter()
+        .find(|a| !["--no-kserve", "--no-argocd"].contains(&a.as_str()))
+    {
+        anyhow::bail!("unknown argument {other:?} (the demo takes --no-kserve and --no-argocd)");
     }
     let config = DemoConfig {
         namespace: "fraud-detection".into(),
         argocd_namespace: "argocd".into(),
-        real_kserve,
+        real_kserve: !args.iter().any(|a| a == "--no-kserve"),
+        real_argocd: !args.iter().any(|a| a == "--no-argocd"),
     };
     fresh_namespace(&cluster, &config.namespace).await?;
     let timeline = Timeline::new();
