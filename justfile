@@ -29,6 +29,12 @@ down:
 status:
     @hack/playground.sh status
 
+# All five controllers together under faults (SIGKILLs, API server restarts, etcd pauses, hostile objects) for 30 minutes, then every invariant with its counts: `just chaos --minutes 5 --seed 42`.
+chaos *args:
+    hack/build-binaries.sh etcd kube-apiserver kube-controller-manager kubectl helm
+    cargo build --quiet --workspace --bins
+    "${CARGO_TARGET_DIR:-target}/debug/chaos" "$@"
+
 # Everything CI runs: format and lint checks, unit tests, then e2e tests on the local control plane.
 test:
     hack/test.sh

@@ -101,6 +101,24 @@ impl PrivateControlPlane {
         Ok(ready)
     }
 
+    /// Stops `component` (SIGSTOP) for `paused`, then lets it go on (SIGCONT): etcd stalling,
+    /// as under disk pressure.
+    pub fn pause(&self, component: &str, paused: Duration) -> anyhow::Result<()> {
+        let pid = std::fs::read_to_string(self.pid_file(component))?
+            .trim()
+            .to_string();
+        let signal = |sig: &str| {
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .with_context(|| format!("kill {sig} {component}"))
+        };
+        signal("-STOP")?;
+        std::thread::sleep(paused);
+        signal("-CONT")?;
+        Ok(())
+    }
+
     /// SIGKILLs `component`, waits `down`, and starts it again with the same command line.
     fn restart(&self, component: &str, down: Duration) -> anyhow::Result<()> {
         let pid: i32 = std::fs::read_to_string(self.pid_file(component))?

@@ -1,0 +1,344 @@
+//! What must hold after a chaos run, read from the API server's own state: each invariant with
+//! how many objects it checked and every violation, named.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+use nbg_core::annotations::{NOTEBOOK_STATUS, WAVE_COMPLETE, WAVE_FAILED, WAVE_GENERATION};
+use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome};
+use serde_json::Value;
+
+use super::faults::FaultCounts;
+use super::workload::{self, Expect, Hostile, Planned};
+
+const RESTARTED_BY_RUN: &str = "mlops.dev/restarted-by-run";
+
+#[derive(Debug, Clone)]
+pub struct Invariant {
+    pub name: String,
+    pub checked: usize,
+    pub violations: Vec<String>,
+}
+
+impl Invariant {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            checked: 0,
+            violations: Vec::new(),
+        }
+    }
+
+    /// Counts one check; a violation when `ok` is false.
+    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        self.checked += 1;
+        if !ok {
+            self.violations.push(what());
+        }
+    }
+}
+
+/// What the run did, to know what must hold.
+pub struct Expected<'a> {
+    pub planned: &'a [Planned],
+    pub deleted: &'a [(String, String)],
+    pub hostile: &'a [Hostile],
+    /// Hostile objects the API server refused, with its message.
+    pub refused: &'a BTreeMap<String, String>,
+    pub teams: &'a [String],
+}
+
+fn phase(nvj: &NotebookValidationJob) -> Option<Phase> {
+    let status = nvj.status.as_ref()?;
+    (status.observed_generation == nvj.metadata.generation)
+        .then_some(status.phase)
+        .flatten()
+}
+
+fn annotation<'a>(nvj: &'a NotebookValidationJob, key: &str) -> Option<&'a str> {
+    nvj.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+/// Checks every invariant once.
+pub async fn check(
+    client: &Client,
+    expected: &Expected<'_>,
+    counts: &FaultCounts,
+) -> anyhow::Result<Vec<Invariant>> {
+    let mut nvjs: BTreeMap<(String, String), NotebookValidationJob> = BTreeMap::new();
+    let mut events: BTreeMap<String, Vec<Event>> = BTreeMap::new();
+    let mut deployments: BTreeMap<(String, String), Deployment> = BTreeMap::new();
+    for ns in expected.teams {
+        let api: Api<NotebookValidationJob> = Api::namespaced(client.clone(), ns);
+        for n in api.list(&ListParams::default()).await? {
+            nvjs.insert((ns.clone(), n.name_any()), n);
+        }
+        let api: Api<Event> = Api::namespaced(client.clone(), ns);
+        for e in api.list(&ListParams::default()).await? {
+            if let Some(uid) = e.involved_object.uid.clone() {
+                events.entry(uid).or_default().push(e);
+            }
+        }
+        let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+        for d in api.list(&ListParams::default()).await? {
+            deployments.insert((ns.clone(), d.name_any()), d);
+        }
+    }
+    let events_of = |nvj: &NotebookValidationJob, reason: &str| -> usize {
+        nvj.uid().and_then(|u| events.get(&u)).map_or(0, |es| {
+            es.iter()
+                .filter(|e| e.reason.as_deref() == Some(reason))
+                .count()
+        })
+    };
+
+    // Every NVJ the run made and kept, with what its run must end in.
+    let hostile_ns = expected.teams.first().cloned().unwrap_or_default();
+    let mut runs: Vec<(&NotebookValidationJob, Phase, Option<&Planned>)> = Vec::new();
+    let mut ends = Invariant::new("every run ends as its notebook says");
+    for p in expected.planned {
+        if expected
+            .deleted
+            .contains(&(p.namespace.clone(), p.name.clone()))
+        {
+            continue;
+        }
+        let want = if p.notebook == workload::FAILING {
+            Phase::Failed
+        } else {
+            Phase::Succeeded
+        };
+        match nvjs.get(&(p.namespace.clone(), p.name.clone())) {
+            Some(n) => {
+                ends.check(phase(n) == Some(want), || {
+                    format!(
+                        "{}/{}: {:?}, not {want:?}",
+                        p.namespace,
+                        p.name,
+                        n.status.as_ref().map(|s| (&s.phase, &s.message))
+                    )
+                });
+                runs.push((n, want, Some(p)));
+            }
+            None => ends.check(false, || format!("{}/{}: gone", p.namespace, p.name)),
+        }
+    }
+    for h in expected.hostile {
+        if expected.refused.contains_key(&h.name) {
+            continue;
+        }
+        match nvjs.get(&(hostile_ns.clone(), h.name.clone())) {
+            Some(n) => {
+                ends.check(phase(n) == Some(Phase::Succeeded), || {
+                    format!(
+                        "hostile {}: {:?}",
+                        h.name,
+                        n.status.as_ref().map(|s| (&s.phase, &s.message))
+                    )
+                });
+                runs.push((n, Phase::Succeeded, None));
+            }
+            None => ends.check(false, || format!("hostile {}: gone", h.name)),
+        }
+    }
+
+    let mut triggers = Invariant::new("every succeeded run's trigger applied exactly once");
+    for (n, want, p) in &runs {
+        let Some(target) = p.and_then(|p| p.restart.clone()) else {
+            continue;
+        };
+        let ns = n.namespace().unwrap_or_default();
+        let run = n.run_id().unwrap_or_default();
+        let Some(d) = deployments.get(&(ns.clone(), target.clone())) else {
+            triggers.check(false, || format!("{ns}/{target}: gone"));
+            continue;
+        };
+        let generation = d.metadata.generation.unwrap_or_default();
+        let marker = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(RESTARTED_BY_RUN))
+            .cloned();
+        let records: Vec<_> = n
+            .status
+            .as_ref()
+            .map(|s| s.triggers.iter().filter(|r| r.run == run).collect())
+            .unwrap_or_default();
+        if *want == Phase::Succeeded {
+            triggers.check(
+                generation == 2
+                    && marker.as_deref() == Some(run.as_str())
+                    && records.len() == 1
+                    && records[0].outcome == TriggerOutcome::Succeeded,
+                || format!("{ns}/{}: target {target} generation {generation}, marker {marker:?}, records {records:?}", n.name_any()),
+            );
+        } else {
+            triggers.check(generation == 1 && marker.is_none() && records.is_empty(), || {
+                format!("{ns}/{}: failed run, but target {target} generation {generation}, marker {marker:?}", n.name_any())
+            });
+        }
+    }
+    for h in expected.hostile {
+        if let Some(victim) = &h.untouched {
+            let generation = deployments
+                .get(&(hostile_ns.clone(), victim.clone()))
+                .and_then(|d| d.metadata.generation);
+            triggers.check(generation == Some(1), || {
+                format!(
+                    "hostile {}: {victim} changed (generation {generation:?})",
+                    h.name
+                )
+            });
+        }
+    }
+
+    let mut notified = Invariant::new("every ended run exactly one Event");
+    for (n, want, p) in &runs {
+        let (reason, other) = match want {
+            Phase::Succeeded => ("ValidationSucceeded", "ValidationFailed"),
+            _ => ("ValidationFailed", "ValidationSucceeded"),
+        };
+        let (this, that) = (events_of(n, reason), events_of(n, other));
+        // A spec changed mid-run may have ended a first run too (the change raced its end).
+        let changed = p.is_some_and(|p| p.changed_mid_run);
+        notified.check(
+            if changed {
+                (1..=2).contains(&(this + that)) && this >= 1
+            } else {
+                this == 1 && that == 0
+            },
+            || {
+                format!(
+                    "{}/{}: {this} {reason}, {that} {other} Events",
+                    n.namespace().unwrap_or_default(),
+                    n.name_any()
+                )
+            },
+        );
+    }
+
+    let mut waves = Invariant::new("every NVJ's wave marks exactly right");
+    for (n, want, p) in &runs {
+        let wave = p.map_or(0, |p| p.wave).to_string();
+        let malformed = annotation(n, "argocd.argoproj.io/sync-wave")
+            .is_some_and(|w| w.parse::<i64>().is_err())
+            || annotation(n, "mlops.dev/block-wave").is_some_and(|w| w.parse::<i64>().is_err());
+        let generation = n.metadata.generation.unwrap_or_default().to_string();
+        let (complete, failed, marked) = (
+            annotation(n, WAVE_COMPLETE),
+            annotation(n, WAVE_FAILED),
+            annotation(n, WAVE_GENERATION),
+        );
+        let ok = if malformed {
+            complete.is_none() && failed.is_none()
+        } else if *want == Phase::Succeeded {
+            complete == Some(wave.as_str())
+                && failed.is_none()
+                && marked == Some(generation.as_str())
+        } else {
+            failed == Some(wave.as_str())
+                && complete.is_none()
+                && marked == Some(generation.as_str())
+        };
+        waves.check(ok, || {
+            format!("{}/{}: complete {complete:?}, failed {failed:?}, generation {marked:?} (wave {wave}, generation {generation})", n.namespace().unwrap_or_default(), n.name_any())
+        });
+    }
+
+    let mut aggregates = Invariant::new("every Application's aggregate exactly right");
+    let apps = crate::harness::argocd::applications(client, super::ARGOCD);
+    for ns in expected.teams {
+        let app = apps.get(&workload::application_for(ns)).await?;
+        let mine: Vec<&NotebookValidationJob> = nvjs
+            .iter()
+            .filter(|((n, _), _)| n == ns)
+            .map(|(_, v)| v)
+            .collect();
+        let count = |p: Phase| mine.iter().filter(|n| phase(n) == Some(p)).count();
+        let (succeeded, failed) = (count(Phase::Succeeded), count(Phase::Failed));
+        let want = (
+            mine.len(),
+            succeeded,
+            failed,
+            mine.len() - succeeded - failed,
+        );
+        let status: Option<Value> = app
+            .annotations()
+            .get(NOTEBOOK_STATUS)
+            .and_then(|s| serde_json::from_str(s).ok());
+        let got = status.as_ref().map(|s| {
+            let n = |k: &str| s[k].as_u64().unwrap_or(u64::MAX) as usize;
+            (n("total"), n("succeeded"), n("failed"), n("running"))
+        });
+        aggregates.check(
+            if mine.is_empty() {
+                got.is_none()
+            } else {
+                got == Some(want)
+            },
+            || format!("{ns}: (total, succeeded, failed, running) {got:?}, want {want:?}"),
+        );
+    }
+
+    let mut reported = Invariant::new("every malformed object reported, naming what is wrong");
+    for h in expected.hostile {
+        match (&h.expect, expected.refused.get(&h.name)) {
+            (Expect::Refused(names), Some(message)) => {
+                reported.check(message.contains(names), || {
+                    format!("{}: refused with {message:?}", h.name)
+                });
+            }
+            (Expect::Refused(_), None) => reported.check(false, || format!("{}: accepted", h.name)),
+            (
+                Expect::Reported {
+                    condition,
+                    reason,
+                    names,
+                },
+                None,
+            ) => {
+                let Some(n) = nvjs.get(&(hostile_ns.clone(), h.name.clone())) else {
+                    continue;
+                };
+                let c = n.status.as_ref().and_then(|s| s.condition(condition));
+                let said = c.is_some_and(|c| c.status == "False" && c.message.contains(names));
+                reported.check(said && events_of(n, reason) >= 1, || {
+                    format!(
+                        "{}: condition {condition} {:?}, {} {reason} Events",
+                        h.name,
+                        c.map(|c| (&c.status, &c.message)),
+                        events_of(n, reason)
+                    )
+                });
+            }
+            (Expect::Runs, _) | (Expect::Reported { .. }, Some(_)) => {
+                reported.check(!expected.refused.contains_key(&h.name), || {
+                    format!("{}: refused: {:?}", h.name, expected.refused.get(&h.name))
+                });
+            }
+        }
+    }
+
+    let mut crashes = Invariant::new("no controller crashed");
+    crashes.check(counts.crashes.is_empty(), || {
+        let names: BTreeSet<String> = counts
+            .crashes
+            .iter()
+            .map(|(c, tail)| format!("{c}: {tail}"))
+            .collect();
+        names.into_iter().collect::<Vec<_>>().join("; ")
+    });
+
+    Ok(vec![
+        ends, triggers, notified, waves, aggregates, reported, crashes,
+    ])
+}

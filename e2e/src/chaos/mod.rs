@@ -1,0 +1,446 @@
+//! All five controllers together under faults (`hack/just chaos`, and a short form in
+//! `tests/chaos.rs`): on a control plane of its own whose API server closes watches every
+//! 10-20 s, the controllers run under their charts' RBAC while a workload of real notebook runs
+//! ([`workload`]) goes on in several namespaces, and faults ([`faults`]) hit them: SIGKILLs of
+//! each controller, API server restarts, etcd paused. Then, from the API server's own state,
+//! [`invariants`] says what must hold - each with its counts.
+
+pub mod faults;
+pub mod invariants;
+pub mod workload;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use kube::Client;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use nbg_core::nvj::NotebookValidationJob;
+use serde_json::{Value, json};
+
+use crate::harness::argocd::applications;
+use crate::harness::cluster::{notebook_python, repo_root, workspace_binary};
+use crate::harness::control_plane::PrivateControlPlane;
+use crate::harness::controller::{ChartedController, ControllerSpec};
+use crate::harness::git_server::{GitRepo, GitServer, notebook};
+use crate::harness::kubelet::{self, KubeletConfig, PodHandling};
+use faults::{FaultCounts, Faults};
+use invariants::Invariant;
+use workload::{Expect, Hostile, Planned, Rng};
+
+/// Where Argo CD's Applications live (played: the run writes their `status.resources`).
+const ARGOCD: &str = "argocd";
+/// Where the controllers' releases live.
+const SYSTEM: &str = "nbg-system";
+
+pub struct ChaosConfig {
+    /// How long the workload and the faults go on; then the run waits for the controllers to
+    /// settle and checks.
+    pub duration: Duration,
+    pub seed: u64,
+    /// Team namespaces, each with an Application.
+    pub namespaces: usize,
+    /// A new NVJ this often (in a random namespace).
+    pub create_every: Duration,
+    /// Faults this often on average.
+    pub fault_every: Duration,
+}
+
+/// What a run came to.
+#[derive(Debug)]
+pub struct Report {
+    pub seed: u64,
+    pub ran_for: Duration,
+    pub nvjs: usize,
+    pub faults: FaultCounts,
+    pub invariants: Vec<Invariant>,
+    /// Per controller: resident memory in KiB - the most seen, after the first quarter of the
+    /// run, and at the end.
+    pub memory: BTreeMap<String, (u64, u64, u64)>,
+    /// How long after the workload stopped every invariant held (or the wait ran out).
+    pub settled_after: Duration,
+}
+
+impl Report {
+    pub fn violations(&self) -> usize {
+        self.invariants.iter().map(|i| i.violations.len()).sum()
+    }
+
+    pub fn print(&self) {
+        println!(
+            "\n=== chaos run: seed {} (NBG_CHAOS_SEED replays it)\n",
+            self.seed
+        );
+        println!(
+            "ran {:.0} s with {} NVJs; faults: {}",
+            self.ran_for.as_secs_f64(),
+            self.nvjs,
+            self.faults
+        );
+        println!(
+            "settled {:.1} s after the workload stopped\n",
+            self.settled_after.as_secs_f64()
+        );
+        for i in &self.invariants {
+            println!(
+                "{:<60} {:>5} checked, {} violations",
+                i.name,
+                i.checked,
+                i.violations.len()
+            );
+            for v in i.violations.iter().take(10) {
+                println!("    - {v}");
+            }
+        }
+        println!("\nmemory (RSS, MiB: most / after the first quarter / at the end)");
+        for (name, (most, quarter, end)) in &self.memory {
+            let mib = |k: u64| k as f64 / 1024.0;
+            println!(
+                "  {name:<24} {:>6.1} / {:>6.1} / {:>6.1}",
+                mib(*most),
+                mib(*quarter),
+                mib(*end)
+            );
+        }
+        println!("\n{} violations in all", self.violations());
+    }
+}
+
+/// The notebooks every NVJ runs, in a git repository served over HTTP.
+fn notebooks(git: &GitServer) -> GitRepo {
+    let repo = GitRepo::create(git, "notebooks");
+    repo.commit(
+        &[
+            (
+                workload::PASSING,
+                notebook(&["accuracy = 0.93", "assert accuracy > 0.9"]),
+            ),
+            (
+                workload::FAILING,
+                notebook(&["rows = []", "raise ValueError('training data is empty')"]),
+            ),
+            (
+                workload::SLOW,
+                notebook(&["import time", "time.sleep(6)", "done = True"]),
+            ),
+        ],
+        "notebooks",
+    );
+    repo
+}
+
+async fn start_controllers(plane: &PrivateControlPlane, teams: &[&str]) -> Vec<ChartedController> {
+    let cluster = &plane.cluster;
+    let validator_args: Vec<String> = vec![
+        "--runner-image".into(),
+        "local/nvj-validator:chaos".into(),
+        "--max-retries".into(),
+        "0".into(),
+        "--notebook-python".into(),
+        notebook_python().display().to_string(),
+        "--runner-path".into(),
+        workspace_binary("nvj-validator").display().to_string(),
+    ];
+    let aggregator_values = vec![
+        format!("argocdNamespace={ARGOCD}"),
+        format!("applicationNamespaces={{{ARGOCD}}}"),
+    ];
+    let notifier_args = vec!["--state-namespace".to_string(), SYSTEM.to_string()];
+    let specs: [(&str, &[String], &[String]); 5] = [
+        ("nvj-validator", &[], &validator_args),
+        ("trigger-controller", &[], &[]),
+        ("wave-marker", &[], &[]),
+        ("app-status-aggregator", &aggregator_values, &[]),
+        ("event-notifier", &[], &notifier_args),
+    ];
+    let mut controllers = Vec::new();
+    for (name, values, args) in specs {
+        controllers.push(
+            ChartedController::start(
+                cluster,
+                ControllerSpec {
+                    name,
+                    release_namespace: SYSTEM,
+                    namespaces: teams,
+                    values,
+                    args,
+                },
+            )
+            .await,
+        );
+    }
+    controllers
+}
+
+/// Resident memory of a process, KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The Application of each team lists exactly these NVJs, as Argo CD does after a sync.
+async fn list_in_application(
+    apps: &Api<DynamicObject>,
+    ns: &str,
+    names: &BTreeSet<String>,
+) -> kube::Result<()> {
+    let resources: Vec<Value> = names
+        .iter()
+        .map(|n| json!({"group": "mlops.mlops.dev", "version": "v1alpha1", "kind": "NotebookValidationJob", "namespace": ns, "name": n, "status": "Synced"}))
+        .collect();
+    apps.patch(
+        &workload::application_for(ns),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"sync": {"status": "Synced"}, "health": {"status": "Healthy"}, "resources": resources}})),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Creates `manifest` in `ns` (kind from the manifest), or the API server's message.
+async fn create(client: &Client, ns: &str, manifest: &Value) -> Result<(), String> {
+    let obj: DynamicObject = serde_json::from_value(manifest.clone()).map_err(|e| e.to_string())?;
+    let api = match manifest["kind"].as_str() {
+        Some("Deployment") => {
+            crate::harness::cluster::dynamic_api(client, ns, "apps", "v1", "Deployment")
+        }
+        _ => crate::harness::cluster::dynamic_api(
+            client,
+            ns,
+            "mlops.mlops.dev",
+            "v1alpha1",
+            "NotebookValidationJob",
+        ),
+    };
+    match api.create(&PostParams::default(), &obj).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Runs the workload and the faults for `config.duration`, lets the controllers settle, and
+/// checks the invariants.
+pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let plane = PrivateControlPlane::start(
+        &format!("chaos-{}", std::process::id()),
+        &["--min-request-timeout=10"],
+    )?;
+    let cluster = &plane.cluster;
+    let client = cluster.client().await;
+    let teams: Vec<String> = (0..config.namespaces.max(1))
+        .map(|i| format!("team-{i}"))
+        .collect();
+    let team_refs: Vec<&str> = teams.iter().map(String::as_str).collect();
+    for ns in teams.iter().map(String::as_str).chain([ARGOCD, SYSTEM]) {
+        cluster
+            .kubectl_ok(&["create", "namespace", ns], None)
+            .with_context(|| format!("namespace {ns}"))?;
+    }
+    let git = GitServer::start(
+        &repo_root().join(format!("target/chaos-git/{}", std::process::id())),
+        None,
+    )
+    .await;
+    let notebooks_url = {
+        let _repo = notebooks(&git);
+        git.url("notebooks")
+    };
+    let apps = applications(&client, ARGOCD);
+    for ns in &teams {
+        let app: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": workload::application_for(ns)},
+            "spec": {"project": "default", "source": {"repoURL": "https://git.example/ml.git", "path": ns, "targetRevision": "main"},
+                     "destination": {"server": "https://kubernetes.default.svc", "namespace": ns}}}))?;
+        apps.create(&PostParams::default(), &app).await?;
+    }
+    let kubelet_config = KubeletConfig::for_test(&team_refs, PodHandling::RunCommands);
+    let mut kubelet = kubelet::spawn(client.clone(), kubelet_config.clone());
+    let mut controllers = start_controllers(&plane, &team_refs).await;
+    let mut faults = Faults::new(config.seed, config.fault_every);
+    let mut rng = Rng::new(config.seed.rotate_left(17));
+
+    // Hostile objects first, in the first team's namespace; the targets they name exist.
+    let hostile_ns = teams[0].clone();
+    let hostile: Vec<Hostile> = workload::hostile(&notebooks_url, &hostile_ns);
+    let mut refused: BTreeMap<String, String> = BTreeMap::new();
+    let mut listed: BTreeMap<String, BTreeSet<String>> =
+        teams.iter().map(|t| (t.clone(), BTreeSet::new())).collect();
+    create(&client, &hostile_ns, &workload::target("victim"))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    for h in &hostile {
+        match create(&client, &hostile_ns, &h.manifest).await {
+            Ok(()) => {
+                if let Some(names) = listed.get_mut(&hostile_ns) {
+                    names.insert(h.name.clone());
+                }
+            }
+            Err(message) => {
+                refused.insert(h.name.clone(), message);
+            }
+        }
+    }
+
+    let mut planned: Vec<Planned> = Vec::new();
+    let mut deleted: Vec<(String, String)> = Vec::new();
+    let mut to_change: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut dirty: BTreeSet<String> = teams.iter().cloned().collect();
+    let mut memory: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    let mut next_create = Instant::now();
+    let mut next_sample = Instant::now();
+    let mut kubelet_restarts = 0;
+    let quarter = started + config.duration / 4;
+    let deadline = started + config.duration;
+    while Instant::now() < deadline {
+        if Instant::now() >= next_create {
+            let ns = teams[rng.below(teams.len() as u64) as usize].clone();
+            let p = Planned::random(&mut rng, &ns, planned.len());
+            let made = match &p.restart {
+                Some(t) => create(&client, &ns, &workload::target(t)).await.is_ok(),
+                None => true,
+            } && create(&client, &ns, &p.manifest(&notebooks_url))
+                .await
+                .is_ok();
+            // Refused during an outage: the next tick tries another.
+            if made {
+                if p.changed_mid_run {
+                    to_change.insert((ns.clone(), p.name.clone()));
+                }
+                if let Some(names) = listed.get_mut(&ns) {
+                    names.insert(p.name.clone());
+                }
+                dirty.insert(ns);
+                planned.push(p);
+            }
+            next_create = Instant::now() + config.create_every;
+        }
+        // Spec changes while the first run runs: a new generation, a new run.
+        for (ns, name) in to_change.clone() {
+            let api: Api<NotebookValidationJob> = Api::namespaced(client.clone(), &ns);
+            let Ok(nvj) = api.get(&name).await else {
+                continue;
+            };
+            let running = nvj
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_ref())
+                .is_some_and(|p| format!("{p:?}") == "ValidationRunning");
+            if running
+                && api
+                    .patch(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"spec": {"notebook": {"path": workload::PASSING}}})),
+                    )
+                    .await
+                    .is_ok()
+            {
+                to_change.remove(&(ns, name));
+            }
+        }
+        // Some ended NVJs without triggers are deleted (and leave their Application), so
+        // memory must not grow with what is gone.
+        if rng.chance(5)
+            && let Some(p) = planned
+                .iter()
+                .find(|p| {
+                    p.restart.is_none()
+                        && !p.changed_mid_run
+                        && !deleted.contains(&(p.namespace.clone(), p.name.clone()))
+                })
+                .cloned()
+        {
+            let api: Api<NotebookValidationJob> = Api::namespaced(client.clone(), &p.namespace);
+            let ended = api
+                .get(&p.name)
+                .await
+                .ok()
+                .is_some_and(|n| n.current_phase().is_some_and(|ph| ph.is_terminal()));
+            if ended && api.delete(&p.name, &Default::default()).await.is_ok() {
+                deleted.push((p.namespace.clone(), p.name.clone()));
+                if let Some(names) = listed.get_mut(&p.namespace) {
+                    names.remove(&p.name);
+                }
+                dirty.insert(p.namespace.clone());
+            }
+        }
+        for ns in dirty.clone() {
+            if list_in_application(&apps, &ns, &listed[&ns]).await.is_ok() {
+                dirty.remove(&ns);
+            }
+        }
+        faults.tick(&plane, &mut controllers).await;
+        if kubelet.is_finished() {
+            kubelet = kubelet::spawn(client.clone(), kubelet_config.clone());
+            kubelet_restarts += 1;
+        }
+        if Instant::now() >= next_sample {
+            for c in &controllers {
+                if let Some(kib) = rss_kib(c.process.id()) {
+                    let m = memory.entry(c.name.clone()).or_default();
+                    m.0 = m.0.max(kib);
+                    if Instant::now() <= quarter {
+                        m.1 = kib;
+                    }
+                    m.2 = kib;
+                }
+            }
+            next_sample = Instant::now() + Duration::from_secs(5);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let ran_for = started.elapsed();
+    faults.counts.kubelet_restarts = kubelet_restarts;
+
+    // The workload stops; the controllers get time to settle, then what holds is checked
+    // again until everything does or the wait runs out.
+    let stopped = Instant::now();
+    let settle = Duration::from_secs(300);
+    let expected = invariants::Expected {
+        planned: &planned,
+        deleted: &deleted,
+        hostile: &hostile,
+        refused: &refused,
+        teams: &teams,
+    };
+    let invariants = loop {
+        for ns in dirty.clone() {
+            if list_in_application(&apps, &ns, &listed[&ns]).await.is_ok() {
+                dirty.remove(&ns);
+            }
+        }
+        faults.check_crashes(&mut controllers);
+        let checked = invariants::check(&client, &expected, &faults.counts).await?;
+        let violations: usize = checked.iter().map(|i| i.violations.len()).sum();
+        if violations == 0 || stopped.elapsed() > settle {
+            break checked;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    let settled_after = stopped.elapsed();
+    for c in &controllers {
+        if let Some(kib) = rss_kib(c.process.id()) {
+            let m = memory.entry(c.name.clone()).or_default();
+            m.0 = m.0.max(kib);
+            m.2 = kib;
+        }
+    }
+    let report = Report {
+        seed: config.seed,
+        ran_for,
+        nvjs: planned.len() + hostile.len(),
+        faults: faults.counts.clone(),
+        invariants,
+        memory,
+        settled_after,
+    };
+    drop(controllers);
+    kubelet.abort();
+    Ok(report)
+}
