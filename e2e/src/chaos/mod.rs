@@ -26,7 +26,7 @@ use crate::harness::git_server::{GitRepo, GitServer, notebook};
 use crate::harness::kubelet::{self, KubeletConfig, PodHandling};
 use faults::{FaultCounts, Faults};
 use invariants::Invariant;
-use workload::{Expect, Hostile, Planned, Rng};
+use workload::{Hostile, Planned, Rng};
 
 /// Where Argo CD's Applications live (played: the run writes their `status.resources`).
 const ARGOCD: &str = "argocd";
