@@ -842,13 +842,8 @@ async fn exactly_once_under_random_sigkills() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| Timestamp::now().as_millisecond() as u64);
-    let mut rng = seed | 1;
-    let mut next = move |bound: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % bound
-    };
+    let mut rng = nbg_e2e::chaos::workload::Rng::new(seed);
+    let mut next = move |bound: u64| rng.below(bound);
     let completing = {
         let nvjs = nvjs.clone();
         tokio::spawn(async move {

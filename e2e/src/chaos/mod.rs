@@ -18,6 +18,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use nbg_core::nvj::NotebookValidationJob;
 use serde_json::{Value, json};
 
+use crate::bench::rss_kib;
 use crate::harness::argocd::applications;
 use crate::harness::cluster::{notebook_python, repo_root, workspace_binary};
 use crate::harness::control_plane::PrivateControlPlane;
@@ -170,15 +171,6 @@ async fn start_controllers(plane: &PrivateControlPlane, teams: &[&str]) -> Vec<C
         );
     }
     controllers
-}
-
-/// Resident memory of a process, KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// The Application of each team lists exactly these NVJs, as Argo CD does after a sync.
@@ -382,7 +374,8 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
         }
         if Instant::now() >= next_sample {
             for c in &controllers {
-                if let Some(kib) = rss_kib(c.process.id()) {
+                let kib = rss_kib(c.process.id());
+                if kib > 0 {
                     let m = memory.entry(c.name.clone()).or_default();
                     m.0 = m.0.max(kib);
                     if Instant::now() <= quarter {
@@ -425,7 +418,8 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
     };
     let settled_after = stopped.elapsed();
     for c in &controllers {
-        if let Some(kib) = rss_kib(c.process.id()) {
+        let kib = rss_kib(c.process.id());
+        if kib > 0 {
             let m = memory.entry(c.name.clone()).or_default();
             m.0 = m.0.max(kib);
             m.2 = kib;
