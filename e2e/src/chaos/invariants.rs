@@ -2,6 +2,9 @@
 //! how many objects it checked and every violation, named.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::Context;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Event;
@@ -21,6 +24,8 @@ pub struct Invariant {
     pub name: String,
     pub checked: usize,
     pub violations: Vec<String>,
+    /// What the counts alone do not say.
+    pub notes: Vec<String>,
 }
 
 impl Invariant {
@@ -29,6 +34,7 @@ impl Invariant {
             name: name.into(),
             checked: 0,
             violations: Vec::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -49,6 +55,46 @@ pub struct Expected<'a> {
     /// Hostile objects the API server refused, with its message.
     pub refused: &'a BTreeMap<String, String>,
     pub teams: &'a [String],
+    /// The API server's audit log (writes to Deployments).
+    pub audit_log: &'a Path,
+    /// trigger-controller's user, as the audit log names it.
+    pub trigger_user: &'a str,
+}
+
+/// Successful writes (create, update, patch) by `user` to each Deployment, from the audit log.
+/// A line cut short by the API server's SIGKILL is skipped.
+fn audited_writes(log: &Path, user: &str) -> anyhow::Result<BTreeMap<(String, String), usize>> {
+    let text = std::fs::read_to_string(log).with_context(|| format!("reading {log:?}"))?;
+    Ok(writes_in(&text, user))
+}
+
+fn writes_in(text: &str, user: &str) -> BTreeMap<(String, String), usize> {
+    let mut writes = BTreeMap::new();
+    for line in text.lines() {
+        let Ok(e) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let write = matches!(e["verb"].as_str(), Some("create" | "update" | "patch"));
+        let ok = e["responseStatus"]["code"]
+            .as_u64()
+            .is_some_and(|c| (200..300).contains(&c));
+        if e["stage"] == "ResponseComplete"
+            && write
+            && ok
+            && e["user"]["username"] == user
+            && e["objectRef"]["resource"] == "deployments"
+            && e["objectRef"]["subresource"].is_null()
+            && let (Some(ns), Some(name)) = (
+                e["objectRef"]["namespace"].as_str(),
+                e["objectRef"]["name"].as_str(),
+            )
+        {
+            *writes
+                .entry((ns.to_string(), name.to_string()))
+                .or_default() += 1;
+        }
+    }
+    writes
 }
 
 fn phase(nvj: &NotebookValidationJob) -> Option<Phase> {
@@ -149,6 +195,8 @@ pub async fn check(
         }
     }
 
+    let audited = audited_writes(expected.audit_log, expected.trigger_user)?;
+    let mut unaudited = 0;
     let mut triggers = Invariant::new("every succeeded run's trigger applied exactly once");
     for (n, want, p) in &runs {
         let Some(target) = p.and_then(|p| p.restart.clone()) else {
@@ -173,18 +221,31 @@ pub async fn check(
             .as_ref()
             .map(|s| s.triggers.iter().filter(|r| r.run == run).collect())
             .unwrap_or_default();
+        let writes = audited
+            .get(&(ns.clone(), target.clone()))
+            .copied()
+            .unwrap_or(0);
         if *want == Phase::Succeeded {
+            // One pod-template change, one record - and one request: a write the API server
+            // committed but was killed before logging is missing from the log, never doubled.
+            if writes == 0 {
+                unaudited += 1;
+            }
             triggers.check(
                 generation == 2
                     && marker.as_deref() == Some(run.as_str())
                     && records.len() == 1
-                    && records[0].outcome == TriggerOutcome::Succeeded,
-                || format!("{ns}/{}: target {target} generation {generation}, marker {marker:?}, records {records:?}", n.name_any()),
+                    && records[0].outcome == TriggerOutcome::Succeeded
+                    && writes <= 1,
+                || format!("{ns}/{}: target {target} generation {generation}, marker {marker:?}, {writes} writes by trigger-controller in the audit log, records {records:?}", n.name_any()),
             );
         } else {
-            triggers.check(generation == 1 && marker.is_none() && records.is_empty(), || {
-                format!("{ns}/{}: failed run, but target {target} generation {generation}, marker {marker:?}", n.name_any())
-            });
+            triggers.check(
+                generation == 1 && marker.is_none() && records.is_empty() && writes == 0,
+                || {
+                    format!("{ns}/{}: failed run, but target {target} generation {generation}, marker {marker:?}, {writes} writes by trigger-controller in the audit log", n.name_any())
+                },
+            );
         }
     }
     for h in expected.hostile {
@@ -192,14 +253,22 @@ pub async fn check(
             let generation = deployments
                 .get(&(hostile_ns.clone(), victim.clone()))
                 .and_then(|d| d.metadata.generation);
-            triggers.check(generation == Some(1), || {
+            let writes = audited
+                .get(&(hostile_ns.clone(), victim.clone()))
+                .copied()
+                .unwrap_or(0);
+            triggers.check(generation == Some(1) && writes == 0, || {
                 format!(
-                    "hostile {}: {victim} changed (generation {generation:?})",
+                    "hostile {}: {victim} changed (generation {generation:?}, {writes} writes by trigger-controller in the audit log)",
                     h.name
                 )
             });
         }
     }
+    let logged: usize = audited.values().sum();
+    triggers.notes.push(format!(
+        "audit log: {logged} writes by trigger-controller to Deployments; {unaudited} applied restarts not in it (the API server was killed while answering)"
+    ));
 
     let mut notified = Invariant::new("every ended run exactly one Event");
     for (n, want, p) in &runs {
@@ -341,4 +410,48 @@ pub async fn check(
     Ok(vec![
         ends, triggers, notified, waves, aggregates, reported, crashes,
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TC: &str = "system:serviceaccount:nbg-system:tc-nbg-system-trigger-controller";
+
+    /// An audit event as kube-apiserver writes it (fields the count does not read left out).
+    fn event(stage: &str, verb: &str, user: &str, subresource: Option<&str>, code: u16) -> String {
+        let mut object = serde_json::json!({"resource": "deployments", "namespace": "team-1", "name": "model-run-0", "apiGroup": "apps", "apiVersion": "v1"});
+        if let Some(s) = subresource {
+            object["subresource"] = s.into();
+        }
+        serde_json::json!({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "stage": stage,
+            "requestURI": "/apis/apps/v1/namespaces/team-1/deployments/model-run-0?fieldManager=trigger-controller",
+            "verb": verb, "user": {"username": user, "groups": ["system:serviceaccounts"]},
+            "objectRef": object, "responseStatus": {"metadata": {}, "code": code}})
+        .to_string()
+    }
+
+    #[test]
+    fn only_completed_successful_writes_by_the_user_to_a_deployment_count() {
+        let key = ("team-1".to_string(), "model-run-0".to_string());
+        let one = event("ResponseComplete", "patch", TC, None, 200);
+        assert_eq!(writes_in(&one, TC).get(&key), Some(&1));
+        let twice = format!("{one}\n{one}\n");
+        assert_eq!(
+            writes_in(&twice, TC).get(&key),
+            Some(&2),
+            "a repeated write is counted twice"
+        );
+        for not_counted in [
+            event("ResponseStarted", "patch", TC, None, 200),
+            event("ResponseComplete", "get", TC, None, 200),
+            event("ResponseComplete", "patch", "admin", None, 200),
+            event("ResponseComplete", "patch", TC, Some("status"), 200),
+            event("ResponseComplete", "patch", TC, None, 409),
+            // Cut short when the API server was SIGKILLed while writing it.
+            one[..one.len() / 2].to_string(),
+        ] {
+            assert!(writes_in(&not_counted, TC).is_empty(), "{not_counted}");
+        }
+    }
 }

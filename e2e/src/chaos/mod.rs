@@ -25,9 +25,23 @@ use crate::harness::control_plane::PrivateControlPlane;
 use crate::harness::controller::{ChartedController, ControllerSpec};
 use crate::harness::git_server::{GitRepo, GitServer, notebook};
 use crate::harness::kubelet::{self, KubeletConfig, PodHandling};
-use faults::{FaultCounts, Faults};
+use faults::{FaultCounts, Faults, Replica};
 use invariants::Invariant;
 use workload::{Hostile, Planned, Rng};
+
+/// The API server's audit log keeps every write to a Deployment (not its status), so the
+/// invariants can count trigger-controller's requests as well as their effect.
+const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete]
+    resources:
+      - group: apps
+        resources: [deployments]
+  - level: None
+"#;
 
 /// Where Argo CD's Applications live (played: the run writes their `status.resources`).
 const ARGOCD: &str = "argocd";
@@ -92,6 +106,9 @@ impl Report {
             for v in i.violations.iter().take(10) {
                 println!("    - {v}");
             }
+            for n in &i.notes {
+                println!("    ({n})");
+            }
         }
         println!("\nmemory (RSS, MiB: most / after the first quarter / at the end)");
         for (name, (most, quarter, end)) in &self.memory {
@@ -130,7 +147,18 @@ fn notebooks(git: &GitServer) -> GitRepo {
     repo
 }
 
-async fn start_controllers(plane: &PrivateControlPlane, teams: &[&str]) -> Vec<ChartedController> {
+/// How many replicas of each controller run: two where a second one stands by for the Lease
+/// (the leader is killed then and again), one elsewhere - both as the charts deploy them, with
+/// leader election on (the charts' default).
+const REPLICAS: [(&str, usize); 5] = [
+    ("nvj-validator", 2),
+    ("trigger-controller", 2),
+    ("wave-marker", 1),
+    ("app-status-aggregator", 1),
+    ("event-notifier", 2),
+];
+
+async fn start_controllers(plane: &PrivateControlPlane, teams: &[&str]) -> Vec<Replica> {
     let cluster = &plane.cluster;
     let validator_args: Vec<String> = vec![
         "--runner-image".into(),
@@ -142,35 +170,52 @@ async fn start_controllers(plane: &PrivateControlPlane, teams: &[&str]) -> Vec<C
         "--runner-path".into(),
         workspace_binary("nvj-validator").display().to_string(),
     ];
-    let aggregator_values = vec![
-        format!("argocdNamespace={ARGOCD}"),
-        format!("applicationNamespaces={{{ARGOCD}}}"),
-    ];
-    let notifier_args = vec!["--state-namespace".to_string(), SYSTEM.to_string()];
-    let specs: [(&str, &[String], &[String]); 5] = [
-        ("nvj-validator", &[], &validator_args),
-        ("trigger-controller", &[], &[]),
-        ("wave-marker", &[], &[]),
-        ("app-status-aggregator", &aggregator_values, &[]),
-        ("event-notifier", &[], &notifier_args),
-    ];
-    let mut controllers = Vec::new();
-    for (name, values, args) in specs {
-        controllers.push(
-            ChartedController::start(
+    let notifier_args = ["--state-namespace".to_string(), SYSTEM.to_string()];
+    let mut replicas = Vec::new();
+    for (name, of) in REPLICAS {
+        let mut values = vec!["leaderElection=true".to_string()];
+        if name == "app-status-aggregator" {
+            values.push(format!("argocdNamespace={ARGOCD}"));
+            values.push(format!("applicationNamespaces={{{ARGOCD}}}"));
+        }
+        for n in 0..of {
+            let identity = if of > 1 {
+                format!("{name}-{n}")
+            } else {
+                name.to_string()
+            };
+            // The Lease lives in the release namespace (the chart's POD_NAMESPACE); the identity
+            // is the pod's name, kept across a restart as a container restart keeps it.
+            let mut args = vec![
+                "--lease-namespace".to_string(),
+                SYSTEM.to_string(),
+                "--leader-identity".to_string(),
+                identity.clone(),
+            ];
+            match name {
+                "nvj-validator" => args.extend(validator_args.iter().cloned()),
+                "event-notifier" => args.extend(notifier_args.iter().cloned()),
+                _ => {}
+            }
+            let controller = ChartedController::start(
                 cluster,
                 ControllerSpec {
                     name,
                     release_namespace: SYSTEM,
                     namespaces: teams,
-                    values,
-                    args,
+                    values: &values,
+                    args: &args,
                 },
             )
-            .await,
-        );
+            .await;
+            replicas.push(Replica {
+                controller,
+                identity,
+                of,
+            });
+        }
     }
-    controllers
+    replicas
 }
 
 /// The Application of each team lists exactly these NVJs, as Argo CD does after a sync.
@@ -218,9 +263,18 @@ async fn create(client: &Client, ns: &str, manifest: &Value) -> Result<(), Strin
 /// checks the invariants.
 pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
     let started = Instant::now();
+    let audit = repo_root().join(format!("target/chaos-audit/{}", std::process::id()));
+    std::fs::create_dir_all(&audit).with_context(|| format!("creating {audit:?}"))?;
+    let policy = audit.join("policy.yaml");
+    std::fs::write(&policy, AUDIT_POLICY).with_context(|| format!("writing {policy:?}"))?;
+    let audit_log = audit.join("audit.log");
     let plane = PrivateControlPlane::start(
         &format!("chaos-{}", std::process::id()),
-        &["--min-request-timeout=10"],
+        &[
+            "--min-request-timeout=10",
+            &format!("--audit-policy-file={}", policy.display()),
+            &format!("--audit-log-path={}", audit_log.display()),
+        ],
     )?;
     let cluster = &plane.cluster;
     let client = cluster.client().await;
@@ -251,7 +305,12 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
                      "destination": {"server": "https://kubernetes.default.svc", "namespace": ns}}}))?;
         apps.create(&PostParams::default(), &app).await?;
     }
-    let kubelet_config = KubeletConfig::for_test(&team_refs, PodHandling::RunCommands);
+    // A work directory of this run's own: runs side by side use the same pod names.
+    let kubelet_dir = repo_root().join(format!("target/chaos-kubelet/{}", std::process::id()));
+    let kubelet_config = KubeletConfig {
+        work_dir: kubelet_dir.clone(),
+        ..KubeletConfig::for_test(&team_refs, PodHandling::RunCommands)
+    };
     let mut kubelet = kubelet::spawn(client.clone(), kubelet_config.clone());
     let mut controllers = start_controllers(&plane, &team_refs).await;
     let mut faults = Faults::new(config.seed, config.fault_every);
@@ -367,16 +426,16 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
                 dirty.remove(&ns);
             }
         }
-        faults.tick(&plane, &mut controllers).await;
+        faults.tick(&plane, &client, SYSTEM, &mut controllers).await;
         if kubelet.is_finished() {
             kubelet = kubelet::spawn(client.clone(), kubelet_config.clone());
             kubelet_restarts += 1;
         }
         if Instant::now() >= next_sample {
-            for c in &controllers {
-                let kib = rss_kib(c.process.id());
+            for r in &controllers {
+                let kib = rss_kib(r.controller.process.id());
                 if kib > 0 {
-                    let m = memory.entry(c.name.clone()).or_default();
+                    let m = memory.entry(r.identity.clone()).or_default();
                     m.0 = m.0.max(kib);
                     if Instant::now() <= quarter {
                         m.1 = kib;
@@ -401,6 +460,12 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
         hostile: &hostile,
         refused: &refused,
         teams: &teams,
+        audit_log: &audit_log,
+        trigger_user: &controllers
+            .iter()
+            .find(|r| r.controller.name == "trigger-controller")
+            .map(|r| r.controller.service_account.clone())
+            .unwrap_or_default(),
     };
     let invariants = loop {
         for ns in dirty.clone() {
@@ -417,10 +482,10 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
     let settled_after = stopped.elapsed();
-    for c in &controllers {
-        let kib = rss_kib(c.process.id());
+    for r in &controllers {
+        let kib = rss_kib(r.controller.process.id());
         if kib > 0 {
-            let m = memory.entry(c.name.clone()).or_default();
+            let m = memory.entry(r.identity.clone()).or_default();
             m.0 = m.0.max(kib);
             m.2 = kib;
         }
@@ -436,5 +501,9 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
     };
     drop(controllers);
     kubelet.abort();
+    // The pods' work (notebooks and their outputs) is kept only when something did not hold.
+    if report.violations() == 0 {
+        let _ = std::fs::remove_dir_all(&kubelet_dir);
+    }
     Ok(report)
 }

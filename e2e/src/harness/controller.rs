@@ -26,6 +26,8 @@ pub struct ControllerSpec<'a> {
 
 pub struct ChartedController {
     pub name: String,
+    /// The chart's ServiceAccount (in the release namespace) the process acts as.
+    pub service_account: String,
     pub kubeconfig: PathBuf,
     pub metrics_port: u16,
     /// The chart's environment for the container.
@@ -63,6 +65,10 @@ impl ChartedController {
         let process = spawn(spec.name, &kubeconfig, metrics_port, &chart.env, &args);
         Self {
             name: spec.name.to_string(),
+            service_account: format!(
+                "system:serviceaccount:{}:{}",
+                spec.release_namespace, chart.service_account
+            ),
             kubeconfig,
             metrics_port,
             env: chart.env,
