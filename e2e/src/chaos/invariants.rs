@@ -249,14 +249,11 @@ pub async fn check(
         }
     }
     for h in expected.hostile {
-        if let Some(victim) = &h.untouched {
-            let generation = deployments
-                .get(&(hostile_ns.clone(), victim.clone()))
-                .and_then(|d| d.metadata.generation);
-            let writes = audited
-                .get(&(hostile_ns.clone(), victim.clone()))
-                .copied()
-                .unwrap_or(0);
+        if let Some(u) = &h.untouched {
+            let key = (u.namespace.clone(), u.name().to_string());
+            let victim = format!("{}/{}", key.0, key.1);
+            let generation = deployments.get(&key).and_then(|d| d.metadata.generation);
+            let writes = audited.get(&key).copied().unwrap_or(0);
             triggers.check(generation == Some(1) && writes == 0, || {
                 format!(
                     "hostile {}: {victim} changed (generation {generation:?}, {writes} writes by trigger-controller in the audit log)",
@@ -389,7 +386,31 @@ pub async fn check(
                     )
                 });
             }
-            (Expect::Runs, _) | (Expect::Reported { .. }, Some(_)) => {
+            (Expect::Denied { names }, None) => {
+                let Some(n) = nvjs.get(&(hostile_ns.clone(), h.name.clone())) else {
+                    continue;
+                };
+                let run = n.run_id().unwrap_or_default();
+                let records: Vec<_> = n
+                    .status
+                    .as_ref()
+                    .map(|s| s.triggers.iter().filter(|r| r.run == run).collect())
+                    .unwrap_or_default();
+                let said = records.len() == 1
+                    && records[0].outcome == TriggerOutcome::Denied
+                    && records[0]
+                        .message
+                        .as_deref()
+                        .is_some_and(|m| m.contains(names));
+                reported.check(said && events_of(n, "TriggerDenied") >= 1, || {
+                    format!(
+                        "{}: records {records:?}, {} TriggerDenied Events",
+                        h.name,
+                        events_of(n, "TriggerDenied")
+                    )
+                });
+            }
+            (Expect::Runs, _) | (Expect::Reported { .. } | Expect::Denied { .. }, Some(_)) => {
                 reported.check(!expected.refused.contains_key(&h.name), || {
                     format!("{}: refused: {:?}", h.name, expected.refused.get(&h.name))
                 });

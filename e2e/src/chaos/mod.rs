@@ -318,13 +318,16 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
 
     // Hostile objects first, in the first team's namespace; the targets they name exist.
     let hostile_ns = teams[0].clone();
-    let hostile: Vec<Hostile> = workload::hostile(&notebooks_url, &hostile_ns);
+    let other_ns = teams.get(1).unwrap_or(&teams[0]).clone();
+    let hostile: Vec<Hostile> = workload::hostile(&notebooks_url, &hostile_ns, &other_ns);
     let mut refused: BTreeMap<String, String> = BTreeMap::new();
     let mut listed: BTreeMap<String, BTreeSet<String>> =
         teams.iter().map(|t| (t.clone(), BTreeSet::new())).collect();
-    create(&client, &hostile_ns, &workload::target("victim"))
-        .await
-        .map_err(anyhow::Error::msg)?;
+    for u in hostile.iter().filter_map(|h| h.untouched.as_ref()) {
+        create(&client, &u.namespace, &u.manifest)
+            .await
+            .map_err(anyhow::Error::msg)?;
+    }
     for h in &hostile {
         match create(&client, &hostile_ns, &h.manifest).await {
             Ok(()) => {

@@ -140,8 +140,33 @@ pub enum Expect {
         reason: &'static str,
         names: &'static str,
     },
+    /// Its run succeeds, and its trigger is recorded `Denied` with a message naming `names`,
+    /// with a `TriggerDenied` Warning Event; nothing acts on it.
+    Denied { names: &'static str },
     /// It runs like any other (a long name).
     Runs,
+}
+
+/// A Deployment a hostile object names in a trigger: created before it, never to be restarted.
+#[derive(Debug, Clone)]
+pub struct Untouched {
+    pub namespace: String,
+    pub manifest: Value,
+}
+
+impl Untouched {
+    fn new(namespace: &str, manifest: Value) -> Self {
+        Self {
+            namespace: namespace.to_string(),
+            manifest,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.manifest["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+    }
 }
 
 /// A hostile object: a manifest and what must come of it.
@@ -150,12 +175,14 @@ pub struct Hostile {
     pub manifest: Value,
     pub expect: Expect,
     /// A Deployment it names in a trigger, which must never be restarted.
-    pub untouched: Option<String>,
+    pub untouched: Option<Untouched>,
 }
 
 /// Malformed annotations of every kind the controllers parse, 250 KiB of annotations, invalid
-/// specs and names at the length limits, for namespace `ns`.
-pub fn hostile(notebooks_url: &str, ns: &str) -> Vec<Hostile> {
+/// specs and names at the length limits, for namespace `ns`; `other` is another watched
+/// namespace, whose Deployment gives a consent that does not parse as one.
+pub fn hostile(notebooks_url: &str, ns: &str, other: &str) -> Vec<Hostile> {
+    let victim = Untouched::new(ns, target("victim"));
     let tracking = |name: &str| {
         (
             "argocd.argoproj.io/tracking-id".to_string(),
@@ -177,6 +204,10 @@ pub fn hostile(notebooks_url: &str, ns: &str) -> Vec<Hostile> {
     let garbage: String = "{[: not yaml ".repeat(250 * 1024 / 13);
     // A name of 253 characters: the longest an object name may be.
     let long_name: String = format!("long-{}", "n".repeat(248));
+    // A consent written with semicolons: it names no namespace, so it consents to nothing.
+    let mut consenting = target("victim-elsewhere");
+    consenting["metadata"]["annotations"] =
+        json!({"mlops.dev/allow-triggers-from": format!("{ns};{other}")});
     let mut invalid_spec = nvj("bad-spec", BTreeMap::new(), notebooks_url, PASSING);
     invalid_spec["spec"]["timeout"] = json!("forever");
     vec![
@@ -194,7 +225,7 @@ pub fn hostile(notebooks_url: &str, ns: &str) -> Vec<Hostile> {
                 reason: "TriggerDenied",
                 names: "on-success-trigger",
             },
-            untouched: Some("victim".into()),
+            untouched: Some(victim.clone()),
         },
         Hostile {
             name: "bad-trigger-action".into(),
@@ -211,7 +242,7 @@ pub fn hostile(notebooks_url: &str, ns: &str) -> Vec<Hostile> {
                 reason: "TriggerDenied",
                 names: "explode",
             },
-            untouched: Some("victim".into()),
+            untouched: Some(victim.clone()),
         },
         Hostile {
             name: "huge-trigger".into(),
@@ -245,6 +276,22 @@ pub fn hostile(notebooks_url: &str, ns: &str) -> Vec<Hostile> {
                 names: "4.5",
             },
             untouched: None,
+        },
+        Hostile {
+            name: "bad-consent".into(),
+            manifest: with(
+                "bad-consent",
+                &[(
+                    "mlops.dev/on-success-trigger",
+                    format!(
+                        "- {{apiVersion: apps/v1, kind: Deployment, name: victim-elsewhere, namespace: {other}, action: restart}}\n"
+                    ),
+                )],
+            ),
+            expect: Expect::Denied {
+                names: "does not consent to triggers from namespace",
+            },
+            untouched: Some(Untouched::new(other, consenting)),
         },
         Hostile {
             name: long_name.clone(),
