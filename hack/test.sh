@@ -64,17 +64,24 @@ cargo build --quiet --workspace --bins
 
 step "unit and end-to-end tests"
 cargo test --quiet --workspace --no-run
-# The API server restart test and the real Argo CD tests bring up control planes of their own
-# and mostly wait on them, so they run beside the other tests (their output follows theirs).
-# All in one process group of their own, so every process a test starts is stopped with it.
+# The API server restart test, the real Argo CD tests and the short chaos run bring up control
+# planes of their own and mostly wait on them, so they run beside the other tests (their output
+# follows theirs). All in one process group of their own, so every process a test starts is
+# stopped with it.
 restart_log="$repo/target/e2e-logs/api-server-restart-test.log"
 argocd_log="$repo/target/e2e-logs/real-argocd-tests.log"
+chaos_log="$repo/target/e2e-logs/chaos-test.log"
 images_log="$repo/target/e2e-logs/images.log"
 mkdir -p "$(dirname "$restart_log")"
 setsid bash -c '
-  restart_log="$1"; argocd_log="$2"; images_log="$3"
+  restart_log="$1"; argocd_log="$2"; images_log="$3"; chaos_log="$4"
   cargo test -p nbg-e2e --test api_server_restart >"$restart_log" 2>&1 &
   restart=$!
+  # Two minutes of all five controllers under faults (a random seed each time; a failure prints
+  # it). Niced below the tests beside it: its checks wait for the controllers to settle, theirs
+  # have deadlines.
+  nice -n 10 cargo test -p nbg-e2e --test chaos -- --nocapture >"$chaos_log" 2>&1 &
+  chaos=$!
   cargo test -p nbg-e2e --test argocd_real --test argocd_triggers --test argocd_aggregator --test argocd_wave_marker --test argocd_validated_waves --test demo \
     -- --skip the_demo_plays_its_three_acts_without_argo_cd >"$argocd_log" 2>&1 &
   argocd=$!
@@ -99,15 +106,19 @@ setsid bash -c '
   wait "$restart" || restart_rc=$?
   argocd_rc=0
   wait "$argocd" || argocd_rc=$?
+  chaos_rc=0
+  wait "$chaos" || chaos_rc=$?
   images_rc=0
   wait "$images" || images_rc=$?
   echo "== the API server restart test (run beside the others; exit $restart_rc)"
   cat "$restart_log"
   echo "== the real Argo CD tests (run beside the others; exit $argocd_rc)"
   cat "$argocd_log"
+  echo "== the short chaos run (run beside the others; exit $chaos_rc)"
+  cat "$chaos_log"
   echo "== the images: hack/images.sh and their test (run beside the others; exit $images_rc)"
   cat "$images_log"
-  [ "$rest" -eq 0 ] && [ "$restart_rc" -eq 0 ] && [ "$argocd_rc" -eq 0 ] && [ "$images_rc" -eq 0 ]
-' tests "$restart_log" "$argocd_log" "$images_log" &
+  [ "$rest" -eq 0 ] && [ "$restart_rc" -eq 0 ] && [ "$argocd_rc" -eq 0 ] && [ "$chaos_rc" -eq 0 ] && [ "$images_rc" -eq 0 ]
+' tests "$restart_log" "$argocd_log" "$images_log" "$chaos_log" &
 test_pgid=$!
 wait "$test_pgid"
