@@ -348,6 +348,7 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
     let mut memory: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
     let mut next_create = Instant::now();
     let mut next_sample = Instant::now();
+    let mut next_progress = Instant::now() + Duration::from_secs(60);
     let mut kubelet_restarts = 0;
     let quarter = started + config.duration / 4;
     let deadline = started + config.duration;
@@ -433,6 +434,18 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
         if kubelet.is_finished() {
             kubelet = kubelet::spawn(client.clone(), kubelet_config.clone());
             kubelet_restarts += 1;
+        }
+        // A long run says how it goes, once a minute.
+        if Instant::now() >= next_progress {
+            eprintln!(
+                "[chaos] {:.0} of {:.0} min: {} NVJs made, {} deleted; {}",
+                started.elapsed().as_secs_f64() / 60.0,
+                config.duration.as_secs_f64() / 60.0,
+                planned.len(),
+                deleted.len(),
+                faults.counts
+            );
+            next_progress = Instant::now() + Duration::from_secs(60);
         }
         if Instant::now() >= next_sample {
             for r in &controllers {
