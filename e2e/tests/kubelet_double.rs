@@ -147,3 +147,54 @@ async fn pod_commands_run_locally_with_real_exit_codes_and_termination_messages(
     assert!(started.elapsed() < Duration::from_secs(20));
     kubelet.abort();
 }
+
+/// A long run (`hack/just chaos`) filled the disk: every validation pod left its volumes - a
+/// 100 MB copy of the runner binary among them - behind. Like a kubelet, the double removes a
+/// terminated pod's volumes unless told to keep them (tests that read what a notebook wrote).
+#[tokio::test]
+async fn a_terminated_pods_volumes_are_removed_unless_kept() {
+    let cluster = Cluster::get();
+    let ns = TestNamespace::new(&cluster, "volumes").await;
+    let client = cluster.client().await;
+    let work_dir = nbg_e2e::harness::cluster::repo_root()
+        .join(format!("target/e2e-kubelet-volumes/{}", std::process::id()));
+    let kubelet = kubelet::spawn(
+        client.clone(),
+        KubeletConfig {
+            work_dir: work_dir.clone(),
+            keep_terminated_volumes: false,
+            ..KubeletConfig::for_test(&[&ns.name], PodHandling::RunCommands)
+        },
+    );
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "writer"},
+        "spec": {
+            "restartPolicy": "Never",
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+            "containers": [{"name": "main", "image": "busybox",
+                "command": ["sh", "-c", "head -c 1048576 /dev/zero > /scratch/big && test -s /scratch/big"],
+                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}]
+        }
+    }))
+    .expect("pod");
+    let pods: Api<Pod> = Api::namespaced(client, &ns.name);
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
+    eventually(Duration::from_secs(60), "the pod to succeed", || {
+        let pods = pods.clone();
+        async move {
+            let phase = pods.get("writer").await.ok()?.status?.phase?;
+            (phase == "Succeeded").then_some(())
+        }
+    })
+    .await;
+    let volumes = work_dir.join(&ns.name).join("writer").join("volumes");
+    eventually(Duration::from_secs(10), "the volumes to be removed", || {
+        let gone = !volumes.exists();
+        async move { gone.then_some(()) }
+    })
+    .await;
+    kubelet.abort();
+    let _ = std::fs::remove_dir_all(&work_dir);
+}

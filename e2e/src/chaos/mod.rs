@@ -309,6 +309,7 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
     let kubelet_dir = repo_root().join(format!("target/chaos-kubelet/{}", std::process::id()));
     let kubelet_config = KubeletConfig {
         work_dir: kubelet_dir.clone(),
+        keep_terminated_volumes: false,
         ..KubeletConfig::for_test(&team_refs, PodHandling::RunCommands)
     };
     let mut kubelet = kubelet::spawn(client.clone(), kubelet_config.clone());

@@ -54,7 +54,7 @@ async fn main() -> std::process::ExitCode {
         let handling = if cli.ready_only { PodHandling::MakeReady } else { PodHandling::RunCommands };
         tracing::info!(node = %cli.node_name, ?handling, dir = %work_dir.display(), "local kubelet double running");
         tokio::select! {
-            r = kubelet::run(client, KubeletConfig { node_name: cli.node_name, namespaces: cli.namespaces, handling, work_dir, node_env: cli.node_env, held_unready: Default::default(), ready_only_labels: Vec::new(), deployed: None }) => r,
+            r = kubelet::run(client, KubeletConfig { node_name: cli.node_name, namespaces: cli.namespaces, handling, work_dir, node_env: cli.node_env, held_unready: Default::default(), ready_only_labels: Vec::new(), deployed: None, keep_terminated_volumes: false }) => r,
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     }

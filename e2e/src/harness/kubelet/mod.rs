@@ -83,6 +83,10 @@ pub struct KubeletConfig {
     pub ready_only_labels: Vec<(String, String)>,
     /// Pods whose images this maps run as deployed, whatever `handling` says.
     pub deployed: Option<DeployedPods>,
+    /// Keep a finished pod's volumes (tests read what a notebook wrote). A kubelet removes
+    /// them once the pod has terminated; a long run must too, or every validation pod leaves
+    /// a copy of the runner binary behind.
+    pub keep_terminated_volumes: bool,
 }
 
 #[derive(Clone)]
@@ -635,6 +639,9 @@ impl State {
         {
             self.write_status(&pod, status).await?;
         }
+        if !self.config.keep_terminated_volumes {
+            let _ = std::fs::remove_dir_all(dir.join("volumes"));
+        }
         Ok(())
     }
 
@@ -898,6 +905,7 @@ impl KubeletConfig {
             held_unready: Arc::default(),
             ready_only_labels: Vec::new(),
             deployed: None,
+            keep_terminated_volumes: true,
         }
     }
 }
