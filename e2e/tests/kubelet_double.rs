@@ -195,6 +195,38 @@ async fn a_terminated_pods_volumes_are_removed_unless_kept() {
         async move { gone.then_some(()) }
     })
     .await;
+
+    // A pod deleted while it runs (its NVJ deleted, or its spec changed) leaves nothing either.
+    let mut sleeper = pod.clone();
+    sleeper.metadata.name = Some("sleeper".into());
+    if let Some(c) = sleeper.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+        c.command = Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo x > /scratch/x && sleep 60".into(),
+        ]);
+    }
+    pods.create(&PostParams::default(), &sleeper)
+        .await
+        .expect("create sleeper");
+    let volumes = work_dir.join(&ns.name).join("sleeper").join("volumes");
+    eventually(Duration::from_secs(60), "the sleeper to write", || {
+        let written = volumes.join("scratch/x").exists();
+        async move { written.then_some(()) }
+    })
+    .await;
+    pods.delete("sleeper", &Default::default())
+        .await
+        .expect("delete sleeper");
+    eventually(
+        Duration::from_secs(30),
+        "the deleted pod's volumes to be removed",
+        || {
+            let gone = !volumes.exists();
+            async move { gone.then_some(()) }
+        },
+    )
+    .await;
     kubelet.abort();
     let _ = std::fs::remove_dir_all(&work_dir);
 }

@@ -373,7 +373,15 @@ impl State {
                     _ if self.runs_as_deployed(&pod) => self.run_deployed(pod).await,
                     _ if ready_only => self.make_ready(&pod).await,
                     PodHandling::MakeReady => self.make_ready(&pod).await,
-                    PodHandling::RunCommands => self.run_pod(pod).await,
+                    PodHandling::RunCommands => {
+                        let dir = self.config.work_dir.join(&ns).join(&name);
+                        let result = self.run_pod(pod).await;
+                        // However the pod ended - also killed, or its status not written.
+                        if !self.config.keep_terminated_volumes {
+                            let _ = std::fs::remove_dir_all(dir.join("volumes"));
+                        }
+                        result
+                    }
                 }
             }
             Some(_) => Ok(()),
@@ -638,9 +646,6 @@ impl State {
             .is_some_and(|p| p.metadata.uid == pod.metadata.uid)
         {
             self.write_status(&pod, status).await?;
-        }
-        if !self.config.keep_terminated_volumes {
-            let _ = std::fs::remove_dir_all(dir.join("volumes"));
         }
         Ok(())
     }
