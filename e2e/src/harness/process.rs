@@ -318,10 +318,21 @@ pub async fn service_account_kubeconfig(
         out.push_str(&line.replace("user: admin", "user: sa"));
         out.push('\n');
     }
-    let path = repo_root().join(format!("target/e2e-logs/kubeconfig-{namespace}-{name}"));
+    let path = service_account_kubeconfig_path(&cluster.kubeconfig, namespace, name);
     let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
     std::fs::write(&path, out).expect("write service account kubeconfig");
     path
+}
+
+/// Beside the control plane's own kubeconfig: the same ServiceAccount on two control planes
+/// (tests side by side, chaos runs side by side) must not share one file, or a controller
+/// started again would talk to the other plane.
+fn service_account_kubeconfig_path(admin: &Path, namespace: &str, name: &str) -> PathBuf {
+    admin
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("service-accounts")
+        .join(format!("{namespace}-{name}.kubeconfig"))
 }
 
 /// Runs `hack/build-binaries.sh` with `args` (building what is missing); its output, a path.
@@ -355,4 +366,23 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_accounts_kubeconfig_belongs_to_its_control_plane() {
+        let shared = Path::new("/repo/target/local-cluster/kubeconfig");
+        let private = Path::new("/repo/target/chaos-42/kubeconfig");
+        let a = service_account_kubeconfig_path(shared, "nbg-system", "tc");
+        let b = service_account_kubeconfig_path(private, "nbg-system", "tc");
+        assert_ne!(a, b);
+        assert!(b.starts_with("/repo/target/chaos-42"), "{b:?}");
+        assert_ne!(
+            service_account_kubeconfig_path(shared, "nbg-system", "tc"),
+            service_account_kubeconfig_path(shared, "nbg-system", "wm")
+        );
+    }
 }

@@ -45,7 +45,18 @@ async fn main() -> ExitCode {
         fault_every: Duration::from_secs_f64(args.fault_every.max(1.0)),
     };
     println!("chaos run: {} minutes, seed {seed}", args.minutes);
-    match chaos::run(&config).await {
+    // Interrupted (Ctrl-C, or SIGTERM from CI): the run is dropped, which stops its control
+    // plane, the controllers and the notebook runs instead of leaving them behind.
+    let mut run = Box::pin(chaos::run(&config));
+    let outcome = tokio::select! {
+        outcome = &mut run => outcome,
+        signal = interrupted() => {
+            drop(run);
+            eprintln!("{signal}: stopped the chaos run (seed {seed}) and everything it started");
+            return ExitCode::from(130);
+        }
+    };
+    match outcome {
         Ok(report) => {
             report.print();
             if report.violations() == 0 {
@@ -58,5 +69,20 @@ async fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The first of SIGINT and SIGTERM, by name.
+async fn interrupted() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
     }
 }
