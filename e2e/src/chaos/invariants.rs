@@ -15,7 +15,7 @@ use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome};
 use serde_json::Value;
 
 use super::faults::FaultCounts;
-use super::workload::{self, Expect, Hostile, Planned};
+use super::workload::{self, Deleted, Expect, Hostile, Planned};
 
 const RESTARTED_BY_RUN: &str = "mlops.dev/restarted-by-run";
 
@@ -50,7 +50,7 @@ impl Invariant {
 /// What the run did, to know what must hold.
 pub struct Expected<'a> {
     pub planned: &'a [Planned],
-    pub deleted: &'a [(String, String)],
+    pub deleted: &'a [Deleted],
     pub hostile: &'a [Hostile],
     /// Hostile objects the API server refused, with its message.
     pub refused: &'a BTreeMap<String, String>,
@@ -149,18 +149,37 @@ pub async fn check(
     let hostile_ns = expected.teams.first().cloned().unwrap_or_default();
     let mut runs: Vec<(&NotebookValidationJob, Phase, Option<&Planned>)> = Vec::new();
     let mut ends = Invariant::new("every run ends as its notebook says");
-    for p in expected.planned {
-        if expected
-            .deleted
-            .contains(&(p.namespace.clone(), p.name.clone()))
-        {
-            continue;
-        }
-        let want = if p.notebook == workload::FAILING {
+    let want_of = |p: &Planned| {
+        if p.notebook == workload::FAILING {
             Phase::Failed
         } else {
             Phase::Succeeded
-        };
+        }
+    };
+    let planned_of = |d: &Deleted| {
+        expected
+            .planned
+            .iter()
+            .find(|p| p.namespace == d.namespace && p.name == d.name)
+    };
+    for d in expected.deleted {
+        let want = planned_of(d).map(want_of);
+        ends.check(want == Some(d.phase), || {
+            format!(
+                "{}/{} (deleted): {:?}, not {want:?}",
+                d.namespace, d.name, d.phase
+            )
+        });
+    }
+    for p in expected.planned {
+        if expected
+            .deleted
+            .iter()
+            .any(|d| d.namespace == p.namespace && d.name == p.name)
+        {
+            continue;
+        }
+        let want = want_of(p);
         match nvjs.get(&(p.namespace.clone(), p.name.clone())) {
             Some(n) => {
                 ends.check(phase(n) == Some(want), || {
@@ -248,6 +267,45 @@ pub async fn check(
             );
         }
     }
+    // Deleted NVJs: their records as they were, their targets (kept) as they are now - a
+    // trigger-controller that acted again after the NVJ was gone would show here.
+    for d in expected.deleted {
+        let Some(target) = planned_of(d).and_then(|p| p.restart.clone()) else {
+            continue;
+        };
+        let key = (d.namespace.clone(), target.clone());
+        let Some(dep) = deployments.get(&key) else {
+            triggers.check(false, || format!("{}/{target}: gone", d.namespace));
+            continue;
+        };
+        let generation = dep.metadata.generation.unwrap_or_default();
+        let marker = dep
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(RESTARTED_BY_RUN))
+            .cloned();
+        let writes = audited.get(&key).copied().unwrap_or(0);
+        let ok = if d.phase == Phase::Succeeded {
+            if writes == 0 {
+                unaudited += 1;
+            }
+            generation == 2
+                && marker.as_deref() == Some(d.run.as_str())
+                && d.records == 1
+                && d.succeeded_records == 1
+                && writes <= 1
+        } else {
+            generation == 1 && marker.is_none() && d.records == 0 && writes == 0
+        };
+        triggers.check(ok, || {
+            format!(
+                "{}/{} (deleted, {:?}): target {target} generation {generation}, marker {marker:?}, {writes} writes by trigger-controller in the audit log, {} records ({} Succeeded)",
+                d.namespace, d.name, d.phase, d.records, d.succeeded_records
+            )
+        });
+    }
     for h in expected.hostile {
         if let Some(u) = &h.untouched {
             let key = (u.namespace.clone(), u.name().to_string());
@@ -290,6 +348,30 @@ pub async fn check(
                 )
             },
         );
+    }
+
+    for d in expected.deleted {
+        if planned_of(d).is_none_or(|p| p.changed_mid_run) {
+            continue;
+        }
+        let count = |reason: &str| {
+            events.get(&d.uid).map_or(0, |es| {
+                es.iter()
+                    .filter(|e| e.reason.as_deref() == Some(reason))
+                    .count()
+            })
+        };
+        let (succeeded, failed) = (count("ValidationSucceeded"), count("ValidationFailed"));
+        let ok = match d.phase {
+            Phase::Succeeded => succeeded == 1 && failed == 0,
+            _ => succeeded == 0 && failed == 1,
+        };
+        notified.check(ok, || {
+            format!(
+                "{}/{} (deleted, {:?}): {succeeded} ValidationSucceeded, {failed} ValidationFailed Events",
+                d.namespace, d.name, d.phase
+            )
+        });
     }
 
     let mut waves = Invariant::new("every NVJ's wave marks exactly right");

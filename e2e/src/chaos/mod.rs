@@ -27,7 +27,7 @@ use crate::harness::git_server::{GitRepo, GitServer, notebook};
 use crate::harness::kubelet::{self, KubeletConfig, PodHandling};
 use faults::{FaultCounts, Faults, Replica};
 use invariants::Invariant;
-use workload::{Hostile, Planned, Rng};
+use workload::{Deleted, Hostile, Planned, Rng};
 
 /// The API server's audit log keeps every write to a Deployment (not its status), so the
 /// invariants can count trigger-controller's requests as well as their effect.
@@ -67,11 +67,14 @@ pub struct Report {
     pub seed: u64,
     pub ran_for: Duration,
     pub nvjs: usize,
+    pub deleted: usize,
     pub faults: FaultCounts,
     pub invariants: Vec<Invariant>,
     /// Per controller: resident memory in KiB - the most seen, after the first quarter of the
     /// run, and at the end.
     pub memory: BTreeMap<String, (u64, u64, u64)>,
+    /// NVJs that existed after the first quarter of the run and at its end (made, not deleted).
+    pub live: (usize, usize),
     /// How long after the workload stopped every invariant held (or the wait ran out).
     pub settled_after: Duration,
 }
@@ -110,7 +113,10 @@ impl Report {
                 println!("    ({n})");
             }
         }
-        println!("\nmemory (RSS, MiB: most / after the first quarter / at the end)");
+        println!(
+            "\nmemory (RSS, MiB: most / after the first quarter / at the end), with {} / {} NVJs live then and {} deleted in all",
+            self.live.0, self.live.1, self.deleted
+        );
         for (name, (most, quarter, end)) in &self.memory {
             let mib = |k: u64| k as f64 / 1024.0;
             println!(
@@ -216,6 +222,69 @@ async fn start_controllers(plane: &PrivateControlPlane, teams: &[&str]) -> Vec<R
         }
     }
     replicas
+}
+
+/// More ended NVJs than this in a namespace and the oldest is deleted.
+const LIVE_PER_NAMESPACE: usize = 25;
+
+/// The NVJ to delete now, if any: the oldest of a namespace over [`LIVE_PER_NAMESPACE`], or
+/// now and then the oldest of all; never one whose spec change is still to come.
+fn deletable(
+    planned: &[Planned],
+    deleted: &[Deleted],
+    to_change: &BTreeSet<(String, String)>,
+    rng: &mut Rng,
+) -> Option<Planned> {
+    let gone = |p: &Planned| {
+        deleted
+            .iter()
+            .any(|d| d.namespace == p.namespace && d.name == p.name)
+            || to_change.contains(&(p.namespace.clone(), p.name.clone()))
+    };
+    let mut live: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in planned.iter().filter(|p| !gone(p)) {
+        *live.entry(p.namespace.as_str()).or_default() += 1;
+    }
+    let crowded = live
+        .iter()
+        .find(|(_, n)| **n > LIVE_PER_NAMESPACE)
+        .map(|(ns, _)| ns.to_string());
+    match crowded {
+        Some(ns) => planned
+            .iter()
+            .find(|p| p.namespace == ns && !gone(p))
+            .cloned(),
+        None if rng.chance(5) => planned.iter().find(|p| !gone(p)).cloned(),
+        None => None,
+    }
+}
+
+/// What `n` came to, if it has ended at its current generation and its trigger is done with.
+fn ended(n: &NotebookValidationJob, p: &Planned) -> Option<Deleted> {
+    let status = n.status.as_ref()?;
+    let phase = status.phase.filter(|ph| ph.is_terminal())?;
+    if status.observed_generation != n.metadata.generation {
+        return None;
+    }
+    let run = n.run_id()?;
+    let records: Vec<_> = status.triggers.iter().filter(|r| r.run == run).collect();
+    let succeeded_records = records
+        .iter()
+        .filter(|r| r.outcome == nbg_core::nvj::TriggerOutcome::Succeeded)
+        .count();
+    // A succeeded run's restart is still being applied or rolled out: not yet.
+    if p.restart.is_some() && phase == nbg_core::nvj::Phase::Succeeded && succeeded_records == 0 {
+        return None;
+    }
+    Some(Deleted {
+        namespace: p.namespace.clone(),
+        name: p.name.clone(),
+        uid: n.metadata.uid.clone()?,
+        run,
+        phase,
+        records: records.len(),
+        succeeded_records,
+    })
 }
 
 /// The Application of each team lists exactly these NVJs, as Argo CD does after a sync.
@@ -343,12 +412,13 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
     }
 
     let mut planned: Vec<Planned> = Vec::new();
-    let mut deleted: Vec<(String, String)> = Vec::new();
+    let mut deleted: Vec<Deleted> = Vec::new();
     let mut to_change: BTreeSet<(String, String)> = BTreeSet::new();
     let mut dirty: BTreeSet<String> = teams.iter().cloned().collect();
     let mut memory: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
     let mut next_create = Instant::now();
     let mut next_sample = Instant::now();
+    let mut live = (0, 0);
     let mut next_progress = Instant::now() + Duration::from_secs(60);
     let mut kubelet_restarts = 0;
     let quarter = started + config.duration / 4;
@@ -400,26 +470,16 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
                 to_change.remove(&(ns, name));
             }
         }
-        // Some ended NVJs without triggers are deleted (and leave their Application), so
-        // memory must not grow with what is gone.
-        if rng.chance(5)
-            && let Some(p) = planned
-                .iter()
-                .find(|p| {
-                    p.restart.is_none()
-                        && !p.changed_mid_run
-                        && !deleted.contains(&(p.namespace.clone(), p.name.clone()))
-                })
-                .cloned()
-        {
+        // Ended NVJs are deleted (and leave their Application): now and then, and always the
+        // oldest once a namespace holds more than LIVE_PER_NAMESPACE, so the live set levels
+        // off and memory must too - whatever it grew by is what deleted objects left behind.
+        if let Some(p) = deletable(&planned, &deleted, &to_change, &mut rng) {
             let api: Api<NotebookValidationJob> = Api::namespaced(client.clone(), &p.namespace);
-            let ended = api
-                .get(&p.name)
-                .await
-                .ok()
-                .is_some_and(|n| n.current_phase().is_some_and(|ph| ph.is_terminal()));
-            if ended && api.delete(&p.name, &Default::default()).await.is_ok() {
-                deleted.push((p.namespace.clone(), p.name.clone()));
+            if let Ok(n) = api.get(&p.name).await
+                && let Some(d) = ended(&n, &p)
+                && api.delete(&p.name, &Default::default()).await.is_ok()
+            {
+                deleted.push(d);
                 if let Some(names) = listed.get_mut(&p.namespace) {
                     names.remove(&p.name);
                 }
@@ -456,6 +516,7 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
                     m.0 = m.0.max(kib);
                     if Instant::now() <= quarter {
                         m.1 = kib;
+                        live.0 = listed.values().map(BTreeSet::len).sum();
                     }
                     m.2 = kib;
                 }
@@ -511,6 +572,8 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
         seed: config.seed,
         ran_for,
         nvjs: planned.len() + hostile.len(),
+        deleted: deleted.len(),
+        live: (live.0, listed.values().map(BTreeSet::len).sum()),
         faults: faults.counts.clone(),
         invariants,
         memory,

@@ -53,6 +53,22 @@ pub struct Planned {
     pub changed_mid_run: bool,
 }
 
+/// An NVJ the run deleted once it had ended, with what it had come to then: the checks at the
+/// end still hold its target (kept) and its Events (kept by the API server) to it.
+#[derive(Debug, Clone)]
+pub struct Deleted {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    /// Its last run (`<uid>/<generation>`), the one its target's marker must name.
+    pub run: String,
+    /// How that run ended.
+    pub phase: nbg_core::nvj::Phase,
+    /// Its trigger records for that run: how many, and how many `Succeeded`.
+    pub records: usize,
+    pub succeeded_records: usize,
+}
+
 impl Planned {
     /// A random NVJ number `i` in `ns`. NVJs whose spec changes mid-run have no trigger: which
     /// of their generations ran to the end is a race the checks need not decide.
