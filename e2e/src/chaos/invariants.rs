@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use nbg_core::annotations::{NOTEBOOK_STATUS, WAVE_COMPLETE, WAVE_FAILED, WAVE_GENERATION};
-use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome};
+use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome, TriggerRecord};
 use serde_json::Value;
 
 use super::faults::FaultCounts;
@@ -110,6 +110,27 @@ fn annotation<'a>(nvj: &'a NotebookValidationJob, key: &str) -> Option<&'a str> 
         .as_ref()
         .and_then(|a| a.get(key))
         .map(String::as_str)
+}
+
+/// The run a Deployment's pod template says restarted it (trigger-controller's marker).
+fn restart_marker(d: &Deployment) -> Option<String> {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(RESTARTED_BY_RUN))
+        .cloned()
+}
+
+/// The NVJ's trigger records for `run`.
+pub(super) fn records_of_run<'a>(
+    n: &'a NotebookValidationJob,
+    run: &str,
+) -> Vec<&'a TriggerRecord> {
+    n.status
+        .as_ref()
+        .map(|s| s.triggers.iter().filter(|r| r.run == run).collect())
+        .unwrap_or_default()
 }
 
 /// Checks every invariant once.
@@ -228,18 +249,8 @@ pub async fn check(
             continue;
         };
         let generation = d.metadata.generation.unwrap_or_default();
-        let marker = d
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.metadata.as_ref())
-            .and_then(|m| m.annotations.as_ref())
-            .and_then(|a| a.get(RESTARTED_BY_RUN))
-            .cloned();
-        let records: Vec<_> = n
-            .status
-            .as_ref()
-            .map(|s| s.triggers.iter().filter(|r| r.run == run).collect())
-            .unwrap_or_default();
+        let marker = restart_marker(d);
+        let records = records_of_run(n, &run);
         let writes = audited
             .get(&(ns.clone(), target.clone()))
             .copied()
@@ -279,13 +290,7 @@ pub async fn check(
             continue;
         };
         let generation = dep.metadata.generation.unwrap_or_default();
-        let marker = dep
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.metadata.as_ref())
-            .and_then(|m| m.annotations.as_ref())
-            .and_then(|a| a.get(RESTARTED_BY_RUN))
-            .cloned();
+        let marker = restart_marker(dep);
         let writes = audited.get(&key).copied().unwrap_or(0);
         let ok = if d.phase == Phase::Succeeded {
             if writes == 0 {
@@ -473,11 +478,7 @@ pub async fn check(
                     continue;
                 };
                 let run = n.run_id().unwrap_or_default();
-                let records: Vec<_> = n
-                    .status
-                    .as_ref()
-                    .map(|s| s.triggers.iter().filter(|r| r.run == run).collect())
-                    .unwrap_or_default();
+                let records = records_of_run(n, &run);
                 let said = records.len() == 1
                     && records[0].outcome == TriggerOutcome::Denied
                     && records[0]

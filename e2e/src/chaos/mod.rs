@@ -267,7 +267,7 @@ fn ended(n: &NotebookValidationJob, p: &Planned) -> Option<Deleted> {
         return None;
     }
     let run = n.run_id()?;
-    let records: Vec<_> = status.triggers.iter().filter(|r| r.run == run).collect();
+    let records = invariants::records_of_run(n, &run);
     let succeeded_records = records
         .iter()
         .filter(|r| r.outcome == nbg_core::nvj::TriggerOutcome::Succeeded)
