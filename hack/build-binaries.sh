@@ -7,12 +7,13 @@
 #        hack/build-binaries.sh --path <component>  prints the cached binary's path
 #        hack/build-binaries.sh --source kserve     prints the unpacked KServe module (its config/)
 #        hack/build-binaries.sh --source argocd     prints the unpacked Argo CD module (its manifests/)
+#        hack/build-binaries.sh --source argocd-v2  the same for Argo CD 2.x
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/versions.sh
 source "$here/lib/versions.sh"
 
-all_components=(etcd kube-apiserver kube-controller-manager kubectl helm kserve argocd promtool crane)
+all_components=(etcd kube-apiserver kube-controller-manager kubectl helm kserve argocd argocd-v2 promtool crane)
 
 version_of() {
   case "$1" in
@@ -21,6 +22,7 @@ version_of() {
     helm) echo "$HELM_VERSION" ;;
     kserve) echo "$KSERVE_VERSION" ;;
     argocd) echo "$ARGOCD_VERSION" ;;
+    argocd-v2) echo "$ARGOCD_V2_VERSION" ;;
     promtool) echo "$PROMETHEUS_VERSION" ;;
     crane) echo "$CRANE_VERSION" ;;
     *) echo "unknown component '$1' (known: ${all_components[*]})" >&2; return 2 ;;
@@ -49,6 +51,7 @@ module_copy_dir() {
 
 kserve_module_dir() { module_copy_dir github.com/kserve/kserve "$KSERVE_VERSION" kserve; }
 argocd_module_dir() { module_copy_dir github.com/argoproj/argo-cd/v3 "$ARGOCD_VERSION" argo-cd; }
+argocd_v2_module_dir() { module_copy_dir github.com/argoproj/argo-cd/v2 "$ARGOCD_V2_VERSION" argo-cd; }
 prometheus_module_dir() { module_copy_dir github.com/prometheus/prometheus "$PROMETHEUS_VERSION" prometheus; }
 
 # A small module that requires <module>@<version> and imports <package>, so `go build <package>`
@@ -189,6 +192,54 @@ GO
         -ldflags "-s -w -X github.com/argoproj/argo-cd/v3/common.version=${ARGOCD_VERSION#v}" \
         -o "$tmp" ./cmd)
       ;;
+    argocd-v2)
+      # Only the components the tests run (application controller, repo-server, notifications
+      # and the git askpass helper the repo-server calls): one multi-call binary like the v3
+      # build, without the API server, its UI and the CLI - about half the cold build.
+      local dir; dir="$(argocd_v2_module_dir)"
+      mkdir -p "$dir/cmd/nbg-argocd"
+      cat >"$dir/cmd/nbg-argocd/main.go" <<'GO'
+// Command nbg-argocd runs the Argo CD components named by ARGOCD_BINARY_NAME that the
+// notebook-gitops tests start.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	appcontroller "github.com/argoproj/argo-cd/v2/cmd/argocd-application-controller/commands"
+	gitaskpass "github.com/argoproj/argo-cd/v2/cmd/argocd-git-ask-pass/commands"
+	notification "github.com/argoproj/argo-cd/v2/cmd/argocd-notification/commands"
+	reposerver "github.com/argoproj/argo-cd/v2/cmd/argocd-repo-server/commands"
+)
+
+func main() {
+	var command *cobra.Command
+	switch name := os.Getenv("ARGOCD_BINARY_NAME"); name {
+	case "argocd-application-controller":
+		command = appcontroller.NewCommand()
+	case "argocd-repo-server":
+		command = reposerver.NewCommand()
+	case "argocd-notifications":
+		command = notification.NewCommand()
+	case "argocd-git-ask-pass":
+		command = gitaskpass.NewCommand()
+	default:
+		fmt.Fprintf(os.Stderr, "ARGOCD_BINARY_NAME=%q: this build has argocd-application-controller, argocd-repo-server, argocd-notifications and argocd-git-ask-pass\n", name)
+		os.Exit(2)
+	}
+	if err := command.Execute(); err != nil {
+		os.Exit(1)
+	}
+}
+GO
+      log "building Argo CD $ARGOCD_V2_VERSION's controller, repo-server and notifications (cold builds take several minutes)"
+      (cd "$dir" && CGO_ENABLED=0 go build -trimpath \
+        -ldflags "-s -w -X github.com/argoproj/argo-cd/v2/common.version=${ARGOCD_V2_VERSION#v}" \
+        -o "$tmp" ./cmd/nbg-argocd)
+      ;;
     promtool)
       # Tests the PrometheusRule's alerts (`promtool test rules`).
       local dir; dir="$(prometheus_module_dir)"
@@ -214,7 +265,8 @@ main() {
     case "${2:-}" in
       kserve) kserve_module_dir ;;
       argocd) argocd_module_dir ;;
-      *) echo "usage: $0 --source kserve|argocd" >&2; exit 2 ;;
+      argocd-v2) argocd_v2_module_dir ;;
+      *) echo "usage: $0 --source kserve|argocd|argocd-v2" >&2; exit 2 ;;
     esac
     return
   fi

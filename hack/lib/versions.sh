@@ -8,6 +8,9 @@ KSERVE_VERSION="v0.16.0"
 # Argo CD (its notifications engine evaluates our triggers in the e2e tests). v3.2.12 as stored
 # by the module proxy does not compile; v3.2.11 does.
 ARGOCD_VERSION="v3.2.11"
+# Argo CD 2.14 (the last 2.x minor; label tracking and persisted resource health by default):
+# the compatibility matrix runs our Argo CD tests against it too.
+ARGOCD_V2_VERSION="v2.14.21"
 # Prometheus's module (v0.316.0 is Prometheus 3.x): promtool tests the chart's alerting rules.
 PROMETHEUS_VERSION="v0.316.0"
 # go-containerregistry's crane checks the image archives (`hack/just images`) as registries read them.
