@@ -164,6 +164,7 @@ mod tests {
             changed: at,
             run: at.map(|_| format!("uid-{name}/1")),
             completed: at,
+            tracking_meta: Default::default(),
         }
     }
 

@@ -4,8 +4,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use nbg_core::foreign::tracking::{AppRef, Tracking};
+use nbg_core::annotations::ARGOCD_TRACKING_ID;
+use nbg_core::foreign::tracking::{AppRef, INSTALLATION_ID_ANNOTATION, Tracking};
 use nbg_core::nvj::{NotebookValidationJob, Phase};
 
 /// Where an NVJ's current run stands, for the aggregate.
@@ -18,12 +20,15 @@ pub enum RunState {
 }
 
 /// The facts of one NVJ the aggregate needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NvjFacts {
     pub namespace: String,
     pub name: String,
     /// The Application its tracking names (not yet checked against the Application's list).
     pub app: Option<AppRef>,
+    /// What tracking reads: its labels and Argo CD's two tracking annotations, so a change of
+    /// Argo CD's settings re-reads every NVJ without a new list.
+    pub tracking_meta: ObjectMeta,
     pub state: RunState,
     /// The latest change the status shows: creation, start, completion, a condition's transition.
     pub changed: Option<Timestamp>,
@@ -68,10 +73,21 @@ impl NvjFacts {
                 .unwrap_or_default(),
         )
         .max();
+        let tracking_meta = ObjectMeta {
+            labels: nvj.metadata.labels.clone(),
+            annotations: nvj.metadata.annotations.as_ref().map(|a| {
+                a.iter()
+                    .filter(|(k, _)| *k == ARGOCD_TRACKING_ID || *k == INSTALLATION_ID_ANNOTATION)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }),
+            ..Default::default()
+        };
         Self {
             namespace: nvj.metadata.namespace.clone().unwrap_or_default(),
             name: nvj.metadata.name.clone().unwrap_or_default(),
-            app: tracking.application(&nvj.metadata),
+            app: tracking.application(&tracking_meta),
+            tracking_meta,
             state,
             changed,
             run: completed.and_then(|_| nvj.run_id()),
@@ -151,6 +167,26 @@ impl Index {
         affected
     }
 
+    /// Reads every NVJ's tracking again with new settings; returns the Applications that
+    /// gained or lost one.
+    pub fn retrack(&mut self, tracking: &Tracking) -> BTreeSet<AppRef> {
+        let moved: Vec<NvjFacts> = self
+            .facts
+            .values()
+            .filter(|f| tracking.application(&f.tracking_meta) != f.app)
+            .map(|f| NvjFacts {
+                app: tracking.application(&f.tracking_meta),
+                ..f.clone()
+            })
+            .collect();
+        moved.into_iter().flat_map(|f| self.upsert(f)).collect()
+    }
+
+    /// The facts of one NVJ, by `namespace/name`.
+    pub fn get(&self, key: &str) -> Option<&NvjFacts> {
+        self.facts.get(key)
+    }
+
     /// The NVJs whose tracking names `app`.
     pub fn of_app(&self, app: &AppRef) -> Vec<&NvjFacts> {
         self.by_app
@@ -189,6 +225,7 @@ mod tests {
             changed: None,
             run: None,
             completed: None,
+            tracking_meta: ObjectMeta::default(),
         }
     }
 
@@ -253,12 +290,7 @@ mod tests {
             "status": {"phase": "Failed", "observedGeneration": 2, "completionTime": "2026-11-30T11:00:00Z"}
         }))
         .expect("nvj");
-        let tracking = Tracking {
-            method: nbg_core::foreign::tracking::TrackingMethod::Annotation,
-            label_key: "app.kubernetes.io/instance".into(),
-            argocd_namespace: "argocd".into(),
-        };
-        let f = NvjFacts::of(&nvj, &tracking);
+        let f = NvjFacts::of(&nvj, &Tracking::defaults("argocd"));
         assert_eq!(
             f.state,
             RunState::Running,
@@ -270,5 +302,43 @@ mod tests {
             Some("2026-11-30T11:00:00Z")
         );
         assert_eq!(f.app, Some(app("train")));
+    }
+
+    #[test]
+    fn new_tracking_settings_move_nvjs_between_applications() {
+        use nbg_core::foreign::tracking::{SettingsSource, TrackingOverrides};
+        let key = "argocd.argoproj.io/instance";
+        let nvj: NotebookValidationJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mlops.mlops.dev/v1alpha1", "kind": "NotebookValidationJob",
+            "metadata": {"name": "a", "namespace": "ml", "labels": {key: "train", "app.kubernetes.io/instance": "release"}},
+            "spec": {"notebook": {"git": {"url": "u", "ref": "r"}, "path": "p"}, "podConfig": {"containerImage": "i"}}
+        }))
+        .expect("nvj");
+        let mut index = Index::default();
+        // Argo CD's defaults read the default key: the Helm release's label.
+        index.upsert(NvjFacts::of(&nvj, &Tracking::defaults("argocd")));
+        assert_eq!(index.of_app(&app("release")).len(), 1);
+        let label = Tracking::from_argocd_cm(
+            Some(
+                &[
+                    (
+                        "application.resourceTrackingMethod".to_string(),
+                        "label".to_string(),
+                    ),
+                    ("application.instanceLabelKey".to_string(), key.to_string()),
+                ]
+                .into(),
+            ),
+            &TrackingOverrides::default(),
+            "argocd",
+            SettingsSource::ArgocdCm,
+        )
+        .expect("settings");
+        assert_eq!(
+            index.retrack(&label).into_iter().collect::<Vec<_>>(),
+            vec![app("release"), app("train")]
+        );
+        assert_eq!(index.of_app(&app("train")).len(), 1);
+        assert!(index.retrack(&label).is_empty(), "nothing moves twice");
     }
 }

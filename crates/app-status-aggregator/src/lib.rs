@@ -12,7 +12,7 @@ pub mod reconcile;
 
 use std::time::Duration;
 
-use nbg_core::foreign::tracking::{Tracking, TrackingMethod};
+use nbg_runtime::argocd::{ArgoCdArgs, TrackingSettings};
 use nbg_runtime::{CommonArgs, Runtime};
 
 /// The controller's name: field manager, metric label and Event reporter.
@@ -28,60 +28,27 @@ pub const NAME: &str = "app-status-aggregator";
 pub struct Cli {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Argo CD's own namespace: where an Application named without a namespace (tracking id
-    /// `<app>:...`, or the tracking label) lives.
-    #[arg(long, env = "NBG_ARGOCD_NAMESPACE", default_value = "argocd")]
-    pub argocd_namespace: String,
-    /// Namespaces whose Applications are read and written, comma-separated (Argo CD's
-    /// apps-in-any-namespace); `*` for all. Default: --argocd-namespace.
-    #[arg(long, env = "NBG_APPLICATION_NAMESPACES", value_delimiter = ',')]
-    pub application_namespaces: Vec<String>,
-    /// How Argo CD tracks resources (its application.resourceTrackingMethod):
-    /// annotation (Argo CD 3.x's default), label, or annotation+label.
-    #[arg(long, env = "NBG_TRACKING_METHOD", default_value = "annotation")]
-    pub tracking_method: TrackingMethod,
-    /// The tracking label's key (Argo CD's application.instanceLabelKey).
-    #[arg(
-        long,
-        env = "NBG_TRACKING_LABEL",
-        default_value = "app.kubernetes.io/instance"
-    )]
-    pub tracking_label: String,
+    #[command(flatten)]
+    pub argocd: ArgoCdArgs,
     /// An Application is written at most this long after its first unwritten change, with
     /// every change made meanwhile (Go duration; 0: at once).
     #[arg(long, env = "NBG_COALESCE", default_value = "250ms", value_parser = nbg_runtime::cli::parse_duration)]
     pub coalesce: Duration,
 }
 
-/// The namespaces to watch Applications in: empty means all.
 fn application_namespaces(cli: &Cli) -> Vec<String> {
-    let listed: Vec<String> = cli
-        .application_namespaces
-        .iter()
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty())
-        .collect();
-    if listed.iter().any(|n| n == "*") {
-        Vec::new()
-    } else if listed.is_empty() {
-        vec![cli.argocd_namespace.clone()]
-    } else {
-        listed
-    }
+    cli.argocd.application_namespaces()
 }
 
 /// Connects, then runs until SIGTERM.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let namespaces = application_namespaces(&cli);
-    let tracking = Tracking {
-        method: cli.tracking_method,
-        label_key: cli.tracking_label.clone(),
-        argocd_namespace: cli.argocd_namespace.clone(),
-    };
     let runtime = Runtime::connect(NAME, env!("CARGO_PKG_VERSION"), cli.common).await?;
+    let tracking = TrackingSettings::start(&runtime.client, &cli.argocd, &runtime.watches).await;
     let metrics = reconcile::AggregatorMetrics::register(&runtime.registry);
     let reconciler = reconcile::AggregatorReconciler::new(
         runtime.client.clone(),
+        runtime.events.clone(),
         tracking,
         namespaces,
         cli.coalesce,

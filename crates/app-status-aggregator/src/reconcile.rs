@@ -18,9 +18,12 @@ use kube::{Client, ResourceExt};
 use nbg_core::foreign::Application;
 use nbg_core::foreign::tracking::{AppRef, Tracking};
 use nbg_core::nvj::NotebookValidationJob;
+use nbg_runtime::argocd::TrackingSettings;
+use nbg_runtime::events::Events;
 use nbg_runtime::metrics::OutcomeMetrics;
 use nbg_runtime::runner::{WatchContext, slim};
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 
@@ -33,6 +36,12 @@ use crate::facts::{Index, NvjFacts};
 pub type Error = nbg_runtime::runner::ApiError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApplicationLabels {
+    /// `namespace/name`.
+    application: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
     /// `updated` or `removed`.
     change: String,
@@ -40,21 +49,29 @@ pub struct WriteLabels {
 
 /// Writes by change (`nbg_application_writes_total{change}`), the lag from the latest NVJ
 /// change to its Application written (`nbg_application_write_lag_seconds`), and the
-/// Applications tracked (`nbg_applications_tracked`).
+/// Applications tracked (`nbg_applications_tracked`), and per Application the NVJs it lists that
+/// tracking does not attribute to it (`nbg_application_untracked_nvjs{application}`).
 #[derive(Clone)]
 pub struct AggregatorMetrics {
     writes: OutcomeMetrics<WriteLabels>,
     tracked: Gauge,
+    untracked: Family<ApplicationLabels, Gauge>,
 }
 
 impl AggregatorMetrics {
     pub fn register(registry: &nbg_runtime::metrics::SharedRegistry) -> Self {
         let tracked = Gauge::default();
+        let untracked = Family::<ApplicationLabels, Gauge>::default();
         if let Ok(mut r) = registry.write() {
             r.register(
                 "applications_tracked",
                 "Applications that at least one NVJ's tracking names",
                 tracked.clone(),
+            );
+            r.register(
+                "application_untracked_nvjs",
+                "NVJs an Application lists in status.resources whose tracking does not name it (Argo CD's tracking settings and ours disagree)",
+                untracked.clone(),
             );
         }
         Self {
@@ -70,6 +87,7 @@ impl AggregatorMetrics {
                 ),
             ),
             tracked,
+            untracked,
         }
     }
 }
@@ -84,32 +102,87 @@ struct Instance {
 
 pub struct AggregatorReconciler {
     client: Client,
-    tracking: Tracking,
+    events: Events,
+    tracking: TrackingSettings,
     application_namespaces: Vec<String>,
     coalesce: Duration,
     metrics: AggregatorMetrics,
     instances: Mutex<HashMap<Option<String>, Arc<Instance>>>,
     /// Applications whose aggregate differs from what they carry, since when.
     pending: Mutex<HashMap<AppRef, Instant>>,
+    /// Per Application, the listed NVJs tracking does not attribute to it, as last reported:
+    /// a Warning Event when this set changes, not on every reconcile.
+    untracked: Mutex<HashMap<AppRef, BTreeSet<String>>>,
 }
 
 impl AggregatorReconciler {
     pub fn new(
         client: Client,
-        tracking: Tracking,
+        events: Events,
+        tracking: TrackingSettings,
         application_namespaces: Vec<String>,
         coalesce: Duration,
         metrics: AggregatorMetrics,
     ) -> Self {
         Self {
             client,
+            events,
             tracking,
             application_namespaces,
             coalesce,
             metrics,
             instances: Mutex::default(),
             pending: Mutex::default(),
+            untracked: Mutex::default(),
         }
+    }
+
+    /// Says so when `app` lists NVJs (this controller knows) whose tracking does not name it:
+    /// a log line, the metric, and a Warning Event on the Application whenever the set changes.
+    async fn report_untracked(
+        &self,
+        app: &Application,
+        app_ref: &AppRef,
+        untracked: BTreeSet<String>,
+        message: Option<String>,
+    ) {
+        let labels = ApplicationLabels {
+            application: app_ref.to_string(),
+        };
+        let changed = self.untracked.lock().is_ok_and(|mut seen| {
+            let before = seen.get(app_ref).cloned().unwrap_or_default();
+            if untracked.is_empty() {
+                seen.remove(app_ref);
+            } else {
+                seen.insert(app_ref.clone(), untracked.clone());
+            }
+            before != untracked
+        });
+        if untracked.is_empty() {
+            if changed {
+                self.metrics.untracked.remove(&labels);
+            }
+            return;
+        }
+        self.metrics
+            .untracked
+            .get_or_create(&labels)
+            .set(untracked.len() as i64);
+        let Some(message) = message.filter(|_| changed) else {
+            return;
+        };
+        tracing::warn!(application = %app_ref, nvjs = ?untracked, "{message}");
+        let regarding = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("argoproj.io/v1alpha1".into()),
+            kind: Some("Application".into()),
+            name: app.metadata.name.clone(),
+            namespace: app.metadata.namespace.clone(),
+            uid: app.metadata.uid.clone(),
+            ..Default::default()
+        };
+        self.events
+            .warning(&regarding, "TrackingMismatch", "Aggregate", message)
+            .await;
     }
 
     fn instance(&self, app_namespace: &str) -> Option<Arc<Instance>> {
@@ -173,6 +246,31 @@ fn apply_event(
     }
 }
 
+/// The NVJs `app` lists in `status.resources` that this controller knows (in its scope) but
+/// whose tracking names another Application or none, with what tracking names.
+fn untracked_nvjs(
+    app: &Application,
+    app_ref: &AppRef,
+    index: &Index,
+    tracking: &Tracking,
+) -> std::collections::BTreeMap<String, Option<AppRef>> {
+    let listed = app
+        .status
+        .as_ref()
+        .map(|s| s.resources.as_slice())
+        .unwrap_or_default();
+    listed
+        .iter()
+        .filter(|r| r.group == nbg_core::nvj::GROUP && r.kind == nbg_core::nvj::KIND)
+        .filter_map(|r| {
+            let key = format!("{}/{}", r.namespace, r.name);
+            let facts = index.get(&key)?;
+            (facts.app.as_ref() != Some(app_ref))
+                .then(|| (key, tracking.application(&facts.tracking_meta)))
+        })
+        .collect()
+}
+
 impl nbg_runtime::Reconciler for AggregatorReconciler {
     type Object = Application;
     type Error = Error;
@@ -232,7 +330,7 @@ impl nbg_runtime::Reconciler for AggregatorReconciler {
                 .watches
                 .resilient(&resource.plural, namespace.as_deref(), raw)
                 .modify(slim);
-            let (index, tracking, scope) = (
+            let (index, settings, scope) = (
                 instance.index.clone(),
                 self.tracking.clone(),
                 watch_context.scope.clone(),
@@ -249,7 +347,7 @@ impl nbg_runtime::Reconciler for AggregatorReconciler {
                             &index,
                             &mut listing,
                             namespace.as_deref(),
-                            &tracking,
+                            &settings.current(),
                             &|ns| scope.allows(ns),
                             &synced,
                         ),
@@ -268,7 +366,26 @@ impl nbg_runtime::Reconciler for AggregatorReconciler {
                 .flatten();
             controller = controller.reconcile_on(refs);
         }
-        controller
+        // Argo CD's tracking settings changed: every NVJ is read again, and the Applications
+        // that gained or lost one are written.
+        let (index, app_namespace) = (instance.index.clone(), app_namespace.clone());
+        let retracked = self
+            .tracking
+            .changes()
+            .map(move |tracking| {
+                let affected = index
+                    .lock()
+                    .map(|mut i| i.retrack(&tracking))
+                    .unwrap_or_default();
+                let refs: Vec<ObjectRef<Application>> = affected
+                    .into_iter()
+                    .filter(|a| app_namespace.as_deref().is_none_or(|ns| a.namespace == ns))
+                    .map(|a| ObjectRef::new(&a.name).within(&a.namespace))
+                    .collect();
+                futures::stream::iter(refs)
+            })
+            .flatten();
+        controller.reconcile_on(retracked)
     }
 
     async fn reconcile(&self, app: Arc<Application>) -> Result<Action, Error> {
@@ -282,19 +399,38 @@ impl nbg_runtime::Reconciler for AggregatorReconciler {
         // Never decide from a partial list of NVJs (a restart would write wrong aggregates).
         let mut synced = instance.synced.clone();
         let _ = synced.wait_for(|n| *n >= instance.watches).await;
-        let write = {
+        let tracking = self.tracking.current();
+        let (write, untracked) = {
             let Ok(index) = instance.index.lock() else {
                 return Ok(Action::requeue(Duration::from_secs(1)));
             };
+            let untracked = untracked_nvjs(&app, &app_ref, &index, &tracking);
             let tracked = index.of_app(&app_ref);
-            aggregate::decide(&app, &tracked).map(|w| {
+            let write = aggregate::decide(&app, &tracked).map(|w| {
                 let latest = aggregate::counted(&app, &tracked)
                     .iter()
                     .filter_map(|f| f.changed)
                     .max();
                 (w, latest)
-            })
+            });
+            (write, untracked)
         };
+        let message = untracked.iter().next().map(|(key, tracked)| {
+            let more = match untracked.len() {
+                1 => String::new(),
+                n => format!(" (and {} more NVJs)", n - 1),
+            };
+            format!(
+                "{}{more}",
+                tracking.mismatch_message(
+                    &app_ref,
+                    &format!("NotebookValidationJob {key}"),
+                    tracked.as_ref()
+                )
+            )
+        });
+        self.report_untracked(&app, &app_ref, untracked.keys().cloned().collect(), message)
+            .await;
         let Some((annotations, latest)) = write else {
             if let Ok(mut pending) = self.pending.lock() {
                 pending.remove(&app_ref);

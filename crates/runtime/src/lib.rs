@@ -6,6 +6,7 @@
 //! server-side-apply status writes ([`status`]), watches that recover on their own ([`watch`]), and graceful shutdown ([`shutdown`]). [`Runtime`] ties them together.
 
 pub mod api_requests;
+pub mod argocd;
 pub mod cli;
 pub mod events;
 pub mod http;

@@ -3,17 +3,20 @@
 //! - on a target in the NVJ's own namespace;
 //! - on a target elsewhere only with the target's consent: its `mlops.dev/allow-triggers-from`
 //!   annotation lists the NVJ's namespace (or `*`) - written by whoever can write the target;
-//! - on an Argo CD Application elsewhere only if that Application manages the NVJ: the NVJ's
-//!   tracking annotation names the Application *and* the Application's own status lists the NVJ
-//!   among its resources (the annotation alone could be forged by the NVJ's author).
+//! - on an Argo CD Application elsewhere only if that Application manages the NVJ: the
+//!   Application's own status lists the NVJ among its resources *and* the NVJ's tracking, read
+//!   with Argo CD's settings (`nbg_core::foreign::tracking`), names the Application (its labels
+//!   and annotations alone could be forged by the NVJ's author).
 //!
 //! The controller can switch cross-namespace targets off entirely, and limits the kinds that
 //! may be targeted. Pure: unit-tested without a cluster.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use nbg_core::annotations::{self, TriggerTarget};
 use nbg_core::foreign::Application;
+use nbg_core::foreign::tracking::{AppRef, Attribution, Tracking};
 use nbg_core::nvj::NotebookValidationJob;
 
 /// The controller's policy.
@@ -22,6 +25,8 @@ pub struct Policy {
     /// `group/Kind` (core group: `/Kind`) that may be targeted.
     pub allowed_kinds: BTreeSet<String>,
     pub allow_cross_namespace: bool,
+    /// Argo CD's tracking settings in force.
+    pub tracking: Arc<Tracking>,
 }
 
 impl Default for Policy {
@@ -29,6 +34,7 @@ impl Default for Policy {
         Self {
             allowed_kinds: crate::kinds::all_keys().into_iter().collect(),
             allow_cross_namespace: true,
+            tracking: Arc::new(Tracking::defaults("argocd")),
         }
     }
 }
@@ -49,6 +55,10 @@ pub enum Denied {
         name: String,
         from: String,
     },
+    /// The Application lists the NVJ, but tracking does not name it: the settings disagree
+    /// with Argo CD's (the message says which to check), not a missing consent.
+    #[error("{0}; until they agree, this trigger is refused")]
+    NotTracked(String),
 }
 
 fn kind_key(t: &TriggerTarget) -> String {
@@ -62,41 +72,28 @@ pub fn consents(list: &str, ns: &str) -> bool {
         .any(|entry| entry == "*" || entry == ns)
 }
 
-/// True when `app` manages `nvj`: the NVJ's tracking id names the app, and the app's status
-/// lists the NVJ among its resources.
-pub fn application_manages(app: &Application, nvj: &NotebookValidationJob) -> bool {
-    let app_name = app.metadata.name.clone().unwrap_or_default();
-    let app_ns = app.metadata.namespace.clone().unwrap_or_default();
-    let nvj_ns = nvj.metadata.namespace.clone().unwrap_or_default();
-    let nvj_name = nvj.metadata.name.clone().unwrap_or_default();
-    let ann = nvj.metadata.annotations.clone().unwrap_or_default();
-    // `<app>:<group>/<kind>:<namespace>/<name>`; with apps in any namespace `<ns>_<app>:...`.
-    let tracked = ann.get(annotations::ARGOCD_TRACKING_ID).is_some_and(|id| {
-        let owner = id.split(':').next().unwrap_or_default();
-        owner == app_name || owner == format!("{app_ns}_{app_name}")
-    }) || nvj
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(annotations::ARGOCD_INSTANCE_LABEL))
-        .is_some_and(|v| *v == app_name);
-    tracked
-        && app.lists(
-            nbg_core::nvj::GROUP,
-            nbg_core::nvj::KIND,
-            &nvj_ns,
-            &nvj_name,
-        )
+/// How `app` and `nvj` agree: the Application lists it, and tracking names the Application.
+pub fn application_attribution(
+    tracking: &Tracking,
+    app: &Application,
+    nvj: &NotebookValidationJob,
+) -> Attribution {
+    tracking.attribution(
+        app,
+        nbg_core::nvj::GROUP,
+        nbg_core::nvj::KIND,
+        &nvj.metadata,
+    )
 }
 
 /// Decides whether `nvj` may act on `target`. `target_annotations` are the live target's;
-/// `managing_app` is set when the target is an Application that manages the NVJ.
+/// `application` is how an Application target and the NVJ agree ([`application_attribution`]).
 pub fn authorize(
     policy: &Policy,
     nvj: &NotebookValidationJob,
     target: &TriggerTarget,
     target_annotations: Option<&std::collections::BTreeMap<String, String>>,
-    managing_app: bool,
+    application: Option<&Attribution>,
 ) -> Result<(), Denied> {
     let key = kind_key(target);
     if !policy.allowed_kinds.contains(&key) {
@@ -114,8 +111,25 @@ pub fn authorize(
         .and_then(|a| a.get(annotations::ALLOW_TRIGGERS_FROM))
         .is_some_and(|list| consents(list, &from));
     let is_application = target.group() == "argoproj.io" && target.kind == "Application";
-    if consent || (is_application && managing_app) {
-        return Ok(());
+    match application.filter(|_| is_application) {
+        _ if consent => return Ok(()),
+        Some(Attribution::Managed) => return Ok(()),
+        Some(Attribution::ListedNotTracked { tracked }) => {
+            let app = AppRef {
+                namespace: to.clone(),
+                name: target.name.clone(),
+            };
+            let object = format!(
+                "NotebookValidationJob {from}/{}",
+                nvj.metadata.name.as_deref().unwrap_or_default()
+            );
+            return Err(Denied::NotTracked(policy.tracking.mismatch_message(
+                &app,
+                &object,
+                tracked.as_ref(),
+            )));
+        }
+        _ => {}
     }
     Err(Denied::NoConsent {
         kind: target.kind.clone(),
@@ -154,13 +168,13 @@ mod tests {
                 &n,
                 &target("- {apiVersion: apps/v1, kind: Deployment, name: m, action: restart}"),
                 None,
-                false
+                None
             ),
             Ok(())
         );
         let secret = target("- {apiVersion: v1, kind: Secret, name: s, action: refresh}");
         assert_eq!(
-            authorize(&Policy::default(), &n, &secret, None, false),
+            authorize(&Policy::default(), &n, &secret, None, None),
             Err(Denied::KindNotAllowed("/Secret".into()))
         );
     }
@@ -171,7 +185,7 @@ mod tests {
         let t = target(
             "- {apiVersion: apps/v1, kind: Deployment, name: m, namespace: prod, action: restart}",
         );
-        let denied = authorize(&Policy::default(), &n, &t, None, false).expect_err("no consent");
+        let denied = authorize(&Policy::default(), &n, &t, None, None).expect_err("no consent");
         assert!(
             denied
                 .to_string()
@@ -182,13 +196,13 @@ mod tests {
             annotations::ALLOW_TRIGGERS_FROM.to_string(),
             "ml, data".to_string(),
         )]);
-        assert!(authorize(&Policy::default(), &n, &t, Some(&other), false).is_err());
+        assert!(authorize(&Policy::default(), &n, &t, Some(&other), None).is_err());
         let ok = BTreeMap::from([(
             annotations::ALLOW_TRIGGERS_FROM.to_string(),
             "ml, team".to_string(),
         )]);
         assert_eq!(
-            authorize(&Policy::default(), &n, &t, Some(&ok), false),
+            authorize(&Policy::default(), &n, &t, Some(&ok), None),
             Ok(())
         );
         let any = BTreeMap::from([(
@@ -196,7 +210,7 @@ mod tests {
             "*".to_string(),
         )]);
         assert_eq!(
-            authorize(&Policy::default(), &n, &t, Some(&any), false),
+            authorize(&Policy::default(), &n, &t, Some(&any), None),
             Ok(())
         );
         let off = Policy {
@@ -204,7 +218,7 @@ mod tests {
             ..Policy::default()
         };
         assert_eq!(
-            authorize(&off, &n, &t, Some(&any), false),
+            authorize(&off, &n, &t, Some(&any), None),
             Err(Denied::CrossNamespaceDisabled("prod".into()))
         );
     }
@@ -225,25 +239,44 @@ mod tests {
             "team",
             serde_json::json!({"argocd.argoproj.io/tracking-id": "serving:mlops.mlops.dev/NotebookValidationJob:team/train"}),
         );
-        assert!(application_manages(&listed, &tracked));
+        let policy = Policy::default();
+        let attribution = |app: &Application, n: &NotebookValidationJob| {
+            application_attribution(&policy.tracking, app, n)
+        };
+        assert_eq!(attribution(&listed, &tracked), Attribution::Managed);
         // A forged tracking id is not enough: the Application must list the NVJ.
-        assert!(!application_manages(
-            &app_with(serde_json::json!([])),
-            &tracked
-        ));
-        // Listed but tracked by another app: no.
-        let other = nvj(
-            "team",
-            serde_json::json!({"argocd.argoproj.io/tracking-id": "billing:mlops.mlops.dev/NotebookValidationJob:team/train"}),
+        assert_eq!(
+            attribution(&app_with(serde_json::json!([])), &tracked),
+            Attribution::NotListed
         );
-        assert!(!application_manages(&listed, &other));
         let t = target(
             "- {apiVersion: argoproj.io/v1alpha1, kind: Application, name: serving, namespace: argocd, action: sync}",
         );
         assert_eq!(
-            authorize(&Policy::default(), &tracked, &t, None, true),
+            authorize(&policy, &tracked, &t, None, Some(&Attribution::Managed)),
             Ok(())
         );
-        assert!(authorize(&Policy::default(), &tracked, &t, None, false).is_err());
+        assert!(matches!(
+            authorize(&policy, &tracked, &t, None, Some(&Attribution::NotListed)),
+            Err(Denied::NoConsent { .. })
+        ));
+        // Listed but tracked by another app: refused, and the message names tracking.
+        let other = nvj(
+            "team",
+            serde_json::json!({"argocd.argoproj.io/tracking-id": "billing:mlops.mlops.dev/NotebookValidationJob:team/train"}),
+        );
+        let mismatch = attribution(&listed, &other);
+        let denied =
+            authorize(&policy, &other, &t, None, Some(&mismatch)).expect_err("not tracked");
+        let text = denied.to_string();
+        assert!(
+            text.starts_with("Application argocd/serving lists NotebookValidationJob team/train in status.resources, but its tracking names Application argocd/billing"),
+            "{text}"
+        );
+        assert!(
+            text.contains("application.resourceTrackingMethod"),
+            "{text}"
+        );
+        assert!(!text.contains("consent"), "{text}");
     }
 }

@@ -29,6 +29,7 @@ pub mod rollout;
 pub mod targets;
 pub mod waiting;
 
+use nbg_runtime::argocd::{ArgoCdArgs, TrackingSettings};
 use nbg_runtime::{CommonArgs, Runtime};
 
 /// The controller's name: field manager, metric label and Event reporter.
@@ -60,6 +61,8 @@ pub struct Cli {
     /// rollout stands (Go duration; Kubernetes' default progress deadline is 10m).
     #[arg(long, env = "NBG_ROLLOUT_DEADLINE", default_value = "10m", value_parser = nbg_runtime::cli::parse_duration)]
     pub rollout_deadline: std::time::Duration,
+    #[command(flatten)]
+    pub argocd: ArgoCdArgs,
 }
 
 /// Connects, then runs until SIGTERM.
@@ -73,15 +76,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .filter(|k| !k.is_empty())
             .collect(),
         allow_cross_namespace: !cli.disable_cross_namespace,
+        ..Default::default()
     };
+    let tracking = TrackingSettings::start(&runtime.client, &cli.argocd, &runtime.watches).await;
     let metrics = metrics::register(&runtime.registry);
     let watched = targets::watchable_kinds(&runtime.client, &policy).await;
+    let app_namespaces = cli.argocd.application_namespaces();
     let reconciler = reconcile::TriggerReconciler::new(
         runtime.client.clone(),
         runtime.events.clone(),
         policy,
+        tracking,
         metrics,
-        targets::Targets::new(runtime.client.clone(), watched),
+        targets::Targets::new(runtime.client.clone(), watched, app_namespaces),
         cli.rollout_deadline,
     );
     runtime.run(reconciler).await

@@ -116,7 +116,7 @@ impl TriggerReconciler {
             None => Predictor::NotApplicable,
         };
         let pods = if t.strategy == RestartStrategy::Evict
-            && decide::act::authorized(&self.policy, nvj, t, &live).is_ok()
+            && decide::act::authorized(&self.policy(), nvj, t, &live).is_ok()
         {
             Some(self.pods(t, &key.namespace, &live).await?)
         } else {

@@ -56,7 +56,9 @@ impl ReconcileError for Error {
 pub struct TriggerReconciler {
     pub(crate) client: Client,
     events: Events,
-    pub(crate) policy: Policy,
+    policy: Policy,
+    /// Argo CD's tracking settings, kept current; each reconcile decides with one reading.
+    tracking: nbg_runtime::argocd::TrackingSettings,
     metrics: TriggerMetrics,
     /// NVJs waiting on targets, woken by the targets' watches.
     pub(crate) waiting: Arc<WaitIndex>,
@@ -70,6 +72,7 @@ impl TriggerReconciler {
         client: Client,
         events: Events,
         policy: Policy,
+        tracking: nbg_runtime::argocd::TrackingSettings,
         metrics: TriggerMetrics,
         targets: Targets,
         rollout_deadline: Duration,
@@ -78,10 +81,19 @@ impl TriggerReconciler {
             client,
             events,
             policy,
+            tracking,
             metrics,
             waiting: Arc::default(),
             rollout_deadline,
             targets,
+        }
+    }
+
+    /// The policy with the tracking settings in force now.
+    pub(crate) fn policy(&self) -> Policy {
+        Policy {
+            tracking: self.tracking.current(),
+            ..self.policy.clone()
         }
     }
 
@@ -102,15 +114,16 @@ impl TriggerReconciler {
         t: &nbg_core::annotations::TriggerTarget,
         now: Timestamp,
     ) -> Result<(Observed, Step), Error> {
+        let policy = self.policy();
         let obs = self.observe(nvj, t, now, true).await?;
-        let decision = decide::decide_target(nvj, run, &obs, &self.policy, now);
+        let decision = decide::decide_target(nvj, run, &obs, &policy, now);
         match self.apply(nvj, run, &obs, decision, now).await {
             Err(Error::Conflict { .. }) => {}
             other => return other.map(|step| (obs, step)),
         }
         // Changed again between this read and the patch: the next reconcile reads again.
         let obs = self.observe(nvj, t, now, false).await?;
-        let decision = decide::decide_target(nvj, run, &obs, &self.policy, now);
+        let decision = decide::decide_target(nvj, run, &obs, &policy, now);
         let step = self.apply(nvj, run, &obs, decision, now).await?;
         Ok((obs, step))
     }

@@ -47,6 +47,14 @@ pub struct Targets {
     watched_kinds: Vec<ApiResource>,
     /// One per watched kind and namespace.
     caches: Mutex<Vec<TargetCache>>,
+    /// Where Argo CD keeps Applications (None: every namespace): they are watched there, not
+    /// in the NVJs' namespaces, so a sync waiting behind a running operation starts when it
+    /// ends.
+    application_namespaces: Vec<Option<String>>,
+}
+
+fn is_application(resource: &ApiResource) -> bool {
+    resource.group == "argoproj.io" && resource.kind == "Application"
 }
 
 /// The table's kinds that the policy allows and the cluster serves: these are watched.
@@ -68,7 +76,12 @@ pub async fn watchable_kinds(client: &Client, policy: &Policy) -> Vec<ApiResourc
 }
 
 impl Targets {
-    pub fn new(client: Client, watched: Vec<ApiResource>) -> Self {
+    /// `application_namespaces`: where Applications are watched; empty: every namespace.
+    pub fn new(
+        client: Client,
+        watched: Vec<ApiResource>,
+        application_namespaces: Vec<String>,
+    ) -> Self {
         // The watched kinds were discovered at start: not asked again.
         let resources = watched
             .iter()
@@ -84,6 +97,11 @@ impl Targets {
             resources: Mutex::new(resources),
             watched_kinds: watched,
             caches: Mutex::default(),
+            application_namespaces: if application_namespaces.is_empty() {
+                vec![None]
+            } else {
+                application_namespaces.into_iter().map(Some).collect()
+            },
         }
     }
 
@@ -145,11 +163,22 @@ impl Targets {
         watch: &WatchContext<'_>,
         waiting: &Arc<WaitIndex>,
     ) -> Controller<NotebookValidationJob> {
-        for resource in &self.watched_kinds {
+        let instance_namespace = watch.namespace.map(str::to_string);
+        let watched = self.watched_kinds.iter().flat_map(|resource| {
+            let namespaces: Vec<Option<&str>> = if is_application(resource) {
+                self.application_namespaces
+                    .iter()
+                    .map(Option::as_deref)
+                    .collect()
+            } else {
+                vec![watch.namespace]
+            };
+            namespaces.into_iter().map(move |ns| (resource, ns))
+        });
+        for (resource, namespace) in watched {
             let Some(kind) = kinds::find(&resource.group, &resource.kind) else {
                 continue;
             };
-            let namespace = watch.namespace;
             let writer = reflector::store::Writer::new(resource.clone());
             if let Ok(mut caches) = self.caches.lock() {
                 // A new leadership term configures again: its cache replaces the last one's.
@@ -165,16 +194,22 @@ impl Targets {
                 });
             }
             // Only what planning reads is kept: no managedFields, no last-applied copy.
-            let raw = watcher(watch.api_with(resource), watcher::Config::default());
+            let api = match namespace {
+                Some(ns) => Api::namespaced_with(watch.client.clone(), ns, resource),
+                None => Api::all_with(watch.client.clone(), resource),
+            };
+            let raw = watcher(api, watcher::Config::default());
             let label = format!("{}.{}", resource.plural, resource.group);
             let stream = reflector(
                 writer,
                 watch
-                    .resilient(&label, raw)
+                    .watches
+                    .resilient(&label, namespace, raw)
                     .modify(nbg_runtime::runner::slim),
             )
             .touched_objects();
             let index = waiting.clone();
+            let instance_namespace = instance_namespace.clone();
             controller = controller.watches_stream_with(
                 stream,
                 move |target: DynamicObject| {
@@ -184,7 +219,11 @@ impl Targets {
                         namespace: target.namespace().unwrap_or_default(),
                         name: target.name_any(),
                     };
-                    let waiting = index.waiting_on(&key);
+                    let mut waiting = index.waiting_on(&key);
+                    // Applications are watched by every controller instance: each wakes its own NVJs.
+                    waiting.retain(|nvj| {
+                        instance_namespace.is_none() || nvj.namespace == instance_namespace
+                    });
                     if !waiting.is_empty() && (index.every_change(&key) || settled(kind, target)) {
                         waiting
                     } else {

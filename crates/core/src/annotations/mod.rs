@@ -49,7 +49,5 @@ pub const KUBECTL_RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 pub const ARGOCD_REFRESH: &str = "argocd.argoproj.io/refresh";
 /// Argo CD's resource-tracking annotation (`<app>:<group>/<kind>:<namespace>/<name>`).
 pub const ARGOCD_TRACKING_ID: &str = "argocd.argoproj.io/tracking-id";
-/// Argo CD's legacy resource-tracking label (the Application's name).
-pub const ARGOCD_INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 /// Event label written by event-notifier.
 pub const NOTIFICATION_TYPE_LABEL: &str = "mlops.dev/notification-type";

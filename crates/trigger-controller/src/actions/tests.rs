@@ -157,6 +157,48 @@ fn sync_waits_for_a_running_operation_and_fires_once() {
 }
 
 #[test]
+fn a_sync_carries_what_argocd_app_sync_would() {
+    let t =
+        target("- {apiVersion: argoproj.io/v1alpha1, kind: Application, name: a, action: sync}");
+    let source =
+        json!({"repoURL": "https://git.example/ml.git", "path": "app", "targetRevision": "main"});
+    let single = json!({"metadata": {"resourceVersion": "3"},
+        "spec": {"source": source, "syncPolicy": {
+            "automated": {"prune": true},
+            "syncOptions": ["CreateNamespace=true", "ServerSideApply=true"],
+            "retry": {"limit": 3, "backoff": {"duration": "5s", "factor": 2, "maxDuration": "3m"}}}}});
+    let Plan::Patch(p) = plan(&t, &single, "u1/1", "t", None) else {
+        panic!("a patch")
+    };
+    assert_eq!(
+        p["operation"]["sync"],
+        json!({"syncOptions": ["CreateNamespace=true", "ServerSideApply=true"], "source": source})
+    );
+    assert_eq!(
+        p["operation"]["retry"],
+        json!({"limit": 3, "backoff": {"duration": "5s", "factor": 2, "maxDuration": "3m"}})
+    );
+    // Prune follows the request (argocd app sync: off), not the automated policy.
+    assert_eq!(p.pointer("/operation/sync/prune"), None);
+    // Several sources: each with its revision, as the server lists them.
+    let other = json!({"repoURL": "https://git.example/values.git", "ref": "values"});
+    let multi = json!({"metadata": {"resourceVersion": "4"},
+        "spec": {"sources": [source, other]}});
+    let Plan::Patch(p) = plan(&t, &multi, "u1/1", "t", None) else {
+        panic!("a patch")
+    };
+    assert_eq!(
+        p["operation"]["sync"],
+        json!({"sources": [source, other], "revisions": ["main", ""]})
+    );
+    assert_eq!(
+        p.pointer("/operation/retry"),
+        None,
+        "no retry unless the Application has one"
+    );
+}
+
+#[test]
 fn unsupported_requests_do_nothing() {
     let evict = target(
         "- {apiVersion: apps/v1, kind: Deployment, name: m, action: restart, strategy: evict}",

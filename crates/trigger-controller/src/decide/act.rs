@@ -321,10 +321,16 @@ pub fn authorized(
     t: &TriggerTarget,
     live: &LiveTarget,
 ) -> Result<(), authorize::Denied> {
-    let managing_app = live
+    let attribution = live
         .application()
-        .is_some_and(|app| authorize::application_manages(app, nvj));
-    authorize::authorize(policy, nvj, t, Some(&live.annotations()), managing_app)
+        .map(|app| authorize::application_attribution(&policy.tracking, app, nvj));
+    authorize::authorize(
+        policy,
+        nvj,
+        t,
+        Some(&live.annotations()),
+        attribution.as_ref(),
+    )
 }
 
 /// `restart` with `strategy: evict`: one eviction at a time, planned from the pods.

@@ -4,27 +4,59 @@
 //! its removal, never releases a waiter.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use nbg_core::annotations::{
-    ARGOCD_INSTANCE_LABEL, ARGOCD_TRACKING_ID, BLOCK_WAVE, SYNC_WAVE, WAVE_COMPLETE, WAVE_FAILED,
-    WAVE_GENERATION, parse_wave,
+    BLOCK_WAVE, SYNC_WAVE, WAVE_COMPLETE, WAVE_FAILED, WAVE_GENERATION, parse_wave,
 };
+use nbg_core::foreign::Application;
+use nbg_core::foreign::tracking::{AppRef, Attribution, Tracking};
 use nbg_core::nvj::{NotebookValidationJob, Phase};
 
 use crate::marks::{self, InvalidWave};
 
 /// What to wait for; every criterion given must hold (label and name selection happen on the
 /// server).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Query {
     /// NVJs whose `mlops.dev/block-wave` is this wave.
     pub block_wave: Option<i32>,
     /// NVJs in this sync wave.
     pub wave: Option<i32>,
-    /// NVJs an Argo CD Application manages: `name`, or `namespace/name` for an Application
-    /// outside Argo CD's own namespace (tracking id `<namespace>_<name>:...`).
-    pub application: Option<String>,
+    /// NVJs an Argo CD Application manages.
+    pub application: Option<ManagedBy>,
+}
+
+/// An Application, as the wait sees it: the NVJs it manages are those its `status.resources`
+/// lists and whose tracking (Argo CD's settings) names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagedBy {
+    pub app: AppRef,
+    pub tracking: Arc<Tracking>,
+    /// The Application as last read (None: not read yet, or missing: it manages nothing).
+    pub live: Option<Application>,
+}
+
+impl ManagedBy {
+    /// `name` (in Argo CD's namespace) or `namespace/name`.
+    pub fn new(application: &str, tracking: Arc<Tracking>) -> Self {
+        let app = match application.split_once('/') {
+            Some((ns, name)) => AppRef {
+                namespace: ns.to_string(),
+                name: name.to_string(),
+            },
+            None => AppRef {
+                namespace: tracking.argocd_namespace.clone(),
+                name: application.to_string(),
+            },
+        };
+        Self {
+            app,
+            tracking,
+            live: None,
+        }
+    }
 }
 
 /// Where one matching NVJ stands.
@@ -47,20 +79,12 @@ fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-fn managed_by(meta: &ObjectMeta, application: &str) -> bool {
-    let (tracked_app, label_app) = match application.split_once('/') {
-        Some((ns, name)) => (format!("{ns}_{name}"), name),
-        None => (application.to_string(), application),
-    };
-    let by_annotation = annotation(meta, ARGOCD_TRACKING_ID)
-        .and_then(|id| id.split_once(':'))
-        .is_some_and(|(app, _)| app == tracked_app);
-    let by_label = meta
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(ARGOCD_INSTANCE_LABEL))
-        .is_some_and(|v| v == label_app);
-    by_annotation || by_label
+fn managed_by(meta: &ObjectMeta, by: &ManagedBy) -> bool {
+    by.live.as_ref().is_some_and(|app| {
+        by.tracking
+            .attribution(app, nbg_core::nvj::GROUP, nbg_core::nvj::KIND, meta)
+            == Attribution::Managed
+    })
 }
 
 /// Whether the NVJ is one the query waits for. An NVJ whose wave annotation is malformed
@@ -443,7 +467,8 @@ mod tests {
     }
 
     #[test]
-    fn wave_and_application_select_by_argocd_tracking() {
+    fn wave_and_application_select_by_what_the_application_lists_and_tracking() {
+        use nbg_core::annotations::ARGOCD_TRACKING_ID;
         let in_app = nvj(
             "a",
             2,
@@ -451,23 +476,50 @@ mod tests {
             ARGOCD_TRACKING_ID: "apps_training:mlops.mlops.dev/NotebookValidationJob:ml/a"}),
             serde_json::json!({}),
         );
-        let legacy: NotebookValidationJob = {
+        let labelled: NotebookValidationJob = {
             let mut n = nvj("b", 2, serde_json::json!({}), serde_json::json!({}));
-            n.metadata.labels =
-                Some([(ARGOCD_INSTANCE_LABEL.to_string(), "training".to_string())].into());
+            n.metadata.labels = Some(
+                [(
+                    nbg_core::foreign::tracking::DEFAULT_LABEL_KEY.to_string(),
+                    "training".to_string(),
+                )]
+                .into(),
+            );
             n
         };
-        let q = |app: &str| Query {
-            application: Some(app.into()),
+        let listing = |ns: &str, names: &[&str]| -> Application {
+            let resources: Vec<_> = names.iter().map(|n| serde_json::json!({"group": "mlops.mlops.dev", "kind": "NotebookValidationJob", "namespace": "ml", "name": n})).collect();
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "training", "namespace": ns}, "status": {"resources": resources}})).expect("app")
+        };
+        // argocd-cm sets no method: the annotation counts, else the label.
+        let tracking = Arc::new(Tracking::defaults("argocd"));
+        let q = |app: &str, live: Option<Application>| Query {
+            application: Some(ManagedBy {
+                live,
+                ..ManagedBy::new(app, tracking.clone())
+            }),
             ..Default::default()
         };
-        assert!(matches(&q("apps/training"), &in_app));
+        assert!(matches(
+            &q("apps/training", Some(listing("apps", &["a"]))),
+            &in_app
+        ));
         assert!(
-            !matches(&q("training"), &in_app),
+            !matches(&q("apps/training", None), &in_app),
+            "an Application not read yet manages nothing"
+        );
+        assert!(
+            !matches(&q("apps/training", Some(listing("apps", &[]))), &in_app),
+            "tracking alone is not enough: the Application must list it"
+        );
+        assert!(
+            !matches(&q("training", Some(listing("argocd", &["a"]))), &in_app),
             "an Application in Argo CD's namespace is another one"
         );
-        assert!(matches(&q("training"), &legacy));
-        assert!(!matches(&q("serving"), &legacy));
+        assert!(matches(
+            &q("training", Some(listing("argocd", &["b"]))),
+            &labelled
+        ));
         let wave = |w| Query {
             wave: Some(w),
             ..Default::default()
@@ -475,7 +527,7 @@ mod tests {
         assert!(matches(&wave(2), &in_app));
         assert!(!matches(&wave(0), &in_app));
         assert!(
-            matches(&wave(0), &legacy),
+            matches(&wave(0), &labelled),
             "no sync-wave is Argo CD's wave 0"
         );
     }

@@ -3,6 +3,7 @@
 
 pub mod judge;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -43,11 +44,14 @@ pub struct WaitArgs {
     /// Only NVJs with these labels (a label selector, e.g. `team=fraud,stage!=dev`).
     #[arg(long, short = 'l')]
     pub selector: Option<String>,
-    /// Only NVJs an Argo CD Application manages, by Argo CD's tracking (annotation
-    /// argocd.argoproj.io/tracking-id or label app.kubernetes.io/instance): NAME, or
-    /// NAMESPACE/NAME for an Application outside Argo CD's namespace.
+    /// Only NVJs an Argo CD Application manages: those its status.resources lists whose
+    /// tracking, read with Argo CD's settings in argocd-cm, names it. NAME, or NAMESPACE/NAME
+    /// for an Application outside Argo CD's namespace. Needs get/list/watch on that
+    /// Application (and get on argocd-cm, or the --tracking-* flags).
     #[arg(long, value_name = "NAME")]
     pub application: Option<String>,
+    #[command(flatten)]
+    pub argocd: nbg_runtime::argocd::ArgoCdArgs,
     /// Namespace of the NVJs; default: the kubeconfig's namespace, or the pod's own.
     #[arg(
         long,
@@ -185,6 +189,18 @@ async fn wait(args: &WaitArgs, kubeconfig: Option<&std::path::Path>, out: &Print
         Err(e) => return Ended::Error(e),
     };
     let resource = ApiResource::erase::<NotebookValidationJob>(&());
+    let mut managed_by = None;
+    let mut app_stream = futures::stream::pending().boxed();
+    if let Some(app) = &args.application {
+        let tracking = nbg_runtime::argocd::read_once(&client, &args.argocd).await;
+        out.note(&format!("Argo CD's tracking: {}", tracking.describe()));
+        let by = judge::ManagedBy::new(app, std::sync::Arc::new(tracking));
+        let api: Api<nbg_core::foreign::Application> =
+            Api::namespaced(client.clone(), &by.app.namespace);
+        let config = watcher::Config::default().fields(&format!("metadata.name={}", by.app.name));
+        app_stream = watcher(api, config).default_backoff().boxed();
+        managed_by = Some(by);
+    }
     let (api, where_) = if args.all_namespaces {
         (
             Api::<DynamicObject>::all_with(client, &resource),
@@ -207,10 +223,10 @@ async fn wait(args: &WaitArgs, kubeconfig: Option<&std::path::Path>, out: &Print
     if let Some(n) = &args.name {
         config = config.fields(&format!("metadata.name={n}"));
     }
-    let query = Query {
+    let mut query = Query {
         block_wave: args.block_wave,
         wave: args.wave,
-        application: args.application.clone(),
+        application: managed_by,
     };
     let deadline = Instant::now() + args.timeout;
     out.note(&format!(
@@ -224,8 +240,45 @@ async fn wait(args: &WaitArgs, kubeconfig: Option<&std::path::Path>, out: &Print
     let mut listing: Vec<DynamicObject> = Vec::new();
     let mut tally = Tally::default();
     let mut synced = false;
+    // The NVJs as last seen, judged again when the Application changes what it lists.
+    let mut seen: BTreeMap<String, DynamicObject> = BTreeMap::new();
     loop {
-        let next = tokio::time::timeout_at(deadline.into(), stream.next()).await;
+        let next = tokio::select! {
+            app = app_stream.next() => {
+                let Some(by) = query.application.as_mut() else { continue };
+                match app {
+                    Some(Ok(watcher::Event::Apply(a) | watcher::Event::InitApply(a))) => by.live = Some(a),
+                    Some(Ok(watcher::Event::Delete(_))) => by.live = None,
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        let refused = matches!(&e, watcher::Error::InitialListFailed(kube::Error::Api(s)) | watcher::Error::WatchStartFailed(kube::Error::Api(s)) if matches!(s.code, 401 | 403 | 404));
+                        let message = format!("cannot watch Application {} (API server {server}): {e}", by.app);
+                        if refused {
+                            return Ended::Error(message);
+                        }
+                        out.note(&format!("{message}; retrying"));
+                        continue;
+                    }
+                    None => return Ended::Error("the watch of the Application ended unexpectedly".into()),
+                }
+                if synced {
+                    for (k, o) in &seen {
+                        if let Ok(nvj) = o.clone().try_parse::<NotebookValidationJob>()
+                            && tally.update(&query, k, Some(&nvj))
+                        {
+                            out.complete(k, tally.complete(), tally.len().max(args.require));
+                        }
+                    }
+                    match tally.verdict(args.require) {
+                        Verdict::Complete => return Ended::Complete(tally.entries()),
+                        Verdict::Failed => return Ended::Failed(tally.entries()),
+                        Verdict::Waiting => {}
+                    }
+                }
+                continue;
+            }
+            next = tokio::time::timeout_at(deadline.into(), stream.next()) => next,
+        };
         let event = match next {
             Err(_) => {
                 let missing = args.require.saturating_sub(tally.len());
@@ -261,6 +314,14 @@ async fn wait(args: &WaitArgs, kubeconfig: Option<&std::path::Path>, out: &Print
             continue;
         }
         for (k, object) in changed {
+            match &object {
+                Some(o) if query.application.is_some() => {
+                    seen.insert(k.clone(), o.clone());
+                }
+                _ => {
+                    seen.remove(&k);
+                }
+            }
             let completed = match object.map(|o| o.try_parse::<NotebookValidationJob>()) {
                 None => tally.update(&query, &k, None),
                 Some(Ok(nvj)) => tally.update(&query, &k, Some(&nvj)),
