@@ -114,6 +114,24 @@ fn passed_by_helm() -> Map<String, Value> {
             "properties": {
                 "imageRegistry": {"type": "string"},
                 "imagePullSecrets": {"type": "array", "items": {"type": "object", "required": ["name"]}},
+                "argocd": {
+                    "type": "object",
+                    "description": "Argo CD, for every controller that reads its objects.",
+                    "additionalProperties": false,
+                    "properties": {
+                        "enabled": boolean("The Argo CD integration (false: no Argo CD on the cluster)."),
+                        "namespace": namespace("Argo CD's namespace: argocd-cm is read there."),
+                        "applicationNamespaces": {
+                            "type": "array",
+                            "uniqueItems": true,
+                            "description": "Namespaces where Argo CD keeps Applications; [\"*\"]: every namespace.",
+                            "items": {"type": "string", "pattern": "^(\\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$", "maxLength": 63},
+                        },
+                        "trackingMethod": {"enum": ["", "annotation", "label", "annotation+label"], "description": "Empty: argocd-cm's application.resourceTrackingMethod."},
+                        "trackingLabel": {"type": "string", "description": "Empty: argocd-cm's application.instanceLabelKey."},
+                        "installationID": {"type": ["string", "null"], "description": "null: argocd-cm's installationID."},
+                    },
+                },
             },
         }),
     );
@@ -246,15 +264,6 @@ fn own(chart: &str, target_kinds: &Value) -> Value {
             },
         }),
         "app-status-aggregator" => json!({
-            "argocdNamespace": namespace("Argo CD's own namespace."),
-            "applicationNamespaces": {
-                "type": "array",
-                "uniqueItems": true,
-                "description": "Namespaces whose Applications are written; [\"*\"]: every namespace.",
-                "items": {"type": "string", "pattern": "^(\\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$", "maxLength": 63},
-            },
-            "trackingMethod": {"enum": ["annotation", "label", "annotation+label"]},
-            "trackingLabel": {"type": "string", "minLength": 1},
             "coalesce": duration("Changes within this window are written together."),
             "maxConcurrentReconciles": max_concurrent_reconciles(),
         }),

@@ -1,8 +1,3 @@
-{{/* The namespaces whose Applications are written. */}}
-{{- define "app-status-aggregator.applicationNamespaces" -}}
-{{- if .Values.applicationNamespaces }}{{ join "," .Values.applicationNamespaces }}{{ else }}{{ .Values.argocdNamespace }}{{ end -}}
-{{- end -}}
-
 {{/* Where NVJs live: read them. */}}
 {{- define "app-status-aggregator.rules" -}}
 - apiGroups: [mlops.mlops.dev]
@@ -10,7 +5,7 @@
   verbs: [get, list, watch]
 {{- end -}}
 
-{{/* Where Applications live: read them and patch their annotations; Events about unreadable ones. */}}
+{{/* Where Applications live: read them and patch their annotations; Events about them (a tracking mismatch). */}}
 {{- define "app-status-aggregator.applicationRules" -}}
 - apiGroups: [argoproj.io]
   resources: [applications]
@@ -23,9 +18,6 @@
 {{/* Its own environment entries (the library chart adds the common ones). */}}
 {{- define "app-status-aggregator.env" -}}
 - {name: NBG_MAX_CONCURRENT_RECONCILES, value: {{ .Values.maxConcurrentReconciles | quote }}}
-- {name: NBG_ARGOCD_NAMESPACE, value: {{ .Values.argocdNamespace | quote }}}
-- {name: NBG_APPLICATION_NAMESPACES, value: {{ include "app-status-aggregator.applicationNamespaces" . | quote }}}
-- {name: NBG_TRACKING_METHOD, value: {{ .Values.trackingMethod | quote }}}
-- {name: NBG_TRACKING_LABEL, value: {{ .Values.trackingLabel | quote }}}
+{{ include "nbg.argocdEnv" . | trim }}
 - {name: NBG_COALESCE, value: {{ .Values.coalesce | quote }}}
 {{- end -}}

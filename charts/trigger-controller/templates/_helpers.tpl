@@ -54,6 +54,14 @@
 - {name: NBG_ALLOWED_KINDS, value: {{ include "trigger-controller.allowedKinds" . | quote }}}
 - {name: NBG_MAX_CONCURRENT_RECONCILES, value: {{ .Values.maxConcurrentReconciles | quote }}}
 - {name: NBG_ROLLOUT_DEADLINE, value: {{ .Values.rolloutDeadline | quote }}}
+{{- if include "nbg.argocdEnabled" . }}
+{{ include "nbg.argocdEnv" . | trim }}
+{{- else }}
+{{- /* No Argo CD: its settings are not read (nothing is tracked by it). */}}
+- {name: NBG_TRACKING_METHOD, value: "annotation"}
+- {name: NBG_TRACKING_LABEL, value: "app.kubernetes.io/instance"}
+- {name: NBG_INSTALLATION_ID, value: ""}
+{{- end }}
 {{- end -}}
 
 {{/* Where NVJs live: the NVJ rules and the target rules. */}}
