@@ -34,8 +34,8 @@ async fn start(
     extra: &[String],
 ) -> ChartedController {
     let mut values = vec![
-        format!("argocdNamespace={}", app_namespaces[0]),
-        format!("applicationNamespaces={{{}}}", app_namespaces.join(",")),
+        format!("global.argocd.namespace={}", app_namespaces[0]),
+        format!("global.argocd.applicationNamespaces={{{}}}", app_namespaces.join(",")),
     ];
     values.extend(extra.iter().cloned());
     ChartedController::start(
@@ -355,7 +355,7 @@ async fn label_tracking_and_the_longest_names_stay_bounded() {
         ns,
         &[ns],
         &[ns],
-        &["trackingMethod=label".to_string()],
+        &["global.argocd.trackingMethod=label".to_string()],
     )
     .await;
     let writes = futures::stream::iter(names.iter().map(|n| {

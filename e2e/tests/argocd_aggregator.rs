@@ -67,8 +67,8 @@ async fn aggregates_land_on_an_application_argo_cd_manages_without_a_refresh_sto
             release_namespace: "ml",
             namespaces: &["ml"],
             values: &[
-                format!("argocdNamespace={}", argocd.namespace),
-                format!("applicationNamespaces={{{}}}", argocd.namespace),
+                format!("global.argocd.namespace={}", argocd.namespace),
+                format!("global.argocd.applicationNamespaces={{{}}}", argocd.namespace),
             ],
             args: &[],
         },

@@ -46,7 +46,7 @@ async fn argocd_fires_our_triggers_once_per_run() {
             name: "app-status-aggregator",
             release_namespace: a,
             namespaces: &[m],
-            values: &[format!("argocdNamespace={a}")],
+            values: &[format!("global.argocd.namespace={a}")],
             args: &[],
         },
     )

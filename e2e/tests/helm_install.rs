@@ -58,9 +58,7 @@ fn values(namespaces: &[&str], argocd_namespace: &str) -> Vec<String> {
         .collect();
     // trigger-controller is switched on per namespace with its label.
     set.push("trigger-controller.namespaceSelector=mlops.dev/trigger-controller=enabled".into());
-    set.push(format!(
-        "app-status-aggregator.argocdNamespace={argocd_namespace}"
-    ));
+    set.push(format!("global.argocd.namespace={argocd_namespace}"));
     // The notebook image's Python and the runner as this machine has them.
     set.push(format!(
         "nvj-validator.notebookPython={}",
@@ -221,6 +219,11 @@ async fn the_umbrella_chart_installs_runs_the_flow_upgrades_and_uninstalls() {
         (
             "wave-marker.watchNamespaces={Team_A}",
             "at '/watchNamespaces/0': 'Team_A' does not match pattern",
+        ),
+        // Argo CD elsewhere (OpenShift GitOps): the value to set, before anything is created.
+        (
+            "global.argocd.namespace=openshift-gitops",
+            "Argo CD's namespace \"openshift-gitops\" does not exist in this cluster. Set global.argocd.namespace",
         ),
     ] {
         let (ok, out) = cluster.helm_run(&["install", release, &chart, "-n", rel, "--set", bad]);

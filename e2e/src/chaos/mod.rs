@@ -181,8 +181,8 @@ async fn start_controllers(plane: &PrivateControlPlane, teams: &[&str]) -> Vec<R
     for (name, of) in REPLICAS {
         let mut values = vec!["leaderElection=true".to_string()];
         if name == "app-status-aggregator" {
-            values.push(format!("argocdNamespace={ARGOCD}"));
-            values.push(format!("applicationNamespaces={{{ARGOCD}}}"));
+            values.push(format!("global.argocd.namespace={ARGOCD}"));
+            values.push(format!("global.argocd.applicationNamespaces={{{ARGOCD}}}"));
         }
         for n in 0..of {
             let identity = if of > 1 {

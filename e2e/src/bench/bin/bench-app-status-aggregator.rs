@@ -143,7 +143,7 @@ async fn main() -> anyhow::Result<()> {
             name: "app-status-aggregator",
             release_namespace: &argocd.name,
             namespaces: &[&ml.name],
-            values: &[format!("argocdNamespace={}", argocd.name)],
+            values: &[format!("global.argocd.namespace={}", argocd.name)],
             args: &cli.load.args("warn"),
         },
     )
