@@ -35,7 +35,10 @@ async fn start(
 ) -> ChartedController {
     let mut values = vec![
         format!("global.argocd.namespace={}", app_namespaces[0]),
-        format!("global.argocd.applicationNamespaces={{{}}}", app_namespaces.join(",")),
+        format!(
+            "global.argocd.applicationNamespaces={{{}}}",
+            app_namespaces.join(",")
+        ),
     ];
     values.extend(extra.iter().cloned());
     ChartedController::start(

@@ -68,7 +68,10 @@ async fn aggregates_land_on_an_application_argo_cd_manages_without_a_refresh_sto
             namespaces: &["ml"],
             values: &[
                 format!("global.argocd.namespace={}", argocd.namespace),
-                format!("global.argocd.applicationNamespaces={{{}}}", argocd.namespace),
+                format!(
+                    "global.argocd.applicationNamespaces={{{}}}",
+                    argocd.namespace
+                ),
             ],
             args: &[],
         },

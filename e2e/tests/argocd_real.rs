@@ -87,33 +87,25 @@ async fn argo_cd_holds_the_next_wave_until_the_notebook_succeeds_and_fails_the_s
             ),
             "{app}: {held}"
         );
-        // Argo CD records a resource's health in the Application's status as it refreshes.
+        // Argo CD records a resource's health as it refreshes (where depends on the version).
         let mut shown = None;
-        let mut last = None;
         for _ in 0..60 {
-            let a = apps.get(app).await.expect("read the Application");
             // Before the NVJ was applied it is Missing.
-            shown = nvj_resource(&a).filter(|r| {
-                r["health"]["status"].is_string() && r["health"]["status"] != "Missing"
-            });
+            shown = argocd
+                .health(&apps, app, "NotebookValidationJob", "train")
+                .await
+                .filter(|h| h.status != "Missing");
             if shown.is_some() {
                 break;
             }
-            last = Some(a.data.clone());
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let shown =
-            shown.unwrap_or_else(|| panic!("{app}: no health for the NVJ in the status: {last:?}"));
+            shown.unwrap_or_else(|| panic!("{app}: no health for the NVJ in {:?}", argocd.cell));
         assert_eq!(
-            (
-                shown["health"]["status"].as_str(),
-                shown["health"]["message"].as_str()
-            ),
-            (
-                Some("Progressing"),
-                Some("Waiting for the validation to start")
-            ),
-            "{app}: {shown}"
+            (shown.status.as_str(), shown.message.as_str()),
+            ("Progressing", "Waiting for the validation to start"),
+            "{app}: {shown:?}"
         );
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(
@@ -150,18 +142,16 @@ async fn argo_cd_holds_the_next_wave_until_the_notebook_succeeds_and_fails_the_s
             .expect("a verdict");
         let listed = eventually(
             Duration::from_secs(30),
-            "the NVJ's final health listed",
+            "the NVJ's final health shown",
             || async {
-                let r = nvj_resource(&apps.get(app).await.ok()?)?;
-                (r["health"]["status"] == ours.status.as_str()).then_some(r)
+                let h = argocd
+                    .health(&apps, app, "NotebookValidationJob", "train")
+                    .await?;
+                (h.status == ours.status.as_str()).then_some(h)
             },
         )
         .await;
-        assert_eq!(
-            listed["health"]["message"].as_str(),
-            Some(ours.message.as_str()),
-            "{app}: {listed}"
-        );
+        assert_eq!(listed.message, ours.message, "{app}: {listed:?}");
         let op_phase = text(&ended, "/status/operationState/phase");
         let op_message = text(&ended, "/status/operationState/message");
         let model = deployments.get_opt("model").await.expect("read");
@@ -172,8 +162,11 @@ async fn argo_cd_holds_the_next_wave_until_the_notebook_succeeds_and_fails_the_s
                     model.is_some(),
                     "{app}: wave 2 applied once the NVJ succeeded"
                 );
-                let r = nvj_resource(&ended).expect("the NVJ listed");
-                assert_eq!(r["health"]["status"], "Healthy", "{app}: {r}");
+                assert!(nvj_resource(&ended).is_some(), "{app}: the NVJ listed");
+                let h = argocd
+                    .health(&apps, app, "NotebookValidationJob", "train")
+                    .await;
+                assert_eq!(h.map(|h| h.status).as_deref(), Some("Healthy"), "{app}");
             }
             _ => {
                 assert_eq!(op_phase, "Failed", "{app}: {op_message}");

@@ -328,25 +328,17 @@ impl ArgoCd {
         if !self.is_real() {
             return Ok(sandbox_health(nvj));
         }
-        let app = self.apps.get(APP).await?;
-        let entry = app
-            .data
-            .pointer("/status/resources")
-            .and_then(Value::as_array)
-            .and_then(|rs| {
-                rs.iter()
-                    .find(|r| r["kind"] == "NotebookValidationJob" && r["name"] == NVJ)
-            })
-            .cloned()
-            .unwrap_or_default();
-        let status = entry
-            .pointer("/health/status")
-            .and_then(Value::as_str)
-            .unwrap_or("(not yet assessed)");
+        let Mode::Real { argocd, .. } = &self.mode else {
+            return Ok(sandbox_health(nvj));
+        };
         Ok(
-            match entry.pointer("/health/message").and_then(Value::as_str) {
-                Some(m) if !m.is_empty() => format!("{status}: {m}"),
-                _ => status.to_string(),
+            match argocd
+                .health(&self.apps, APP, "NotebookValidationJob", NVJ)
+                .await
+            {
+                Some(h) if !h.message.is_empty() => format!("{}: {}", h.status, h.message),
+                Some(h) => h.status,
+                None => "(not yet assessed)".to_string(),
             },
         )
     }

@@ -1,7 +1,8 @@
-//! The real Argo CD where the tests need its own engine (`github.com/argoproj/argo-cd/v3`, one
-//! multi-call binary built by `hack/build-binaries.sh argocd`), run as local processes against
-//! a control plane: [`RealArgoCd`] (redis, repo-server, application-controller, with Argo CD's
-//! own CRDs and config and our `argocd-cm` patch), and the notifications controller.
+//! The real Argo CD where the tests need its own engine, run as local processes against a
+//! control plane: [`RealArgoCd`] (redis, repo-server, application-controller, with Argo CD's
+//! own CRDs and config and our `argocd-cm` patch), and the notifications controller - in one of
+//! the configurations users run ([`ArgoCdCell`]: v3.2 or v2.14, each with its defaults, or v3.2
+//! with label tracking under the key Argo CD's Helm chart sets), chosen by `NBG_ARGOCD_CELL`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,6 +20,57 @@ use crate::harness::process::{LocalProcess, build_binaries, built_tool, free_por
 /// Where Argo CD's components run and read their Applications.
 pub const ARGOCD_NAMESPACE: &str = "argocd";
 
+/// The label key Argo CD's own Helm chart sets as `application.instanceLabelKey`.
+pub const HELM_CHART_LABEL_KEY: &str = "argocd.argoproj.io/instance";
+
+/// One configuration of the compatibility matrix (docs/argocd.md). Our controllers run with
+/// their chart defaults in every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgoCdCell {
+    /// v3.2.11 as installed: annotation tracking, resource health not persisted.
+    V3Defaults,
+    /// v3.2.11 with `application.resourceTrackingMethod: label` and the Helm chart's label key.
+    V3LabelTracking,
+    /// v2.14.21 as installed: label tracking (`app.kubernetes.io/instance`), health persisted.
+    V2Defaults,
+}
+
+impl ArgoCdCell {
+    /// `NBG_ARGOCD_CELL`: `v3` (default), `v3-label` or `v2`.
+    pub fn from_env() -> Self {
+        match std::env::var("NBG_ARGOCD_CELL").as_deref() {
+            Ok("v3-label") => Self::V3LabelTracking,
+            Ok("v2") => Self::V2Defaults,
+            Ok("v3") | Ok("") | Err(_) => Self::V3Defaults,
+            Ok(other) => panic!("NBG_ARGOCD_CELL={other}: use v3, v3-label or v2"),
+        }
+    }
+
+    /// The build (`hack/build-binaries.sh` component).
+    pub fn component(self) -> &'static str {
+        match self {
+            Self::V2Defaults => "argocd-v2",
+            _ => "argocd",
+        }
+    }
+
+    /// What argocd-cm says beyond Argo CD's base config and our patch.
+    fn argocd_cm(self) -> Value {
+        match self {
+            Self::V3LabelTracking => json!({"data": {
+                "application.resourceTrackingMethod": "label",
+                "application.instanceLabelKey": HELM_CHART_LABEL_KEY}}),
+            _ => json!({"data": {}}),
+        }
+    }
+
+    /// Whether the application controller keeps each resource's health in `status.resources`
+    /// (2.14's default; 3.x keeps it in the resource tree in redis only).
+    pub fn persists_health(self) -> bool {
+        self == Self::V2Defaults
+    }
+}
+
 /// Argo CD's application controller and repo-server, and the redis they share, as local
 /// processes; stopped when dropped.
 pub struct RealArgoCd {
@@ -27,8 +79,10 @@ pub struct RealArgoCd {
     pub controller: LocalProcess,
     pub repo_server: LocalProcess,
     _redis: LocalProcess,
+    redis_port: u16,
     /// The application controller's Prometheus metrics port (`argocd_app_reconcile_count`, ...).
     pub metrics_port: u16,
+    pub cell: ArgoCdCell,
 }
 
 /// A free port below the kernel's ephemeral range (32768-60999): Argo CD's components dial
@@ -48,6 +102,13 @@ pub fn free_low_port() -> u16 {
 /// The unpacked Argo CD module of the pinned version (its `manifests/`).
 pub fn argocd_source() -> anyhow::Result<PathBuf> {
     build_binaries(&["--source", "argocd"])
+}
+
+/// A resource's health as Argo CD shows it, from its resource tree: `(status, message)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceHealth {
+    pub status: String,
+    pub message: String,
 }
 
 fn wait_for_port(port: u16, process: &mut LocalProcess, name: &str) -> anyhow::Result<()> {
@@ -83,7 +144,12 @@ impl RealArgoCd {
     /// a `default` AppProject in [`ARGOCD_NAMESPACE`], then starts redis, the repo-server and the
     /// application controller. Run it on a control plane of the test's own.
     pub fn start(cluster: &Cluster) -> anyhow::Result<Self> {
-        let source = argocd_source()?;
+        Self::start_cell(cluster, ArgoCdCell::from_env())
+    }
+
+    /// [`RealArgoCd::start`] in one configuration of the matrix.
+    pub fn start_cell(cluster: &Cluster, cell: ArgoCdCell) -> anyhow::Result<Self> {
+        let source = build_binaries(&["--source", cell.component()])?;
         let manifests = source.join("manifests");
         let path = |p: &Path| p.display().to_string();
         // The test-only CRDs go (an apply would merge their schema into Argo CD's); Argo CD's
@@ -170,6 +236,22 @@ impl RealArgoCd {
             )
             .context("our argocd-cm patch")?;
         cluster
+            .kubectl_ok(
+                &[
+                    "patch",
+                    "configmap",
+                    "argocd-cm",
+                    "-n",
+                    ns,
+                    "--type",
+                    "merge",
+                    "--patch",
+                    &cell.argocd_cm().to_string(),
+                ],
+                None,
+            )
+            .context("the cell's argocd-cm settings")?;
+        cluster
             .kubectl_ok(&["apply", "-n", ns, "-f", "-"], Some(
                 r#"{"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
                     "metadata": {"name": "default"},
@@ -198,7 +280,7 @@ impl RealArgoCd {
         )?;
         let redis_addr = format!("127.0.0.1:{redis_port}");
 
-        let argocd = built_tool("argocd")?;
+        let argocd = built_tool(cell.component())?;
         let component = |name: &str| {
             let mut cmd = Command::new(&argocd);
             cmd.env("ARGOCD_BINARY_NAME", name)
@@ -243,10 +325,8 @@ impl RealArgoCd {
             .args(["--metrics-port", &metrics_port.to_string()])
             // Periodic refreshes out of the way: a test counts the reconciles its changes cause.
             .args(["--app-resync", "600", "--app-resync-jitter", "0"])
-            // Argo CD 3 keeps each resource's health in its resource tree (served by
-            // argocd-server, which does not run here); persisted, the tests read it from the
-            // Application's status.resources.
-            .arg("--persist-resource-health")
+            // Each version's default for keeping resource health in status.resources: the tests
+            // read it where it is ([`RealArgoCd::health`]).
             .args(["--loglevel", "info", "--logformat", "text"]);
         let mut controller = LocalProcess::spawn("argocd-application-controller", controller_cmd);
         wait_for_port(
@@ -259,9 +339,73 @@ impl RealArgoCd {
             controller,
             repo_server,
             _redis: redis,
+            redis_port,
             metrics_port,
+            cell,
         })
     }
+
+    /// The health Argo CD gives a resource of Application `app` (in Argo CD's namespace):
+    /// where the version keeps it - `status.resources` when persisted, else the resource tree
+    /// the application controller writes to redis (what argocd-server serves to the UI and CLI).
+    pub async fn health(
+        &self,
+        apps: &kube::Api<kube::api::DynamicObject>,
+        app: &str,
+        kind: &str,
+        name: &str,
+    ) -> Option<ResourceHealth> {
+        let of = |v: &Value| {
+            Some(ResourceHealth {
+                status: v.pointer("/health/status")?.as_str()?.to_string(),
+                message: v
+                    .pointer("/health/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            })
+        };
+        if self.cell.persists_health() {
+            let a = apps.get(app).await.ok()?;
+            let listed = a.data.pointer("/status/resources")?.as_array()?.clone();
+            return listed
+                .iter()
+                .find(|r| r["kind"] == kind && r["name"] == name)
+                .and_then(of);
+        }
+        let tree = resource_tree(self.redis_port, app).ok()??;
+        let nodes = tree.get("nodes")?.as_array()?.clone();
+        nodes
+            .iter()
+            .find(|n| n["kind"] == kind && n["name"] == name)
+            .and_then(of)
+    }
+}
+
+/// Application `app`'s resource tree from redis (key `app|resources-tree|<app>|<cache
+/// version>`, gzip-compressed JSON, as Argo CD's cache writes it); None when not written yet.
+fn resource_tree(redis_port: u16, app: &str) -> anyhow::Result<Option<Value>> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let key = format!("app|resources-tree|{app}|1.8.3");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", redis_port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len())?;
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    reader.read_line(&mut head)?;
+    let len: i64 = head
+        .trim()
+        .strip_prefix('$')
+        .with_context(|| format!("redis answered {head:?}"))?
+        .parse()?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let mut body = vec![0u8; len as usize];
+    reader.read_exact(&mut body)?;
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(body.as_slice()).read_to_end(&mut json)?;
+    Ok(Some(serde_json::from_slice(&json)?))
 }
 
 /// `argocd-notifications` for Applications in `namespace`, with the admin kubeconfig. It reads
