@@ -104,6 +104,12 @@ bench-app-status-aggregator *args:
     cargo build --release --quiet -p app-status-aggregator -p nbg-e2e --bin app-status-aggregator --bin bench-app-status-aggregator
     "${CARGO_TARGET_DIR:-target}/release/bench-app-status-aggregator" "$@"
 
+# Benchmark trigger-controller's syncs waiting behind running Argo CD operations (20 Applications, the real Argo CD; NBG_ARGOCD_CELL picks its configuration; release build).
+bench-argocd-sync-wait *args:
+    hack/build-binaries.sh etcd kube-apiserver kube-controller-manager kubectl helm argocd argocd-v2
+    cargo build --release --quiet -p trigger-controller -p nbg-e2e --bin trigger-controller --bin bench-argocd-sync-wait
+    "${CARGO_TARGET_DIR:-target}/release/bench-argocd-sync-wait" "$@"
+
 # Build the container images without a container runtime: one per controller (static binary, non-root, minimal), as OCI archives in target/images/.
 images *args:
     hack/images.sh "$@"

@@ -70,11 +70,12 @@ cargo test --quiet --workspace --no-run
 # stopped with it.
 restart_log="$repo/target/e2e-logs/api-server-restart-test.log"
 argocd_log="$repo/target/e2e-logs/real-argocd-tests.log"
+argocd_cells_log="$repo/target/e2e-logs/real-argocd-matrix-tests.log"
 chaos_log="$repo/target/e2e-logs/chaos-test.log"
 images_log="$repo/target/e2e-logs/images.log"
 mkdir -p "$(dirname "$restart_log")"
 setsid bash -c '
-  restart_log="$1"; argocd_log="$2"; images_log="$3"; chaos_log="$4"
+  restart_log="$1"; argocd_log="$2"; images_log="$3"; chaos_log="$4"; argocd_cells_log="$5"
   cargo test -p nbg-e2e --test api_server_restart >"$restart_log" 2>&1 &
   restart=$!
   # Two minutes of all five controllers under faults (a random seed each time; a failure prints
@@ -82,9 +83,15 @@ setsid bash -c '
   # have deadlines.
   nice -n 10 cargo test -p nbg-e2e --test chaos -- --nocapture >"$chaos_log" 2>&1 &
   chaos=$!
-  cargo test -p nbg-e2e --test argocd_real --test argocd_triggers --test argocd_aggregator --test argocd_wave_marker --test argocd_validated_waves --test demo \
+  # The real Argo CD tests in each configuration of the compatibility matrix (docs/argocd.md):
+  # v3.2 as installed, with the demo; then, one after the other beside it, v3.2 with label
+  # tracking under the Helm chart'"'"'s key and v2.14 as installed.
+  argocd_tests=(--test argocd_real --test argocd_triggers --test argocd_aggregator --test argocd_wave_marker --test argocd_validated_waves --test argocd_tracking)
+  NBG_ARGOCD_CELL=v3 cargo test -p nbg-e2e "${argocd_tests[@]}" --test demo \
     -- --skip the_demo_plays_its_three_acts_without_argo_cd >"$argocd_log" 2>&1 &
   argocd=$!
+  { NBG_ARGOCD_CELL=v3-label cargo test -p nbg-e2e "${argocd_tests[@]}" && NBG_ARGOCD_CELL=v2 cargo test -p nbg-e2e "${argocd_tests[@]}"; } >"$argocd_cells_log" 2>&1 &
+  argocd_cells=$!
   # The images (static release builds) compile while the end-to-end tests mostly wait on the
   # API server; then their test unpacks and runs each one.
   # Niced: the tests beside it come first, the build takes the cores they leave idle.
@@ -100,25 +107,30 @@ setsid bash -c '
     --skip aggregates_land_on_an_application_argo_cd_manages_without_a_refresh_storm \
     --skip the_serving_hook_waits_for_the_training_nvj_under_the_real_argo_cd \
     --skip argo_cd_applies_the_next_wave_only_after_nvj_validator_ran_the_notebook \
+    --skip a_notebook_syncs_its_own_application_and_the_aggregate_lands_under_argo_cds_tracking \
     --skip the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve \
     --skip the_five_controllers_lose_nothing_and_repeat_nothing_under_faults || rest=$?
   restart_rc=0
   wait "$restart" || restart_rc=$?
   argocd_rc=0
   wait "$argocd" || argocd_rc=$?
+  argocd_cells_rc=0
+  wait "$argocd_cells" || argocd_cells_rc=$?
   chaos_rc=0
   wait "$chaos" || chaos_rc=$?
   images_rc=0
   wait "$images" || images_rc=$?
   echo "== the API server restart test (run beside the others; exit $restart_rc)"
   cat "$restart_log"
-  echo "== the real Argo CD tests (run beside the others; exit $argocd_rc)"
+  echo "== the real Argo CD tests, v3.2 as installed (run beside the others; exit $argocd_rc)"
   cat "$argocd_log"
+  echo "== the real Argo CD tests, v3.2 with label tracking, then v2.14 as installed (run beside the others; exit $argocd_cells_rc)"
+  cat "$argocd_cells_log"
   echo "== the short chaos run (run beside the others; exit $chaos_rc)"
   cat "$chaos_log"
   echo "== the images: hack/images.sh and their test (run beside the others; exit $images_rc)"
   cat "$images_log"
-  [ "$rest" -eq 0 ] && [ "$restart_rc" -eq 0 ] && [ "$argocd_rc" -eq 0 ] && [ "$chaos_rc" -eq 0 ] && [ "$images_rc" -eq 0 ]
-' tests "$restart_log" "$argocd_log" "$images_log" "$chaos_log" &
+  [ "$rest" -eq 0 ] && [ "$restart_rc" -eq 0 ] && [ "$argocd_rc" -eq 0 ] && [ "$argocd_cells_rc" -eq 0 ] && [ "$chaos_rc" -eq 0 ] && [ "$images_rc" -eq 0 ]
+' tests "$restart_log" "$argocd_log" "$images_log" "$chaos_log" "$argocd_cells_log" &
 test_pgid=$!
 wait "$test_pgid"

@@ -7,7 +7,10 @@
 //! - SIGKILL at random points while statuses change: the final annotations exactly right, and a
 //!   restart with nothing changed writes nothing;
 //! - 600 failed NVJs with names of the longest length on one Application: valid JSON, both
-//!   annotations under 16 KiB.
+//!   annotations under 16 KiB;
+//! - Argo CD's tracking settings read from argocd-cm and followed when it changes, without a
+//!   restart; an NVJ the Application lists but tracking does not attribute to it reported on the
+//!   Application (a Warning Event once, the metric), never counted silently or left out silently.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -337,6 +340,138 @@ async fn aggregates_follow_nvjs_across_applications() {
             .map(|v| v >= 6.0),
         Some(true)
     );
+}
+
+/// The `TrackingMismatch` Events on Application `name`.
+async fn mismatch_events(client: &kube::Client, ns: &str, name: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    events
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some("TrackingMismatch")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+        })
+        // A repeated Event would be one object with a series count: count each repetition.
+        .flat_map(|e| {
+            let times = e.series.as_ref().map_or(1, |s| s.count.max(1)) as usize;
+            std::iter::repeat_n(e.note.unwrap_or_default(), times)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn argocd_cm_decides_tracking_and_a_disagreement_is_reported_on_the_application() {
+    let cluster = Cluster::get();
+    let argocd = TestNamespace::new(&cluster, "asa-cm").await;
+    let (ns, client) = (argocd.name.as_str(), cluster.client().await);
+    let apps: Api<Application> = Api::namespaced(client.clone(), ns);
+    let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), ns);
+    let cm = |key: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm"},
+               "data": {"application.resourceTrackingMethod": "label", "application.instanceLabelKey": key}})
+        .to_string()
+    };
+    let (ok, _, err) = cluster.kubectl(
+        &["apply", "-n", ns, "-f", "-"],
+        Some(&cm("team.example/app")),
+    );
+    assert!(ok, "{err}");
+    for (name, key) in [
+        ("by-team-key", "team.example/app"),
+        ("by-default-key", "app.kubernetes.io/instance"),
+    ] {
+        let mut object = minimal(name, &BTreeMap::new());
+        object.metadata.labels = Some(BTreeMap::from([(key.to_string(), "train".to_string())]));
+        let created = nvjs
+            .create(&PostParams::default(), &object)
+            .await
+            .expect("create");
+        mark_finished(&nvjs, &created, Phase::Succeeded, "done")
+            .await
+            .expect("status");
+    }
+    create_app(
+        &apps,
+        "train",
+        &[(ns, "by-team-key"), (ns, "by-default-key")],
+    )
+    .await;
+    // Chart defaults: Argo CD's settings come from argocd-cm.
+    let controller = start(&cluster, ns, &[ns], &[ns], &[]).await;
+    summary(
+        &apps,
+        "train",
+        "only the NVJ tracked by argocd-cm's key counted",
+        |s| counts(s) == Some((1, 1, 0, 0)),
+    )
+    .await;
+    let notes = eventually(
+        Duration::from_secs(20),
+        "a TrackingMismatch Event",
+        || async {
+            let notes = mismatch_events(&client, ns, "train").await;
+            (!notes.is_empty()).then_some(notes)
+        },
+    )
+    .await;
+    assert!(
+        notes[0].starts_with(&format!("Application {ns}/train lists NotebookValidationJob {ns}/by-default-key in status.resources, but its tracking names no Application under label tracking (key team.example/app), from argocd-cm in {ns}")),
+        "{notes:?}"
+    );
+    let metric = format!("nbg_application_untracked_nvjs{{application=\"{ns}/train\"}}");
+    eventually(Duration::from_secs(10), "the metric", || async {
+        (controller.metric(&metric) == Some(1.0)).then_some(())
+    })
+    .await;
+    // More reconciles of the same disagreement: no more Events.
+    finish(&nvjs, "by-team-key", Phase::Failed).await;
+    summary(&apps, "train", "the failed run counted", |s| {
+        counts(s) == Some((1, 0, 1, 0))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        mismatch_events(&client, ns, "train").await.len(),
+        1,
+        "once, not per reconcile"
+    );
+
+    // argocd-cm changes: followed without a restart.
+    let (ok, _, err) = cluster.kubectl(
+        &["apply", "-n", ns, "-f", "-"],
+        Some(&cm("app.kubernetes.io/instance")),
+    );
+    assert!(ok, "{err}");
+    summary(
+        &apps,
+        "train",
+        "the NVJ tracked by the new key counted",
+        |s| counts(s) == Some((1, 1, 0, 0)),
+    )
+    .await;
+    let notes = eventually(
+        Duration::from_secs(20),
+        "the new disagreement reported",
+        || async {
+            let notes = mismatch_events(&client, ns, "train").await;
+            notes
+                .iter()
+                .any(|n| n.contains("by-team-key"))
+                .then_some(notes)
+        },
+    )
+    .await;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("(key app.kubernetes.io/instance)")),
+        "{notes:?}"
+    );
+    drop(controller);
 }
 
 #[tokio::test(flavor = "multi_thread")]

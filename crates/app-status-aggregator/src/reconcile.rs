@@ -284,10 +284,15 @@ impl nbg_runtime::Reconciler for AggregatorReconciler {
     }
 
     fn forget(&self, app: &Application) {
+        let app_ref = AppRef::of(app);
         if let Ok(mut pending) = self.pending.lock() {
-            pending.remove(&AppRef {
-                namespace: app.namespace().unwrap_or_default(),
-                name: app.name_any(),
+            pending.remove(&app_ref);
+        }
+        if let Ok(mut untracked) = self.untracked.lock()
+            && untracked.remove(&app_ref).is_some()
+        {
+            self.metrics.untracked.remove(&ApplicationLabels {
+                application: app_ref.to_string(),
             });
         }
     }

@@ -383,10 +383,11 @@ impl RealArgoCd {
 }
 
 /// Application `app`'s resource tree from redis (key `app|resources-tree|<app>|<cache
-/// version>`, gzip-compressed JSON, as Argo CD's cache writes it); None when not written yet.
+/// version>.gz`, gzip-compressed JSON, as Argo CD's redis cache writes it; its first shard); None
+/// when not written yet.
 fn resource_tree(redis_port: u16, app: &str) -> anyhow::Result<Option<Value>> {
     use std::io::{BufRead, BufReader, Read, Write};
-    let key = format!("app|resources-tree|{app}|1.8.3");
+    let key = format!("app|resources-tree|{app}|1.8.3.gz");
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", redis_port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(stream, "*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len())?;
