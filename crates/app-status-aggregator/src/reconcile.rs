@@ -180,8 +180,27 @@ impl AggregatorReconciler {
             uid: app.metadata.uid.clone(),
             ..Default::default()
         };
+        // Related to the first NVJ named: a new disagreement is an Event of its own, not a
+        // repetition of the last one (Events are de-duplicated by regarding, related, reason).
+        let related = untracked.iter().next().and_then(|key| {
+            let (namespace, name) = key.split_once('/')?;
+            Some(k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some(format!("{}/{}", nbg_core::nvj::GROUP, nbg_core::nvj::VERSION)),
+                kind: Some(nbg_core::nvj::KIND.into()),
+                namespace: Some(namespace.into()),
+                name: Some(name.into()),
+                ..Default::default()
+            })
+        });
         self.events
-            .warning(&regarding, "TrackingMismatch", "Aggregate", message)
+            .publish(
+                &regarding,
+                related.as_ref(),
+                nbg_runtime::events::EventType::Warning,
+                "TrackingMismatch",
+                "Aggregate",
+                message,
+            )
             .await;
     }
 
