@@ -185,7 +185,11 @@ impl AggregatorReconciler {
         let related = untracked.iter().next().and_then(|key| {
             let (namespace, name) = key.split_once('/')?;
             Some(k8s_openapi::api::core::v1::ObjectReference {
-                api_version: Some(format!("{}/{}", nbg_core::nvj::GROUP, nbg_core::nvj::VERSION)),
+                api_version: Some(format!(
+                    "{}/{}",
+                    nbg_core::nvj::GROUP,
+                    nbg_core::nvj::VERSION
+                )),
                 kind: Some(nbg_core::nvj::KIND.into()),
                 namespace: Some(namespace.into()),
                 name: Some(name.into()),
