@@ -162,7 +162,8 @@ async fn trigger_scenario(plane: &PrivateControlPlane, s: Scenario<'_>) -> Durat
     let release = &namespaces[0];
     let mut controllers = Vec::new();
     for r in 0..s.replicas {
-        let mut values = Vec::new();
+        // No Argo CD on this plane, as a user without one installs it.
+        let mut values = vec!["global.argocd.enabled=false".to_string()];
         let mut args = Vec::new();
         if s.replicas > 1 {
             values.push("leaderElection=true".to_string());

@@ -103,7 +103,8 @@ impl Serving {
                 name: "trigger-controller",
                 release_namespace: ns,
                 namespaces: &[ns],
-                values: &[],
+                // No Argo CD on this plane, as a user without one installs it.
+                values: &["global.argocd.enabled=false".to_string()],
                 args,
             },
         )

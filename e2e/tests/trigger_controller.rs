@@ -49,13 +49,24 @@ where
         .expect("create")
 }
 
-async fn start_controller(cluster: &Cluster, ns: &str, targets: &[&str]) -> ChartedController {
+/// trigger-controller from its chart; `argocd`: the namespace where the test plays Argo CD (its
+/// Applications), None for a cluster without Argo CD.
+async fn start_controller(
+    cluster: &Cluster,
+    ns: &str,
+    targets: &[&str],
+    argocd: Option<&str>,
+) -> ChartedController {
     // `--set list={}` would be a list of one empty name, which the chart's schema refuses.
-    let values: Vec<String> = if targets.is_empty() {
+    let mut values: Vec<String> = if targets.is_empty() {
         Vec::new()
     } else {
         vec![format!("targetNamespaces={{{}}}", targets.join(","))]
     };
+    values.push(match argocd {
+        Some(argocd) => format!("global.argocd.namespace={argocd}"),
+        None => "global.argocd.enabled=false".to_string(),
+    });
     ChartedController::start(
         cluster,
         ControllerSpec {
@@ -185,7 +196,7 @@ async fn a_succeeded_run_restarts_a_deployment_once_and_denies_without_consent()
     .await;
 
     // The chart may patch Deployments in the other namespace: only the missing consent stops it.
-    let mut controller = start_controller(&cluster, &ns.name, &[&other.name]).await;
+    let mut controller = start_controller(&cluster, &ns.name, &[&other.name], None).await;
     let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), &ns.name);
     let trigger = format!(
         "- {{apiVersion: apps/v1, kind: Deployment, name: model-server, action: restart}}\n- {{apiVersion: apps/v1, kind: Deployment, name: shared-server, namespace: {}, action: restart}}\n",
@@ -378,7 +389,7 @@ async fn every_action_on_every_kind() {
 
     let mut chart_targets = vec![shared.name.as_str(), argo.name.as_str()];
     chart_targets.sort();
-    let controller = start_controller(&cluster, &ns.name, &chart_targets).await;
+    let controller = start_controller(&cluster, &ns.name, &chart_targets, Some(&argo.name)).await;
     let _ = eventually(
         Duration::from_secs(60),
         "the evicted Deployment to be ready",
@@ -729,7 +740,7 @@ async fn malformed_annotations_are_reported_and_never_acted_on() {
     let client = cluster.client().await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     create(&deployments, workload("Deployment", "model-server", 0)).await;
-    let controller = start_controller(&cluster, &ns.name, &[]).await;
+    let controller = start_controller(&cluster, &ns.name, &[], None).await;
     let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), &ns.name);
 
     // The API server keeps all annotations of an object under 256 KiB: the largest garbage it
@@ -834,7 +845,7 @@ async fn exactly_once_under_random_sigkills() {
         )
         .await;
     }
-    let mut controller = start_controller(&cluster, &ns.name, &[]).await;
+    let mut controller = start_controller(&cluster, &ns.name, &[], None).await;
     let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), &ns.name);
 
     // A seeded generator: the kill points differ between seeds, and a failure names its seed.

@@ -11,14 +11,17 @@
   verbs: [create, patch]
 {{- end -}}
 
-{{/* The kinds that may be targeted, comma-separated: allowedKinds, or every kind of target-kinds.json. */}}
+{{/* The kinds that may be targeted, comma-separated: allowedKinds, or every kind of target-kinds.json (without Argo CD's Application when global.argocd.enabled is false). */}}
 {{- define "trigger-controller.allowedKinds" -}}
 {{- if .Values.allowedKinds }}
 {{- join "," .Values.allowedKinds }}
 {{- else }}
 {{- $all := list }}
+{{- $argocd := include "nbg.argocdEnabled" . }}
 {{- range (.Files.Get "target-kinds.json" | fromJson).kinds }}
+{{- if or $argocd (ne .group "argoproj.io") (ne .kind "Application") }}
 {{- $all = append $all (printf "%s/%s" .group .kind) }}
+{{- end }}
 {{- end }}
 {{- join "," $all }}
 {{- end }}

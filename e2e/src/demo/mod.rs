@@ -587,7 +587,11 @@ pub async fn run(
             name: "trigger-controller",
             release_namespace: ns,
             namespaces: &[ns],
-            values: &[format!("targetNamespaces={{{argo_ns}}}")],
+            // The Applications live in the demo's Argo CD namespace (played or real).
+            values: &[
+                format!("targetNamespaces={{{argo_ns}}}"),
+                format!("global.argocd.namespace={argo_ns}"),
+            ],
             args: &[],
         },
     )

@@ -114,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
             name: "trigger-controller",
             release_namespace: &ns.name,
             namespaces: &[&ns.name],
-            values: &[],
+            values: &["global.argocd.enabled=false".to_string()],
             args: &cli.load.args(if cli.timeline { "info" } else { "warn" }),
         },
     )
