@@ -269,6 +269,19 @@ fn apply_event(
     }
 }
 
+/// The Applications to reconcile: those of `affected` this instance reads (in `app_namespace`,
+/// or any when it reads all).
+fn app_refs(
+    affected: BTreeSet<AppRef>,
+    app_namespace: Option<&str>,
+) -> Vec<ObjectRef<Application>> {
+    affected
+        .into_iter()
+        .filter(|a| app_namespace.is_none_or(|ns| a.namespace == ns))
+        .map(|a| ObjectRef::new(&a.name).within(&a.namespace))
+        .collect()
+}
+
 /// The NVJs `app` lists in `status.resources` that this controller knows (in its scope) but
 /// whose tracking names another Application or none, with what tracking names.
 fn untracked_nvjs(
@@ -384,12 +397,7 @@ impl nbg_runtime::Reconciler for AggregatorReconciler {
                     if let Ok(i) = index.lock() {
                         tracked.set(i.applications() as i64);
                     }
-                    let refs: Vec<ObjectRef<Application>> = affected
-                        .into_iter()
-                        .filter(|a| app_namespace.as_deref().is_none_or(|ns| a.namespace == ns))
-                        .map(|a| ObjectRef::new(&a.name).within(&a.namespace))
-                        .collect();
-                    futures::stream::iter(refs)
+                    futures::stream::iter(app_refs(affected, app_namespace.as_deref()))
                 })
                 .flatten();
             controller = controller.reconcile_on(refs);
@@ -405,12 +413,7 @@ impl nbg_runtime::Reconciler for AggregatorReconciler {
                     .lock()
                     .map(|mut i| i.retrack(&tracking))
                     .unwrap_or_default();
-                let refs: Vec<ObjectRef<Application>> = affected
-                    .into_iter()
-                    .filter(|a| app_namespace.as_deref().is_none_or(|ns| a.namespace == ns))
-                    .map(|a| ObjectRef::new(&a.name).within(&a.namespace))
-                    .collect();
-                futures::stream::iter(refs)
+                futures::stream::iter(app_refs(affected, app_namespace.as_deref()))
             })
             .flatten();
         controller.reconcile_on(retracked)

@@ -219,22 +219,17 @@ impl RealArgoCd {
                 )
                 .context("Argo CD's base config")?;
         }
-        cluster
-            .kubectl_ok(
-                &[
-                    "patch",
-                    "configmap",
-                    "argocd-cm",
-                    "-n",
-                    ns,
-                    "--type",
-                    "merge",
-                    "--patch-file",
-                    &path(&repo_root().join("manifests/argocd/argocd-cm-patch.yaml")),
-                ],
-                None,
-            )
-            .context("our argocd-cm patch")?;
+        // Our patch, with the configuration's own settings merged into it.
+        let ours =
+            std::fs::read_to_string(repo_root().join("manifests/argocd/argocd-cm-patch.yaml"))
+                .context("our argocd-cm patch")?;
+        let mut patch: Value = serde_saphyr::from_str(&ours).context("our argocd-cm patch")?;
+        if let (Some(data), Value::Object(extra)) = (
+            patch["data"].as_object_mut(),
+            cell.argocd_cm()["data"].clone(),
+        ) {
+            data.extend(extra);
+        }
         cluster
             .kubectl_ok(
                 &[
@@ -246,11 +241,11 @@ impl RealArgoCd {
                     "--type",
                     "merge",
                     "--patch",
-                    &cell.argocd_cm().to_string(),
+                    &patch.to_string(),
                 ],
                 None,
             )
-            .context("the cell's argocd-cm settings")?;
+            .context("our argocd-cm patch and the configuration's settings")?;
         cluster
             .kubectl_ok(&["apply", "-n", ns, "-f", "-"], Some(
                 r#"{"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
