@@ -14,6 +14,17 @@ pub fn repo_root() -> PathBuf {
 
 /// Path of a built binary of this workspace (same profile and target dir as the test), or of
 /// `$NBG_E2E_BIN_DIR/<name>` when that is set (to measure another build the same way).
+/// `name`, or `name-<cell>` in an Argo CD configuration of the matrix (`NBG_ARGOCD_CELL`):
+/// hack/test.sh runs the same tests in several configurations side by side, so what a test
+/// keeps under `target/` by a fixed name (its control plane, the kubelet double's pods) is
+/// each configuration's own.
+pub fn per_argocd_cell(name: &str) -> String {
+    match std::env::var("NBG_ARGOCD_CELL") {
+        Ok(cell) if !cell.is_empty() => format!("{name}-{cell}"),
+        _ => name.to_string(),
+    }
+}
+
 pub fn workspace_binary(name: &str) -> PathBuf {
     if let Some(dir) = std::env::var_os("NBG_E2E_BIN_DIR") {
         return PathBuf::from(dir).join(name);

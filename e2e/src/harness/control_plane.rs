@@ -21,9 +21,12 @@ pub struct PrivateControlPlane {
 
 impl PrivateControlPlane {
     /// Starts etcd, kube-apiserver (with `apiserver_args` added) and kube-controller-manager
-    /// under `target/<name>`, and installs the project's and the test-only CRDs.
+    /// under `target/<name>` (`target/<name>-<cell>` in an Argo CD configuration of the matrix,
+    /// `NBG_ARGOCD_CELL`), and installs the project's and the test-only CRDs.
     pub fn start(name: &str, apiserver_args: &[&str]) -> anyhow::Result<Self> {
-        let dir = repo_root().join("target").join(name);
+        let dir = repo_root()
+            .join("target")
+            .join(crate::harness::cluster::per_argocd_cell(name));
         let apiserver_port = free_port();
         let env = vec![
             ("NBG_CLUSTER_DIR".to_string(), dir.display().to_string()),

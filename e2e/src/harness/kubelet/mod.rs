@@ -899,13 +899,15 @@ impl State {
 
 impl KubeletConfig {
     /// The double as tests use it: one node per test, serving `namespaces`, working under
-    /// `target/e2e-kubelet`.
+    /// `target/e2e-kubelet` (per Argo CD configuration: `per_argocd_cell`).
     pub fn for_test(namespaces: &[&str], handling: PodHandling) -> Self {
         Self {
             node_name: format!("kubelet-{}", namespaces.first().copied().unwrap_or("test")),
             namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
             handling,
-            work_dir: crate::harness::cluster::repo_root().join("target/e2e-kubelet"),
+            work_dir: crate::harness::cluster::repo_root()
+                .join("target")
+                .join(crate::harness::cluster::per_argocd_cell("e2e-kubelet")),
             node_env: vec![],
             held_unready: Arc::default(),
             ready_only_labels: Vec::new(),
