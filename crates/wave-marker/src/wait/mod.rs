@@ -269,10 +269,8 @@ async fn wait(args: &WaitArgs, kubeconfig: Option<&std::path::Path>, out: &Print
                             out.complete(k, tally.complete(), tally.len().max(args.require));
                         }
                     }
-                    match tally.verdict(args.require) {
-                        Verdict::Complete => return Ended::Complete(tally.entries()),
-                        Verdict::Failed => return Ended::Failed(tally.entries()),
-                        Verdict::Waiting => {}
+                    if let Some(ended) = ended(&tally, args.require) {
+                        return ended;
                     }
                 }
                 continue;
@@ -337,11 +335,18 @@ async fn wait(args: &WaitArgs, kubeconfig: Option<&std::path::Path>, out: &Print
                 out.complete(&k, tally.complete(), tally.len().max(args.require));
             }
         }
-        match tally.verdict(args.require) {
-            Verdict::Complete => return Ended::Complete(tally.entries()),
-            Verdict::Failed => return Ended::Failed(tally.entries()),
-            Verdict::Waiting => {}
+        if let Some(ended) = ended(&tally, args.require) {
+            return ended;
         }
+    }
+}
+
+/// How the wait ends now, if it does: enough matches all complete, or one failed.
+fn ended(tally: &Tally, require: usize) -> Option<Ended> {
+    match tally.verdict(require) {
+        Verdict::Complete => Some(Ended::Complete(tally.entries())),
+        Verdict::Failed => Some(Ended::Failed(tally.entries())),
+        Verdict::Waiting => None,
     }
 }
 
