@@ -156,18 +156,15 @@ fn settings_of(cm: Option<&ConfigMap>, args: &ArgoCdArgs) -> Tracking {
         SettingsSource::ArgocdCmMissing
     };
     let data = cm.and_then(|c| c.data.as_ref());
-    Tracking::from_argocd_cm(data, &args.overrides(), &args.argocd_namespace, source.clone())
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "Argo CD's tracking method is not one Argo CD knows; reading tracking by Argo CD's default rule until it is fixed");
-            let mut fallback = args.overrides();
-            fallback.method = None;
-            Tracking::from_argocd_cm(data.map(|d| {
-                let mut d = d.clone();
-                d.remove(nbg_core::foreign::tracking::TRACKING_METHOD_KEY);
-                d
-            }).as_ref(), &fallback, &args.argocd_namespace, source)
-            .unwrap_or_else(|_| Tracking::defaults(&args.argocd_namespace))
-        })
+    let (overrides, ns) = (args.overrides(), &args.argocd_namespace);
+    Tracking::from_argocd_cm(data, &overrides, ns, source.clone()).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "Argo CD's tracking method is not one Argo CD knows; reading tracking by Argo CD's default rule until it is fixed");
+        // Only a misspelt method fails (an overridden one is never read): read without it.
+        let mut known = data.cloned().unwrap_or_default();
+        known.remove(nbg_core::foreign::tracking::TRACKING_METHOD_KEY);
+        Tracking::from_argocd_cm(Some(&known), &overrides, ns, source)
+            .unwrap_or_else(|_| Tracking::defaults(ns))
+    })
 }
 
 /// The settings in force now, from one read of argocd-cm.
