@@ -13,12 +13,12 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/versions.sh
 source "$here/lib/versions.sh"
 
-all_components=(etcd kube-apiserver kube-controller-manager kubectl helm kserve argocd argocd-v2 promtool crane)
+all_components=(etcd kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler kube-proxy helm kserve argocd argocd-v2 promtool crane)
 
 version_of() {
   case "$1" in
     etcd) echo "$ETCD_VERSION" ;;
-    kube-apiserver|kube-controller-manager|kubectl) echo "$KUBERNETES_VERSION" ;;
+    kube-apiserver|kube-controller-manager|kubectl|kubelet|kube-scheduler|kube-proxy) echo "$KUBERNETES_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
     kserve) echo "$KSERVE_VERSION" ;;
     argocd) echo "$ARGOCD_VERSION" ;;
@@ -84,7 +84,8 @@ need_go() {
 # (k8s.io/api => ./staging/...) at the published v0.x release of the same minor.
 kubernetes_module_dir() {
   local dir="$NBG_CACHE_DIR/src/kubernetes-$KUBERNETES_VERSION"
-  if [ -f "$dir/.ready" ]; then echo "$dir"; return; fi
+  # .ready-node: the module graph covers the node's commands too (kubelet, scheduler, proxy).
+  if [ -f "$dir/.ready-node" ]; then echo "$dir"; return; fi
   rm -rf "$dir"; mkdir -p "$dir"
   local staging="v0.${KUBERNETES_VERSION#v1.}"
   log "resolving k8s.io/kubernetes@$KUBERNETES_VERSION (staging modules at $staging)"
@@ -112,12 +113,15 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
   log "downloading module graph for Kubernetes $KUBERNETES_VERSION (large; cached afterwards)"
   (cd "$dir" && go mod tidy -e >/dev/null 2>"$dir/tidy.log") || {
     echo "error: go mod tidy failed for the Kubernetes wrapper module; see $dir/tidy.log" >&2; exit 1; }
-  touch "$dir/.ready"
+  touch "$dir/.ready-node"
   echo "$dir"
 }
 
@@ -140,7 +144,7 @@ build_one() {
   mkdir -p "$(dirname "$out")"
   local start=$SECONDS tmp="$out.tmp.$$"
   case "$name" in
-    kube-apiserver|kube-controller-manager|kubectl)
+    kube-apiserver|kube-controller-manager|kubectl|kubelet|kube-scheduler|kube-proxy)
       local dir; dir="$(kubernetes_module_dir)"
       log "building $name $KUBERNETES_VERSION (cold builds take several minutes on 2 cores)"
       (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$(kubernetes_ldflags)" \

@@ -17,6 +17,7 @@ use nbg_core::conditions;
 use nbg_core::nvj::{NotebookValidationJob, NotebookValidationJobStatus, Phase};
 
 use super::pod::{self, LABEL_GENERATION, RUNNER_CONTAINER};
+use super::pod_status::{cannot_start, never_ran};
 use super::spec_check;
 use crate::protocol::report::{self, Outcome};
 
@@ -24,6 +25,11 @@ use crate::protocol::report::{self, Outcome};
 pub const REASON_POD_CREATED: &str = "PodCreated";
 pub const REASON_RETRY_SCHEDULED: &str = "RetryScheduled";
 pub const CONDITION_UNSUPPORTED: &str = "UnsupportedFeatures";
+/// A container of the pod cannot start yet (image pull, configuration); retried after the grace.
+pub const REASON_CONTAINER_WAITING: &str = "ContainerWaiting";
+/// A container of the pod can never start with this spec (no image under `Never`, a user the
+/// pod's security context refuses).
+pub const REASON_CONTAINER_CANNOT_START: &str = "ContainerCannotStart";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -355,8 +361,37 @@ pub fn decide(
                 cx.fail(current, "Timeout", message, &mut plan);
                 return plan;
             }
-            if let Some(why) = stuck_waiting(p, now, settings.waiting_grace) {
-                cx.retry_or_fail(current, why, Some(p), &mut plan);
+            if let Some(stuck) = cannot_start(p) {
+                let why = stuck.describe();
+                if stuck.permanent {
+                    // A new pod of this spec would wait for the same reason.
+                    plan.delete_pods.extend(p.metadata.name.clone());
+                    cx.fail(current, REASON_CONTAINER_CANNOT_START, why, &mut plan);
+                } else if elapsed(p.metadata.creation_timestamp.as_ref(), now)
+                    > settings.waiting_grace
+                {
+                    cx.retry_or_fail(current, why, Some(p), &mut plan);
+                } else {
+                    // Said at once, where the operator looks; retried after the grace period.
+                    let message = format!(
+                        "{why} (a new pod is tried if it still cannot start {}s after creation)",
+                        settings.waiting_grace.as_secs()
+                    );
+                    if current.message.as_deref() != Some(message.as_str()) {
+                        plan.events.push(PlannedEvent {
+                            warning: true,
+                            reason: REASON_CONTAINER_WAITING,
+                            note: message.clone(),
+                        });
+                        plan.status = Some(cx.at(
+                            current,
+                            Phase::ValidationRunning,
+                            REASON_CONTAINER_WAITING,
+                            message,
+                        ));
+                    }
+                    plan.requeue = Some(Duration::from_secs(5));
+                }
                 return plan;
             }
             if phase == Phase::Initializing || reconciling_reason != "ValidationRunning" {
@@ -376,103 +411,6 @@ pub fn decide(
         }
     }
     plan
-}
-
-/// A container that has been waiting too long to start (image pull, configuration errors).
-fn stuck_waiting(p: &Pod, now: Timestamp, grace: Duration) -> Option<String> {
-    let status = p.status.as_ref()?;
-    let statuses = status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten());
-    for cs in statuses {
-        let waiting = cs.state.as_ref().and_then(|s| s.waiting.as_ref())?;
-        let reason = waiting.reason.clone().unwrap_or_default();
-        if matches!(
-            reason.as_str(),
-            "ErrImagePull"
-                | "ImagePullBackOff"
-                | "InvalidImageName"
-                | "CreateContainerConfigError"
-                | "CreateContainerError"
-        ) && elapsed(p.metadata.creation_timestamp.as_ref(), now) > grace
-        {
-            let hint = if cs.name == pod::INSTALL_RUNNER_CONTAINER {
-                " - the runner image could not be used: check nvj-validator's --runner-image"
-            } else {
-                ""
-            };
-            return Some(format!(
-                "container {} could not start: {reason}: {}{hint}",
-                cs.name,
-                waiting.message.clone().unwrap_or_default()
-            ));
-        }
-    }
-    None
-}
-
-/// Why a pod ended before its notebook container ran, as the kubelet reports it: the first
-/// container (init containers first) that failed or could not start, with its exit code or
-/// waiting reason and the last lines of its termination message.
-fn never_ran(status: &k8s_openapi::api::core::v1::PodStatus) -> Option<String> {
-    let inits = status.init_container_statuses.iter().flatten();
-    let mains = status.container_statuses.iter().flatten();
-    let containers = inits
-        .map(|c| ("init container", c))
-        .chain(mains.map(|c| ("container", c)));
-    for (what, cs) in containers {
-        let Some(state) = cs.state.as_ref() else {
-            continue;
-        };
-        let image = if cs.image.is_empty() {
-            String::new()
-        } else {
-            format!(" (image {})", cs.image)
-        };
-        let cause = if let Some(t) = state.terminated.as_ref().filter(|t| t.exit_code != 0) {
-            let reason = t.reason.as_deref().unwrap_or("Error");
-            let tail = last_lines(t.message.as_deref().unwrap_or_default());
-            let tail = if tail.is_empty() {
-                String::new()
-            } else {
-                format!(": {tail}")
-            };
-            format!("exited with code {} ({reason}){tail}", t.exit_code)
-        } else if let Some(w) = state.waiting.as_ref() {
-            let reason = w.reason.as_deref().unwrap_or_default();
-            if matches!(reason, "" | "PodInitializing" | "ContainerCreating") {
-                continue;
-            }
-            match w.message.as_deref().filter(|m| !m.is_empty()) {
-                Some(m) => format!("could not start: {reason}: {}", last_lines(m)),
-                None => format!("could not start: {reason}"),
-            }
-        } else {
-            continue;
-        };
-        let hint = if cs.name == pod::INSTALL_RUNNER_CONTAINER {
-            " - the runner could not be installed: check nvj-validator's --runner-image and --runner-path"
-        } else {
-            ""
-        };
-        return Some(format!(
-            "the validation pod ended before the notebook ran: {what} {}{image} {cause}{hint}",
-            cs.name
-        ));
-    }
-    None
-}
-
-/// The last lines of a termination message (at most 5 lines, 500 characters).
-fn last_lines(message: &str) -> String {
-    let lines: Vec<&str> = message.trim().lines().collect();
-    let tail = lines[lines.len().saturating_sub(5)..].join(" | ");
-    match tail.char_indices().rev().nth(499) {
-        Some((i, _)) => format!("...{}", &tail[i..]),
-        None => tail,
-    }
 }
 
 /// Reads a finished pod's report and decides the run's outcome.
@@ -855,15 +793,44 @@ mod tests {
             }))
             .expect("pod")
         };
-        // Within the grace period: keep waiting.
+        // Within the grace period: keep waiting, and say why at once.
         let plan = step(&mut n, &[pulling("2027-01-15T08:00:00Z")], at(60));
         assert_eq!(n.status.as_ref().and_then(|s| s.retry_count), Some(0));
         assert!(plan.delete_pods.is_empty());
+        let message = n.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default();
+        assert!(message.starts_with("container notebook cannot start: ImagePullBackOff"), "{message}");
+        assert!(plan.events.iter().any(|e| e.reason == REASON_CONTAINER_WAITING));
+        // The same wait again: no second Event.
+        let plan = step(&mut n, &[pulling("2027-01-15T08:00:00Z")], at(65));
+        assert!(plan.events.is_empty() && plan.status.is_none());
         // Past it: an infrastructure failure, retried with a new pod.
         let plan = step(&mut n, &[pulling("2027-01-15T08:00:00Z")], at(400));
         let s = n.status.clone().expect("status");
         assert_eq!(s.retry_count, Some(1));
         assert!(s.message.unwrap_or_default().contains("ImagePullBackOff"));
+        assert_eq!(plan.delete_pods, vec!["train-v1-0".to_string()]);
+    }
+
+    #[test]
+    fn a_notebook_image_that_is_not_on_the_node_fails_the_run_at_once() {
+        let mut n = nvj(1, None, json!({}));
+        step(&mut n, &[], at(0));
+        // As a real kubelet reports it: the init container finished, the notebook container waits.
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "train-v1-0", "labels": {"mlops.dev/generation": "1"}, "creationTimestamp": "2027-01-15T08:00:00Z"},
+            "status": {"phase": "Pending",
+                "initContainerStatuses": [{"name": "install-runner", "image": "runner", "imageID": "", "ready": true, "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}],
+                "containerStatuses": [{"name": "notebook", "image": "img", "imageID": "", "ready": false, "restartCount": 0,
+                    "state": {"waiting": {"reason": "ErrImageNeverPull", "message": "Container image \"img\" is not present with pull policy of Never"}}}]}
+        }))
+        .expect("pod");
+        let plan = step(&mut n, &[p], at(3));
+        let s = n.status.clone().expect("status");
+        assert_eq!(s.phase, Some(Phase::Failed));
+        assert_eq!(s.retry_count, Some(0), "a new pod would wait for the same reason");
+        assert!(s.message.unwrap_or_default().contains("ErrImageNeverPull"));
+        assert!(s.conditions.iter().any(|c| c.reason == REASON_CONTAINER_CANNOT_START));
         assert_eq!(plan.delete_pods, vec!["train-v1-0".to_string()]);
     }
 
@@ -875,46 +842,5 @@ mod tests {
         let s = n.status.expect("status");
         assert_ne!(s.phase, Some(Phase::Succeeded));
         assert_eq!(s.retry_count, Some(1));
-    }
-
-    #[test]
-    fn a_pod_that_ended_before_the_notebook_ran_names_the_container_and_cause() {
-        let status: k8s_openapi::api::core::v1::PodStatus = serde_json::from_value(serde_json::json!({
-            "phase": "Failed",
-            "initContainerStatuses": [{"name": "install-runner", "image": "local/nvj-validator:demo", "ready": false, "restartCount": 0, "imageID": "",
-                "state": {"terminated": {"exitCode": 128, "reason": "StartError",
-                    "message": "exec: \"/no/such/nvj-validator\": No such file or directory (os error 2)"}}}],
-            "containerStatuses": [{"name": "notebook", "image": "nb", "ready": false, "restartCount": 0, "imageID": "",
-                "state": {"waiting": {"reason": "PodInitializing"}}}]
-        }))
-        .expect("pod status");
-        let why = never_ran(&status).expect("a cause");
-        assert!(why.contains("init container install-runner (image local/nvj-validator:demo) exited with code 128 (StartError)"), "{why}");
-        assert!(why.contains("/no/such/nvj-validator"), "{why}");
-        assert!(why.contains("--runner-path"), "{why}");
-
-        let pull: k8s_openapi::api::core::v1::PodStatus = serde_json::from_value(serde_json::json!({
-            "phase": "Failed",
-            "containerStatuses": [{"name": "notebook", "image": "nb:1", "ready": false, "restartCount": 0, "imageID": "",
-                "state": {"waiting": {"reason": "CreateContainerConfigError", "message": "secret \"git\" not found"}}}]
-        }))
-        .expect("pod status");
-        assert_eq!(
-            never_ran(&pull).as_deref(),
-            Some(
-                "the validation pod ended before the notebook ran: container notebook (image nb:1) could not start: CreateContainerConfigError: secret \"git\" not found"
-            )
-        );
-        let long = (0..100)
-            .map(|i| format!("line {i}"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert_eq!(
-            last_lines(&long),
-            "line 95 | line 96 | line 97 | line 98 | line 99"
-        );
-        assert!(last_lines(&"x".repeat(2000)).len() <= 503);
-        let nothing: k8s_openapi::api::core::v1::PodStatus = Default::default();
-        assert_eq!(never_ran(&nothing), None);
     }
 }

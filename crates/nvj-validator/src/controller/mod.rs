@@ -4,5 +4,6 @@
 
 pub mod decide;
 pub mod pod;
+pub mod pod_status;
 pub mod reconcile;
 pub mod spec_check;
