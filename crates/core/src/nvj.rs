@@ -103,9 +103,20 @@ pub struct GitSource {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodConfig {
-    /// The image the notebook runs in; it needs Python with papermill and a Jupyter kernel.
+    /// The image the notebook runs in; it needs Python with papermill and a Jupyter kernel,
+    /// and `git` on its PATH (the runner clones the notebook's repository with it).
     #[schemars(length(min = 1))]
     pub container_image: String,
+    /// When the node pulls `containerImage` (an addition to the Go operator's API). Unset, the
+    /// Kubernetes default applies: `Always` for a `:latest` or untagged image, else
+    /// `IfNotPresent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+    /// The user and groups the notebook runs as (an addition to the Go operator's API). The
+    /// pod always runs as non-root: an image whose user is root or a name (not a UID) needs
+    /// `runAsUser`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<NotebookSecurityContext>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,6 +142,44 @@ pub struct PodConfig {
     pub node_selector: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+}
+
+/// `imagePullPolicy` of the notebook container.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ImagePullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl ImagePullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImagePullPolicy::Always => "Always",
+            ImagePullPolicy::IfNotPresent => "IfNotPresent",
+            ImagePullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// The identity the notebook container runs as; the rest of the pod's security context is
+/// fixed (the "restricted" Pod Security Standard).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotebookSecurityContext {
+    /// UID of the notebook container; never 0 (the pod runs as non-root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub run_as_user: Option<i64>,
+    /// Primary GID of the notebook container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub run_as_group: Option<i64>,
+    /// The pod's `fsGroup`: volumes that support ownership management (a model PVC) are made
+    /// writable by this group, which every container of the pod belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub fs_group: Option<i64>,
 }
 
 /// A volume of the validation pod: exactly one of a PersistentVolumeClaim, ConfigMap, Secret or

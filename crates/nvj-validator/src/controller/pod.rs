@@ -84,8 +84,10 @@ fn credentials_volume(name: &str, secret: &str) -> Volume {
         name: name.into(),
         secret: Some(SecretVolumeSource {
             secret_name: Some(secret.into()),
-            // ssh refuses keys readable by others.
-            default_mode: Some(0o400),
+            // Read by the notebook container, whatever UID its image runs as (files of a Secret
+            // volume belong to root). ssh accepts a key readable by others when another user
+            // owns it, and only the notebook container mounts this volume.
+            default_mode: Some(0o444),
             ..SecretVolumeSource::default()
         }),
         ..Volume::default()
@@ -129,6 +131,7 @@ pub fn build(
         .ok_or(BuildError::NoOwnerReference)?;
     let spec = &nvj.spec;
     let pc = &spec.pod_config;
+    let identity = pc.security_context.as_ref();
 
     let mut volumes = vec![
         Volume {
@@ -237,7 +240,12 @@ pub fn build(
         resources: pc.resources.clone(),
         termination_message_path: Some("/dev/termination-log".into()),
         termination_message_policy: Some("File".into()),
-        security_context: Some(restricted()),
+        image_pull_policy: pc.image_pull_policy.map(|p| p.as_str().to_string()),
+        security_context: Some(SecurityContext {
+            run_as_user: identity.and_then(|i| i.run_as_user),
+            run_as_group: identity.and_then(|i| i.run_as_group),
+            ..restricted()
+        }),
         ..Container::default()
     };
     let labels = BTreeMap::from([
@@ -266,6 +274,7 @@ pub fn build(
             service_account_name: explicit_sa,
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
+                fs_group: identity.and_then(|i| i.fs_group),
                 seccomp_profile: Some(SeccompProfile {
                     type_: "RuntimeDefault".into(),
                     ..SeccompProfile::default()
@@ -361,6 +370,38 @@ mod tests {
             pod.metadata.owner_references.clone().unwrap_or_default()[0].controller,
             Some(true)
         );
+    }
+
+    #[test]
+    fn the_notebook_container_runs_as_the_spec_says_and_can_read_its_credentials() {
+        let pod = build(
+            &nvj(serde_json::json!({
+                "notebook": {"git": {"url": "https://x/r.git", "ref": "main", "credentialsSecret": "git-creds"}, "path": "a.ipynb"},
+                "podConfig": {"containerImage": "jupyter:1", "imagePullPolicy": "Never",
+                              "securityContext": {"runAsUser": 1000, "runAsGroup": 100, "fsGroup": 100}}
+            })),
+            0,
+            60,
+            &settings(),
+        )
+        .expect("pod");
+        let spec = pod.spec.expect("spec");
+        let c = &spec.containers[0];
+        assert_eq!(c.image_pull_policy.as_deref(), Some("Never"));
+        let sc = c.security_context.clone().expect("security context");
+        assert_eq!((sc.run_as_user, sc.run_as_group), (Some(1000), Some(100)));
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(spec.security_context.and_then(|s| s.fs_group), Some(100));
+        // The runner's own image keeps its own user.
+        let install = &spec.init_containers.unwrap_or_default()[0];
+        assert_eq!(install.security_context.as_ref().and_then(|s| s.run_as_user), None);
+        // Secret volumes belong to root: the notebook's UID, whatever it is, must read them.
+        let mode = spec
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|v| v.secret.and_then(|s| s.default_mode));
+        assert_eq!(mode, Some(0o444));
     }
 
     #[test]

@@ -28,19 +28,34 @@ pub enum GitCredentials {
 impl GitCredentials {
     /// Reads the Secret's files from `dir`; `None` when it holds none of the known keys.
     pub fn from_dir(dir: &Path) -> Result<Option<Self>, GitError> {
-        let read = |name: &str| {
-            std::fs::read_to_string(dir.join(name))
-                .ok()
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+        // A key that is there but unreadable is said as such, never as a missing key.
+        let read = |name: &str| -> Result<Option<String>, GitError> {
+            let path = dir.join(name);
+            match std::fs::read_to_string(&path) {
+                Ok(s) => Ok(Some(s.trim_end_matches(['\n', '\r']).to_string())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(GitError {
+                    message: format!(
+                        "cannot read the git credentials file {}: {e} (the notebook container runs as {})",
+                        path.display(),
+                        current_user()
+                    ),
+                    transient: false,
+                }),
+            }
         };
         let key = dir.join("ssh-privatekey");
         if key.is_file() {
+            read("ssh-privatekey")?;
             return Ok(Some(GitCredentials::SshKey(key)));
         }
-        let secret = read("password").or_else(|| read("token"));
+        let secret = match read("password")? {
+            Some(p) => Some(p),
+            None => read("token")?,
+        };
         match secret {
             Some(password) if !password.is_empty() => {
-                let username = read("username")
+                let username = read("username")?
                     .filter(|u| !u.is_empty())
                     .unwrap_or_else(|| "git".to_string());
                 Ok(Some(GitCredentials::Basic { username, password }))
@@ -55,6 +70,19 @@ impl GitCredentials {
             _ => Ok(None),
         }
     }
+}
+
+/// "uid U gid G" of this process, from /proc (no libc call, no `unsafe`).
+fn current_user() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let first = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next().map(str::to_string))
+            .unwrap_or_else(|| "?".into())
+    };
+    format!("uid {} gid {}", first("Uid:"), first("Gid:"))
 }
 
 /// `scheme://host/` of an http(s) URL, to scope the auth header to that origin only.
@@ -239,6 +267,37 @@ mod tests {
             Some("https://git.example.com:8443/")
         );
         assert_eq!(origin_of("git@host:r.git"), None);
+    }
+
+    #[test]
+    fn a_credentials_key_that_cannot_be_read_is_named_not_reported_missing() {
+        let path = std::env::temp_dir().join(format!("nbg-creds-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("mkdir");
+        struct Cleanup<'a>(&'a Path);
+        impl Drop for Cleanup<'_> {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(self.0);
+            }
+        }
+        let _cleanup = Cleanup(&path);
+        let dir = &path.as_path();
+        // Root reads any file; an entry that is not a readable file stands in for a Secret key
+        // the container's user may not read.
+        std::fs::create_dir(dir.join("token")).expect("mkdir");
+        let err = GitCredentials::from_dir(dir).expect_err("unreadable");
+        assert!(err.message.contains("cannot read the git credentials file"), "{}", err.message);
+        assert!(err.message.contains("/token"), "{}", err.message);
+        assert!(err.message.contains("runs as uid "), "{}", err.message);
+        assert!(!err.transient);
+        std::fs::remove_dir(dir.join("token")).expect("rmdir");
+        std::fs::write(dir.join("token"), "t0k\n").expect("write");
+        match GitCredentials::from_dir(dir) {
+            Ok(Some(GitCredentials::Basic { username, password })) => {
+                assert_eq!((username.as_str(), password.as_str()), ("git", "t0k"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
