@@ -210,6 +210,14 @@ fn run_local(args: &RunArgs) -> ExitCode {
         .filter(|p| !p.as_os_str().is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
+    // Ctrl-C stops papermill and its kernel too (they run in a process group of their own).
+    let stop = match executor::stop::Stop::on_signals() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("error: cannot handle SIGINT/SIGTERM: {e}");
+            return exit(Outcome::Infrastructure.exit_code());
+        }
+    };
     let report = executor::execute(&executor::Execute {
         notebook: &args.notebook,
         golden: args.golden.as_deref(),
@@ -219,6 +227,7 @@ fn run_local(args: &RunArgs) -> ExitCode {
         python: &args.python,
         cwd: &cwd,
         output: &output,
+        stop: &stop,
     });
     if args.output.is_none() {
         let _ = std::fs::remove_dir_all(&temp);
@@ -281,7 +290,13 @@ fn run_in_pod(args: &PodRunArgs) -> ExitCode {
         .map_err(|e| e.to_string())
         .and_then(|s| serde_json::from_str::<protocol::PodRunSpec>(&s).map_err(|e| e.to_string()))
     {
-        Ok(spec) => executor::run_pod(&spec, &args.python),
+        Ok(spec) => match executor::stop::Stop::on_signals() {
+            Ok(stop) => executor::run_pod(&spec, &args.python, &stop),
+            Err(e) => RunReport::new(
+                Outcome::Infrastructure,
+                format!("cannot handle SIGTERM: {e}"),
+            ),
+        },
         Err(e) => RunReport::new(
             Outcome::InvalidInput,
             format!("NBG_RUN_SPEC is missing or invalid: {e}"),

@@ -106,6 +106,34 @@ fn the_third_cell_raising_is_reported_at_cell_3() {
 }
 
 #[test]
+fn a_kernel_that_dies_fails_the_cell_it_died_in_and_skips_the_rest() {
+    let d = dir("dead-kernel");
+    let nb = d.join("dead.ipynb");
+    notebook(
+        &nb,
+        &[
+            "a = 1",
+            "import os, signal\nprint('loading')\nos.kill(os.getpid(), signal.SIGKILL)",
+            "print('never')",
+        ],
+    );
+    let (code, report) = run(&[nb.to_str().unwrap_or_default()]);
+    assert_eq!(report["outcome"], "CellFailed", "{report}");
+    assert_eq!(code, 1, "{report}");
+    let message = report["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("cell 2 (cellIndex 1) raised DeadKernel: the kernel died"),
+        "{message}"
+    );
+    let cells = report["cells"].as_array().expect("cells");
+    let statuses: Vec<&str> = cells
+        .iter()
+        .map(|c| c["status"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(statuses, ["Success", "Failure", "Skipped"], "{report}");
+}
+
+#[test]
 fn golden_comparison_within_and_beyond_tolerance() {
     let d = dir("golden");
     let golden_src = d.join("golden-src.ipynb");
@@ -200,6 +228,52 @@ fn a_timeout_stops_the_notebook_and_its_kernel_early() {
     );
     let pid = std::fs::read_to_string(d.join("kernel.pid")).expect("kernel wrote its pid");
     let pid: i32 = pid.trim().parse().expect("pid");
+    assert!(
+        !nvj_validator::executor::execute::is_running(pid),
+        "the kernel {pid} is still running"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_notebook_and_its_kernel_at_once() {
+    let d = dir("sigterm");
+    let nb = d.join("slow.ipynb");
+    notebook(
+        &nb,
+        &[
+            "import os; open('kernel.pid', 'w').write(str(os.getpid()))",
+            "import time; time.sleep(120)",
+        ],
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_nvj-validator"))
+        .arg("run")
+        .arg(&nb)
+        .args(["--json", "--python", python()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run nvj-validator");
+    let pid_file = d.join("kernel.pid");
+    let waited = Instant::now();
+    while !pid_file.exists() && waited.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let runner = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    let signalled = Instant::now();
+    nix::sys::signal::kill(runner, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let out = child.wait_with_output().expect("wait");
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(5), "took {took:?} after SIGTERM");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a report");
+    assert_eq!(report["outcome"], "Infrastructure", "{report}");
+    let message = report["message"].as_str().unwrap_or_default();
+    assert!(message.contains("stopped by a signal"), "{message}");
+    assert!(message.contains("cell 2 (cellIndex 1)"), "{message}");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("kernel pid")
+        .trim()
+        .parse()
+        .expect("pid");
     assert!(
         !nvj_validator::executor::execute::is_running(pid),
         "the kernel {pid} is still running"

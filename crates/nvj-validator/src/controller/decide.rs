@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use nbg_core::conditions;
-use nbg_core::nvj::{NotebookValidationJob, NotebookValidationJobStatus, Phase};
+use nbg_core::nvj::{CellStatus, NotebookValidationJob, NotebookValidationJobStatus, Phase};
 
 use super::pod::{self, LABEL_GENERATION, RUNNER_CONTAINER};
 use super::pod_status::{cannot_start, never_ran};
@@ -448,8 +448,21 @@ fn judge(cx: &Ctx<'_>, mut status: NotebookValidationJobStatus, p: &Pod, plan: &
         return cx.retry_or_fail(status, why, Some(p), plan);
     };
     if t.reason.as_deref() == Some("OOMKilled") {
-        let message = "the notebook container exceeded its memory limit and was killed (OOMKilled)"
-            .to_string();
+        let mut message =
+            "the notebook container exceeded its memory limit and was killed (OOMKilled)"
+                .to_string();
+        // The kernel is usually what the kernel's OOM killer picks; the runner then reports
+        // the cells up to the one the kernel died in.
+        if let Ok(r) = report::decode(t.message.as_deref().unwrap_or_default()) {
+            if let Some(cell) = r.cells.iter().find(|c| c.status == CellStatus::Failure) {
+                message.push_str(&format!(
+                    " while running cell {} (cellIndex {})",
+                    cell.cell_index + 1,
+                    cell.cell_index
+                ));
+            }
+            status.results = r.cells;
+        }
         return cx.fail(status, "OOMKilled", message, plan);
     }
     match report::decode(t.message.as_deref().unwrap_or_default()) {
@@ -492,7 +505,7 @@ fn judge(cx: &Ctx<'_>, mut status: NotebookValidationJobStatus, p: &Pod, plan: &
 mod tests {
     use super::*;
     use crate::protocol::report::{RunReport, encode};
-    use nbg_core::nvj::{CellResult, CellStatus};
+    use nbg_core::nvj::CellResult;
     use serde_json::json;
 
     fn at(secs: i64) -> Timestamp {
@@ -797,9 +810,20 @@ mod tests {
         let plan = step(&mut n, &[pulling("2027-01-15T08:00:00Z")], at(60));
         assert_eq!(n.status.as_ref().and_then(|s| s.retry_count), Some(0));
         assert!(plan.delete_pods.is_empty());
-        let message = n.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default();
-        assert!(message.starts_with("container notebook cannot start: ImagePullBackOff"), "{message}");
-        assert!(plan.events.iter().any(|e| e.reason == REASON_CONTAINER_WAITING));
+        let message = n
+            .status
+            .as_ref()
+            .and_then(|s| s.message.clone())
+            .unwrap_or_default();
+        assert!(
+            message.starts_with("container notebook cannot start: ImagePullBackOff"),
+            "{message}"
+        );
+        assert!(
+            plan.events
+                .iter()
+                .any(|e| e.reason == REASON_CONTAINER_WAITING)
+        );
         // The same wait again: no second Event.
         let plan = step(&mut n, &[pulling("2027-01-15T08:00:00Z")], at(65));
         assert!(plan.events.is_empty() && plan.status.is_none());
@@ -828,10 +852,60 @@ mod tests {
         let plan = step(&mut n, &[p], at(3));
         let s = n.status.clone().expect("status");
         assert_eq!(s.phase, Some(Phase::Failed));
-        assert_eq!(s.retry_count, Some(0), "a new pod would wait for the same reason");
+        assert_eq!(
+            s.retry_count,
+            Some(0),
+            "a new pod would wait for the same reason"
+        );
         assert!(s.message.unwrap_or_default().contains("ErrImageNeverPull"));
-        assert!(s.conditions.iter().any(|c| c.reason == REASON_CONTAINER_CANNOT_START));
+        assert!(
+            s.conditions
+                .iter()
+                .any(|c| c.reason == REASON_CONTAINER_CANNOT_START)
+        );
         assert_eq!(plan.delete_pods, vec!["train-v1-0".to_string()]);
+    }
+
+    #[test]
+    fn an_oom_killed_notebook_keeps_its_cells_and_names_the_cell() {
+        let mut n = nvj(1, None, json!({}));
+        step(&mut n, &[], at(0));
+        let mut report = RunReport::new(
+            Outcome::CellFailed,
+            "cell 2 (cellIndex 1) raised DeadKernel: the kernel died",
+        );
+        report.cells = vec![
+            CellResult {
+                cell_index: 0,
+                status: CellStatus::Success,
+                execution_time: None,
+                output: None,
+                error_message: None,
+            },
+            CellResult {
+                cell_index: 1,
+                status: CellStatus::Failure,
+                execution_time: None,
+                output: None,
+                error_message: Some("DeadKernel".into()),
+            },
+        ];
+        let p = pod(
+            "train-v1-0",
+            1,
+            json!({"phase": "Failed",
+            "containerStatuses": [{"name": "notebook", "image": "img", "imageID": "", "ready": false, "restartCount": 0,
+                                   "state": {"terminated": {"exitCode": 1, "reason": "OOMKilled", "message": encode(&report)}}}]}),
+        );
+        step(&mut n, &[p], at(30));
+        let s = n.status.expect("status");
+        assert_eq!(s.phase, Some(Phase::Failed));
+        assert_eq!(s.results.len(), 2);
+        let message = s.message.unwrap_or_default();
+        assert!(
+            message.contains("(OOMKilled) while running cell 2 (cellIndex 1)"),
+            "{message}"
+        );
     }
 
     #[test]

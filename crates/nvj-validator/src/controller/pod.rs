@@ -394,7 +394,13 @@ mod tests {
         assert_eq!(spec.security_context.and_then(|s| s.fs_group), Some(100));
         // The runner's own image keeps its own user.
         let install = &spec.init_containers.unwrap_or_default()[0];
-        assert_eq!(install.security_context.as_ref().and_then(|s| s.run_as_user), None);
+        assert_eq!(
+            install
+                .security_context
+                .as_ref()
+                .and_then(|s| s.run_as_user),
+            None
+        );
         // Secret volumes belong to root: the notebook's UID, whatever it is, must read them.
         let mode = spec
             .volumes

@@ -90,7 +90,8 @@ fn waiting_on(cs: &ContainerStatus) -> Option<CannotStart> {
     };
     Some(CannotStart {
         container: cs.name.clone(),
-        permanent: refused_user || matches!(reason.as_str(), "ErrImageNeverPull" | "InvalidImageName"),
+        permanent: refused_user
+            || matches!(reason.as_str(), "ErrImageNeverPull" | "InvalidImageName"),
         reason,
         message,
         hint,
@@ -194,8 +195,11 @@ mod tests {
         );
         assert!(c.describe().contains("imagePullPolicy"), "{}", c.describe());
 
-        let pulling = cannot_start(&behind_finished_init("ImagePullBackOff", "Back-off pulling image \"nb:1\""))
-            .expect("pull back-off");
+        let pulling = cannot_start(&behind_finished_init(
+            "ImagePullBackOff",
+            "Back-off pulling image \"nb:1\"",
+        ))
+        .expect("pull back-off");
         assert!(!pulling.permanent, "a registry may come back");
         assert!(pulling.describe().contains("containerImage"));
     }
@@ -206,22 +210,43 @@ mod tests {
             "container has runAsNonRoot and image will run as root (pod: \"team/train-v1-0\", container: notebook)",
             "container has runAsNonRoot and image has non-numeric user (jovyan), cannot verify user is non-root (pod: \"team/train-v1-0\", container: notebook)",
         ] {
-            let c = cannot_start(&behind_finished_init("CreateContainerConfigError", message)).expect("refused");
+            let c = cannot_start(&behind_finished_init("CreateContainerConfigError", message))
+                .expect("refused");
             assert!(c.permanent, "{message}");
-            assert!(c.describe().contains("spec.podConfig.securityContext.runAsUser"), "{}", c.describe());
+            assert!(
+                c.describe()
+                    .contains("spec.podConfig.securityContext.runAsUser"),
+                "{}",
+                c.describe()
+            );
         }
-        let secret = cannot_start(&behind_finished_init("CreateContainerConfigError", "secret \"aws\" not found"))
-            .expect("missing secret");
+        let secret = cannot_start(&behind_finished_init(
+            "CreateContainerConfigError",
+            "secret \"aws\" not found",
+        ))
+        .expect("missing secret");
         assert!(!secret.permanent, "the Secret may be created");
-        assert!(secret.describe().contains("create what it names"), "{}", secret.describe());
+        assert!(
+            secret.describe().contains("create what it names"),
+            "{}",
+            secret.describe()
+        );
     }
 
     #[test]
     fn containers_on_their_way_are_not_stuck() {
-        assert_eq!(cannot_start(&behind_finished_init("ContainerCreating", "")), None);
-        assert_eq!(cannot_start(&behind_finished_init("PodInitializing", "")), None);
-        let running = pod(json!({"phase": "Running", "containerStatuses": [{"name": "notebook", "image": "nb", "imageID": "",
-            "ready": true, "restartCount": 0, "state": {"running": {}}}]}));
+        assert_eq!(
+            cannot_start(&behind_finished_init("ContainerCreating", "")),
+            None
+        );
+        assert_eq!(
+            cannot_start(&behind_finished_init("PodInitializing", "")),
+            None
+        );
+        let running = pod(
+            json!({"phase": "Running", "containerStatuses": [{"name": "notebook", "image": "nb", "imageID": "",
+            "ready": true, "restartCount": 0, "state": {"running": {}}}]}),
+        );
         assert_eq!(cannot_start(&running), None);
         assert_eq!(cannot_start(&pod(json!({"phase": "Pending"}))), None);
     }

@@ -10,12 +10,16 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+use super::stop::Stop;
+
 /// How papermill ended.
 #[derive(Debug, Clone)]
 pub struct Execution {
     /// Exit code; `None` when killed.
     pub exit_code: Option<i32>,
     pub timed_out: bool,
+    /// Stopped by SIGTERM/SIGINT.
+    pub stopped: bool,
     /// The last lines papermill wrote to stderr.
     pub stderr_tail: String,
     pub took: Duration,
@@ -90,6 +94,7 @@ pub fn run_papermill(
     cwd: &Path,
     kernel: Option<&str>,
     deadline: Duration,
+    stop: &Stop,
 ) -> std::io::Result<Execution> {
     let started = Instant::now();
     let log_path = output.with_extension("papermill.log");
@@ -111,46 +116,51 @@ pub fn run_papermill(
     let mut child = cmd.spawn()?;
     let pgid = i32::try_from(child.id()).map(Pid::from_raw).ok();
     let mut timed_out = false;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if started.elapsed() >= deadline {
-            timed_out = true;
-            if let Some(pg) = pgid {
-                // Collected before papermill dies: afterwards the kernel is re-parented.
-                let tree = descendants(pg.as_raw());
-                kill_tree(pg.as_raw(), Signal::SIGTERM);
-                let grace = Instant::now();
-                while grace.elapsed() < Duration::from_secs(2) {
-                    if child.try_wait()?.is_some() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                kill_tree(pg.as_raw(), Signal::SIGKILL);
-                for pid in &tree {
-                    let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
-                    let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
-                }
-                // Return only once they are gone, so "stopped" means stopped.
-                let waited = Instant::now();
-                while tree.iter().any(|p| is_running(*p))
-                    && waited.elapsed() < Duration::from_secs(5)
-                {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+    let mut stopped = false;
+    let status = stop.graceful(|| -> std::io::Result<_> {
+        Ok(loop {
+            if let Some(status) = child.try_wait()? {
+                break Some(status);
             }
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+            stopped = stop.requested();
+            if stopped || started.elapsed() >= deadline {
+                timed_out = !stopped;
+                if let Some(pg) = pgid {
+                    // Collected before papermill dies: afterwards the kernel is re-parented.
+                    let tree = descendants(pg.as_raw());
+                    kill_tree(pg.as_raw(), Signal::SIGTERM);
+                    let grace = Instant::now();
+                    while grace.elapsed() < Duration::from_secs(2) {
+                        if child.try_wait()?.is_some() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    kill_tree(pg.as_raw(), Signal::SIGKILL);
+                    for pid in &tree {
+                        let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
+                        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+                    }
+                    // Return only once they are gone, so "stopped" means stopped.
+                    let waited = Instant::now();
+                    while tree.iter().any(|p| is_running(*p))
+                        && waited.elapsed() < Duration::from_secs(5)
+                    {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        })
+    })?;
     let stderr = std::fs::read_to_string(&log_path).unwrap_or_default();
     Ok(Execution {
         exit_code: status.and_then(|s| s.code()),
         timed_out,
+        stopped,
         stderr_tail: tail(&stderr, 8),
         took: started.elapsed(),
     })

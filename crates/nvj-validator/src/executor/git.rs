@@ -286,7 +286,11 @@ mod tests {
         // the container's user may not read.
         std::fs::create_dir(dir.join("token")).expect("mkdir");
         let err = GitCredentials::from_dir(dir).expect_err("unreadable");
-        assert!(err.message.contains("cannot read the git credentials file"), "{}", err.message);
+        assert!(
+            err.message.contains("cannot read the git credentials file"),
+            "{}",
+            err.message
+        );
         assert!(err.message.contains("/token"), "{}", err.message);
         assert!(err.message.contains("runs as uid "), "{}", err.message);
         assert!(!err.transient);

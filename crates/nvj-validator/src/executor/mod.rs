@@ -8,6 +8,7 @@ pub mod execute;
 pub mod git;
 pub mod notebook;
 pub mod results;
+pub mod stop;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub struct Execute<'a> {
     pub cwd: &'a Path,
     /// Where the executed notebook is written.
     pub output: &'a Path,
+    /// SIGTERM/SIGINT: papermill and its kernel are stopped and the run reports so.
+    pub stop: &'a stop::Stop,
 }
 
 fn read_notebook(path: &Path) -> Result<Notebook, RunReport> {
@@ -72,6 +75,7 @@ pub fn execute(x: &Execute<'_>) -> RunReport {
         x.cwd,
         kernel.as_deref(),
         x.timeout,
+        x.stop,
     ) {
         Ok(run) => run,
         Err(e) => {
@@ -105,8 +109,36 @@ pub fn execute(x: &Execute<'_>) -> RunReport {
             ),
         );
     };
-    let (cells, failure) = results::cell_results(&executed);
+    let end = if run.stopped {
+        results::RunEnd::Stopped
+    } else if run.timed_out {
+        results::RunEnd::TimedOut
+    } else if run.stderr_tail.contains("DeadKernelError") {
+        results::RunEnd::KernelDied
+    } else {
+        results::RunEnd::Finished
+    };
+    let (cells, failure) = results::cell_results(&executed, end);
     let code_cells = cells.len();
+    if run.stopped {
+        let running = cells
+            .iter()
+            .find(|c| c.status == nbg_core::nvj::CellStatus::Failure)
+            .map(|c| {
+                format!(
+                    " while running cell {} (cellIndex {})",
+                    c.cell_index + 1,
+                    c.cell_index
+                )
+            })
+            .unwrap_or_default();
+        // The pod is being deleted or evicted: not a verdict on the notebook.
+        return RunReport::new(
+            Outcome::Infrastructure,
+            format!("the run was stopped by a signal (the pod was deleted or evicted){running}"),
+        )
+        .with_cells(cells);
+    }
     if run.timed_out {
         let mut message = format!(
             "the notebook ran longer than the timeout {} and was stopped",
@@ -195,7 +227,7 @@ pub fn humantime(d: Duration) -> String {
 
 /// Inside a validation pod: fetch the repositories, execute, judge. Never panics: every failure
 /// becomes a report.
-pub fn run_pod(spec: &PodRunSpec, python: &str) -> RunReport {
+pub fn run_pod(spec: &PodRunSpec, python: &str, stop: &stop::Stop) -> RunReport {
     let started = std::time::Instant::now();
     let timeout = Duration::from_secs(u64::try_from(spec.timeout_seconds).unwrap_or(0));
     let comparison = match CompareConfig::from_spec(&spec.comparison) {
@@ -291,5 +323,6 @@ pub fn run_pod(spec: &PodRunSpec, python: &str) -> RunReport {
         python,
         cwd: &cwd,
         output: &output,
+        stop,
     })
 }

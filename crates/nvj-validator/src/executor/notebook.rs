@@ -56,6 +56,10 @@ pub struct PapermillCell {
     pub duration: Option<f64>,
     #[serde(default)]
     pub exception: Option<bool>,
+    /// Set when papermill started the cell; papermill marks cells it never started `completed`
+    /// when the kernel dies before them.
+    #[serde(default)]
+    pub start_time: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -38,16 +38,65 @@ fn go_duration(seconds: f64) -> String {
     format!("{:.3}s", seconds.max(0.0))
 }
 
+/// How papermill's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// papermill ended by itself (every cell ran, or one raised).
+    Finished,
+    /// papermill stopped with nbclient's `DeadKernelError`: the kernel process died (killed,
+    /// out of memory, a crash in native code) while a cell ran.
+    KernelDied,
+    /// The runner stopped papermill at the timeout.
+    TimedOut,
+    /// The runner stopped papermill on SIGTERM/SIGINT.
+    Stopped,
+}
+
 /// Results of every code cell, in notebook order; cells after a failure are `Skipped`.
-pub fn cell_results(executed: &Notebook) -> (Vec<CellResult>, Option<CellFailure>) {
+pub fn cell_results(executed: &Notebook, end: RunEnd) -> (Vec<CellResult>, Option<CellFailure>) {
     let mut results = Vec::new();
     let mut failure: Option<CellFailure> = None;
+    // papermill records the cell the kernel died in as `completed`: it is the last one started.
+    let died_in = (end == RunEnd::KernelDied)
+        .then(|| {
+            executed
+                .own_cells()
+                .enumerate()
+                .filter(|(_, c)| {
+                    c.cell_type == "code"
+                        && c.metadata
+                            .papermill
+                            .as_ref()
+                            .is_some_and(|pm| pm.start_time.is_some())
+                })
+                .map(|(i, _)| i)
+                .last()
+        })
+        .flatten();
     for (index, cell) in executed.own_cells().enumerate() {
         if cell.cell_type != "code" {
             continue;
         }
+        let position = index;
         let index = i32::try_from(index).unwrap_or(i32::MAX);
         let pm = cell.metadata.papermill.clone().unwrap_or_default();
+        if failure.is_none() && died_in == Some(position) {
+            let f = CellFailure {
+                index,
+                ename: "DeadKernel".into(),
+                evalue: "the kernel died while running this cell (killed, out of memory, or a crash in native code)".into(),
+                traceback: String::new(),
+            };
+            results.push(CellResult {
+                cell_index: index,
+                status: CellStatus::Failure,
+                execution_time: pm.duration.map(go_duration),
+                output: None,
+                error_message: Some(format!("{}: {}", f.ename, f.evalue)),
+            });
+            failure = Some(f);
+            continue;
+        }
         let error = cell.outputs.iter().find_map(|o| match o {
             Output::Error {
                 ename,
@@ -58,7 +107,10 @@ pub fn cell_results(executed: &Notebook) -> (Vec<CellResult>, Option<CellFailure
         });
         let failed =
             pm.status.as_deref() == Some("failed") || pm.exception == Some(true) || error.is_some();
-        let executed_cell = matches!(pm.status.as_deref(), Some("completed") | Some("failed"))
+        // A `completed` cell papermill never started was passed over (the kernel died first).
+        let started = pm.start_time.is_some() || cell.execution_count.is_some();
+        let executed_cell = (matches!(pm.status.as_deref(), Some("completed") | Some("failed"))
+            && started)
             || (pm.status.is_none() && cell.execution_count.is_some());
         let text: String = cell
             .outputs
@@ -74,15 +126,19 @@ pub fn cell_results(executed: &Notebook) -> (Vec<CellResult>, Option<CellFailure
             error_message: None,
         };
         if failure.is_none() && pm.status.as_deref() == Some("running") {
-            // The cell that was executing when the run was stopped (timeout).
+            // The cell that was executing when the run was stopped.
+            let (ename, why) = if end == RunEnd::Stopped {
+                ("Stopped", "the run was stopped by a signal")
+            } else {
+                ("Timeout", "the notebook exceeded its timeout")
+            };
             result.status = CellStatus::Failure;
             result.output = None;
-            result.error_message =
-                Some("stopped while running: the notebook exceeded its timeout".into());
+            result.error_message = Some(format!("stopped while running: {why}"));
             failure = Some(CellFailure {
                 index,
-                ename: "Timeout".into(),
-                evalue: "the cell was running when the timeout stopped the notebook".into(),
+                ename: ename.into(),
+                evalue: format!("the cell was running when {why}"),
                 traceback: String::new(),
             });
         } else if failure.is_some() || (!executed_cell && !failed) {
