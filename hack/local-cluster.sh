@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A real local control plane on loopback: etcd, kube-apiserver (TLS, RBAC, token-authenticated
 # admin, ServiceAccount token issuing) and kube-controller-manager with the built-in
-# controllers our tests rely on. No container runtime and no kubelet: pods are run by the
-# project's kubelet double (`just local-kubelet`).
+# controllers our tests rely on. With NBG_NODE=real, also a real node (hack/local-node.sh:
+# containerd, kubelet, kube-proxy in a network namespace of its own) and kube-scheduler, and the
+# controllers a node needs (node lifecycle, EndpointSlices); otherwise no node: pods are run by
+# the e2e tests' kubelet double.
 #
 # usage: hack/local-cluster.sh up|down|status|env
 #   up      build missing binaries, start the components, wait until ready, install our CRDs
@@ -13,7 +15,8 @@
 #
 # Environment: NBG_CLUSTER_DIR (state, default target/local-cluster), NBG_ETCD_PORT,
 # NBG_ETCD_PEER_PORT, NBG_APISERVER_PORT, NBG_APISERVER_EXTRA_ARGS (more kube-apiserver flags,
-# space-separated, e.g. --min-request-timeout=10), so tests can run a control plane of their own.
+# space-separated, e.g. --min-request-timeout=10), so tests can run a control plane of their own;
+# NBG_NODE=real for a real node.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -29,6 +32,11 @@ etcd_port="${NBG_ETCD_PORT:-23790}"
 etcd_peer_port="${NBG_ETCD_PEER_PORT:-23800}"
 apiserver_port="${NBG_APISERVER_PORT:-16443}"
 components=(etcd kube-apiserver kube-controller-manager)
+real_node=""
+if [ "${NBG_NODE:-}" = real ]; then
+  real_node=1
+  components+=(kube-scheduler)
+fi
 
 say() { printf '[local-cluster] %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -65,6 +73,27 @@ ensure_pki() {
 }
 
 token_of() { awk -F, -v u="$1" '$2==u {print $1}' "$pki/tokens.csv"; }
+
+# The users of a real node's components (added to tokens.csv once) and the API server's client
+# certificate for the kubelet (logs, exec, port-forward).
+ensure_node_credentials() {
+  local user group pair
+  for pair in "system:node:${NBG_NODE_NAME:-nbg-node}|system:nodes" "system:kube-proxy|" "system:kube-scheduler|"; do
+    group="${pair#*|}"; user="${pair%|*}"
+    [ -n "$(token_of "$user")" ] && continue
+    printf '%s,%s,%s-uid%s\n' "$(openssl rand -hex 24)" "$user" "${user//:/-}" "${group:+,$group}" >>"$pki/tokens.csv"
+  done
+  [ -f "$pki/kubelet-client.crt" ] && return
+  (
+    cd "$pki"
+    openssl req -newkey rsa:2048 -nodes -keyout kubelet-client.key -out kubelet-client.csr \
+      -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' >kubelet-client.ext
+    openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+      -out kubelet-client.crt -days 3650 -extfile kubelet-client.ext 2>/dev/null
+    chmod 600 kubelet-client.key
+  )
+}
 
 write_kubeconfig() { # path user
   local ca; ca="$(base64 -w0 <"$pki/ca.crt")"
@@ -131,7 +160,8 @@ wait_crds_established() {
 
 stop_all() {
   local c p
-  for c in kube-controller-manager kube-apiserver etcd; do
+  if [ -n "$real_node" ] || [ -f "$state/node/id" ]; then "$here/local-node.sh" down || true; fi
+  for c in kube-scheduler kube-controller-manager kube-apiserver etcd; do
     p="$(pid_of "$c")"
     if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
       kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
@@ -145,15 +175,17 @@ stop_all() {
 cmd_up() {
   local started=$SECONDS
   mkdir -p "$logs" "$pids"
-  if alive etcd && alive kube-apiserver && alive kube-controller-manager && apiserver_ready; then
+  local all_alive=1 c
+  for c in "${components[@]}"; do alive "$c" || all_alive=""; done
+  if [ -n "$real_node" ] && ! "$here/local-node.sh" status 2>/dev/null | grep -q '^kubelet: running'; then all_alive=""; fi
+  if [ -n "$all_alive" ] && apiserver_ready; then
     say "already running; KUBECONFIG=$kubeconfig"
     return
   fi
   # A partial cluster (a component crashed since) is restarted whole.
   stop_all
-  "$here/build-binaries.sh" etcd kube-apiserver kube-controller-manager kubectl \
+  "$here/build-binaries.sh" etcd kube-apiserver kube-controller-manager kubectl ${real_node:+kube-scheduler kubelet kube-proxy} \
     || die "building the control-plane binaries failed (see the output above)"
-  local c
   for c in "${components[@]}"; do [ -x "$(bin "$c")" ] || die "missing build of $c at $(bin "$c")"; done
   for port in "$etcd_port" "$etcd_peer_port" "$apiserver_port"; do
     if port_in_use "$port"; then
@@ -164,6 +196,20 @@ cmd_up() {
   rm -rf "$state/etcd-data"
   write_kubeconfig "$kubeconfig" admin
   write_kubeconfig "$state/kube-controller-manager.kubeconfig" system:kube-controller-manager
+  # A real node: its network first (the API server advertises the host end of its link), the
+  # kubelet's and kube-proxy's users, and what the API server needs to reach the kubelet.
+  local node_args="" node_controllers=""
+  if [ -n "$real_node" ]; then
+    ensure_node_credentials
+    write_kubeconfig "$state/kube-scheduler.kubeconfig" system:kube-scheduler
+    "$here/local-node.sh" link
+    local host_ip; host_ip="10.201.$(cat "$state/node/id").1"
+    node_args="--bind-address 0.0.0.0 --advertise-address $host_ip --endpoint-reconciler-type lease"
+    node_args+=" --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction"
+    node_args+=" --kubelet-client-certificate $pki/kubelet-client.crt --kubelet-client-key $pki/kubelet-client.key"
+    node_args+=" --kubelet-preferred-address-types InternalIP"
+    node_controllers=",node-lifecycle-controller,endpointslice-controller,endpointslice-mirroring-controller,ttl-after-finished-controller"
+  fi
 
   say "starting etcd on 127.0.0.1:$etcd_port"
   start etcd "$(bin etcd)" --name local --data-dir "$state/etcd-data" \
@@ -173,18 +219,18 @@ cmd_up() {
   wait_ready etcd curl -sf "http://127.0.0.1:$etcd_port/health"
 
   say "starting kube-apiserver on https://127.0.0.1:$apiserver_port"
+  # shellcheck disable=SC2086 # node_args are separate flags
   start kube-apiserver "$(bin kube-apiserver)" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$apiserver_port" \
+    ${node_args:---bind-address 127.0.0.1 --advertise-address 127.0.0.1 --endpoint-reconciler-type none --authorization-mode RBAC} \
+    --secure-port "$apiserver_port" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
     --token-auth-file "$pki/tokens.csv" \
-    --authorization-mode RBAC \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --api-audiences https://kubernetes.default.svc.cluster.local \
     --service-cluster-ip-range 10.0.0.0/24 \
-    --endpoint-reconciler-type none \
     --enable-priority-and-fairness=false \
     --profiling=false \
     ${NBG_APISERVER_EXTRA_ARGS:-}
@@ -195,13 +241,22 @@ cmd_up() {
     --kubeconfig "$state/kube-controller-manager.kubeconfig" \
     --authentication-kubeconfig "$state/kube-controller-manager.kubeconfig" \
     --authorization-kubeconfig "$state/kube-controller-manager.kubeconfig" \
-    --controllers namespace-controller,garbage-collector-controller,deployment-controller,replicaset-controller,job-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,statefulset-controller,daemonset-controller,disruption-controller,persistentvolumeclaim-protection-controller,persistentvolume-binder-controller \
+    --controllers namespace-controller,garbage-collector-controller,deployment-controller,replicaset-controller,job-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,statefulset-controller,daemonset-controller,disruption-controller,persistentvolumeclaim-protection-controller,persistentvolume-binder-controller$node_controllers \
     --root-ca-file "$pki/ca.crt" \
     --service-account-private-key-file "$pki/sa.key" \
     --leader-elect=false --secure-port 0 \
     --concurrent-gc-syncs 5
   # Ready once it has created the default ServiceAccount (serviceaccount controller running).
   wait_ready kube-controller-manager "$(bin kubectl)" --kubeconfig "$kubeconfig" -n default get serviceaccount default
+
+  if [ -n "$real_node" ]; then
+    say "starting kube-scheduler"
+    start kube-scheduler "$(bin kube-scheduler)" --kubeconfig "$state/kube-scheduler.kubeconfig" \
+      --authentication-kubeconfig "$state/kube-scheduler.kubeconfig" \
+      --authorization-kubeconfig "$state/kube-scheduler.kubeconfig" \
+      --leader-elect=false --secure-port 0
+    "$here/local-node.sh" up || { stop_all; die "the real node did not start (its logs: $logs/)"; }
+  fi
 
   # The project's own API, so the cluster is ready for NotebookValidationJobs at once.
   "$(bin kubectl)" --kubeconfig "$kubeconfig" apply --server-side --force-conflicts -f "$repo/manifests/crds" >/dev/null \
@@ -228,6 +283,7 @@ cmd_status() {
   for c in "${components[@]}"; do
     if alive "$c"; then echo "$c: running (pid $(pid_of "$c"))"; else echo "$c: stopped"; fi
   done
+  if [ -f "$state/node/id" ]; then "$here/local-node.sh" status; fi
   if alive kube-apiserver && apiserver_ready; then echo "api: ready at https://127.0.0.1:$apiserver_port (KUBECONFIG=$kubeconfig)"; fi
 }
 

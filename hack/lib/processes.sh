@@ -26,12 +26,18 @@ install_missing() {
     command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
   done
   [ ${#missing[@]} -gt 0 ] || return 0
+  install_packages "${missing[@]}"
+}
+
+# install_packages DEBIAN_PACKAGE...: installs them with apt-get (as root on Debian or Ubuntu),
+# or exits naming them.
+install_packages() {
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-    echo "installing ${missing[*]} (apt-get)" >&2
+    echo "installing $* (apt-get)" >&2
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
   else
-    echo "error: install these packages first (Debian/Ubuntu names): ${missing[*]}" >&2
+    echo "error: install these packages first (Debian/Ubuntu names): $*" >&2
     exit 1
   fi
 }

@@ -210,24 +210,92 @@ fn binary_name(spec: &ImageSpec) -> anyhow::Result<String> {
 pub fn write_archive(spec: &ImageSpec, output: &Path) -> anyhow::Result<Written> {
     let name = binary_name(spec)?;
     let layer_tar = layer(spec)?;
-    let diff_id = sha256(&layer_tar);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(&layer_tar)?;
+    let image_config = json!({
+        "User": format!("{USER}:{USER}"),
+        "Entrypoint": [format!("{BIN_DIR}/{name}")],
+        "Env": [format!("PATH={BIN_DIR}")],
+        "WorkingDir": "/",
+        "Labels": spec.labels,
+    });
+    let history = format!("oci-image: {BIN_DIR}/{name}");
+    write_layout(
+        &spec.reference,
+        &layer_tar,
+        image_config,
+        &history,
+        spec.created,
+        flate2::Compression::best(),
+        output,
+    )
+}
+
+/// An image made of one root file system (a tar of a whole Linux tree, as `mmdebstrap` writes
+/// it): the notebook runner and model-server images.
+#[derive(Debug, Clone)]
+pub struct RootfsSpec {
+    pub reference: String,
+    /// The uncompressed tar of the root file system.
+    pub rootfs: PathBuf,
+    /// `uid:gid` the image runs as.
+    pub user: String,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    /// The command when the pod names none (`Cmd`); no entrypoint, so a pod's `command` is run
+    /// as written.
+    pub cmd: Vec<String>,
+    pub created: u64,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Builds a root-file-system image and writes its archive to `output`.
+pub fn write_rootfs_archive(spec: &RootfsSpec, output: &Path) -> anyhow::Result<Written> {
+    let layer_tar = std::fs::read(&spec.rootfs)
+        .with_context(|| format!("cannot read {}", spec.rootfs.display()))?;
+    if layer_tar.len() < 1024 || tar::Archive::new(layer_tar.as_slice()).entries().is_err() {
+        bail!("{} is not a tar of a root file system", spec.rootfs.display());
+    }
+    let image_config = json!({
+        "User": spec.user,
+        "Env": spec.env,
+        "Cmd": spec.cmd,
+        "WorkingDir": spec.working_dir,
+        "Labels": spec.labels,
+    });
+    let history = format!("oci-image rootfs: {}", spec.reference);
+    write_layout(
+        &spec.reference,
+        &layer_tar,
+        image_config,
+        &history,
+        spec.created,
+        // Hundreds of megabytes: the default level takes a third of the time of the best.
+        flate2::Compression::default(),
+        output,
+    )
+}
+
+/// Writes an OCI layout archive (plus Docker's manifest.json) of one image with one layer.
+fn write_layout(
+    reference: &str,
+    layer_tar: &[u8],
+    image_config: Value,
+    history: &str,
+    created_secs: u64,
+    compression: flate2::Compression,
+    output: &Path,
+) -> anyhow::Result<Written> {
+    let diff_id = sha256(layer_tar);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), compression);
+    gz.write_all(layer_tar)?;
     let layer_gz = gz.finish()?;
-    let created = rfc3339(spec.created);
+    let created = rfc3339(created_secs);
     let config = json!({
         "created": created,
         "architecture": "amd64",
         "os": "linux",
-        "config": {
-            "User": format!("{USER}:{USER}"),
-            "Entrypoint": [format!("{BIN_DIR}/{name}")],
-            "Env": [format!("PATH={BIN_DIR}")],
-            "WorkingDir": "/",
-            "Labels": spec.labels,
-        },
+        "config": image_config,
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created": created, "created_by": format!("oci-image: {BIN_DIR}/{name}")}],
+        "history": [{"created": created, "created_by": history}],
     });
     let config_bytes = serde_json::to_vec(&config)?;
     let descriptor = |media: &str, bytes: &[u8]| json!({"mediaType": media, "digest": sha256(bytes), "size": bytes.len()});
@@ -236,13 +304,13 @@ pub fn write_archive(spec: &ImageSpec, output: &Path) -> anyhow::Result<Written>
         "mediaType": MANIFEST_TYPE,
         "config": descriptor(CONFIG_TYPE, &config_bytes),
         "layers": [descriptor(LAYER_TYPE, &layer_gz)],
-        "annotations": {"org.opencontainers.image.ref.name": tag_of(&spec.reference)},
+        "annotations": {"org.opencontainers.image.ref.name": tag_of(reference)},
     });
     let manifest_bytes = serde_json::to_vec(&manifest)?;
     let mut manifest_descriptor = descriptor(MANIFEST_TYPE, &manifest_bytes);
     manifest_descriptor["annotations"] = json!({
-        "io.containerd.image.name": spec.reference,
-        "org.opencontainers.image.ref.name": tag_of(&spec.reference),
+        "io.containerd.image.name": reference,
+        "org.opencontainers.image.ref.name": tag_of(reference),
     });
     let index = json!({
         "schemaVersion": 2,
@@ -252,11 +320,11 @@ pub fn write_archive(spec: &ImageSpec, output: &Path) -> anyhow::Result<Written>
     let blob_path = |bytes: &[u8]| format!("blobs/sha256/{}", &sha256(bytes)["sha256:".len()..]);
     let docker_manifest = json!([{
         "Config": blob_path(&config_bytes),
-        "RepoTags": [spec.reference],
+        "RepoTags": [reference],
         "Layers": [blob_path(&layer_gz)],
     }]);
 
-    let mut archive = Tar::new(spec.created);
+    let mut archive = Tar::new(created_secs);
     archive.dir("blobs/", 0o755, 0)?;
     archive.dir("blobs/sha256/", 0o755, 0)?;
     let mut blobs = [

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use nbg_oci_image::{ImageSpec, read_archive, write_archive};
+use nbg_oci_image::{ImageSpec, RootfsSpec, read_archive, write_archive, write_rootfs_archive};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,6 +32,34 @@ enum Command {
         #[arg(long, env = "OCI_IMAGE_OUTPUT")]
         output: PathBuf,
         /// Seconds since the epoch for every time stamp (reproducible builds).
+        #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
+        created: u64,
+        /// Image labels, KEY=VALUE (repeatable).
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+    /// Writes the archive of an image made of one root file system tar (the notebook runner).
+    Rootfs {
+        /// The uncompressed tar of the root file system.
+        #[arg(long)]
+        rootfs: PathBuf,
+        /// registry/repository:tag
+        #[arg(long)]
+        reference: String,
+        /// The archive to write.
+        #[arg(long)]
+        output: PathBuf,
+        /// uid:gid the image runs as.
+        #[arg(long)]
+        user: String,
+        /// Environment, KEY=VALUE (repeatable).
+        #[arg(long = "env")]
+        env: Vec<String>,
+        #[arg(long, default_value = "/")]
+        working_dir: String,
+        /// The default command (repeatable, in order).
+        #[arg(long = "cmd")]
+        cmd: Vec<String>,
         #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
         created: u64,
         /// Image labels, KEY=VALUE (repeatable).
@@ -65,6 +93,36 @@ fn main() -> std::process::ExitCode {
                 labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
             };
             write_archive(&spec, &output).map(|w| {
+                println!(
+                    "{reference} -> {} ({} bytes, manifest {})",
+                    output.display(),
+                    w.size,
+                    w.manifest_digest
+                );
+            })
+        }
+        Command::Rootfs {
+            rootfs,
+            reference,
+            output,
+            user,
+            env,
+            working_dir,
+            cmd,
+            created,
+            labels,
+        } => {
+            let spec = RootfsSpec {
+                reference: reference.clone(),
+                rootfs,
+                user,
+                env,
+                working_dir,
+                cmd,
+                created,
+                labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
+            };
+            write_rootfs_archive(&spec, &output).map(|w| {
                 println!(
                     "{reference} -> {} ({} bytes, manifest {})",
                     output.display(),

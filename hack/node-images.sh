@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The images the local node runs besides the controllers' (`hack/images.sh`), built without a
+# container runtime and cached outside the repository, keyed by their inputs:
+#   pause           the pod sandbox (crates/oci-image's `pause`, statically linked)
+#   notebook-runner Debian bookworm (mmdebstrap) with python3, git and the pinned papermill,
+#                   ipykernel and nbformat of hack/python/requirements.txt in /opt/notebook,
+#                   running as uid 1000 - a notebook image for validation pods
+# Prints one line per image: <name> <reference> <archive>.
+#
+# usage: hack/node-images.sh
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+# shellcheck source=lib/versions.sh
+source "$here/lib/versions.sh"
+# shellcheck source=lib/processes.sh
+source "$here/lib/processes.sh"
+cd "$repo"
+
+out="$NBG_CACHE_DIR/images"
+mkdir -p "$out"
+triple=x86_64-unknown-linux-gnu
+target_dir="${CARGO_TARGET_DIR:-$repo/target}"
+version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)"
+log() { printf '[node-images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+cargo build --quiet --release -p nbg-oci-image --bin oci-image
+oci_image="$target_dir/release/oci-image"
+
+# The sandbox image: rebuilt when its source changes.
+pause_ref="ghcr.io/notebook-gitops/pause:$version"
+pause_key="$(cat crates/oci-image/src/bin/pause.rs crates/oci-image/Cargo.toml Cargo.lock | sha256sum | cut -c1-12)"
+pause_archive="$out/pause-$pause_key.oci.tar"
+if [ ! -f "$pause_archive" ]; then
+  log "building the pause image"
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --target "$triple" -p nbg-oci-image --bin pause
+  "$oci_image" build --binary "$target_dir/$triple/release/pause" --reference "$pause_ref" \
+    --output "$pause_archive.tmp" --label "org.opencontainers.image.title=pause" >/dev/null
+  mv "$pause_archive.tmp" "$pause_archive"
+fi
+echo "pause $pause_ref $pause_archive"
+
+# The notebook runner: rebuilt when the Python pins or this recipe change.
+install_missing mmdebstrap:mmdebstrap
+runner_key="$( (cat hack/python/requirements.txt; sed -n '/^# notebook-runner recipe/,$p' "$0") | sha256sum | cut -c1-12)"
+runner_ref="ghcr.io/notebook-gitops/notebook-runner:$version-$runner_key"
+runner_archive="$out/notebook-runner-$runner_key.oci.tar"
+if [ ! -f "$runner_archive" ]; then
+  work="$(mktemp -d "$out/notebook-runner-build.XXXXXX")"
+  trap 'rm -rf "$work"' EXIT
+  started=$SECONDS
+  # Wheels come through the host's pip (its index and certificates); the image installs them
+  # offline. The host's Python and bookworm's are both 3.11.
+  log "downloading the notebook runner's wheels"
+  python3 -m pip download --quiet --disable-pip-version-check -r hack/python/requirements.txt -d "$work/wheels" >&2
+  cp hack/python/requirements.txt "$work/requirements.txt"
+  # notebook-runner recipe (changing anything below rebuilds the image)
+  log "building the notebook runner's root file system (Debian bookworm, mmdebstrap)"
+  # The host's pip settings (a wheel directory, its certificates) are not the image's.
+  env -u PIP_FIND_LINKS -u PIP_CERT SOURCE_DATE_EPOCH=0 mmdebstrap --quiet --variant=apt --include=python3,python3-venv,git \
+    --customize-hook="cp -r '$work/wheels' '$work/requirements.txt' \"\$1/tmp/\"" \
+    --customize-hook='chroot "$1" python3 -m venv /opt/notebook' \
+    --customize-hook='chroot "$1" /opt/notebook/bin/pip install --quiet --no-index --find-links /tmp/wheels --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt' \
+    --customize-hook='chroot "$1" /opt/notebook/bin/python -m ipykernel install --sys-prefix --name python3' \
+    --customize-hook='chroot "$1" useradd --uid 1000 --user-group --create-home --home-dir /home/notebook notebook' \
+    --customize-hook='rm -rf "$1/tmp/wheels" "$1/tmp/requirements.txt" "$1/var/cache/apt/"* "$1/var/lib/apt/lists/"*' \
+    bookworm "$work/rootfs.tar" http://deb.debian.org/debian >&2
+  "$oci_image" rootfs --rootfs "$work/rootfs.tar" --reference "$runner_ref" --output "$work/image.oci.tar" \
+    --user 1000:1000 --working-dir /home/notebook --cmd python3 \
+    --env PATH=/opt/notebook/bin:/usr/local/bin:/usr/bin:/bin \
+    --label "org.opencontainers.image.title=notebook-runner" >/dev/null
+  mv "$work/image.oci.tar" "$runner_archive"
+  log "notebook runner built in $((SECONDS - started)) s"
+fi
+echo "notebook-runner $runner_ref $runner_archive"
