@@ -42,7 +42,7 @@ echo "pause $pause_ref $pause_archive"
 
 # The notebook runner: rebuilt when the Python pins or this recipe change.
 install_missing mmdebstrap:mmdebstrap
-runner_key="$( (cat hack/python/requirements.txt; sed -n '/^# notebook-runner recipe/,$p' "$0") | sha256sum | cut -c1-12)"
+runner_key="$( (cat hack/python/requirements.txt; sed -n '/# notebook-runner recipe/,$p' "$0") | sha256sum | cut -c1-12)"
 runner_ref="ghcr.io/notebook-gitops/notebook-runner:$version-$runner_key"
 runner_archive="$out/notebook-runner-$runner_key.oci.tar"
 if [ ! -f "$runner_archive" ]; then

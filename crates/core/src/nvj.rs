@@ -180,6 +180,11 @@ pub struct NotebookSecurityContext {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub fs_group: Option<i64>,
+    /// The notebook container's root file system is read-only. papermill and the kernel then
+    /// write only where the pod gives them room: the work directory (`HOME`, Jupyter's runtime
+    /// files, the executed notebook) and an emptyDir at `/tmp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_root_filesystem: Option<bool>,
 }
 
 /// A volume of the validation pod: exactly one of a PersistentVolumeClaim, ConfigMap, Secret or

@@ -252,7 +252,10 @@ pub fn write_rootfs_archive(spec: &RootfsSpec, output: &Path) -> anyhow::Result<
     let layer_tar = std::fs::read(&spec.rootfs)
         .with_context(|| format!("cannot read {}", spec.rootfs.display()))?;
     if layer_tar.len() < 1024 || tar::Archive::new(layer_tar.as_slice()).entries().is_err() {
-        bail!("{} is not a tar of a root file system", spec.rootfs.display());
+        bail!(
+            "{} is not a tar of a root file system",
+            spec.rootfs.display()
+        );
     }
     let image_config = json!({
         "User": spec.user,

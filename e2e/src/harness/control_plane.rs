@@ -24,11 +24,21 @@ impl PrivateControlPlane {
     /// under `target/<name>` (`target/<name>-<cell>` in an Argo CD configuration of the matrix,
     /// `NBG_ARGOCD_CELL`), and installs the project's and the test-only CRDs.
     pub fn start(name: &str, apiserver_args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_env(name, apiserver_args, &[])
+    }
+
+    /// [`PrivateControlPlane::start`] with more environment for `hack/local-cluster.sh`
+    /// (`NBG_NODE=real` for a real node).
+    pub fn start_with_env(
+        name: &str,
+        apiserver_args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = repo_root()
             .join("target")
             .join(crate::harness::cluster::per_argocd_cell(name));
         let apiserver_port = free_port();
-        let env = vec![
+        let mut env = vec![
             ("NBG_CLUSTER_DIR".to_string(), dir.display().to_string()),
             ("NBG_ETCD_PORT".to_string(), free_port().to_string()),
             ("NBG_ETCD_PEER_PORT".to_string(), free_port().to_string()),
@@ -38,6 +48,11 @@ impl PrivateControlPlane {
                 apiserver_args.join(" "),
             ),
         ];
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
+        );
         let script = repo_root().join("hack/local-cluster.sh");
         // A plane left by an interrupted run of the same test.
         let _ = Command::new(&script)
@@ -60,6 +75,11 @@ impl PrivateControlPlane {
             apiserver_port,
             restarted: std::sync::Mutex::default(),
         })
+    }
+
+    /// The plane's state directory (kubeconfig, pki, logs, the node's state).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     fn pid_file(&self, component: &str) -> PathBuf {

@@ -40,8 +40,13 @@ fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
 impl GitServer {
     /// Starts serving `root`; with `auth`, every request needs that user and password.
     pub async fn start(root: &Path, auth: Option<(&str, &str)>) -> Self {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST, root, auth).await
+    }
+
+    /// Serves on `ip` (a real node's pods reach the host at the host end of the node's link).
+    pub async fn start_on(ip: std::net::Ipv4Addr, root: &Path, auth: Option<(&str, &str)>) -> Self {
         std::fs::create_dir_all(root).expect("git root");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind((ip, 0))
             .await
             .expect("bind git server");
         let addr = listener.local_addr().expect("addr");

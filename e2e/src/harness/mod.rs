@@ -15,6 +15,8 @@
 //! - [`controller`]: a controller binary as a local process under its chart's RBAC and with
 //!   its chart's environment;
 //! - [`nvj`]: NVJs for tests, and runs marked Succeeded as nvj-validator writes them;
+//! - [`real_node`]: a control plane of a test's own with a real node (containerd, kubelet,
+//!   kube-proxy, kube-scheduler) running the images built here;
 //! - [`process`]: runs our binaries (and kubectl) as local processes, optionally under a
 //!   ServiceAccount token with exactly the RBAC a chart grants; killed when dropped.
 
@@ -29,6 +31,7 @@ pub mod namespace;
 pub mod nvj;
 pub mod pod_sandbox;
 pub mod process;
+pub mod real_node;
 
 pub use cluster::Cluster;
 pub use namespace::TestNamespace;

@@ -181,6 +181,17 @@ pub fn build(
         mounts.push(mount("nbg-git-golden", &dir, true));
         run.golden_credentials_dir = Some(dir);
     }
+    let read_only_root = identity
+        .and_then(|i| i.read_only_root_filesystem)
+        .unwrap_or(false);
+    if read_only_root {
+        volumes.push(Volume {
+            name: "nbg-tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        });
+        mounts.push(mount("nbg-tmp", "/tmp", false));
+    }
     volumes.extend(pc.volumes.iter().map(user_volume));
     mounts.extend(pc.volume_mounts.iter().cloned());
 
@@ -244,6 +255,7 @@ pub fn build(
         security_context: Some(SecurityContext {
             run_as_user: identity.and_then(|i| i.run_as_user),
             run_as_group: identity.and_then(|i| i.run_as_group),
+            read_only_root_filesystem: read_only_root.then_some(true),
             ..restricted()
         }),
         ..Container::default()

@@ -1,0 +1,73 @@
+//! A control plane of a test's own with a real node (`hack/local-cluster.sh` with
+//! `NBG_NODE=real`, see `hack/local-node.sh`): pods run in containers under containerd and runc,
+//! from the images built here - the controllers' (`hack/images.sh`) and the node's pause and
+//! notebook-runner images (`hack/node-images.sh`) - imported into the node, never pulled.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::harness::cluster::repo_root;
+use crate::harness::control_plane::PrivateControlPlane;
+
+pub struct RealNode {
+    pub plane: PrivateControlPlane,
+    /// The host end of the node's link: what pods reach the host at (the API server, a test's
+    /// git server).
+    pub host_ip: Ipv4Addr,
+    /// nvj-validator's image (the runner validation pods copy in).
+    pub validator_image: String,
+    /// Debian with python3, git, papermill and a Jupyter kernel, as uid 1000.
+    pub notebook_image: String,
+}
+
+/// The project's version: the images' tag.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+impl RealNode {
+    /// Builds what is missing of the images, and starts the plane and its node under
+    /// `target/<name>`.
+    pub fn start(name: &str) -> anyhow::Result<Self> {
+        let root = repo_root();
+        let images_dir = root.join("target/images");
+        let status = Command::new(root.join("hack/images.sh"))
+            .arg(&images_dir)
+            .status()
+            .context("running hack/images.sh")?;
+        if !status.success() {
+            bail!("hack/images.sh failed");
+        }
+        let out = Command::new(root.join("hack/node-images.sh"))
+            .output()
+            .context("running hack/node-images.sh")?;
+        if !out.status.success() {
+            bail!(
+                "hack/node-images.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+        let notebook_image = listed
+            .lines()
+            .find_map(|l| l.strip_prefix("notebook-runner "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .context("hack/node-images.sh names no notebook-runner image")?
+            .to_string();
+        let images = images_dir.display().to_string();
+        let plane = PrivateControlPlane::start_with_env(
+            name,
+            &[],
+            &[("NBG_NODE", "real"), ("NBG_NODE_IMAGE_DIR", &images)],
+        )?;
+        let id = std::fs::read_to_string(plane.dir().join("node/id"))
+            .context("the node's number (node/id)")?;
+        let k: u8 = id.trim().parse().context("node/id is a number")?;
+        Ok(Self {
+            plane,
+            host_ip: Ipv4Addr::new(10, 201, k, 1),
+            validator_image: format!("ghcr.io/notebook-gitops/nvj-validator:{VERSION}"),
+            notebook_image,
+        })
+    }
+}
