@@ -23,6 +23,10 @@ cleanup() {
   if [ -n "$started_cluster" ]; then
     "$here/local-cluster.sh" down || true
   fi
+  # The real node's plane (e2e/tests/real_node.rs) stops itself; not when the run is cut short.
+  if [ -f "$repo/target/real-node-cluster/node/id" ] || [ -d "$repo/target/real-node-cluster/pids" ]; then
+    NBG_CLUSTER_DIR="$repo/target/real-node-cluster" "$here/local-cluster.sh" down >/dev/null 2>&1 || true
+  fi
   # Notebook kernels run in sessions of their own (jupyter_client starts them so); those of this
   # run work inside this checkout's target/. They stop when their papermill does; make sure.
   local pid
@@ -93,9 +97,10 @@ setsid bash -c '
   { NBG_ARGOCD_CELL=v3-label cargo test -p nbg-e2e "${argocd_tests[@]}" && NBG_ARGOCD_CELL=v2 cargo test -p nbg-e2e "${argocd_tests[@]}"; } >"$argocd_cells_log" 2>&1 &
   argocd_cells=$!
   # The images (static release builds) compile while the end-to-end tests mostly wait on the
-  # API server; then their test unpacks and runs each one.
+  # API server; then their test unpacks and runs each one, and the real node runs them.
   # Niced: the tests beside it come first, the build takes the cores they leave idle.
-  { nice -n 19 hack/images.sh && cargo test -p nbg-oci-image --test images; } >"$images_log" 2>&1 &
+  { nice -n 19 hack/images.sh && cargo test -p nbg-oci-image --test images \
+      && nice -n 19 hack/node-images.sh >/dev/null && cargo test -p nbg-e2e --test real_node -- --nocapture; } >"$images_log" 2>&1 &
   images=$!
   rest=0
   cargo test --workspace --no-fail-fast -- \
@@ -109,7 +114,8 @@ setsid bash -c '
     --skip argo_cd_applies_the_next_wave_only_after_nvj_validator_ran_the_notebook \
     --skip a_notebook_syncs_its_own_application_and_the_aggregate_lands_under_argo_cds_tracking \
     --skip the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve \
-    --skip the_five_controllers_lose_nothing_and_repeat_nothing_under_faults || rest=$?
+    --skip the_five_controllers_lose_nothing_and_repeat_nothing_under_faults \
+    --skip validation_pods_behave_on_a_real_node_as_on_any_cluster || rest=$?
   restart_rc=0
   wait "$restart" || restart_rc=$?
   argocd_rc=0
@@ -128,7 +134,7 @@ setsid bash -c '
   cat "$argocd_cells_log"
   echo "== the short chaos run (run beside the others; exit $chaos_rc)"
   cat "$chaos_log"
-  echo "== the images: hack/images.sh and their test (run beside the others; exit $images_rc)"
+  echo "== the images: hack/images.sh, their test, and the real node'"'"'s (run beside the others; exit $images_rc)"
   cat "$images_log"
   [ "$rest" -eq 0 ] && [ "$restart_rc" -eq 0 ] && [ "$argocd_rc" -eq 0 ] && [ "$argocd_cells_rc" -eq 0 ] && [ "$chaos_rc" -eq 0 ] && [ "$images_rc" -eq 0 ]
 ' tests "$restart_log" "$argocd_log" "$images_log" "$chaos_log" "$argocd_cells_log" &

@@ -31,7 +31,18 @@ impl RealNode {
     pub fn start(name: &str) -> anyhow::Result<Self> {
         let root = repo_root();
         let images_dir = root.join("target/images");
-        let status = Command::new(root.join("hack/images.sh"))
+        // Built as from a shell: cargo's variables for this test (CARGO_PKG_*, its library path)
+        // would make the release build look changed and rebuild it whole.
+        let mut images = Command::new(root.join("hack/images.sh"));
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            let cargo_own =
+                key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR";
+            if cargo_own || key == "CARGO" || key == "LD_LIBRARY_PATH" || key == "OUT_DIR" {
+                images.env_remove(&key);
+            }
+        }
+        let status = images
             .arg(&images_dir)
             .status()
             .context("running hack/images.sh")?;
