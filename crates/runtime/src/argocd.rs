@@ -182,7 +182,7 @@ pub async fn read_once(client: &Client, args: &ArgoCdArgs) -> Tracking {
         Ok(cm) => {
             let t = settings_of(cm.as_ref(), args);
             if cm.is_none() {
-                tracing::warn!(namespace = %ns, "no ConfigMap {ARGOCD_CM} in Argo CD's namespace: reading tracking by Argo CD's defaults; if Argo CD runs in another namespace, set --argocd-namespace (chart value global.argocdNamespace)");
+                tracing::warn!(namespace = %ns, "no ConfigMap {ARGOCD_CM} in Argo CD's namespace: reading tracking by Argo CD's defaults; if Argo CD runs in another namespace, set --argocd-namespace (chart value global.argocd.namespace)");
             }
             t
         }
