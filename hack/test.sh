@@ -23,10 +23,13 @@ cleanup() {
   if [ -n "$started_cluster" ]; then
     "$here/local-cluster.sh" down || true
   fi
-  # The real node's plane (e2e/tests/real_node.rs) stops itself; not when the run is cut short.
-  if [ -f "$repo/target/real-node-cluster/node/id" ] || [ -d "$repo/target/real-node-cluster/pids" ]; then
-    NBG_CLUSTER_DIR="$repo/target/real-node-cluster" "$here/local-cluster.sh" down >/dev/null 2>&1 || true
-  fi
+  # The real node's planes (e2e/tests/real_node*.rs) stop themselves; not when the run is cut short.
+  local plane
+  for plane in "$repo"/target/real-node-cluster "$repo"/target/real-node-install; do
+    if [ -f "$plane/node/id" ] || [ -d "$plane/pids" ]; then
+      NBG_CLUSTER_DIR="$plane" "$here/local-cluster.sh" down >/dev/null 2>&1 || true
+    fi
+  done
   # Notebook kernels run in sessions of their own (jupyter_client starts them so); those of this
   # run work inside this checkout's target/. They stop when their papermill does; make sure.
   local pid
