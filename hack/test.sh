@@ -40,6 +40,7 @@ cleanup() {
   local left
   sleep 0.5
   left="$( { [ -n "$test_pgid" ] && pgrep -g "$test_pgid" || true; [ -n "$started_cluster" ] && pgrep -f "$repo/target/local-cluster" || true;
+            pgrep -f "$repo/target/real-node" || true;
             checkout_kernels "$repo"; } | tr '\n' ' ')"
   if [ -n "${left// /}" ]; then
     echo "error: processes left behind: $left" >&2
