@@ -445,10 +445,12 @@ async fn a_spec_change_after_failure_reruns_and_a_deleted_pod_is_retried() {
         &[("train.ipynb", notebook(&["raise RuntimeError('bug')"]))],
         "broken",
     );
+    // Sleeps long enough that the pod is deleted while it runs, also on a loaded machine (with
+    // 6 s, a cold CI run once saw the run finish before the deletion reached it).
     let fixed = repo.commit(
         &[(
             "train.ipynb",
-            notebook(&["import time; time.sleep(6)", "print('fixed')"]),
+            notebook(&["import time; time.sleep(20)", "print('fixed')"]),
         )],
         "fixed",
     );
