@@ -360,17 +360,48 @@ pub fn built_tool(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// A TCP port free on 127.0.0.1 right now (for a process's --http-addr).
+/// Where [`free_port`] looks: below the kernel's ephemeral range (32768-60999 by default), so
+/// no outgoing connection's source port takes a port between the check and the server's bind -
+/// with many tests side by side, a port the kernel had handed out for `:0` was taken that way -
+/// and above the shared plane's fixed ports (16443, 23790, 23800).
+const PORT_RANGE: std::ops::Range<u32> = 24_000..32_000;
+
+/// A TCP port free on 127.0.0.1 right now (for a process's --http-addr, a control plane's
+/// ports): never one this process handed out before, and spread by process id so test
+/// processes side by side start far apart.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static HANDED_OUT: AtomicU32 = AtomicU32::new(0);
+    let span = PORT_RANGE.end - PORT_RANGE.start;
+    let offset = std::process::id().wrapping_mul(2_654_435_761) % span;
+    for _ in 0..span {
+        let n = HANDED_OUT.fetch_add(1, Ordering::SeqCst);
+        let port = PORT_RANGE.start + (offset + n.wrapping_mul(7)) % span;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{PORT_RANGE:?}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_and_outside_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
+        let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len());
+        assert!(
+            ports
+                .iter()
+                .all(|p| (24_000..32_000).contains(&u32::from(*p)))
+        );
+    }
 
     #[test]
     fn a_service_accounts_kubeconfig_belongs_to_its_control_plane() {
