@@ -5,6 +5,9 @@
 #   notebook-runner Debian bookworm (mmdebstrap) with python3, git and the pinned papermill,
 #                   ipykernel and nbformat of hack/python/requirements.txt in /opt/notebook,
 #                   running as uid 1000 - a notebook image for validation pods
+#   test-user-root, test-user-named-user
+#                   the pause binary as images whose user is root, and a name: what the
+#                   kubelet's non-root check refuses (the real node's tests)
 # Prints one line per image: <name> <reference> <archive>.
 #
 # usage: hack/node-images.sh
@@ -39,6 +42,28 @@ if [ ! -f "$pause_archive" ]; then
   mv "$pause_archive.tmp" "$pause_archive"
 fi
 echo "pause $pause_ref $pause_archive"
+
+# Two images the real node's tests use to show what the kubelet's non-root check refuses: the
+# pause binary as an image that runs as root (0:0), and as one that names its user (nobody).
+for variant in root:0:0 named-user:nobody; do
+  name="${variant%%:*}" user="${variant#*:}"
+  ref="ghcr.io/notebook-gitops/test-user-$name:$version"
+  archive="$out/test-user-$name-$pause_key.oci.tar"
+  if [ ! -f "$archive" ]; then
+    work="$(mktemp -d)"
+    mkdir -p "$work/root/usr/local/bin" "$work/root/etc"
+    cp "$target_dir/$triple/release/pause" "$work/root/usr/local/bin/pause" 2>/dev/null || {
+      RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --target "$triple" -p nbg-oci-image --bin pause
+      cp "$target_dir/$triple/release/pause" "$work/root/usr/local/bin/pause"; }
+    printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' >"$work/root/etc/passwd"
+    tar -C "$work/root" --owner=0 --group=0 --mtime=@0 --sort=name -cf "$work/rootfs.tar" .
+    "$oci_image" rootfs --rootfs "$work/rootfs.tar" --reference "$ref" --output "$archive.tmp" \
+      --user "$user" --cmd /usr/local/bin/pause >/dev/null
+    mv "$archive.tmp" "$archive"
+    rm -rf "$work"
+  fi
+  echo "test-user-$name $ref $archive"
+done
 
 # The notebook runner: rebuilt when the Python pins or this recipe change.
 install_missing mmdebstrap:mmdebstrap

@@ -1,7 +1,8 @@
 //! nvj-validator's validation pods on a real node (containerd, runc, the kubelet), not the
 //! kubelet double: the notebook-runner image as uid 1000 with a read-only root file system, in a
 //! namespace enforcing the "restricted" Pod Security Standard; a private repository; an image
-//! that is not on the node; a notebook over its memory limit; a run deleted while it runs. Each
+//! that is not on the node or cannot be pulled; images whose user the non-root check refuses;
+//! a notebook over its memory limit; a run deleted while it runs. Each
 //! is something the double had hidden (docs/development.md, "The real node").
 //!
 //! One control plane with its node for the whole file: the scenarios run side by side on it.
@@ -169,6 +170,7 @@ async fn validation_pods_behave_on_a_real_node_as_on_any_cluster() {
         an_image_that_cannot_be_pulled_is_named_while_the_run_waits(&s),
         a_notebook_over_its_memory_limit_ends_oom_killed_with_its_cells(&s),
         a_deleted_run_stops_at_once(&s),
+        images_the_non_root_check_refuses_name_run_as_user(&s),
     );
 }
 
@@ -333,4 +335,39 @@ async fn a_deleted_run_stops_at_once(s: &Scenario<'_>) {
         "the pod took {took:?} to go after its deletion (the grace period is 30 s)"
     );
     println!("a running validation pod deleted: gone in {took:?}");
+}
+
+/// Defect 1 and 5: an image that runs as root, or names its user, never starts under the
+/// restricted pod; said at once with what to set.
+async fn images_the_non_root_check_refuses_name_run_as_user(s: &Scenario<'_>) {
+    for (name, image, kubelet_says) in [
+        (
+            "root-image",
+            &s.node.root_user_image,
+            "image will run as root",
+        ),
+        (
+            "named-user-image",
+            &s.node.named_user_image,
+            "non-numeric user",
+        ),
+    ] {
+        let mut spec = s.spec("pass.ipynb");
+        spec["podConfig"]["containerImage"] = image.as_str().into();
+        let started = Instant::now();
+        s.create(name, spec).await;
+        let done = s.finished(name, Duration::from_secs(60)).await;
+        let status = done.status.clone().expect("status");
+        let message = status.message.clone().unwrap_or_default();
+        assert_eq!(status.phase, Some(Phase::Failed), "{message}");
+        assert!(message.contains(kubelet_says), "{message}");
+        assert!(
+            message.contains("spec.podConfig.securityContext.runAsUser"),
+            "{message}"
+        );
+        println!(
+            "{name}: Failed {:?} after creation: {message}",
+            started.elapsed()
+        );
+    }
 }

@@ -20,6 +20,10 @@ pub struct RealNode {
     pub validator_image: String,
     /// Debian with python3, git, papermill and a Jupyter kernel, as uid 1000.
     pub notebook_image: String,
+    /// Images whose user is root, and a name (not a UID): what the kubelet's non-root check
+    /// refuses.
+    pub root_user_image: String,
+    pub named_user_image: String,
 }
 
 /// The project's version: the images' tag.
@@ -59,12 +63,17 @@ impl RealNode {
             );
         }
         let listed = String::from_utf8_lossy(&out.stdout).into_owned();
-        let notebook_image = listed
-            .lines()
-            .find_map(|l| l.strip_prefix("notebook-runner "))
-            .and_then(|rest| rest.split_whitespace().next())
-            .context("hack/node-images.sh names no notebook-runner image")?
-            .to_string();
+        let image = |name: &str| -> anyhow::Result<String> {
+            listed
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_string)
+                .with_context(|| format!("hack/node-images.sh names no {name} image"))
+        };
+        let notebook_image = image("notebook-runner")?;
+        let root_user_image = image("test-user-root")?;
+        let named_user_image = image("test-user-named-user")?;
         let images = images_dir.display().to_string();
         let plane = PrivateControlPlane::start_with_env(
             name,
@@ -79,6 +88,8 @@ impl RealNode {
             host_ip: Ipv4Addr::new(10, 201, k, 1),
             validator_image: format!("ghcr.io/notebook-gitops/nvj-validator:{VERSION}"),
             notebook_image,
+            root_user_image,
+            named_user_image,
         })
     }
 }
