@@ -22,6 +22,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 # shellcheck source=lib/versions.sh
 source "$here/lib/versions.sh"
+# shellcheck source=lib/kubeconfig.sh
+source "$here/lib/kubeconfig.sh"
 
 state="${NBG_CLUSTER_DIR:-$repo/target/local-cluster}"
 pki="$state/pki"
@@ -95,27 +97,6 @@ ensure_node_credentials() {
   )
 }
 
-write_kubeconfig() { # path user
-  local ca; ca="$(base64 -w0 <"$pki/ca.crt")"
-  cat >"$1" <<KCFG
-apiVersion: v1
-kind: Config
-clusters:
-- name: local
-  cluster:
-    server: https://127.0.0.1:$apiserver_port
-    certificate-authority-data: $ca
-users:
-- name: $2
-  user:
-    token: $(token_of "$2")
-contexts:
-- name: local
-  context: {cluster: local, user: $2}
-current-context: local
-KCFG
-  chmod 600 "$1"
-}
 
 start() { # name args...
   local name="$1"; shift
@@ -194,14 +175,14 @@ cmd_up() {
   done
   ensure_pki
   rm -rf "$state/etcd-data"
-  write_kubeconfig "$kubeconfig" admin
-  write_kubeconfig "$state/kube-controller-manager.kubeconfig" system:kube-controller-manager
+  write_kubeconfig "$kubeconfig" admin "https://127.0.0.1:$apiserver_port"
+  write_kubeconfig "$state/kube-controller-manager.kubeconfig" system:kube-controller-manager "https://127.0.0.1:$apiserver_port"
   # A real node: its network first (the API server advertises the host end of its link), the
   # kubelet's and kube-proxy's users, and what the API server needs to reach the kubelet.
   local node_args="" node_controllers=""
   if [ -n "$real_node" ]; then
     ensure_node_credentials
-    write_kubeconfig "$state/kube-scheduler.kubeconfig" system:kube-scheduler
+    write_kubeconfig "$state/kube-scheduler.kubeconfig" system:kube-scheduler "https://127.0.0.1:$apiserver_port"
     "$here/local-node.sh" link
     local host_ip; host_ip="10.201.$(cat "$state/node/id").1"
     node_args="--bind-address 0.0.0.0 --advertise-address $host_ip --endpoint-reconciler-type lease"

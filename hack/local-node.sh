@@ -25,6 +25,8 @@ repo="$(cd "$here/.." && pwd)"
 source "$here/lib/versions.sh"
 # shellcheck source=lib/processes.sh
 source "$here/lib/processes.sh"
+# shellcheck source=lib/kubeconfig.sh
+source "$here/lib/kubeconfig.sh"
 
 state="${NBG_CLUSTER_DIR:-$repo/target/local-cluster}"
 node_state="$state/node"
@@ -88,30 +90,9 @@ cmd_link() {
 host_ip() { echo "10.201.$(node_id).1"; }
 node_ip() { echo "10.201.$(node_id).2"; }
 
-node_kubeconfig() { # path user
-  local ca; ca="$(base64 -w0 <"$pki/ca.crt")"
-  local token; token="$(awk -F, -v u="$2" '$2==u {print $1}' "$pki/tokens.csv")"
-  [ -n "$token" ] || die "no token for $2 in $pki/tokens.csv"
-  cat >"$1" <<KCFG
-apiVersion: v1
-kind: Config
-clusters:
-- name: local
-  cluster:
-    server: https://$(host_ip):$apiserver_port
-    certificate-authority-data: $ca
-    tls-server-name: kubernetes
-users:
-- name: $2
-  user:
-    token: $token
-contexts:
-- name: local
-  context: {cluster: local, user: $2}
-current-context: local
-KCFG
-  chmod 600 "$1"
-}
+# The node's components reach the API server at the host end of the link, which its
+# certificate does not name: they verify it as "kubernetes".
+node_kubeconfig() { write_kubeconfig "$1" "$2" "https://$(host_ip):$apiserver_port" kubernetes; }
 
 write_configs() {
   local k; k="$(node_id)"

@@ -16,7 +16,9 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome};
 use nbg_e2e::chart_schemas::CONTROLLERS;
-use nbg_e2e::harness::cluster::{eventually, notebook_python, repo_root, workspace_binary};
+use nbg_e2e::harness::cluster::{
+    eventually, lease_holders, notebook_python, repo_root, workspace_binary,
+};
 use nbg_e2e::harness::git_server::{GitRepo, GitServer, notebook};
 use nbg_e2e::harness::kubelet::{self, DeployedPods, KubeletConfig, PodHandling};
 use nbg_e2e::harness::nvj::{create_succeeded, mark_succeeded, minimal, with_trigger_succeeded};
@@ -291,23 +293,7 @@ async fn the_umbrella_chart_installs_runs_the_flow_upgrades_and_uninstalls() {
         );
     }
     let leases: Api<Lease> = Api::namespaced(client.clone(), rel);
-    let holders: Vec<String> = eventually(
-        Duration::from_secs(30),
-        "every controller to hold its Lease",
-        || {
-            let leases = leases.clone();
-            async move {
-                let list = leases.list(&ListParams::default()).await.ok()?;
-                let holders: Vec<String> = list
-                    .items
-                    .iter()
-                    .filter_map(|l| l.spec.as_ref()?.holder_identity.clone())
-                    .collect();
-                (holders.len() == CONTROLLERS.len()).then_some(holders)
-            }
-        },
-    )
-    .await;
+    let holders = lease_holders(&leases, CONTROLLERS.len(), Duration::from_secs(30)).await;
     let pod_names: Vec<String> = running
         .items
         .iter()
@@ -503,6 +489,10 @@ async fn the_standby_takes_over_from_a_killed_leader_and_every_trigger_applies_o
         &format!("watchNamespaces={{{t1}}}"),
         "--set",
         &format!("leaseDuration={LEASE_SECONDS}s"),
+        // Argo CD's namespace must exist: the release's own stands in for it (on a fresh plane
+        // no other test has created `argocd`).
+        "--set",
+        &format!("global.argocd.namespace={rel}"),
     ]);
     assert!(ok, "helm install: {out}");
     let leases: Api<Lease> = Api::namespaced(client.clone(), rel);

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, EvictParams, ListParams, ObjectMeta, PostParams};
 use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome};
 use nbg_e2e::chart_schemas::CONTROLLERS;
-use nbg_e2e::harness::cluster::{eventually, repo_root};
+use nbg_e2e::harness::cluster::{eventually, lease_holders, repo_root};
 use nbg_e2e::harness::git_server::{GitRepo, GitServer, notebook};
 use nbg_e2e::harness::real_node::RealNode;
 use nbg_e2e::{Cluster, TestNamespace};
@@ -132,23 +132,7 @@ async fn the_umbrella_chart_runs_its_controllers_and_the_flow_on_a_real_node() {
         .iter()
         .filter_map(|p| p.metadata.name.clone())
         .collect();
-    let holders: Vec<String> = eventually(
-        Duration::from_secs(60),
-        "every controller to hold its Lease",
-        || {
-            let leases = leases.clone();
-            async move {
-                let list = leases.list(&ListParams::default()).await.ok()?;
-                let holders: Vec<String> = list
-                    .items
-                    .iter()
-                    .filter_map(|l| l.spec.as_ref()?.holder_identity.clone())
-                    .collect();
-                (holders.len() == CONTROLLERS.len()).then_some(holders)
-            }
-        },
-    )
-    .await;
+    let holders = lease_holders(&leases, CONTROLLERS.len(), Duration::from_secs(60)).await;
     assert!(
         holders.iter().all(|h| pod_names.contains(h)),
         "{holders:?} are the pods {pod_names:?}"

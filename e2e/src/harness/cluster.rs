@@ -251,6 +251,28 @@ where
     }
 }
 
+/// Waits until `count` Leases in `leases`' namespace have a holder (each controller of a
+/// release leads); their holders.
+pub async fn lease_holders(
+    leases: &kube::Api<k8s_openapi::api::coordination::v1::Lease>,
+    count: usize,
+    within: Duration,
+) -> Vec<String> {
+    eventually(within, "every controller to hold its Lease", || {
+        let leases = leases.clone();
+        async move {
+            let list = leases.list(&kube::api::ListParams::default()).await.ok()?;
+            let holders: Vec<String> = list
+                .items
+                .iter()
+                .filter_map(|l| l.spec.as_ref()?.holder_identity.clone())
+                .collect();
+            (holders.len() == count).then_some(holders)
+        }
+    })
+    .await
+}
+
 /// The bin directory of the project's notebook Python environment (hack/python-env.sh).
 pub fn notebook_python() -> PathBuf {
     static PY: OnceLock<PathBuf> = OnceLock::new();
