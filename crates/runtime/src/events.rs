@@ -63,6 +63,27 @@ impl Events {
         .await;
     }
 
+    /// A Warning event that must not be lost: the caller records what it reports only once
+    /// it is published, and tries again on an error (the recorder folds a repeat into one
+    /// Event's count).
+    pub async fn warning_or_error(
+        &self,
+        regarding: &ObjectReference,
+        reason: &str,
+        action: &str,
+        note: impl Into<String>,
+    ) -> Result<(), kube::Error> {
+        self.try_publish(
+            regarding,
+            None,
+            EventType::Warning,
+            reason,
+            action,
+            note.into(),
+        )
+        .await
+    }
+
     /// An Event about `regarding` that concerns a second object, `related` (e.g. the target a
     /// trigger acted on). Events are de-duplicated per regarding, related, reason and action,
     /// so each related object gets its own Event.
@@ -75,6 +96,23 @@ impl Events {
         action: &str,
         note: String,
     ) {
+        if let Err(e) = self
+            .try_publish(regarding, related, type_, reason, action, note)
+            .await
+        {
+            tracing::warn!(error = %e, reason, object = ?regarding.name, "could not publish event");
+        }
+    }
+
+    async fn try_publish(
+        &self,
+        regarding: &ObjectReference,
+        related: Option<&ObjectReference>,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) -> Result<(), kube::Error> {
         // The API server caps an Event note at 1 KiB.
         let note: String = note.chars().take(1000).collect();
         // Each Event is also a log line: the log keeps what the cluster expires after an hour.
@@ -107,8 +145,6 @@ impl Events {
             action: action.to_string(),
             secondary: related.cloned(),
         };
-        if let Err(e) = self.recorder.publish(&event, regarding).await {
-            tracing::warn!(error = %e, reason, object = ?regarding.name, "could not publish event");
-        }
+        self.recorder.publish(&event, regarding).await
     }
 }

@@ -268,17 +268,19 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
             Work::Nothing => return Ok(Action::await_change()),
             Work::Invalid { run, error } => {
                 // Never acted on: a condition and a Warning Event say why, naming entry and field.
+                // The Event first: once the condition is recorded this path is not taken again,
+                // so an Event lost to an API server outage would never be said.
                 if let Some(invalid) = decide::invalid(&nvj, &run, &error, now) {
-                    self.write_status(&nvj, &invalid.records, &invalid.condition)
-                        .await?;
                     self.events
-                        .warning(
+                        .warning_or_error(
                             &nvj.object_ref(&()),
                             "TriggerDenied",
                             "ParseTriggers",
                             invalid.warning,
                         )
-                        .await;
+                        .await?;
+                    self.write_status(&nvj, &invalid.records, &invalid.condition)
+                        .await?;
                 }
                 return Ok(Action::await_change());
             }
