@@ -24,6 +24,8 @@ repo="$(cd "$here/.." && pwd)"
 source "$here/lib/versions.sh"
 # shellcheck source=lib/kubeconfig.sh
 source "$here/lib/kubeconfig.sh"
+# shellcheck source=lib/components.sh
+source "$here/lib/components.sh"
 
 state="${NBG_CLUSTER_DIR:-$repo/target/local-cluster}"
 pki="$state/pki"
@@ -44,9 +46,6 @@ say() { printf '[local-cluster] %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 bin() { "$here/build-binaries.sh" --path "$1"; }
-
-pid_of() { [ -f "$pids/$1.pid" ] && cat "$pids/$1.pid" || true; }
-alive() { local p; p="$(pid_of "$1")"; [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
 
 port_in_use() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
 port_owner() { ss -Htlnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\("[^"]*",pid=[0-9]*\).*/\1/p' | head -n1; }
@@ -98,12 +97,6 @@ ensure_node_credentials() {
 }
 
 
-start() { # name args...
-  local name="$1"; shift
-  setsid "$@" >"$logs/$name.log" 2>&1 </dev/null &
-  echo $! >"$pids/$name.pid"
-}
-
 wait_ready() { # name check-command... ; fails fast when the process dies
   local name="$1"; shift
   local deadline=$((SECONDS + ${NBG_CLUSTER_START_TIMEOUT:-90}))
@@ -140,17 +133,9 @@ wait_crds_established() {
 }
 
 stop_all() {
-  local c p
-  if [ -n "$real_node" ] || [ -f "$state/node/id" ]; then "$here/local-node.sh" down || true; fi
-  for c in kube-scheduler kube-controller-manager kube-apiserver etcd; do
-    p="$(pid_of "$c")"
-    if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
-      kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-      kill -KILL -- "-$p" 2>/dev/null || true
-    fi
-    rm -f "$pids/$c.pid"
-  done
+  local c
+  if [ -f "$state/node/id" ]; then "$here/local-node.sh" down || true; fi
+  for c in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$c"; done
 }
 
 cmd_up() {

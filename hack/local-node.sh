@@ -27,6 +27,8 @@ source "$here/lib/versions.sh"
 source "$here/lib/processes.sh"
 # shellcheck source=lib/kubeconfig.sh
 source "$here/lib/kubeconfig.sh"
+# shellcheck source=lib/components.sh
+source "$here/lib/components.sh"
 
 state="${NBG_CLUSTER_DIR:-$repo/target/local-cluster}"
 node_state="$state/node"
@@ -43,23 +45,11 @@ bin() { "$here/build-binaries.sh" --path "$1"; }
 node_id() { [ -f "$node_state/id" ] && cat "$node_state/id" || true; }
 netns_of() { echo "nbg-node-$1"; }
 in_node() { nsenter --net="/run/netns/$(netns_of "$(node_id)")" "$@"; }
-pid_of() { [ -f "$pids/$1.pid" ] && cat "$pids/$1.pid" || true; }
-alive() { local p; p="$(pid_of "$1")"; [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
-
-start() { # name command...: in the node's network namespace, a session of its own
+# In the node's network namespace (the host's mount namespace: the kubelet's volume mounts must
+# be the ones containerd sees, which `ip netns exec` would not give).
+start_in_node() { # name command...
   local name="$1"; shift
-  setsid nsenter --net="/run/netns/$(netns_of "$(node_id)")" "$@" >"$logs/$name.log" 2>&1 </dev/null &
-  echo $! >"$pids/$name.pid"
-}
-
-stop() { # name
-  local p; p="$(pid_of "$1")"
-  if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
-    kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$p" 2>/dev/null || true
-  fi
-  rm -f "$pids/$1.pid"
+  start "$name" nsenter --net="/run/netns/$(netns_of "$(node_id)")" "$@"
 }
 
 # The node's number k: the first free network namespace nbg-node-<k> (`ip netns add` is the lock).
@@ -206,7 +196,7 @@ cmd_up() {
   local run="/run/nbg-node/$k"
 
   say "starting containerd"
-  start containerd containerd --config "$node_state/containerd.toml"
+  start_in_node containerd containerd --config "$node_state/containerd.toml"
   wait_for "containerd" 30 ctr --address "$run/containerd.sock" version
   local archive
   for archive in $(awk '{print $3}' <<<"$images") "${NBG_NODE_IMAGES[@]:-}" ${NBG_NODE_IMAGE_DIR:+"$NBG_NODE_IMAGE_DIR"/*.oci.tar}; do
@@ -226,12 +216,12 @@ cmd_up() {
     fi
   done
   say "starting the kubelet (node $node_name, $(node_ip))"
-  start kubelet "$(bin kubelet)" --config "$node_state/kubelet.yaml" \
+  start_in_node kubelet "$(bin kubelet)" --config "$node_state/kubelet.yaml" \
     --kubeconfig "$node_state/kubelet.kubeconfig" --root-dir "/var/lib/nbg-node/$k/kubelet" \
     --cert-dir "/var/lib/nbg-node/$k/kubelet-pki" \
     --hostname-override "$node_name" --node-ip "$(node_ip)"
   say "starting kube-proxy"
-  start kube-proxy "$(bin kube-proxy)" --config "$node_state/kube-proxy.yaml"
+  start_in_node kube-proxy "$(bin kube-proxy)" --config "$node_state/kube-proxy.yaml"
   wait_for "node $node_name Ready" 90 kubectl_ wait --for=condition=Ready "node/$node_name" --timeout=1s
   say "node $node_name Ready in $((SECONDS - started)) s"
 }

@@ -34,10 +34,14 @@ oci_image="$target_dir/release/oci-image"
 pause_ref="ghcr.io/notebook-gitops/pause:$version"
 pause_key="$(cat crates/oci-image/src/bin/pause.rs crates/oci-image/Cargo.toml Cargo.lock | sha256sum | cut -c1-12)"
 pause_archive="$out/pause-$pause_key.oci.tar"
+# The statically linked pause binary, built (a no-op when current) for any image made from it.
+pause_binary() {
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --target "$triple" -p nbg-oci-image --bin pause
+  echo "$target_dir/$triple/release/pause"
+}
 if [ ! -f "$pause_archive" ]; then
   log "building the pause image"
-  RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --target "$triple" -p nbg-oci-image --bin pause
-  "$oci_image" build --binary "$target_dir/$triple/release/pause" --reference "$pause_ref" \
+  "$oci_image" build --binary "$(pause_binary)" --reference "$pause_ref" \
     --output "$pause_archive.tmp" --label "org.opencontainers.image.title=pause" >/dev/null
   mv "$pause_archive.tmp" "$pause_archive"
 fi
@@ -52,9 +56,7 @@ for variant in root:0:0 named-user:nobody; do
   if [ ! -f "$archive" ]; then
     work="$(mktemp -d)"
     mkdir -p "$work/root/usr/local/bin" "$work/root/etc"
-    cp "$target_dir/$triple/release/pause" "$work/root/usr/local/bin/pause" 2>/dev/null || {
-      RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --target "$triple" -p nbg-oci-image --bin pause
-      cp "$target_dir/$triple/release/pause" "$work/root/usr/local/bin/pause"; }
+    cp "$(pause_binary)" "$work/root/usr/local/bin/pause"
     printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' >"$work/root/etc/passwd"
     tar -C "$work/root" --owner=0 --group=0 --mtime=@0 --sort=name -cf "$work/rootfs.tar" .
     "$oci_image" rootfs --rootfs "$work/rootfs.tar" --reference "$ref" --output "$archive.tmp" \

@@ -104,7 +104,7 @@ setsid bash -c '
   # API server; then their test unpacks and runs each one, and the real node runs them.
   # Niced: the tests beside it come first, the build takes the cores they leave idle.
   { nice -n 19 hack/images.sh && cargo test -p nbg-oci-image --test images \
-      && nice -n 19 hack/node-images.sh >/dev/null && cargo test -p nbg-e2e --test real_node --test real_node_install -- --nocapture; } >"$images_log" 2>&1 &
+      && cargo test -p nbg-e2e --test real_node --test real_node_install -- --nocapture; } >"$images_log" 2>&1 &
   images=$!
   rest=0
   cargo test --workspace --no-fail-fast -- \

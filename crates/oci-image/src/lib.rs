@@ -230,7 +230,7 @@ pub fn write_archive(spec: &ImageSpec, output: &Path) -> anyhow::Result<Written>
 }
 
 /// An image made of one root file system (a tar of a whole Linux tree, as `mmdebstrap` writes
-/// it): the notebook runner and model-server images.
+/// it): the notebook runner, and the real node's test images.
 #[derive(Debug, Clone)]
 pub struct RootfsSpec {
     pub reference: String,
