@@ -8,12 +8,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use nbg_core::conditions;
 use nbg_core::nvj::{CellStatus, NotebookValidationJob, Phase};
 use nbg_e2e::harness::cluster::{eventually, notebook_python, repo_root, workspace_binary};
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::harness::git_server::{GitRepo, GitServer, notebook};
+use nbg_e2e::harness::git_server::{GitRepo, GitServer, credentials_secret, notebook};
 use nbg_e2e::harness::kubelet::{self, KubeletConfig, PodHandling};
 use nbg_e2e::{Cluster, TestNamespace};
 
@@ -388,17 +388,7 @@ async fn a_private_repository_with_a_credentials_secret_and_no_secret_in_the_pod
         "private",
     );
     let secrets: Api<Secret> = Api::namespaced(env.cluster.client().await, &env.ns.name);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some("git-credentials".into()),
-            ..ObjectMeta::default()
-        },
-        string_data: Some(BTreeMap::from([
-            ("username".to_string(), "ml-bot".to_string()),
-            ("password".to_string(), token.to_string()),
-        ])),
-        ..Secret::default()
-    };
+    let secret = credentials_secret("git-credentials", "ml-bot", token);
     secrets
         .create(&PostParams::default(), &secret)
         .await

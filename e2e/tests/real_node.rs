@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use nbg_core::nvj::{CellStatus, NotebookValidationJob, Phase};
 use nbg_e2e::harness::cluster::{eventually, repo_root};
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::harness::git_server::{GitRepo, GitServer, notebook};
+use nbg_e2e::harness::git_server::{GitRepo, GitServer, credentials_secret, notebook};
 use nbg_e2e::harness::real_node::RealNode;
 use nbg_e2e::{Cluster, TestNamespace};
 
@@ -141,17 +141,7 @@ async fn validation_pods_behave_on_a_real_node_as_on_any_cluster() {
         "notebooks",
     );
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some("git-credentials".into()),
-            ..ObjectMeta::default()
-        },
-        string_data: Some(BTreeMap::from([
-            ("username".to_string(), "ml-bot".to_string()),
-            ("password".to_string(), TOKEN.to_string()),
-        ])),
-        ..Secret::default()
-    };
+    let secret = credentials_secret("git-credentials", "ml-bot", TOKEN);
     secrets
         .create(&PostParams::default(), &secret)
         .await

@@ -200,3 +200,22 @@ pub fn notebook(cells: &[&str]) -> String {
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}})
     .to_string()
 }
+
+/// A git credentials Secret as `credentialsSecret` names it (`username` + `password`).
+pub fn credentials_secret(
+    name: &str,
+    username: &str,
+    password: &str,
+) -> k8s_openapi::api::core::v1::Secret {
+    k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..kube::api::ObjectMeta::default()
+        },
+        string_data: Some(std::collections::BTreeMap::from([
+            ("username".to_string(), username.to_string()),
+            ("password".to_string(), password.to_string()),
+        ])),
+        ..k8s_openapi::api::core::v1::Secret::default()
+    }
+}
