@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes binaries (kube-apiserver, kube-controller-manager, kubectl),
-# etcd, helm, the KServe manager, Argo CD, promtool and crane from their Go modules through the module proxy, and
+# etcd, helm, CoreDNS, the KServe manager, Argo CD, promtool and crane from their Go modules through the module proxy, and
 # caches them outside the repository keyed by version. A cached binary is reused at no cost.
 #
 # usage: hack/build-binaries.sh [component...]   (default: all)
@@ -13,7 +13,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/versions.sh
 source "$here/lib/versions.sh"
 
-all_components=(etcd kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler kube-proxy helm kserve argocd argocd-v2 promtool crane)
+all_components=(etcd kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler kube-proxy coredns helm kserve argocd argocd-v2 promtool crane)
 
 version_of() {
   case "$1" in
@@ -25,6 +25,7 @@ version_of() {
     argocd-v2) echo "$ARGOCD_V2_VERSION" ;;
     promtool) echo "$PROMETHEUS_VERSION" ;;
     crane) echo "$CRANE_VERSION" ;;
+    coredns) echo "$COREDNS_VERSION" ;;
     *) echo "unknown component '$1' (known: ${all_components[*]})" >&2; return 2 ;;
   esac
 }
@@ -250,6 +251,46 @@ GO
       log "building promtool from Prometheus $PROMETHEUS_VERSION (cold builds take a few minutes)"
       # Its go.work names a directory the module archive leaves out: build the module alone.
       (cd "$dir" && GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" ./cmd/promtool)
+      ;;
+    coredns)
+      # CoreDNS with the plugins the real node's Corefile uses (hack/local-node.sh), as CoreDNS
+      # documents for custom builds: its own plugin list in place of core/plugin's (which would
+      # pull every cloud provider's SDK into the build).
+      local dir="$NBG_CACHE_DIR/src/coredns-$COREDNS_VERSION"
+      mkdir -p "$dir"
+      cat >"$dir/main.go" <<'GO'
+// Command coredns runs CoreDNS from its Go module with the plugins the local node uses.
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/loadbalance"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/ready"
+)
+
+// In CoreDNS's plugin.cfg order: the order plugins handle a query in.
+func init() {
+	dnsserver.Directives = []string{"bind", "ready", "health", "errors", "log", "loadbalance", "cache", "kubernetes"}
+}
+
+func main() { coremain.Run() }
+GO
+      if [ ! -f "$dir/go.mod" ]; then
+        (cd "$dir" && go mod init nbg.local/coredns-build >/dev/null 2>&1 \
+          && go get "github.com/coredns/coredns@$COREDNS_VERSION" >/dev/null 2>"$dir/get.log" \
+          && go mod tidy >/dev/null 2>>"$dir/get.log") || {
+          rm -f "$dir/go.mod"; echo "error: could not resolve CoreDNS $COREDNS_VERSION; see $dir/get.log" >&2; exit 1; }
+      fi
+      log "building CoreDNS $COREDNS_VERSION"
+      (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" .)
       ;;
     crane)
       # go-containerregistry's crane: checks the image archives the way registries and

@@ -79,7 +79,7 @@ token_of() { awk -F, -v u="$1" '$2==u {print $1}' "$pki/tokens.csv"; }
 # certificate for the kubelet (logs, exec, port-forward).
 ensure_node_credentials() {
   local user group pair
-  for pair in "system:node:${NBG_NODE_NAME:-nbg-node}|system:nodes" "system:kube-proxy|" "system:kube-scheduler|"; do
+  for pair in "system:node:${NBG_NODE_NAME:-nbg-node}|system:nodes" "system:kube-proxy|" "system:kube-scheduler|" "system:coredns|"; do
     group="${pair#*|}"; user="${pair%|*}"
     [ -n "$(token_of "$user")" ] && continue
     printf '%s,%s,%s-uid%s\n' "$(openssl rand -hex 24)" "$user" "${user//:/-}" "${group:+,$group}" >>"$pki/tokens.csv"
@@ -150,7 +150,7 @@ cmd_up() {
   fi
   # A partial cluster (a component crashed since) is restarted whole.
   stop_all
-  "$here/build-binaries.sh" etcd kube-apiserver kube-controller-manager kubectl ${real_node:+kube-scheduler kubelet kube-proxy} \
+  "$here/build-binaries.sh" etcd kube-apiserver kube-controller-manager kubectl ${real_node:+kube-scheduler kubelet kube-proxy coredns} \
     || die "building the control-plane binaries failed (see the output above)"
   for c in "${components[@]}"; do [ -x "$(bin "$c")" ] || die "missing build of $c at $(bin "$c")"; done
   for port in "$etcd_port" "$etcd_peer_port" "$apiserver_port"; do

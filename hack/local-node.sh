@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A real node beside the local control plane (hack/local-cluster.sh starts it with NBG_NODE=real):
 # containerd + runc + the CNI bridge, the kubelet and kube-proxy, in a network namespace of
-# the node's own, so two planes' nodes on one machine share no address, port or iptables rule.
+# the node's own, so two planes' nodes on one machine share no address, port or iptables rule;
+# and cluster DNS: CoreDNS on the host end of the link behind the Service kube-system/kube-dns
+# (10.0.0.10), which the kubelet gives pods as their nameserver.
 #
 #   host                                   netns nbg-node-<k>
 #   10.201.<k>.1/30 (nbg-h<k>) ---- veth ---- 10.201.<k>.2/30: node IP (kubelet :10250)
@@ -16,8 +18,8 @@
 # usage: hack/local-node.sh link|up|down|status    (the environment of hack/local-cluster.sh)
 #   link  allocate the node's number and network (before the API server starts: it advertises
 #         the host end of the link)
-#   up    start containerd, import the images, start the kubelet and kube-proxy; wait until the
-#         node is Ready
+#   up    start containerd, import the images, start CoreDNS, the kubelet and kube-proxy; wait
+#         until the node is Ready and cluster names resolve
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -31,6 +33,8 @@ source "$here/lib/kubeconfig.sh"
 source "$here/lib/components.sh"
 
 state="${NBG_CLUSTER_DIR:-$repo/target/local-cluster}"
+# The kube-dns Service's address in the API server's Service range (10.0.0.0/24).
+cluster_dns_ip=10.0.0.10
 node_state="$state/node"
 pki="$state/pki"
 logs="$state/logs"
@@ -148,6 +152,8 @@ cgroupRoot: /nbg-node-$k
 failCgroupV1: false
 failSwapOn: false
 resolvConf: /etc/resolv.conf
+clusterDNS: [$cluster_dns_ip]
+clusterDomain: cluster.local
 serializeImagePulls: false
 # Images are imported, never pulled: garbage collection must not remove them.
 imageGCHighThresholdPercent: 100
@@ -171,6 +177,70 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 YAML
 }
 
+# CoreDNS serves the cluster's names as a kubeadm cluster's does; it runs on the host (no image
+# to build) and listens only on the host end of this node's link, so two nodes' DNS servers
+# share no address. Names outside the cluster are refused: the node has no upstream.
+write_dns_config() {
+  local ip; ip="$(host_ip)"
+  write_kubeconfig "$node_state/coredns.kubeconfig" system:coredns "https://127.0.0.1:$apiserver_port"
+  cat >"$node_state/Corefile" <<COREFILE
+cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
+    bind $ip
+    errors
+    health $ip:8080
+    ready $ip:8181
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $node_state/coredns.kubeconfig local
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 30
+    }
+    loadbalance
+    cache 30
+}
+COREFILE
+  # What a cluster's DNS add-on installs: CoreDNS's read access and the kube-dns Service, here
+  # without a selector (CoreDNS is no pod) and with this node's address as its endpoint.
+  kubectl_ apply --server-side --field-manager nbg-local-node -f - >/dev/null <<YAML
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:coredns"}
+rules:
+- {apiGroups: [""], resources: [endpoints, services, pods, namespaces], verbs: [list, watch]}
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels: {k8s-app: kube-dns, kubernetes.io/name: CoreDNS}
+spec:
+  clusterIP: $cluster_dns_ip
+  ports:
+  - {name: dns, port: 53, protocol: UDP, targetPort: 53}
+  - {name: dns-tcp, port: 53, protocol: TCP, targetPort: 53}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kube-dns-node
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: kube-dns, endpointslice.kubernetes.io/managed-by: nbg-local-node}
+addressType: IPv4
+endpoints: [{addresses: ["$ip"], conditions: {ready: true}}]
+ports:
+- {name: dns, port: 53, protocol: UDP}
+- {name: dns-tcp, port: 53, protocol: TCP}
+YAML
+}
+
 kubectl_() { "$(bin kubectl)" --kubeconfig "$state/kubeconfig" "$@"; }
 
 wait_for() { # what seconds check-command...
@@ -188,7 +258,7 @@ cmd_up() {
   install_missing containerd:containerd runc:runc iptables:iptables conntrack:conntrack
   [ -x /usr/lib/cni/bridge ] || install_packages containernetworking-plugins
   mkdir -p "$logs" "$pids"
-  "$here/build-binaries.sh" kubelet kube-proxy >/dev/null
+  "$here/build-binaries.sh" kubelet kube-proxy coredns >/dev/null
   local images; images="$("$here/node-images.sh")" || die "building the node's images failed"
   pause_ref="$(awk '$1=="pause" {print $2}' <<<"$images")"
   write_configs
@@ -204,6 +274,9 @@ cmd_up() {
     ctr --address "$run/containerd.sock" -n k8s.io images import "$archive" >/dev/null \
       || die "importing $archive into the node failed"
   done
+  # The notebook runner also by the project's version alone: what the playground's examples name.
+  local runner_ref; runner_ref="$(awk '$1=="notebook-runner" {print $2}' <<<"$images")"
+  ctr --address "$run/containerd.sock" -n k8s.io images tag --force "$runner_ref" "${runner_ref%-*}" >/dev/null
   say "images on the node: $(ctr --address "$run/containerd.sock" -n k8s.io images ls -q | grep -v '^sha256:' | tr '\n' ' ')"
 
   # The kubelet's cgroup root exists in every hierarchy (cgroup v1, cgroupfs driver).
@@ -215,6 +288,10 @@ cmd_up() {
       cat "$hierarchy/cpuset.mems" >"$hierarchy/nbg-node-$k/cpuset.mems"
     fi
   done
+  say "starting CoreDNS ($(host_ip):53, Service kube-system/kube-dns $cluster_dns_ip)"
+  write_dns_config || die "creating the cluster DNS objects failed"
+  start coredns "$(bin coredns)" -conf "$node_state/Corefile"
+  wait_for "CoreDNS ready" 30 curl -sf "http://$(host_ip):8181/ready"
   say "starting the kubelet (node $node_name, $(node_ip))"
   start_in_node kubelet "$(bin kubelet)" --config "$node_state/kubelet.yaml" \
     --kubeconfig "$node_state/kubelet.kubeconfig" --root-dir "/var/lib/nbg-node/$k/kubelet" \
@@ -240,6 +317,7 @@ cmd_down() {
   [ -n "$k" ] || return 0
   stop kube-proxy
   stop kubelet
+  stop coredns
   local p
   for p in $(node_processes "$k" | sort -u); do kill -KILL "$p" 2>/dev/null || true; done
   stop containerd
@@ -268,7 +346,7 @@ cmd_status() {
   local k; k="$(node_id)"
   [ -n "$k" ] || { echo "node: none"; return; }
   local c
-  for c in containerd kubelet kube-proxy; do
+  for c in containerd kubelet kube-proxy coredns; do
     if alive "$c"; then echo "$c: running (pid $(pid_of "$c"))"; else echo "$c: stopped"; fi
   done
   echo "node network: nbg-node-$k (node IP $(node_ip))"

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # `just up` / `just down`: a playground to validate your own notebooks on this machine. `up`
-# starts the local control plane, every controller of this workspace, the kubelet double (which
-# runs validation pods as local processes: real git, papermill and Jupyter kernel) and a
-# read-only git daemon on loopback, in the background, and prints one status line per component.
-# Then `hack/just kubectl apply -f my-nvj.yaml` validates a notebook for real.
+# starts the local control plane with a real node (containerd, kubelet, kube-proxy, CoreDNS:
+# hack/local-node.sh), installs the umbrella chart's controllers on it from the images built
+# here (hack/images.sh; Argo CD is not part of the playground, so neither is
+# app-status-aggregator), and serves the git repositories on this machine to the node's pods,
+# in the background; then it prints what runs. `hack/just kubectl apply -f my-nvj.yaml`
+# validates a notebook for real, in the notebook-runner image (hack/node-images.sh).
 #
-# A notebook in a git repository on this machine is named `url: git://localhost/path/to/repo`
-# (the NVJ API accepts network URLs only: validation pods never use git's file transport). The
-# kubelet double's node-level git configuration points `git://localhost/` at the playground's git
-# daemon, which serves the repositories under NBG_PLAYGROUND_GIT_DIRS read-only on loopback.
+# A notebook in a git repository on this machine is named by its path behind the Service
+# nbg-system/git: `url: git://git.nbg-system.svc/path/to/repo` (the NVJ API accepts network URLs
+# only). A read-only git daemon on the host end of the node's link serves the repositories
+# under NBG_PLAYGROUND_GIT_DIRS; the Service's endpoint is that daemon.
 #
 # usage: hack/playground.sh up|down|status
-# Environment: NBG_PLAYGROUND_NAMESPACES (where the controllers act; default: default),
-# NBG_PLAYGROUND_GIT_DIRS (directories the git daemon may serve, space-separated; default: your
-# home directory and /tmp), and those of hack/local-cluster.sh (NBG_CLUSTER_DIR, ports).
+# Environment: NBG_PLAYGROUND_NAMESPACES (where the controllers act, comma-separated; default:
+# default), NBG_PLAYGROUND_GIT_DIRS (directories the git daemon may serve, space-separated;
+# default: your home directory and /tmp), and those of hack/local-cluster.sh (NBG_CLUSTER_DIR,
+# ports).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -31,140 +34,103 @@ kubeconfig="$cluster_dir/kubeconfig"
 namespaces="${NBG_PLAYGROUND_NAMESPACES:-default}"
 git_dirs="${NBG_PLAYGROUND_GIT_DIRS:-$HOME /tmp}"
 target="${CARGO_TARGET_DIR:-$repo/target}"
-controllers=(nvj-validator trigger-controller wave-marker app-status-aggregator event-notifier)
+release_ns=nbg-system
+# The controllers the playground installs: app-status-aggregator writes onto Argo CD
+# Applications, and the playground has no Argo CD.
+controllers=(nvj-validator trigger-controller wave-marker event-notifier)
 
 say() { printf '[playground] %s\n' "$*" >&2; }
+# shellcheck source=lib/components.sh
+source "$here/lib/components.sh"
+bin() { "$here/build-binaries.sh" --path "$1"; }
+kubectl_() { "$(bin kubectl)" --kubeconfig "$kubeconfig" "$@"; }
 
-pid_of() { [ -f "$pids/$1.pid" ] && cat "$pids/$1.pid" || true; }
-alive() { local p; p="$(pid_of "$1")"; [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
-
-# A TCP port on 127.0.0.1 that nothing listens on, from BASE upwards (below the ephemeral range).
-free_port_from() {
-  local port="$1"
-  while ss -Htln "sport = :$port" 2>/dev/null | grep -q .; do port=$((port + 1)); done
+# A TCP port on ADDRESS that nothing listens on, from BASE upwards.
+free_port_on() { # address base
+  local port="$2"
+  while ss -Htln "src $1:$port" 2>/dev/null | grep -q .; do port=$((port + 1)); done
   echo "$port"
-}
-
-start() { # name args...
-  local name="$1"; shift
-  setsid "$@" >"$logs/$name.log" 2>&1 </dev/null &
-  echo $! >"$pids/$name.pid"
-}
-
-stop() { # name
-  local p; p="$(pid_of "$1")"
-  if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
-    kill -TERM -- "-$p" 2>/dev/null || true
-    kill -INT -- "-$p" 2>/dev/null || true
-    for _ in $(seq 1 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$p" 2>/dev/null || true
-  fi
-  rm -f "$pids/$1.pid" "$state/$1.port"
-}
-
-# Waits until a controller answers /readyz; fails naming its log when it exits first.
-wait_controller() { # name port
-  local deadline=$((SECONDS + 60))
-  until curl -sf "http://127.0.0.1:$2/readyz" >/dev/null 2>&1; do
-    if ! alive "$1"; then
-      tail -n 5 "$logs/$1.log" >&2 || true
-      say "error: $1 exited during start-up; its log is $logs/$1.log"
-      return 1
-    fi
-    [ $SECONDS -lt $deadline ] || { say "error: $1 not ready after 60 s; its log is $logs/$1.log"; return 1; }
-    sleep 0.2
-  done
 }
 
 cmd_up() {
   require_tools cargo go python3 git openssl curl ss setsid
   mkdir -p "$logs" "$pids"
-  if alive nvj-validator; then
+  if alive git-daemon && "$here/local-cluster.sh" status | grep -q '^api: ready'; then
     say "already running"
     cmd_status
     return
   fi
-  cmd_down_components
-  step "Kubernetes binaries (built once, cached in $NBG_BIN_DIR)"
-  "$here/build-binaries.sh" etcd kube-apiserver kube-controller-manager kubectl
-  step "notebook Python environment (once)"
-  local python
-  python="$("$here/python-env.sh")/python"
-  # Every binary of the workspace, with the same command as hack/test.sh. The README's e2e test
-  # sets NBG_PLAYGROUND_SKIP_BUILD: hack/test.sh ran this command before the tests (running it
-  # again after `cargo test` rebuilt the binaries with test features costs CI 90 s).
-  if [ -z "${NBG_PLAYGROUND_SKIP_BUILD:-}" ]; then
-    step "our binaries (cargo; several minutes the first time)"
-    cargo build --quiet --workspace --bins
-  fi
-  step "local control plane"
-  "$here/local-cluster.sh" up
+  stop git-daemon
+  step "Kubernetes binaries and helm (built once, cached in $NBG_BIN_DIR)"
+  "$here/build-binaries.sh" etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet kube-proxy coredns helm
+  step "the controllers' images (release builds; several minutes the first time)"
+  "$here/images.sh" "$target/images"
+  step "local control plane with a real node (the node's images are built the first time, about a minute)"
+  NBG_NODE=real NBG_NODE_IMAGE_DIR="$target/images" "$here/local-cluster.sh" up
 
   step "playground components"
-  local git_port
-  git_port="$(free_port_from 19418)"
+  local node_id host_ip git_port
+  node_id="$(cat "$cluster_dir/node/id")"
+  host_ip="10.201.$node_id.1"
+  git_port="$(free_port_on "$host_ip" 9418)"
   # shellcheck disable=SC2086 # one directory per word
-  start git-daemon git daemon --reuseaddr --listen=127.0.0.1 --port="$git_port" --export-all \
+  start git-daemon git daemon --reuseaddr --listen="$host_ip" --port="$git_port" --export-all \
     $git_dirs
-  cat >"$state/node-gitconfig" <<CFG
-[url "git://127.0.0.1:$git_port/"]
-	insteadOf = git://localhost/
-CFG
-  say "git daemon:         git://127.0.0.1:$git_port serves the repositories under $git_dirs (url: git://localhost/path/to/repo)"
+  kubectl_ create namespace "$release_ns" --dry-run=client -o yaml | kubectl_ apply -f - >/dev/null
+  kubectl_ apply --server-side --field-manager nbg-playground -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: git, namespace: $release_ns}
+spec:
+  ports: [{name: git, port: 9418, protocol: TCP, targetPort: $git_port}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: git-host
+  namespace: $release_ns
+  labels: {kubernetes.io/service-name: git}
+addressType: IPv4
+endpoints: [{addresses: ["$host_ip"], conditions: {ready: true}}]
+ports: [{name: git, port: $git_port, protocol: TCP}]
+YAML
+  say "git daemon:         git://git.$release_ns.svc/<path> serves the repositories under $git_dirs (the daemon: $host_ip:$git_port)"
 
-  start local-kubelet "$target/debug/local-kubelet" --kubeconfig "$kubeconfig" \
-    --node-name playground --namespaces "$namespaces" --work-dir "$state/kubelet" \
-    --node-env "GIT_CONFIG_GLOBAL=$state/node-gitconfig"
-  say "kubelet double:     runs validation pods in namespace(s) $namespaces as local processes (log $logs/local-kubelet.log)"
-
-  local port=18081 name extra
+  local sets=(--set global.argocd.enabled=false --set app-status-aggregator.enabled=false) name
   for name in "${controllers[@]}"; do
-    port="$(free_port_from "$port")"
-    extra=()
-    if [ "$name" = nvj-validator ]; then
-      extra=(--runner-image local/nvj-validator:playground --runner-path "$target/debug/nvj-validator"
-             --notebook-python "$python" --retry-backoff 2s)
-    fi
-    RUST_LOG="info,kube=warn" start "$name" "$target/debug/$name" --kubeconfig "$kubeconfig" \
-      --namespaces "$namespaces" --http-addr "127.0.0.1:$port" "${extra[@]}"
-    echo "$port" >"$state/$name.port"
-    port=$((port + 1))
+    sets+=(--set "$name.watchNamespaces={$namespaces}")
   done
-  for name in "${controllers[@]}"; do
-    wait_controller "$name" "$(cat "$state/$name.port")"
-  done
+  sets+=(--set nvj-validator.retryBackoff=2s)
+  say "installing the controllers (helm install nbg charts/notebook-gitops -n $release_ns)"
+  "$(bin helm)" --kubeconfig "$kubeconfig" upgrade --install nbg "$repo/charts/notebook-gitops" \
+    -n "$release_ns" --wait --timeout 3m "${sets[@]}" >"$logs/helm.log" 2>&1 || {
+    cat "$logs/helm.log" >&2
+    kubectl_ get pods -n "$release_ns" -o wide >&2 || true
+    say "error: the controllers did not become ready; their logs: hack/just kubectl logs -n $release_ns deploy/nbg-<controller>"
+    return 1
+  }
   cmd_status
   cat >&2 <<MSG
 [playground] ready. Apply an NVJ:  hack/just kubectl apply -f my-nvj.yaml   (namespace $namespaces)
-[playground] logs:                 $logs/
+[playground] controller logs:      hack/just kubectl logs -n $release_ns deploy/nbg-nvj-validator
 [playground] stop everything:      hack/just down
 MSG
 }
 
 cmd_status() {
-  local name
-  for name in git-daemon local-kubelet "${controllers[@]}"; do
-    if alive "$name"; then
-      local where=""
-      [ -f "$state/$name.port" ] && where=", metrics http://127.0.0.1:$(cat "$state/$name.port")/metrics"
-      printf '%-22s running (pid %s%s, log %s)\n' "$name:" "$(pid_of "$name")" "$where" "$logs/$name.log"
-    else
-      printf '%-22s stopped\n' "$name:"
-    fi
-  done
+  if alive git-daemon; then
+    printf '%-22s running (pid %s, log %s)\n' "git-daemon:" "$(pid_of git-daemon)" "$logs/git-daemon.log"
+  else
+    printf '%-22s stopped\n' "git-daemon:"
+  fi
   "$here/local-cluster.sh" status
-}
-
-cmd_down_components() {
-  local name
-  for name in "${controllers[@]}" local-kubelet git-daemon; do stop "$name"; done
-  # Kernels of validations still running start sessions of their own.
-  local pid
-  for pid in $(checkout_kernels "$repo"); do kill -KILL "$pid" 2>/dev/null || true; done
+  if "$here/local-cluster.sh" status | grep -q '^api: ready'; then
+    kubectl_ get pods -n "$release_ns" -o wide 2>/dev/null || true
+  fi
 }
 
 cmd_down() {
-  cmd_down_components
+  stop git-daemon
   "$here/local-cluster.sh" down
   say "stopped"
 }

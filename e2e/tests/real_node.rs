@@ -25,7 +25,8 @@ struct Scenario<'a> {
     node: &'a RealNode,
     nvjs: Api<NotebookValidationJob>,
     pods: Api<Pod>,
-    git: &'a GitServer,
+    /// The git server by its Service's cluster DNS name.
+    git_service: String,
     controller_log: std::path::PathBuf,
 }
 
@@ -33,7 +34,7 @@ impl Scenario<'_> {
     /// A run of `path` in the notebook-runner image, read-only root file system.
     fn spec(&self, path: &str) -> serde_json::Value {
         serde_json::json!({
-            "notebook": {"git": {"url": self.git.url("notebooks"), "ref": "main", "credentialsSecret": "git-credentials"}, "path": path},
+            "notebook": {"git": {"url": format!("http://{}/notebooks.git", self.git_service), "ref": "main", "credentialsSecret": "git-credentials"}, "path": path},
             "podConfig": {"containerImage": self.node.notebook_image, "imagePullPolicy": "Never",
                           "securityContext": {"readOnlyRootFilesystem": true}},
             "timeout": "3m"
@@ -110,13 +111,18 @@ async fn validation_pods_behave_on_a_real_node_as_on_any_cluster() {
     )
     .await;
     let client = cluster.client().await;
-    // A private repository: pods reach the host at the host end of the node's link.
+    // A private repository on the host, which pods reach by a Service's DNS name (the node's
+    // CoreDNS, kube-proxy) as they would an in-cluster git server.
     let git = GitServer::start_on(
         node.host_ip,
         &repo_root().join(format!("target/real-node-git/{}", ns.name)),
         Some(("ml-bot", TOKEN)),
     )
     .await;
+    let git_service = node
+        .service_to_host(&client, &ns.name, "git", git.addr.port())
+        .await
+        .expect("the git server's Service");
     let repo = GitRepo::create(&git, "notebooks");
     repo.commit(
         &[
@@ -150,7 +156,7 @@ async fn validation_pods_behave_on_a_real_node_as_on_any_cluster() {
         node: &node,
         nvjs: Api::namespaced(client.clone(), &ns.name),
         pods: Api::namespaced(client.clone(), &ns.name),
-        git: &git,
+        git_service,
         controller_log: controller.process.log.clone(),
     };
 

@@ -15,6 +15,9 @@ ARGOCD_V2_VERSION="v2.14.21"
 PROMETHEUS_VERSION="v0.316.0"
 # go-containerregistry's crane checks the image archives (`hack/just images`) as registries read them.
 CRANE_VERSION="v0.22.1"
+# CoreDNS: the real node's cluster DNS (built with the plugins a kubeadm cluster's Corefile uses
+# for cluster names; the node has no upstream to forward to).
+COREDNS_VERSION="v1.14.7"
 # just is installed from crates.io when it is missing.
 JUST_VERSION="1.59.0"
 

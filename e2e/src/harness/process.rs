@@ -335,6 +335,21 @@ fn service_account_kubeconfig_path(admin: &Path, namespace: &str, name: &str) ->
         .join(format!("{namespace}-{name}.kubeconfig"))
 }
 
+/// Clears cargo's variables for this test (CARGO_PKG_*, its library path) from `command`, so it
+/// runs as from a user's shell: with them, a cargo build it starts (the images' release build)
+/// would look changed and rebuild whole.
+pub fn as_from_a_shell(command: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        let cargo_own =
+            key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR";
+        if cargo_own || key == "CARGO" || key == "LD_LIBRARY_PATH" || key == "OUT_DIR" {
+            command.env_remove(&key);
+        }
+    }
+    command
+}
+
 /// Runs `hack/build-binaries.sh` with `args` (building what is missing); its output, a path.
 pub fn build_binaries(args: &[&str]) -> anyhow::Result<PathBuf> {
     let out = Command::new(repo_root().join("hack/build-binaries.sh"))

@@ -7,9 +7,14 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 
 use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Client;
+use kube::api::{Api, PostParams};
 
 use crate::harness::cluster::repo_root;
 use crate::harness::control_plane::PrivateControlPlane;
+use crate::harness::process::as_from_a_shell;
 
 pub struct RealNode {
     pub plane: PrivateControlPlane,
@@ -35,17 +40,8 @@ impl RealNode {
     pub fn start(name: &str) -> anyhow::Result<Self> {
         let root = repo_root();
         let images_dir = root.join("target/images");
-        // Built as from a shell: cargo's variables for this test (CARGO_PKG_*, its library path)
-        // would make the release build look changed and rebuild it whole.
         let mut images = Command::new(root.join("hack/images.sh"));
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy().into_owned();
-            let cargo_own =
-                key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR";
-            if cargo_own || key == "CARGO" || key == "LD_LIBRARY_PATH" || key == "OUT_DIR" {
-                images.env_remove(&key);
-            }
-        }
+        as_from_a_shell(&mut images);
         let status = images
             .arg(&images_dir)
             .status()
@@ -91,5 +87,37 @@ impl RealNode {
             root_user_image,
             named_user_image,
         })
+    }
+
+    /// A Service `name` in `ns` (port 80) for a server on the host at `port` of the host end of
+    /// the link: what an in-cluster server (a Gitea, a model store) is to pods. Returns its
+    /// cluster DNS name, which pods resolve through the node's CoreDNS and reach through
+    /// kube-proxy, as on any cluster.
+    pub async fn service_to_host(
+        &self,
+        client: &Client,
+        ns: &str,
+        name: &str,
+        port: u16,
+    ) -> anyhow::Result<String> {
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": port}]}
+        }))?;
+        Api::<Service>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &service)
+            .await
+            .with_context(|| format!("creating Service {ns}/{name}"))?;
+        let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("{name}-host"), "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [self.host_ip.to_string()], "conditions": {"ready": true}}],
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}]
+        }))?;
+        Api::<EndpointSlice>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &slice)
+            .await
+            .with_context(|| format!("creating the EndpointSlice of Service {ns}/{name}"))?;
+        Ok(format!("{name}.{ns}.svc.cluster.local"))
     }
 }
