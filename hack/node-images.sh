@@ -5,6 +5,11 @@
 #   notebook-runner Debian bookworm (mmdebstrap) with python3, git and the pinned papermill,
 #                   ipykernel and nbformat of hack/python/requirements.txt in /opt/notebook,
 #                   running as uid 1000 - a notebook image for validation pods
+#   kserve-sklearnserver
+#                   KServe's sklearn model server (python/sklearnserver of the KServe module,
+#                   kserve and scikit-learn from PyPI, pinned in
+#                   hack/python/sklearnserver-requirements.txt) as kserve/sklearnserver:<version>,
+#                   the image of KServe's sklearn ClusterServingRuntime
 #   test-user-root, test-user-named-user
 #                   the pause binary as images whose user is root, and a name: what the
 #                   kubelet's non-root check refuses (the real node's tests)
@@ -69,7 +74,7 @@ done
 
 # The notebook runner: rebuilt when the Python pins or this recipe change.
 install_missing mmdebstrap:mmdebstrap
-runner_key="$( (cat hack/python/requirements.txt; sed -n '/# notebook-runner recipe/,$p' "$0") | sha256sum | cut -c1-12)"
+runner_key="$( (cat hack/python/requirements.txt; sed -n '/# notebook-runner recipe/,/# end of the notebook-runner recipe/p' "$0") | sha256sum | cut -c1-12)"
 runner_ref="ghcr.io/notebook-gitops/notebook-runner:$version-$runner_key"
 runner_archive="$out/notebook-runner-$runner_key.oci.tar"
 if [ ! -f "$runner_archive" ]; then
@@ -97,6 +102,52 @@ if [ ! -f "$runner_archive" ]; then
     --env PATH=/opt/notebook/bin:/usr/local/bin:/usr/bin:/bin \
     --label "org.opencontainers.image.title=notebook-runner" >/dev/null
   mv "$work/image.oci.tar" "$runner_archive"
+  rm -rf "$work"
+  # Older builds of it (other inputs) are not used again.
+  find "$out" -maxdepth 1 -name 'notebook-runner-*.oci.tar' ! -name "${runner_archive##*/}" -delete
   log "notebook runner built in $((SECONDS - started)) s"
+  # end of the notebook-runner recipe
 fi
 echo "notebook-runner $runner_ref $runner_archive"
+
+# KServe's sklearn runtime (the ClusterServingRuntime kserve-sklearnserver's image, by the name
+# KServe's release manifests give it): KServe's own server, python/sklearnserver of the KServe
+# module the manager is built from, run as its Dockerfile (python/sklearn.Dockerfile) runs it -
+# `python -m sklearnserver` as uid 1000 - on Debian bookworm's Python with the pinned wheels of
+# hack/python/sklearnserver-requirements.txt. Rebuilt when the pins, the KServe version or this
+# recipe change.
+kserve_dir="$("$here/build-binaries.sh" --source kserve)"
+sklearn_key="$( (echo "$KSERVE_VERSION"; cat hack/python/sklearnserver-requirements.txt; sed -n '/# sklearnserver recipe/,/# end of the sklearnserver recipe/p' "$0") | sha256sum | cut -c1-12)"
+sklearn_ref="docker.io/kserve/sklearnserver:$KSERVE_VERSION"
+sklearn_archive="$out/kserve-sklearnserver-$sklearn_key.oci.tar"
+if [ ! -f "$sklearn_archive" ]; then
+  work="$(mktemp -d "$out/kserve-sklearnserver-build.XXXXXX")"
+  trap 'rm -rf "$work"' EXIT
+  started=$SECONDS
+  log "downloading the sklearn server's wheels"
+  python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+    -r hack/python/sklearnserver-requirements.txt -d "$work/wheels" >&2
+  cp hack/python/sklearnserver-requirements.txt "$work/requirements.txt"
+  cp -r "$kserve_dir/python/sklearnserver/sklearnserver" "$work/sklearnserver"
+  rm -rf "$work/sklearnserver/example_models" "$work"/sklearnserver/test_*.py
+  # sklearnserver recipe (changing anything below rebuilds the image)
+  log "building the sklearn server's root file system (Debian bookworm, mmdebstrap)"
+  env -u PIP_FIND_LINKS -u PIP_CERT SOURCE_DATE_EPOCH=0 mmdebstrap --quiet --variant=apt --include=python3,python3-venv \
+    --customize-hook="cp -r '$work/wheels' '$work/requirements.txt' \"\$1/tmp/\"" \
+    --customize-hook="mkdir -p \"\$1/sklearnserver\" && cp -r '$work/sklearnserver' \"\$1/sklearnserver/\"" \
+    --customize-hook='chroot "$1" python3 -m venv /opt/kserve' \
+    --customize-hook='chroot "$1" /opt/kserve/bin/pip install --quiet --no-index --find-links /tmp/wheels --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt' \
+    --customize-hook='chroot "$1" useradd --uid 1000 --user-group --create-home --home-dir /home/kserve kserve' \
+    --customize-hook='rm -rf "$1/tmp/wheels" "$1/tmp/requirements.txt" "$1/var/cache/apt/"* "$1/var/lib/apt/lists/"*' \
+    bookworm "$work/rootfs.tar" http://deb.debian.org/debian >&2
+  "$oci_image" rootfs --rootfs "$work/rootfs.tar" --reference "$sklearn_ref" --output "$work/image.oci.tar" \
+    --user 1000:1000 --working-dir /home/kserve --entrypoint=python --entrypoint=-m --entrypoint=sklearnserver \
+    --env PATH=/opt/kserve/bin:/usr/local/bin:/usr/bin:/bin --env PYTHONPATH=/sklearnserver \
+    --label "org.opencontainers.image.title=kserve-sklearnserver" >/dev/null
+  mv "$work/image.oci.tar" "$sklearn_archive"
+  rm -rf "$work"
+  find "$out" -maxdepth 1 -name 'kserve-sklearnserver-*.oci.tar' ! -name "${sklearn_archive##*/}" -delete
+  log "sklearn server built in $((SECONDS - started)) s"
+  # end of the sklearnserver recipe
+fi
+echo "kserve-sklearnserver $sklearn_ref $sklearn_archive"

@@ -1,7 +1,10 @@
 //! trigger-controller against the real KServe manager (v0.16, Standard mode: the predictor is a
-//! Deployment), on a control plane of this test's own, under the controller's chart RBAC. The
-//! kubelet double plays the node: predictor pods become Ready, or are held unready (a model
-//! server that does not come up) while a test says so.
+//! Deployment), on a control plane of this test's own with a real node, under the controller's
+//! chart RBAC. The predictor is KServe's own sklearn server (`kserve/sklearnserver`, built by
+//! hack/node-images.sh) serving a scikit-learn model that a Job trained onto a `local`
+//! PersistentVolume as uid 1000 (the pod's fsGroup makes the volume writable). A model server
+//! that does not come up is a real one: while a test says so the model file is not a model, the
+//! new predictor pod's server fails to load it and never turns Ready; put back, it does.
 //!
 //! - a restart rolls the predictor once (a new ReplicaSet, the old one scaled to 0) and is
 //!   recorded Succeeded only once the new pod is Ready;
@@ -12,20 +15,21 @@
 //!   Succeeded only once a rollout carrying its own (or a later) restart has completed.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome, TriggerRecord};
 use nbg_e2e::harness::cluster::eventually;
-use nbg_e2e::harness::control_plane::PrivateControlPlane;
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
 use nbg_e2e::harness::kserve::{self, KServe};
-use nbg_e2e::harness::kubelet::{self, KubeletConfig, PodHandling};
 use nbg_e2e::harness::nvj::{mark_succeeded, minimal};
+use nbg_e2e::harness::real_node::RealNode;
 use serde_json::json;
 
 const RESTARTED_AT: &str = "mlops.dev/restarted-at";
@@ -44,15 +48,27 @@ struct Serving {
     ns: String,
     nvjs: Api<NotebookValidationJob>,
     deployments: Api<Deployment>,
-    held: Arc<Mutex<Vec<String>>>,
+    /// model.joblib on the volume, and what the Job trained into it.
+    model: PathBuf,
+    trained: Vec<u8>,
     controller: ChartedController,
-    _kubelet: tokio::task::JoinHandle<()>,
 }
 
+/// Trains a small scikit-learn model and saves it where KServe's sklearn server loads it:
+/// `model.joblib` under the storage URI's path.
+const TRAIN: &str = "import os, joblib\n\
+from sklearn.linear_model import LogisticRegression\n\
+model = LogisticRegression().fit([[0, 0], [1, 1], [0, 1], [1, 0], [2, 2], [0, 2]], [0, 1, 0, 1, 1, 0])\n\
+os.makedirs('/mnt/models/fraud', exist_ok=True)\n\
+joblib.dump(model, '/mnt/models/fraud/model.joblib')\n\
+print('saved as uid', os.getuid(), 'groups', os.getgroups())\n";
+
 impl Serving {
-    /// A namespace with the InferenceService `fraud` (sklearn from a PVC) served and Ready, the
-    /// kubelet double for its pods, and trigger-controller (with these more arguments).
-    async fn start(plane: &PrivateControlPlane, ns: &str, args: &[String]) -> Self {
+    /// A namespace with a model trained onto the PVC `models`, the InferenceService `fraud`
+    /// (sklearn from that PVC) served and Ready, and trigger-controller (with these more
+    /// arguments).
+    async fn start(node: &RealNode, ns: &str, args: &[String]) -> Self {
+        let plane = &node.plane;
         let client = plane.cluster.client().await;
         let namespace: Namespace =
             serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace");
@@ -60,19 +76,18 @@ impl Serving {
             .create(&PostParams::default(), &namespace)
             .await
             .expect("namespace");
-        let held: Arc<Mutex<Vec<String>>> = Arc::default();
-        let kubelet = kubelet::spawn(
-            client.clone(),
-            KubeletConfig {
-                held_unready: held.clone(),
-                ..KubeletConfig::for_test(&[ns], PodHandling::MakeReady)
-            },
-        );
+        let volume = node
+            .local_volume(&client, ns, "models")
+            .await
+            .expect("the models volume");
+        let model = train(&plane.cluster, &client, ns, &volume).await;
+        let trained = std::fs::read(&model).expect("the trained model");
         let isvcs = kserve::inference_services(&client, ns);
         let isvc: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
             "metadata": {"name": "fraud"},
-            "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "pvc://models/fraud"}}}
+            "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "pvc://models/fraud",
+                "resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}}}}
         }))
         .expect("isvc");
         isvcs
@@ -80,23 +95,30 @@ impl Serving {
             .await
             .expect("create the InferenceService");
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-        eventually(
-            Duration::from_secs(60),
-            "KServe's predictor Deployment available and the InferenceService Ready",
-            || async {
-                let d = deployments.get("fraud-predictor").await.ok()?;
-                let available = d.status?.available_replicas? == 1;
-                let i = isvcs.get("fraud").await.ok()?;
-                let ready = i
-                    .data
-                    .pointer("/status/conditions")?
-                    .as_array()?
-                    .iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
-                (available && ready).then_some(())
-            },
-        )
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let available = deployments
+                .get("fraud-predictor")
+                .await
+                .ok()
+                .and_then(|d| d.status?.available_replicas)
+                == Some(1);
+            let ready = isvcs.get("fraud").await.is_ok_and(|i| kserve::is_ready(&i));
+            if available && ready {
+                break;
+            }
+            if Instant::now() > deadline {
+                let (_, pods, _) = plane.cluster.kubectl(
+                    &["describe", "pods", "-n", ns, "-l", "component=predictor"],
+                    None,
+                );
+                let (_, isvc, _) = plane
+                    .cluster
+                    .kubectl(&["get", "isvc", "fraud", "-n", ns, "-o", "yaml"], None);
+                panic!("KServe's predictor not available and Ready within 120 s:\n{pods}\n{isvc}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         let controller = ChartedController::start(
             &plane.cluster,
             ControllerSpec {
@@ -114,9 +136,9 @@ impl Serving {
             client,
             ns: ns.to_string(),
             deployments,
-            held,
+            model,
+            trained,
             controller,
-            _kubelet: kubelet,
         }
     }
 
@@ -174,17 +196,108 @@ impl Serving {
         sets
     }
 
-    fn hold(&self, marker: &str) {
-        if let Ok(mut h) = self.held.lock() {
-            h.push(marker.to_string());
-        }
+    /// What the served model predicts for two rows, through KServe's V1 protocol on a Ready
+    /// predictor pod that is not going away (reached through the API server's pod proxy).
+    async fn predict(&self) -> String {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
+        eventually(
+            Duration::from_secs(30),
+            "a prediction from a Ready predictor pod",
+            || {
+                let pods = pods.clone();
+                async move {
+                    let serving = pods
+                        .list(&ListParams::default().labels("component=predictor"))
+                        .await
+                        .ok()?
+                        .items
+                        .into_iter()
+                        .find(|p| {
+                            p.metadata.deletion_timestamp.is_none()
+                                && p.status
+                                    .as_ref()
+                                    .and_then(|s| s.conditions.as_ref())
+                                    .is_some_and(|cs| {
+                                        cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                                    })
+                        })?;
+                    let path = format!(
+                        "/api/v1/namespaces/{}/pods/{}:8080/proxy/v1/models/fraud:predict",
+                        self.ns,
+                        serving.name_any()
+                    );
+                    let request = http::Request::post(path)
+                        .header("Content-Type", "application/json")
+                        .body(br#"{"instances": [[2, 2], [0, 2]]}"#.to_vec())
+                        .ok()?;
+                    self.client.request_text(request).await.ok()
+                }
+            },
+        )
+        .await
     }
 
-    fn release(&self) {
-        if let Ok(mut h) = self.held.lock() {
-            h.clear();
-        }
+    /// The model file stops being a model: a predictor pod that starts now fails to load it
+    /// and never turns Ready (those serving loaded it before).
+    fn break_model(&self) {
+        std::fs::write(&self.model, b"not a model").expect("overwrite the model");
     }
+
+    /// The trained model back: the failing server's next restart loads it and turns Ready.
+    fn restore_model(&self) {
+        std::fs::write(&self.model, &self.trained).expect("restore the model");
+    }
+}
+
+/// Runs the training Job on the node as uid 1000 with fsGroup 1000 onto the `models` volume;
+/// returns the model file's path on this machine.
+async fn train(
+    cluster: &nbg_e2e::Cluster,
+    client: &Client,
+    ns: &str,
+    volume: &std::path::Path,
+) -> PathBuf {
+    let image = kserve::sklearn_runtime_image().expect("the runtime image");
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": "train-model"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
+            "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": "models"}}],
+            "containers": [{"name": "train", "image": image, "imagePullPolicy": "IfNotPresent",
+                            "command": ["python", "-c", TRAIN],
+                            "volumeMounts": [{"name": "models", "mountPath": "/mnt/models"}]}]
+        }}}
+    }))
+    .expect("a Job");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    jobs.create(&PostParams::default(), &job)
+        .await
+        .expect("create the training Job");
+    let outcome = eventually(Duration::from_secs(90), "the training Job ends", || async {
+        let status = jobs.get("train-model").await.ok()?.status?;
+        (status.succeeded.unwrap_or(0) + status.failed.unwrap_or(0) > 0)
+            .then(|| status.succeeded.unwrap_or(0) > 0)
+    })
+    .await;
+    let (_, log, _) = cluster.kubectl(&["logs", "-n", ns, "job/train-model"], None);
+    assert!(outcome, "the training Job failed: {log}");
+    let model = volume.join("fraud/model.joblib");
+    let meta = std::fs::metadata(&model).expect("model.joblib on the volume");
+    println!(
+        "training Job: {} ({} bytes, uid {} gid {})",
+        log.trim(),
+        meta.len(),
+        meta.uid(),
+        meta.gid()
+    );
+    assert_eq!(meta.uid(), 1000, "written by the pod's user");
+    assert_eq!(
+        std::fs::metadata(volume).expect("the volume").gid(),
+        1000,
+        "the kubelet gave the volume the pod's fsGroup"
+    );
+    model
 }
 
 fn marker_of(d: &Deployment) -> Option<String> {
@@ -216,8 +329,9 @@ async fn never_succeeded(s: &Serving, nvj: &str, window: Duration) {
 
 async fn succeeded(s: &Serving, nvj: &str) -> TriggerRecord {
     let log = s.controller.process.log.display().to_string();
+    // The failing server restarts with the kubelet's back-off (10 s, 20 s, 40 s, ...).
     eventually(
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         &format!("{nvj} recorded Succeeded (log {log})"),
         || async {
             s.record(nvj)
@@ -230,14 +344,20 @@ async fn succeeded(s: &Serving, nvj: &str) -> TriggerRecord {
 
 /// One run restarts the predictor once; its record turns Succeeded only once the new pod is
 /// Ready, never while it is not; a SIGKILL of the controller mid-rollout changes nothing.
-async fn one_restart_recorded_when_ready(plane: &PrivateControlPlane) {
-    let mut s = Serving::start(plane, "kserve-one", &[]).await;
+async fn one_restart_recorded_when_ready(node: &RealNode) {
+    let mut s = Serving::start(node, "kserve-one", &[]).await;
+    let answer = s.predict().await;
+    println!("the served model predicts {answer}");
+    assert_eq!(
+        answer, r#"{"predictions":[1,0]}"#,
+        "the trained model answers"
+    );
     let before = s.predictor().await;
     let generation = before.metadata.generation;
     let nvj = s.nvj("train").await;
     let run = run_of(&nvj);
-    // The new predictor pod carries the run in its template annotations: held unready.
-    s.hold(&run);
+    // The new predictor pod cannot load the model.
+    s.break_model();
     mark_succeeded(&s.nvjs, &nvj).await.expect("succeed");
     let rolled = eventually(
         Duration::from_secs(30),
@@ -259,15 +379,20 @@ async fn one_restart_recorded_when_ready(plane: &PrivateControlPlane) {
     // SIGKILL mid-rollout, as a crash would; the restarted controller must not restart again.
     s.controller.restart();
     never_succeeded(&s, "train", Duration::from_secs(5)).await;
-    s.release();
+    s.restore_model();
     let released = Instant::now();
     let record = succeeded(&s, "train").await;
     println!(
-        "one restart: Succeeded {:.1} s after the new pod may turn Ready: {:?}",
+        "one restart: Succeeded {:.1} s after the model was put back (the server's next restart, then its readiness probe): {:?}",
         released.elapsed().as_secs_f64(),
         record.message
     );
     assert_eq!(record.run, run);
+    let answer = s.predict().await;
+    assert_eq!(
+        answer, r#"{"predictions":[1,0]}"#,
+        "the new pod serves the trained model"
+    );
     let after = s.predictor().await;
     assert_eq!(
         after.metadata.generation,
@@ -289,13 +414,12 @@ async fn one_restart_recorded_when_ready(plane: &PrivateControlPlane) {
 
 /// Two NVJs succeed in the same second: each record turns Succeeded only once a rollout that
 /// carries its own restart or a later one has completed.
-async fn two_runs_in_the_same_second(plane: &PrivateControlPlane) {
-    let s = Serving::start(plane, "kserve-two", &[]).await;
+async fn two_runs_in_the_same_second(node: &RealNode) {
+    let s = Serving::start(node, "kserve-two", &[]).await;
     let a = s.nvj("train-a").await;
     let b = s.nvj("train-b").await;
     let (run_a, run_b) = (run_of(&a), run_of(&b));
-    s.hold(&run_a);
-    s.hold(&run_b);
+    s.break_model();
     let (ra, rb) = tokio::join!(mark_succeeded(&s.nvjs, &a), mark_succeeded(&s.nvjs, &b));
     ra.expect("a");
     rb.expect("b");
@@ -305,7 +429,7 @@ async fn two_runs_in_the_same_second(plane: &PrivateControlPlane) {
             .await
             .is_none_or(|r| r.outcome != TriggerOutcome::Succeeded)
     );
-    s.release();
+    s.restore_model();
     let (record_a, record_b) = (
         succeeded(&s, "train-a").await,
         succeeded(&s, "train-b").await,
@@ -333,11 +457,11 @@ async fn two_runs_in_the_same_second(plane: &PrivateControlPlane) {
 
 /// The new predictor pod never turns Ready: past the rollout deadline (15 s here, 10 minutes by
 /// default) the record is InProgress saying where the rollout stands - never Succeeded.
-async fn a_predictor_that_never_turns_ready(plane: &PrivateControlPlane) {
+async fn a_predictor_that_never_turns_ready(node: &RealNode) {
     let args = ["--rollout-deadline".to_string(), "15s".to_string()];
-    let s = Serving::start(plane, "kserve-stuck", &args).await;
+    let s = Serving::start(node, "kserve-stuck", &args).await;
     let nvj = s.nvj("train").await;
-    s.hold(&run_of(&nvj));
+    s.break_model();
     mark_succeeded(&s.nvjs, &nvj).await.expect("succeed");
     let log = s.controller.process.log.display().to_string();
     let started = Instant::now();
@@ -372,11 +496,10 @@ async fn a_predictor_that_never_turns_ready(plane: &PrivateControlPlane) {
 
 #[tokio::test]
 async fn inference_service_restarts_on_the_real_kserve() {
-    let plane = PrivateControlPlane::start("kserve-cluster", &[])
-        .expect("a control plane of this test's own");
-    let kserve = KServe::start(&plane.cluster).expect("the KServe manager");
-    one_restart_recorded_when_ready(&plane).await;
-    two_runs_in_the_same_second(&plane).await;
-    a_predictor_that_never_turns_ready(&plane).await;
+    let node = RealNode::start("kserve-cluster").expect("a control plane with a real node");
+    let kserve = KServe::start(&node.plane.cluster).expect("the KServe manager");
+    one_restart_recorded_when_ready(&node).await;
+    two_runs_in_the_same_second(&node).await;
+    a_predictor_that_never_turns_ready(&node).await;
     drop(kserve);
 }

@@ -240,8 +240,10 @@ pub struct RootfsSpec {
     pub user: String,
     pub env: Vec<String>,
     pub working_dir: String,
-    /// The command when the pod names none (`Cmd`); no entrypoint, so a pod's `command` is run
-    /// as written.
+    /// The program a pod's `args` are given to (`Entrypoint`; a model server's); empty: none, so
+    /// a pod's `command` is run as written.
+    pub entrypoint: Vec<String>,
+    /// The command when the pod names none (`Cmd`).
     pub cmd: Vec<String>,
     pub created: u64,
     pub labels: BTreeMap<String, String>,
@@ -257,13 +259,16 @@ pub fn write_rootfs_archive(spec: &RootfsSpec, output: &Path) -> anyhow::Result<
             spec.rootfs.display()
         );
     }
-    let image_config = json!({
+    let mut image_config = json!({
         "User": spec.user,
         "Env": spec.env,
         "Cmd": spec.cmd,
         "WorkingDir": spec.working_dir,
         "Labels": spec.labels,
     });
+    if !spec.entrypoint.is_empty() {
+        image_config["Entrypoint"] = json!(spec.entrypoint);
+    }
     let history = format!("oci-image rootfs: {}", spec.reference);
     write_layout(
         &spec.reference,

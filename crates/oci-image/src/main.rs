@@ -57,6 +57,9 @@ enum Command {
         env: Vec<String>,
         #[arg(long, default_value = "/")]
         working_dir: String,
+        /// The entrypoint (repeatable, in order): what a pod's args are given to.
+        #[arg(long = "entrypoint")]
+        entrypoint: Vec<String>,
         /// The default command (repeatable, in order).
         #[arg(long = "cmd")]
         cmd: Vec<String>,
@@ -108,6 +111,7 @@ fn main() -> std::process::ExitCode {
             user,
             env,
             working_dir,
+            entrypoint,
             cmd,
             created,
             labels,
@@ -118,6 +122,7 @@ fn main() -> std::process::ExitCode {
                 user,
                 env,
                 working_dir,
+                entrypoint,
                 cmd,
                 created,
                 labels: labels.into_iter().collect::<BTreeMap<_, _>>(),

@@ -22,7 +22,15 @@ use crate::harness::process::{LocalProcess, free_port};
 
 pub struct KServe {
     pub process: LocalProcess,
+    /// Removes the pod mutator's registration when the manager stops (pods of InferenceServices
+    /// could not be created without it).
+    cluster: Cluster,
 }
+
+/// KServe's pod mutator (its `MutatingWebhookConfiguration` in config/webhook): it mounts a
+/// `pvc://` storage URI's claim into the predictor pod (or adds the storage initializer for
+/// other URIs). Without it, the model server starts with no model.
+const POD_MUTATOR: &str = "inferenceservice.serving.kserve.io";
 
 /// The InferenceServices of one namespace.
 pub fn inference_services(
@@ -114,6 +122,14 @@ pub fn install_crds(cluster: &Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The sklearn runtime's image: `kserve/sklearnserver:v<the KServe version>`.
+pub fn sklearn_runtime_image() -> anyhow::Result<String> {
+    let source = build_binaries(&["--source", "kserve"])?;
+    let version = std::fs::read_to_string(source.join("python/VERSION"))
+        .context("the KServe module's python/VERSION")?;
+    Ok(format!("kserve/sklearnserver:v{}", version.trim()))
+}
+
 impl KServe {
     /// Installs KServe's configuration and sklearn runtime on `cluster` (its CRDs are there
     /// already: [`install_crds`]) and starts the manager; returns once it runs. The binary is
@@ -131,18 +147,13 @@ impl KServe {
             &["apply", "--server-side", "--force-conflicts", "-f", "-"],
             Some(&cm),
         )?;
+        // The image by the name KServe's release manifests give it (its kustomization replaces
+        // the placeholder): what hack/node-images.sh builds for a real node.
+        let runtime = std::fs::read_to_string(config.join("runtimes/kserve-sklearnserver.yaml"))?
+            .replace("kserve-sklearnserver:replace", &sklearn_runtime_image()?);
         cluster.kubectl_ok(
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                &config
-                    .join("runtimes/kserve-sklearnserver.yaml")
-                    .display()
-                    .to_string(),
-            ],
-            None,
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            Some(&runtime),
         )?;
 
         // The webhook server always starts and wants a certificate; nothing registers the
@@ -165,6 +176,9 @@ impl KServe {
                 "1",
                 "-subj",
                 "/CN=kserve-webhook",
+                // The API server calls the pod mutator at 127.0.0.1.
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
             ])
             .arg("-keyout")
             .arg(certs.join("tls.key"))
@@ -175,11 +189,12 @@ impl KServe {
         if !status.success() {
             bail!("openssl could not make the webhook certificate");
         }
+        let webhook_port = free_port();
         let mut cmd = Command::new(&binary);
         cmd.args([
             "--metrics-addr=0",
             "--health-probe-addr=0",
-            &format!("--webhook-port={}", free_port()),
+            &format!("--webhook-port={webhook_port}"),
             "--leader-elect=false",
         ])
         .env("KUBECONFIG", &cluster.kubeconfig)
@@ -200,6 +215,50 @@ impl KServe {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Ok(Self { process })
+        register_pod_mutator(cluster, webhook_port, &certs.join("tls.crt"))?;
+        Ok(Self {
+            process,
+            cluster: cluster.clone(),
+        })
+    }
+}
+
+/// Registers the manager's pod mutator as KServe's install does, at the manager's webhook port
+/// on this machine instead of its Service.
+fn register_pod_mutator(cluster: &Cluster, port: u16, cert: &Path) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let ca = base64::engine::general_purpose::STANDARD.encode(std::fs::read(cert)?);
+    let config = serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": POD_MUTATOR},
+        "webhooks": [{
+            "name": "inferenceservice.kserve-webhook-server.pod-mutator",
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/mutate-pods"), "caBundle": ca},
+            "failurePolicy": "Fail", "sideEffects": "None", "reinvocationPolicy": "IfNeeded",
+            "admissionReviewVersions": ["v1beta1"],
+            "namespaceSelector": {"matchExpressions": [{"key": "control-plane", "operator": "DoesNotExist"}]},
+            "objectSelector": {"matchExpressions": [{"key": "serving.kserve.io/inferenceservice", "operator": "Exists"}]},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]
+        }]
+    });
+    cluster.kubectl_ok(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        Some(&config.to_string()),
+    )?;
+    Ok(())
+}
+
+impl Drop for KServe {
+    fn drop(&mut self) {
+        let _ = self.cluster.kubectl(
+            &[
+                "delete",
+                "mutatingwebhookconfiguration",
+                POD_MUTATOR,
+                "--ignore-not-found",
+                "--wait=false",
+            ],
+            None,
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::api::{Api, PostParams};
@@ -30,6 +30,9 @@ pub struct RealNode {
     pub root_user_image: String,
     pub named_user_image: String,
 }
+
+/// The node's name (hack/local-node.sh's default).
+pub const NODE_NAME: &str = "nbg-node";
 
 /// The project's version: the images' tag.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -119,5 +122,46 @@ impl RealNode {
             .await
             .with_context(|| format!("creating the EndpointSlice of Service {ns}/{name}"))?;
         Ok(format!("{name}.{ns}.svc.cluster.local"))
+    }
+
+    /// A PersistentVolumeClaim `claim` in `ns` bound to a `local` PersistentVolume on the node
+    /// (what a cluster's local-volume provisioner makes): returns the volume's directory on
+    /// this machine. A `local` volume, unlike `hostPath`, gets the pod's `fsGroup`: the kubelet
+    /// gives the directory that group, so a non-root model server or notebook can write it.
+    pub async fn local_volume(
+        &self,
+        client: &Client,
+        ns: &str,
+        claim: &str,
+    ) -> anyhow::Result<std::path::PathBuf> {
+        let name = format!("{ns}-{claim}");
+        let dir = self.plane.dir().join("volumes").join(&name);
+        std::fs::create_dir_all(&dir)?;
+        let dir = dir.canonicalize()?;
+        let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {
+                "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+                "claimRef": {"namespace": ns, "name": claim},
+                "local": {"path": dir.display().to_string()},
+                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]}]}]}}
+            }
+        }))?;
+        Api::<PersistentVolume>::all(client.clone())
+            .create(&PostParams::default(), &pv)
+            .await
+            .with_context(|| format!("creating PersistentVolume {name}"))?;
+        let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": claim},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": name,
+                     "resources": {"requests": {"storage": "1Gi"}}}
+        }))?;
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &pvc)
+            .await
+            .with_context(|| format!("creating PersistentVolumeClaim {ns}/{claim}"))?;
+        Ok(dir)
     }
 }
