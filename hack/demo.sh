@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `just demo`: the train -> validate -> reload flow on this machine, with no cluster needed.
-# Builds (once, cached) the control-plane, KServe and Argo CD binaries, the notebook Python
-# environment and our binaries, starts the local control plane if it is not running, plays the
+# Builds (once, cached) the control-plane, node, KServe and Argo CD binaries, our binaries and
+# the images the node runs, starts the local control plane with a real node if it is not
+# running (hack/local-node.sh; it needs root), plays the
 # demo (e2e/src/demo/), and stops everything it started - at the end, on Ctrl-C, or on failure.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -37,7 +38,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # `--no-kserve`, `--no-argocd`: the demo plays KServe's or Argo CD's part, so it is not built.
-components=(etcd kube-apiserver kube-controller-manager kubectl helm kserve argocd)
+components=(etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet kube-proxy coredns helm kserve argocd)
 for arg in "$@"; do
   case "$arg" in
     --no-kserve) components=("${components[@]/kserve/}") ;;
@@ -50,17 +51,17 @@ step "Kubernetes, KServe and Argo CD binaries (built from source once - about 12
 # The real Argo CD runs redis beside its components.
 case " ${components[*]} " in *" argocd "*) install_missing redis-server:redis-server ;; esac
 
-step "notebook Python environment (papermill, ipykernel, nbformat from PyPI, pinned; once)"
-"$here/python-env.sh" >/dev/null
-
 step "our binaries (cargo; several minutes the first time)"
 cargo build -p nvj-validator -p trigger-controller -p nbg-e2e --bin nvj-validator --bin trigger-controller --bin demo
+step "the images the node runs: nvj-validator's (its runner), then the notebook runner and KServe's sklearn server (built once, a few minutes)"
+"$here/images.sh" "${CARGO_TARGET_DIR:-$repo/target}/images"
 
 step "local control plane"
 if ! "$here/local-cluster.sh" status | grep -q '^api: ready'; then
   started_cluster=1
 fi
-"$here/local-cluster.sh" up
+# The pods run on a real node (a running control plane without one is restarted with one).
+NBG_NODE=real NBG_NODE_IMAGE_DIR="${CARGO_TARGET_DIR:-$repo/target}/images" "$here/local-cluster.sh" up
 
 step "the demo"
 # In its own process group, so everything it starts stops with it.

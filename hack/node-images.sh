@@ -2,9 +2,10 @@
 # The images the local node runs besides the controllers' (`hack/images.sh`), built without a
 # container runtime and cached outside the repository, keyed by their inputs:
 #   pause           the pod sandbox (crates/oci-image's `pause`, statically linked)
-#   notebook-runner Debian bookworm (mmdebstrap) with python3, git and the pinned papermill,
-#                   ipykernel and nbformat of hack/python/requirements.txt in /opt/notebook,
-#                   running as uid 1000 - a notebook image for validation pods
+#   notebook-runner Debian bookworm (mmdebstrap) with python3, git, the pinned papermill,
+#                   ipykernel and nbformat of hack/python/requirements.txt and scikit-learn
+#                   (hack/python/notebook-image-requirements.txt) in /opt/notebook, running as
+#                   uid 1000 - a notebook image for validation pods
 #   kserve-sklearnserver
 #                   KServe's sklearn model server (python/sklearnserver of the KServe module,
 #                   kserve and scikit-learn from PyPI, pinned in
@@ -27,6 +28,10 @@ cd "$repo"
 
 out="$NBG_CACHE_DIR/images"
 mkdir -p "$out"
+# One build at a time (tests starting nodes side by side call this together); the others then
+# find the images built.
+exec 9>"$out/.lock"
+flock 9
 triple=x86_64-unknown-linux-gnu
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)"
@@ -74,7 +79,7 @@ done
 
 # The notebook runner: rebuilt when the Python pins or this recipe change.
 install_missing mmdebstrap:mmdebstrap
-runner_key="$( (cat hack/python/requirements.txt; sed -n '/# notebook-runner recipe/,/# end of the notebook-runner recipe/p' "$0") | sha256sum | cut -c1-12)"
+runner_key="$( (cat hack/python/requirements.txt hack/python/notebook-image-requirements.txt; sed -n '/# notebook-runner recipe/,/# end of the notebook-runner recipe/p' "$0") | sha256sum | cut -c1-12)"
 runner_ref="ghcr.io/notebook-gitops/notebook-runner:$version-$runner_key"
 runner_archive="$out/notebook-runner-$runner_key.oci.tar"
 if [ ! -f "$runner_archive" ]; then
@@ -84,18 +89,18 @@ if [ ! -f "$runner_archive" ]; then
   # Wheels come through the host's pip (its index and certificates); the image installs them
   # offline. The host's Python and bookworm's are both 3.11.
   log "downloading the notebook runner's wheels"
-  python3 -m pip download --quiet --disable-pip-version-check -r hack/python/requirements.txt -d "$work/wheels" >&2
-  cp hack/python/requirements.txt "$work/requirements.txt"
+  python3 -m pip download --quiet --disable-pip-version-check -r hack/python/notebook-image-requirements.txt -d "$work/wheels" >&2
+  cp hack/python/requirements.txt hack/python/notebook-image-requirements.txt "$work/"
   # notebook-runner recipe (changing anything below rebuilds the image)
   log "building the notebook runner's root file system (Debian bookworm, mmdebstrap)"
   # The host's pip settings (a wheel directory, its certificates) are not the image's.
   env -u PIP_FIND_LINKS -u PIP_CERT SOURCE_DATE_EPOCH=0 mmdebstrap --quiet --variant=apt --include=python3,python3-venv,git \
-    --customize-hook="cp -r '$work/wheels' '$work/requirements.txt' \"\$1/tmp/\"" \
+    --customize-hook="cp -r '$work/wheels' '$work/requirements.txt' '$work/notebook-image-requirements.txt' \"\$1/tmp/\"" \
     --customize-hook='chroot "$1" python3 -m venv /opt/notebook' \
-    --customize-hook='chroot "$1" /opt/notebook/bin/pip install --quiet --no-index --find-links /tmp/wheels --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt' \
+    --customize-hook='chroot "$1" /opt/notebook/bin/pip install --quiet --no-index --find-links /tmp/wheels --no-cache-dir --disable-pip-version-check -r /tmp/notebook-image-requirements.txt' \
     --customize-hook='chroot "$1" /opt/notebook/bin/python -m ipykernel install --sys-prefix --name python3' \
     --customize-hook='chroot "$1" useradd --uid 1000 --user-group --create-home --home-dir /home/notebook notebook' \
-    --customize-hook='rm -rf "$1/tmp/wheels" "$1/tmp/requirements.txt" "$1/var/cache/apt/"* "$1/var/lib/apt/lists/"*' \
+    --customize-hook='rm -rf "$1/tmp/wheels" "$1/tmp/"*requirements.txt "$1/var/cache/apt/"* "$1/var/lib/apt/lists/"*' \
     bookworm "$work/rootfs.tar" http://deb.debian.org/debian >&2
   "$oci_image" rootfs --rootfs "$work/rootfs.tar" --reference "$runner_ref" --output "$work/image.oci.tar" \
     --user 1000:1000 --working-dir /home/notebook --cmd python3 \
@@ -138,7 +143,7 @@ if [ ! -f "$sklearn_archive" ]; then
     --customize-hook='chroot "$1" python3 -m venv /opt/kserve' \
     --customize-hook='chroot "$1" /opt/kserve/bin/pip install --quiet --no-index --find-links /tmp/wheels --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt' \
     --customize-hook='chroot "$1" useradd --uid 1000 --user-group --create-home --home-dir /home/kserve kserve' \
-    --customize-hook='rm -rf "$1/tmp/wheels" "$1/tmp/requirements.txt" "$1/var/cache/apt/"* "$1/var/lib/apt/lists/"*' \
+    --customize-hook='rm -rf "$1/tmp/wheels" "$1/tmp/"*requirements.txt "$1/var/cache/apt/"* "$1/var/lib/apt/lists/"*' \
     bookworm "$work/rootfs.tar" http://deb.debian.org/debian >&2
   "$oci_image" rootfs --rootfs "$work/rootfs.tar" --reference "$sklearn_ref" --output "$work/image.oci.tar" \
     --user 1000:1000 --working-dir /home/kserve --entrypoint=python --entrypoint=-m --entrypoint=sklearnserver \

@@ -1,11 +1,10 @@
 //! `just demo`'s scenario as tests, so the README's first command cannot rot: the three acts
-//! play out exactly as the demo shows them - with the real Argo CD and KServe on a control
-//! plane of the test's own (Argo CD replaces the shared plane's test-only Application CRD),
-//! and with both played (`--no-argocd --no-kserve`) on the shared one.
+//! play out exactly as the demo shows them, each on a control plane of its own with a real node
+//! (the validation pods and the model server in containers): with the real Argo CD and KServe,
+//! and with both played (`--no-argocd --no-kserve`).
 
 use nbg_e2e::demo::{self, DemoConfig, DemoSummary, Timeline};
-use nbg_e2e::harness::control_plane::PrivateControlPlane;
-use nbg_e2e::{Cluster, TestNamespace};
+use nbg_e2e::harness::real_node::RealNode;
 
 fn check(summary: &DemoSummary) {
     summary.print();
@@ -25,7 +24,8 @@ fn check(summary: &DemoSummary) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve() {
-    let plane = PrivateControlPlane::start("demo-argocd", &[]).expect("control plane");
+    let node = RealNode::start("demo-argocd").expect("a control plane with a real node");
+    let plane = &node.plane;
     let config = DemoConfig {
         namespace: "fraud-detection".into(),
         argocd_namespace: "argocd".into(),
@@ -52,16 +52,14 @@ async fn the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve() {
 
 #[tokio::test]
 async fn the_demo_plays_its_three_acts_without_argo_cd_and_kserve() {
-    let cluster = Cluster::get();
-    let ns = TestNamespace::new(&cluster, "demo").await;
-    let argo = TestNamespace::new(&cluster, "demo-argocd").await;
+    let node = RealNode::start("demo-played").expect("a control plane with a real node");
     let config = DemoConfig {
-        namespace: ns.name.clone(),
-        argocd_namespace: argo.name.clone(),
+        namespace: "fraud-detection".into(),
+        argocd_namespace: "argocd".into(),
         real_kserve: false,
         real_argocd: false,
     };
-    let summary = demo::run(&cluster, &config, &Timeline::new())
+    let summary = demo::run(&node.plane.cluster, &config, &Timeline::new())
         .await
         .expect("the demo runs");
     check(&summary);

@@ -21,8 +21,34 @@ const EXAMPLE_DIR: &str = "manifests/examples/fraud-detection";
 /// Who trigger-controller's sync operations are initiated by.
 const TRIGGER_CONTROLLER: &str = "trigger-controller";
 
+/// Where the example meets this machine: the demo's cluster has no `git.example.com` and no
+/// registry, so the NVJ clones the notebooks from the demo's git server (by its Service's cluster
+/// DNS name) and runs in the notebook-runner image built here.
+pub struct Site {
+    /// The notebooks repository's URL for pods.
+    pub notebook_repo: String,
+    /// The notebook image on the node.
+    pub notebook_image: String,
+}
+
+impl Site {
+    /// The example's NVJ as deployed here (other objects as they are).
+    fn localise(&self, doc: &mut Value) {
+        if !is_kind(doc, "NotebookValidationJob") {
+            return;
+        }
+        for source in ["notebook", "goldenNotebook"] {
+            if let Some(url) = doc.pointer_mut(&format!("/spec/{source}/git/url")) {
+                *url = json!(self.notebook_repo);
+            }
+        }
+        doc["spec"]["podConfig"]["containerImage"] = json!(self.notebook_image);
+        doc["spec"]["podConfig"]["imagePullPolicy"] = json!("IfNotPresent");
+    }
+}
+
 /// The example's manifests as committed: (file name, object).
-fn example_manifests() -> anyhow::Result<Vec<(String, Value)>> {
+fn example_manifests_as_committed() -> anyhow::Result<Vec<(String, Value)>> {
     let dir = repo_root().join(EXAMPLE_DIR);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -76,6 +102,7 @@ pub enum Mode {
 /// Argo CD as the demo drives and watches it.
 pub struct ArgoCd {
     pub mode: Mode,
+    site: Site,
     apps: Api<DynamicObject>,
     cluster_ns: String,
     argo_ns: String,
@@ -93,13 +120,13 @@ impl ArgoCd {
     pub fn start(
         cluster: &Cluster,
         client: &Client,
-        ns: &str,
-        argo_ns: &str,
-        real: bool,
+        config: &super::DemoConfig,
         git: &GitServer,
+        site: Site,
         t: &Timeline,
     ) -> anyhow::Result<Self> {
-        let mode = if real {
+        let (ns, argo_ns) = (config.namespace.as_str(), config.argocd_namespace.as_str());
+        let mode = if config.real_argocd {
             if argo_ns != ARGOCD_NAMESPACE {
                 bail!("the real Argo CD runs in namespace {ARGOCD_NAMESPACE}, not {argo_ns}");
             }
@@ -129,6 +156,7 @@ impl ArgoCd {
         };
         Ok(Self {
             mode,
+            site,
             apps: applications(client, argo_ns),
             cluster_ns: ns.to_string(),
             argo_ns: argo_ns.to_string(),
@@ -136,6 +164,15 @@ impl ArgoCd {
             synced_runs: Vec::new(),
             last_operation: None,
         })
+    }
+
+    /// The example's manifests as this cluster runs them.
+    fn example_manifests(&self) -> anyhow::Result<Vec<(String, Value)>> {
+        let mut manifests = example_manifests_as_committed()?;
+        for (_, doc) in &mut manifests {
+            self.site.localise(doc);
+        }
+        Ok(manifests)
     }
 
     pub fn is_real(&self) -> bool {
@@ -151,7 +188,8 @@ impl ArgoCd {
         app["spec"]["destination"]["namespace"] = json!(self.cluster_ns);
         match &self.mode {
             Mode::Real { deploy, .. } => {
-                let files: Vec<(String, String)> = example_manifests()?
+                let files: Vec<(String, String)> = self
+                    .example_manifests()?
                     .into_iter()
                     .map(|(name, doc)| {
                         Ok((
@@ -166,8 +204,8 @@ impl ArgoCd {
                 t.say(
                     "git",
                     format!(
-                        "commit {} of fraud-detection-deploy adds {EXAMPLE_DIR}/ as in this repository",
-                        &commit[..8]
+                        "commit {} of fraud-detection-deploy adds {EXAMPLE_DIR}/ as in this repository, the NVJ's notebooks at {} in {}",
+                        &commit[..8], self.site.notebook_repo, self.site.notebook_image
                     ),
                 );
                 // The example names the team's git host; the demo's repository is on this disk.
@@ -218,7 +256,7 @@ impl ArgoCd {
     ) -> anyhow::Result<()> {
         let ns = &self.cluster_ns;
         let mut manifests = String::new();
-        for (_, mut doc) in example_manifests()? {
+        for (_, mut doc) in self.example_manifests()? {
             if !which(&doc) {
                 continue;
             }
@@ -270,7 +308,8 @@ impl ArgoCd {
     ) -> anyhow::Result<()> {
         match &self.mode {
             Mode::Real { deploy, .. } => {
-                let (file, mut doc) = example_manifests()?
+                let (file, mut doc) = self
+                    .example_manifests()?
                     .into_iter()
                     .find(|(_, d)| is_kind(d, "NotebookValidationJob"))
                     .context("the example has no NVJ")?;

@@ -3,10 +3,12 @@
 //!
 //! On the local control plane: a git repository with the example's notebooks
 //! (`manifests/examples/notebooks/fraud-detection/`), nvj-validator and trigger-controller as
-//! local processes under their charts' RBAC, the kubelet double running validation pods (real
-//! git, papermill and kernel), the real Argo CD ([`argocd`]) syncing
+//! local processes under their charts' RBAC, a real node (containerd, the kubelet: the
+//! control plane must have one, `NBG_NODE=real`) running the validation pods in the
+//! notebook-runner image and the model server, the real Argo CD ([`argocd`]) syncing
 //! `manifests/examples/fraud-detection/` from a second repository, and the real KServe manager
-//! (Standard mode) serving the model and rolling its predictor Deployment on a restart. Without
+//! (Standard mode) serving the model with KServe's own sklearn server and rolling its predictor
+//! Deployment on a restart. Without
 //! them (`--no-argocd`, `--no-kserve`) the demo plays their part and says so.
 //!
 //! Act 1: Argo CD deploys the example; the training notebook runs and matches its golden
@@ -31,11 +33,13 @@ use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome, TriggerRecord};
 use serde_json::{Value, json};
 
 use crate::Cluster;
-use crate::harness::cluster::{notebook_python, repo_root, workspace_binary};
+use crate::harness::cluster::repo_root;
 use crate::harness::controller::{ChartedController, ControllerSpec};
 use crate::harness::git_server::{GitRepo, GitServer};
-use crate::harness::kubelet::{self, KubeletConfig, PodHandling};
-use argocd::ArgoCd;
+use crate::harness::real_node::{
+    host_ip_of, local_persistent_volume, project_image, service_to_host,
+};
+use argocd::{ArgoCd, Site};
 use k8s_openapi::api::apps::v1::Deployment;
 
 /// Whether a Deployment has rolled out its current template (observed, every replica updated
@@ -172,14 +176,14 @@ fn edit_cell(text: &str, cell: usize, from: &str, to: &str) -> anyhow::Result<St
     Ok(serde_json::to_string_pretty(&nb)?)
 }
 
-/// The example's training notebook saving the model with its test accuracy: a change to what
-/// the model server loads, with the same outputs, so it still matches its golden notebook.
+/// The example's training notebook saving the model compressed: a change to what the model
+/// server loads, with the same outputs, so it still matches its golden notebook.
 fn retrained_notebook() -> anyhow::Result<String> {
     edit_cell(
         &std::fs::read_to_string(notebooks_dir().join("train.ipynb"))?,
         5,
-        "\"bias\"]}",
-        "\"bias\"], \"accuracy\": accuracy}",
+        "\"model.joblib\"))",
+        "\"model.joblib\"), compress=3)",
     )
 }
 
@@ -189,8 +193,8 @@ fn broken_notebook() -> anyhow::Result<String> {
     edit_cell(
         &retrained_notebook()?,
         2,
-        "1.0 if r[\"foreign\"] else 0.0, 1.0]",
-        "1.0 if r[\"foreign\"] else 0.0, r[\"merchant_category\"], 1.0]",
+        "1.0 if r[\"foreign\"] else 0.0]",
+        "1.0 if r[\"foreign\"] else 0.0, r[\"merchant_category\"]]",
     )
 }
 
@@ -498,7 +502,21 @@ pub async fn run(
         ],
         None,
     );
-    let git = GitServer::start(&repo_root().join(format!("target/demo-git/{ns}")), None).await;
+    let host_ip = host_ip_of(cluster)?;
+    t.say(
+        "node",
+        format!(
+            "{} runs the pods in containers (containerd, runc, the kubelet; images built here)",
+            crate::harness::real_node::NODE_NAME
+        ),
+    );
+    // The team's git server: on this machine, found by pods as the Service `git`.
+    let git = GitServer::start_on(
+        host_ip,
+        &repo_root().join(format!("target/demo-git/{ns}")),
+        None,
+    )
+    .await;
     let repo = GitRepo::create(&git, "fraud-detection");
     let read = |f: &str| std::fs::read_to_string(notebooks_dir().join(f));
     let first = repo.commit(
@@ -508,29 +526,12 @@ pub async fn run(
         ],
         "Train the fraud model",
     );
-    t.say("git", format!("{REPO_URL} served locally at {}; commit {} adds notebooks/train.ipynb and its golden notebook", git.url("fraud-detection"), &first[..8]));
-    let mirror = git.root.join("mirror.gitconfig");
-    std::fs::write(
-        &mirror,
-        format!(
-            "[url \"{}\"]\n\tinsteadOf = {REPO_URL}\n",
-            git.url("fraud-detection")
-        ),
-    )?;
-
-    let _kubelet = kubelet::spawn(
-        client.clone(),
-        KubeletConfig {
-            node_env: vec![("GIT_CONFIG_GLOBAL".into(), mirror.display().to_string())],
-            // KServe's model server pods only turn Ready; validation pods run for real.
-            ready_only_labels: vec![("component".into(), "predictor".into())],
-            ..KubeletConfig::for_test(&[ns], PodHandling::RunCommands)
-        },
-    );
-    t.say(
-        "kubelet double",
-        "runs validation pods as local processes (real git, papermill and Jupyter kernel)",
-    );
+    let git_host = service_to_host(&client, host_ip, ns, "git", git.addr.port()).await?;
+    let site = Site {
+        notebook_repo: format!("http://{git_host}/fraud-detection.git"),
+        notebook_image: project_image("notebook-runner"),
+    };
+    t.say("git", format!("{REPO_URL} served in the cluster at {}; commit {} adds notebooks/train.ipynb and its golden notebook", site.notebook_repo, &first[..8]));
     let _kserve = if config.real_kserve {
         let kserve = crate::harness::kserve::KServe::start(cluster)
             .context("starting the KServe manager (hack/build-binaries.sh kserve builds it; --no-kserve plays its part instead)")?;
@@ -549,11 +550,8 @@ pub async fn run(
         );
         None
     };
-    let argocd = ArgoCd::start(cluster, &client, ns, argo_ns, config.real_argocd, &git, t)?;
-    if argocd.is_real() {
-        provide_volume(cluster, ns, t)?;
-    }
-    let python = notebook_python();
+    let argocd = ArgoCd::start(cluster, &client, config, &git, site, t)?;
+    provide_volume(cluster, &client, ns, t).await?;
     let validator = ChartedController::start(
         cluster,
         ControllerSpec {
@@ -563,11 +561,9 @@ pub async fn run(
             values: &[],
             args: &[
                 "--runner-image".into(),
-                "local/nvj-validator:demo".into(),
+                project_image("nvj-validator"),
                 "--runner-path".into(),
-                workspace_binary("nvj-validator").display().to_string(),
-                "--notebook-python".into(),
-                python.display().to_string(),
+                "/usr/local/bin/nvj-validator".into(),
                 "--retry-backoff".into(),
                 "1s".into(),
             ],
@@ -690,12 +686,12 @@ pub async fn run(
     t.heading("Act 2: a commit changes the training; the new run succeeds; the model server reloads, once");
     let second = repo.commit(
         &[("notebooks/train.ipynb", retrained_notebook()?)],
-        "Save the model with its test accuracy",
+        "Save the model compressed",
     );
     t.say(
         "git",
         format!(
-            "commit {} of fraud-detection: notebooks/train.ipynb saves the model with its accuracy",
+            "commit {} of fraud-detection: notebooks/train.ipynb saves the model compressed",
             &second[..8]
         ),
     );
@@ -819,26 +815,22 @@ pub async fn run(
 
 /// The real Argo CD waits for the example's claim to be Bound (its health); the local control
 /// plane has no storage provisioner, so the demo provides the volume one would.
-fn provide_volume(cluster: &Cluster, ns: &str, t: &Timeline) -> anyhow::Result<()> {
+async fn provide_volume(
+    cluster: &Cluster,
+    client: &Client,
+    ns: &str,
+    t: &Timeline,
+) -> anyhow::Result<()> {
     let name = format!("{ns}-fraud-models");
     let dir = repo_root().join(format!("target/demo-volumes/{name}"));
-    std::fs::create_dir_all(&dir)?;
-    // The API server refuses a path with `..`.
-    let dir = dir.canonicalize()?;
-    // One an earlier demo bound keeps that claim's uid: replaced.
-    let _ = cluster.kubectl(
-        &["delete", "pv", &name, "--ignore-not-found", "--wait=false"],
-        None,
-    );
-    let pv = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
-        "spec": {"capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteOnce"],
-                 "persistentVolumeReclaimPolicy": "Retain",
-                 "claimRef": {"namespace": ns, "name": "fraud-models"},
-                 "hostPath": {"path": dir.display().to_string()}}});
-    cluster.kubectl_ok(&["apply", "-f", "-"], Some(&pv.to_string()))?;
+    // One an earlier demo bound keeps that claim's uid: replaced, with what the model it held.
+    let _ = cluster.kubectl(&["delete", "pv", &name, "--ignore-not-found"], None);
+    let _ = std::fs::remove_dir_all(&dir);
+    // As much as the example's claim asks for.
+    local_persistent_volume(client, &name, "5Gi", &dir, ns, "fraud-models").await?;
     t.say(
         "storage",
-        format!("PersistentVolume {name} for claim {ns}/fraud-models (what a cluster's provisioner would make)"),
+        format!("PersistentVolume {name} (local, on the node) for claim {ns}/fraud-models (what a cluster's provisioner would make)"),
     );
     Ok(())
 }

@@ -12,6 +12,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::api::{Api, PostParams};
 
+use crate::Cluster;
 use crate::harness::cluster::repo_root;
 use crate::harness::control_plane::PrivateControlPlane;
 use crate::harness::process::as_from_a_shell;
@@ -85,17 +86,14 @@ impl RealNode {
         Ok(Self {
             plane,
             host_ip: Ipv4Addr::new(10, 201, k, 1),
-            validator_image: format!("ghcr.io/notebook-gitops/nvj-validator:{VERSION}"),
+            validator_image: project_image("nvj-validator"),
             notebook_image,
             root_user_image,
             named_user_image,
         })
     }
 
-    /// A Service `name` in `ns` (port 80) for a server on the host at `port` of the host end of
-    /// the link: what an in-cluster server (a Gitea, a model store) is to pods. Returns its
-    /// cluster DNS name, which pods resolve through the node's CoreDNS and reach through
-    /// kube-proxy, as on any cluster.
+    /// A Service `name` in `ns` for a server on the host: [`service_to_host`].
     pub async fn service_to_host(
         &self,
         client: &Client,
@@ -103,31 +101,11 @@ impl RealNode {
         name: &str,
         port: u16,
     ) -> anyhow::Result<String> {
-        let service: Service = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name},
-            "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": port}]}
-        }))?;
-        Api::<Service>::namespaced(client.clone(), ns)
-            .create(&PostParams::default(), &service)
-            .await
-            .with_context(|| format!("creating Service {ns}/{name}"))?;
-        let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": format!("{name}-host"), "labels": {"kubernetes.io/service-name": name}},
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": [self.host_ip.to_string()], "conditions": {"ready": true}}],
-            "ports": [{"name": "http", "port": port, "protocol": "TCP"}]
-        }))?;
-        Api::<EndpointSlice>::namespaced(client.clone(), ns)
-            .create(&PostParams::default(), &slice)
-            .await
-            .with_context(|| format!("creating the EndpointSlice of Service {ns}/{name}"))?;
-        Ok(format!("{name}.{ns}.svc.cluster.local"))
+        service_to_host(client, self.host_ip, ns, name, port).await
     }
 
     /// A PersistentVolumeClaim `claim` in `ns` bound to a `local` PersistentVolume on the node
-    /// (what a cluster's local-volume provisioner makes): returns the volume's directory on
-    /// this machine. A `local` volume, unlike `hostPath`, gets the pod's `fsGroup`: the kubelet
-    /// gives the directory that group, so a non-root model server or notebook can write it.
+    /// ([`local_persistent_volume`]): returns the volume's directory on this machine.
     pub async fn local_volume(
         &self,
         client: &Client,
@@ -136,23 +114,7 @@ impl RealNode {
     ) -> anyhow::Result<std::path::PathBuf> {
         let name = format!("{ns}-{claim}");
         let dir = self.plane.dir().join("volumes").join(&name);
-        std::fs::create_dir_all(&dir)?;
-        let dir = dir.canonicalize()?;
-        let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name},
-            "spec": {
-                "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
-                "claimRef": {"namespace": ns, "name": claim},
-                "local": {"path": dir.display().to_string()},
-                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]}]}]}}
-            }
-        }))?;
-        Api::<PersistentVolume>::all(client.clone())
-            .create(&PostParams::default(), &pv)
-            .await
-            .with_context(|| format!("creating PersistentVolume {name}"))?;
+        let dir = local_persistent_volume(client, &name, "1Gi", &dir, ns, claim).await?;
         let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
             "metadata": {"name": claim},
             "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": name,
@@ -164,4 +126,92 @@ impl RealNode {
             .with_context(|| format!("creating PersistentVolumeClaim {ns}/{claim}"))?;
         Ok(dir)
     }
+}
+
+/// The host end of the node's link of the control plane `cluster` is (its `node/id` beside its
+/// kubeconfig): where pods reach servers on this machine.
+pub fn host_ip_of(cluster: &Cluster) -> anyhow::Result<Ipv4Addr> {
+    let dir = cluster
+        .kubeconfig
+        .parent()
+        .context("the kubeconfig's directory")?;
+    let id = std::fs::read_to_string(dir.join("node/id")).with_context(|| {
+        format!(
+            "the control plane in {} has no real node (start it with NBG_NODE=real)",
+            dir.display()
+        )
+    })?;
+    let k: u8 = id.trim().parse().context("node/id is a number")?;
+    Ok(Ipv4Addr::new(10, 201, k, 1))
+}
+
+/// One of the project's images (`hack/images.sh`, `hack/node-images.sh`) by the project's
+/// version, as the node has it.
+pub fn project_image(name: &str) -> String {
+    format!("ghcr.io/notebook-gitops/{name}:{VERSION}")
+}
+
+/// A Service `name` in `ns` (port 80) for a server on this machine at `host_ip:port`: what an
+/// in-cluster server (a Gitea, a model store) is to pods. Returns its cluster DNS name, which
+/// pods resolve through the node's CoreDNS and reach through kube-proxy, as on any cluster.
+pub async fn service_to_host(
+    client: &Client,
+    host_ip: Ipv4Addr,
+    ns: &str,
+    name: &str,
+    port: u16,
+) -> anyhow::Result<String> {
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": port}]}
+    }))?;
+    Api::<Service>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &service)
+        .await
+        .with_context(|| format!("creating Service {ns}/{name}"))?;
+    let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("{name}-host"), "labels": {"kubernetes.io/service-name": name}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [host_ip.to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "http", "port": port, "protocol": "TCP"}]
+    }))?;
+    Api::<EndpointSlice>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &slice)
+        .await
+        .with_context(|| format!("creating the EndpointSlice of Service {ns}/{name}"))?;
+    Ok(format!("{name}.{ns}.svc.cluster.local"))
+}
+
+/// A `local` PersistentVolume `name` of `capacity` on the node at `dir` (created), bound ahead
+/// to the claim
+/// `claim_ns/claim`, which must ask for no more (what a cluster's local-volume provisioner makes). A `local` volume, unlike
+/// `hostPath`, gets the pod's `fsGroup`: the kubelet gives the directory that group, so a
+/// non-root notebook or model server can write it. Returns the directory.
+pub async fn local_persistent_volume(
+    client: &Client,
+    name: &str,
+    capacity: &str,
+    dir: &std::path::Path,
+    claim_ns: &str,
+    claim: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    // The API server refuses a path with `..`.
+    let dir = dir.canonicalize()?;
+    let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": capacity}, "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+            "claimRef": {"namespace": claim_ns, "name": claim},
+            "local": {"path": dir.display().to_string()},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]}]}]}}
+        }
+    }))?;
+    Api::<PersistentVolume>::all(client.clone())
+        .create(&PostParams::default(), &pv)
+        .await
+        .with_context(|| format!("creating PersistentVolume {name}"))?;
+    Ok(dir)
 }

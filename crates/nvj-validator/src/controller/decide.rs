@@ -17,7 +17,7 @@ use nbg_core::conditions;
 use nbg_core::nvj::{CellStatus, NotebookValidationJob, NotebookValidationJobStatus, Phase};
 
 use super::pod::{self, LABEL_GENERATION, RUNNER_CONTAINER};
-use super::pod_status::{cannot_start, never_ran};
+use super::pod_status::{cannot_start, never_ran, unschedulable};
 use super::spec_check;
 use crate::protocol::report::{self, Outcome};
 
@@ -27,6 +27,8 @@ pub const REASON_RETRY_SCHEDULED: &str = "RetryScheduled";
 pub const CONDITION_UNSUPPORTED: &str = "UnsupportedFeatures";
 /// A container of the pod cannot start yet (image pull, configuration); retried after the grace.
 pub const REASON_CONTAINER_WAITING: &str = "ContainerWaiting";
+/// The scheduler cannot place the pod yet; the run waits (up to its timeout).
+pub const REASON_POD_UNSCHEDULABLE: &str = "PodUnschedulable";
 /// A container of the pod can never start with this spec (no image under `Never`, a user the
 /// pod's security context refuses).
 pub const REASON_CONTAINER_CANNOT_START: &str = "ContainerCannotStart";
@@ -144,6 +146,26 @@ impl Ctx<'_> {
             note: message.clone(),
         });
         plan.status = Some(self.at(status, Phase::Failed, reason, message));
+    }
+
+    /// The pod waits for `reason`: said once in the status and a Warning Event (again only
+    /// when the message changes), looked at again in 5 s.
+    fn say_waiting(
+        &self,
+        current: NotebookValidationJobStatus,
+        reason: &'static str,
+        message: String,
+        plan: &mut Plan,
+    ) {
+        if current.message.as_deref() != Some(message.as_str()) {
+            plan.events.push(PlannedEvent {
+                warning: true,
+                reason,
+                note: message.clone(),
+            });
+            plan.status = Some(self.at(current, Phase::ValidationRunning, reason, message));
+        }
+        plan.requeue = Some(Duration::from_secs(5));
     }
 
     /// An infrastructure failure: retry with backoff, or fail once retries are exhausted.
@@ -377,21 +399,13 @@ pub fn decide(
                         "{why} (a new pod is tried if it still cannot start {}s after creation)",
                         settings.waiting_grace.as_secs()
                     );
-                    if current.message.as_deref() != Some(message.as_str()) {
-                        plan.events.push(PlannedEvent {
-                            warning: true,
-                            reason: REASON_CONTAINER_WAITING,
-                            note: message.clone(),
-                        });
-                        plan.status = Some(cx.at(
-                            current,
-                            Phase::ValidationRunning,
-                            REASON_CONTAINER_WAITING,
-                            message,
-                        ));
-                    }
-                    plan.requeue = Some(Duration::from_secs(5));
+                    cx.say_waiting(current, REASON_CONTAINER_WAITING, message, &mut plan);
                 }
+                return plan;
+            }
+            if let Some(why) = unschedulable(p) {
+                // A new pod would wait the same way: said at once, the run's timeout ends it.
+                cx.say_waiting(current, REASON_POD_UNSCHEDULABLE, why, &mut plan);
                 return plan;
             }
             if phase == Phase::Initializing || reconciling_reason != "ValidationRunning" {
@@ -833,6 +847,42 @@ mod tests {
         assert_eq!(s.retry_count, Some(1));
         assert!(s.message.unwrap_or_default().contains("ImagePullBackOff"));
         assert_eq!(plan.delete_pods, vec!["train-v1-0".to_string()]);
+    }
+
+    #[test]
+    fn a_pod_the_scheduler_cannot_place_is_named_at_once_and_waits() {
+        let mut n = nvj(1, None, json!({}));
+        step(&mut n, &[], at(0));
+        // As kube-scheduler reports a claim that does not bind (the demo's first try on a real
+        // node: the claim asked for more than the volume had).
+        let pending: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "train-v1-0", "labels": {"mlops.dev/generation": "1"}, "creationTimestamp": "2027-01-15T08:00:00Z"},
+            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."}]}
+        }))
+        .expect("pod");
+        let plan = step(&mut n, std::slice::from_ref(&pending), at(5));
+        let s = n.status.clone().expect("status");
+        assert_eq!(s.phase, Some(Phase::ValidationRunning));
+        assert_eq!(
+            s.message.as_deref(),
+            Some(
+                "the validation pod cannot be scheduled: 0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. - check spec.podConfig.resources against the nodes' capacity, that the PersistentVolumeClaims of spec.podConfig.volumes can bind, and the pod's node selection"
+            )
+        );
+        assert!(
+            plan.delete_pods.is_empty(),
+            "a new pod would wait the same way"
+        );
+        assert!(
+            plan.events
+                .iter()
+                .any(|e| e.warning && e.reason == REASON_POD_UNSCHEDULABLE)
+        );
+        // Still so a minute later: nothing new to say, no retry.
+        let plan = step(&mut n, &[pending], at(65));
+        assert!(plan.events.is_empty() && plan.status.is_none() && plan.delete_pods.is_empty());
+        assert_eq!(n.status.as_ref().and_then(|s| s.retry_count), Some(0));
     }
 
     #[test]

@@ -98,6 +98,23 @@ fn waiting_on(cs: &ContainerStatus) -> Option<CannotStart> {
     })
 }
 
+/// Why the scheduler cannot place the pod (its `PodScheduled` condition, reason
+/// `Unschedulable`): no node fits its requests, a volume's claim cannot bind, a node selector
+/// matches nothing. It may pass (a claim binds, a node is added), so the run keeps waiting.
+pub fn unschedulable(p: &Pod) -> Option<String> {
+    let conditions = p.status.as_ref()?.conditions.as_ref()?;
+    let scheduled = conditions.iter().find(|c| {
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+    })?;
+    let message = scheduled.message.as_deref().unwrap_or("no node fits it");
+    Some(format!(
+        "the validation pod cannot be scheduled: {} - check spec.podConfig.resources against the nodes' capacity, that the PersistentVolumeClaims of spec.podConfig.volumes can bind, and the pod's node selection",
+        last_lines(message)
+    ))
+}
+
 /// Why a pod ended before its notebook container ran, as the kubelet reports it: the first
 /// container (init containers first) that failed or could not start, with its exit code or
 /// waiting reason and the last lines of its termination message.
