@@ -23,12 +23,12 @@ cleanup() {
   if [ -n "$started_cluster" ]; then
     "$here/local-cluster.sh" down || true
   fi
-  # The real node's planes (e2e/tests/real_node*.rs, the README's playground) stop themselves;
-  # not when the run is cut short.
+  # The planes with a real node (RealNode in the e2e harness, the README's playground) stop
+  # themselves; not when the run is cut short.
   local plane
-  for plane in "$repo"/target/real-node-cluster "$repo"/target/real-node-install "$repo"/target/readme-playground-cluster "$repo"/target/kserve-cluster; do
-    if [ -f "$plane/node/id" ] || [ -d "$plane/pids" ]; then
-      NBG_CLUSTER_DIR="$plane" "$here/local-cluster.sh" down >/dev/null 2>&1 || true
+  for plane in "$repo"/target/*/; do
+    if [ -f "$plane/node/id" ]; then
+      NBG_CLUSTER_DIR="${plane%/}" "$here/local-cluster.sh" down >/dev/null 2>&1 || true
     fi
   done
   # Notebook kernels run in sessions of their own (jupyter_client starts them so); those of this
@@ -41,7 +41,7 @@ cleanup() {
   local left
   sleep 0.5
   left="$( { [ -n "$test_pgid" ] && pgrep -g "$test_pgid" || true; [ -n "$started_cluster" ] && pgrep -f "$repo/target/local-cluster" || true;
-            pgrep -f "$repo/target/real-node" || true;
+            pgrep -f "$repo(/e2e/\.\.)?/target/[^ ]*/node/" || true;
             checkout_kernels "$repo"; } | tr '\n' ' ')"
   if [ -n "${left// /}" ]; then
     echo "error: processes left behind: $left" >&2
@@ -106,7 +106,8 @@ setsid bash -c '
   # Niced: the tests beside it come first, the build takes the cores they leave idle.
   # The real node'"'"'s tests, two planes at a time (they mostly wait on their pods).
   { nice -n 19 hack/images.sh && cargo test -p nbg-oci-image --test images \
-      && { cargo test -p nbg-e2e --test real_node --test readme_playground -- --nocapture >"$images_log.a" 2>&1 & a=$!
+      && { cargo test -p nbg-e2e --test real_node --test readme_playground --test demo -- --nocapture \
+             --skip the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve >"$images_log.a" 2>&1 & a=$!
            cargo test -p nbg-e2e --test real_node_install --test kserve_restart -- --nocapture >"$images_log.b" 2>&1 & b=$!
            ra=0; wait $a || ra=$?; rb=0; wait $b || rb=$?; cat "$images_log.a" "$images_log.b"; [ $ra -eq 0 ] && [ $rb -eq 0 ]; }; } >"$images_log" 2>&1 &
   images=$!
@@ -126,7 +127,8 @@ setsid bash -c '
     --skip validation_pods_behave_on_a_real_node_as_on_any_cluster \
     --skip the_umbrella_chart_runs_its_controllers_and_the_flow_on_a_real_node \
     --skip the_readme_playground_validates_a_local_notebook_and_stops_cleanly \
-    --skip inference_service_restarts_on_the_real_kserve || rest=$?
+    --skip inference_service_restarts_on_the_real_kserve \
+    --skip the_demo_plays_its_three_acts_without_argo_cd_and_kserve || rest=$?
   restart_rc=0
   wait "$restart" || restart_rc=$?
   argocd_rc=0

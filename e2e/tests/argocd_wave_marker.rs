@@ -1,9 +1,10 @@
 //! wave-marker's cross-Application example (`manifests/examples/wave-marker/`) under the real
 //! Argo CD, on a control plane of this test's own. The serving Application is the example's
 //! own manifest (its repository the example's files in a local git repository); wave-marker is
-//! installed with helm from its chart and the example's `waiter-values.yaml`; the kubelet
-//! double runs wave-marker's pod and the hook Job's pod as deployed (the wave-marker image's
-//! entrypoint, the `nvj-waiter` ServiceAccount's projected token, in-cluster configuration).
+//! installed with helm from its chart and the example's `waiter-values.yaml`; a real node runs
+//! wave-marker's pod and the hook Job's pod from the wave-marker image (its entrypoint, the
+//! `nvj-waiter` ServiceAccount's projected token, in-cluster configuration through the
+//! `kubernetes` Service).
 //!
 //! Argo CD starts the serving sync with the Sync hook, whose `wave-marker wait` holds it while
 //! the training NVJ (the fraud-detection example's, blocking wave 4) has not succeeded: wave 1
@@ -19,9 +20,8 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use nbg_core::nvj::{NotebookValidationJob, Phase};
 use nbg_e2e::harness::argocd::{RealArgoCd, applications, git_repo, text};
 use nbg_e2e::harness::cluster::{eventually, repo_root};
-use nbg_e2e::harness::control_plane::PrivateControlPlane;
-use nbg_e2e::harness::kubelet::{self, DeployedPods, KubeletConfig, PodHandling};
 use nbg_e2e::harness::nvj::mark_finished;
+use nbg_e2e::harness::real_node::RealNode;
 use serde_json::{Value, json};
 
 const EXAMPLE: &str = "manifests/examples/wave-marker";
@@ -43,9 +43,9 @@ async fn operation(apps: &Api<DynamicObject>) -> Option<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_serving_hook_waits_for_the_training_nvj_under_the_real_argo_cd() {
-    let plane = PrivateControlPlane::start("argocd-hook", &[]).expect("control plane");
-    let argocd = RealArgoCd::start(&plane.cluster).expect("the real Argo CD");
-    let cluster = &plane.cluster;
+    let node = RealNode::start("argocd-hook").expect("a control plane with a real node");
+    let argocd = RealArgoCd::start(&node.plane.cluster).expect("the real Argo CD");
+    let cluster = &node.plane.cluster;
     let client = cluster.client().await;
     for ns in [TRAINING, SERVING, "notebook-gitops"] {
         let (ok, _, err) = cluster.kubectl(&["create", "namespace", ns], None);
@@ -61,22 +61,6 @@ async fn the_serving_hook_waits_for_the_training_nvj_under_the_real_argo_cd() {
     );
     assert!(ok, "{err}");
     let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), TRAINING);
-
-    // Pods run as deployed: wave-marker's and the hook's.
-    let deployed = DeployedPods::workspace(cluster, &["wave-marker"], "hook");
-    let socket_dir = deployed.socket_dir.clone();
-    let config = KubeletConfig {
-        deployed: Some(deployed),
-        ..KubeletConfig::for_test(&["notebook-gitops", SERVING], PodHandling::MakeReady)
-    };
-    let work_dir = config.work_dir.join(format!("hook-{}", std::process::id()));
-    let _kubelet = kubelet::spawn(
-        client.clone(),
-        KubeletConfig {
-            work_dir: work_dir.clone(),
-            ..config
-        },
-    );
 
     // wave-marker from its chart with the example's waiter values.
     let chart = repo_root().join("charts/wave-marker");
@@ -154,6 +138,16 @@ async fn the_serving_hook_waits_for_the_training_nvj_under_the_real_argo_cd() {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // The hook's container: wave-marker from its image, waiting, on the node.
+    let (_, hook, _) = cluster.kubectl(
+        &["get", "pods", "-n", SERVING, "-o", "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.spec.containers[0].image}{\"\\n\"}{end}"],
+        None,
+    );
+    assert!(
+        hook.lines().any(|l| l.starts_with("wait-for-training-")
+            && l.contains(" nbg-node ghcr.io/notebook-gitops/wave-marker:")),
+        "the hook's pod runs the wave-marker image on the node: {hook}"
+    );
     let (phase, message) = operation(&apps).await.expect("the serving Application");
     assert_eq!(phase, "Running", "the hook holds the sync: {message}");
     assert!(
@@ -193,16 +187,6 @@ async fn the_serving_hook_waits_for_the_training_nvj_under_the_real_argo_cd() {
             .expect("read")
             .is_some()
     );
-    let waited = std::fs::read_dir(work_dir.join(SERVING))
-        .expect("the hook pod's directory")
-        .filter_map(|e| e.ok())
-        .any(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("wait-for-training")
-        });
-    assert!(waited, "the hook's pod ran on the kubelet double");
-
     // A new generation that fails: the next sync's hook fails, and the sync with it.
     nvjs.patch(
         "train-fraud-model",
@@ -278,5 +262,4 @@ async fn the_serving_hook_waits_for_the_training_nvj_under_the_real_argo_cd() {
             .all(|j| j.status.as_ref().and_then(|s| s.failed) == Some(1)),
         "only failed hooks are left: {left:?}"
     );
-    let _ = std::fs::remove_dir_all(socket_dir);
 }
