@@ -17,7 +17,7 @@ default:
 demo *args:
     hack/demo.sh "$@"
 
-# A playground for your own notebooks, in the background: control plane, every controller, kubelet double, git daemon.
+# A playground for your own notebooks, in the background: control plane with a real node, the controllers from the chart, a git daemon.
 up:
     @hack/playground.sh up
 
@@ -67,11 +67,6 @@ kubectl *args:
 run binary *args:
     cargo build --quiet --bin "$1"
     shift; "${CARGO_TARGET_DIR:-target}/debug/{{binary}}" --kubeconfig "{{kubeconfig}}" "$@"
-
-# Play the kubelet for pods on the local control plane (runs their commands locally; --ready-only to only mark them Ready).
-local-kubelet *args:
-    cargo build --quiet -p nbg-e2e --bin local-kubelet
-    "${CARGO_TARGET_DIR:-target}/debug/local-kubelet" --kubeconfig "{{kubeconfig}}" "$@"
 
 # Regenerate every generated file: CRDs (manifests/crds/, the CRD chart), the Argo CD snippets (manifests/argocd/) and the charts' values.schema.json.
 generate:

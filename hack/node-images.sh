@@ -54,6 +54,8 @@ if [ ! -f "$pause_archive" ]; then
   "$oci_image" build --binary "$(pause_binary)" --reference "$pause_ref" \
     --output "$pause_archive.tmp" --label "org.opencontainers.image.title=pause" >/dev/null
   mv "$pause_archive.tmp" "$pause_archive"
+  # Builds from other inputs are not used again (nor the test images made from them).
+  find "$out" -maxdepth 1 \( -name 'pause-*.oci.tar' -o -name 'test-user-*.oci.tar' \) ! -name "*-$pause_key.oci.tar" -delete
 fi
 echo "pause $pause_ref $pause_archive"
 
