@@ -3,8 +3,9 @@
 //! deploy them - in-cluster config through the `kubernetes` Service and kube-proxy, projected
 //! ServiceAccount tokens, probes, a read-only root file system as uid 65532 - then the train ->
 //! validate -> restart flow through those pods (the validation pod and the model server's new
-//! pod are real containers too), and an eviction the trigger-controller's PodDisruptionBudget
-//! refuses.
+//! pod are real containers too), and the trigger-controller leader's eviction within its
+//! PodDisruptionBudget; before it, wrong values refused by the schemas; after it, `helm upgrade`
+//! to one more namespace and `helm uninstall` leaving nothing of ours but the CRD.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -12,11 +13,12 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, EvictParams, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, EvictParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome};
 use nbg_e2e::chart_schemas::CONTROLLERS;
 use nbg_e2e::harness::cluster::{eventually, lease_holders, repo_root};
 use nbg_e2e::harness::git_server::{GitRepo, GitServer, notebook};
+use nbg_e2e::harness::nvj::create_succeeded;
 use nbg_e2e::harness::real_node::RealNode;
 use nbg_e2e::{Cluster, TestNamespace};
 use serde_json::json;
@@ -54,6 +56,45 @@ fn model_server(image: &str) -> Deployment {
     .expect("a Deployment")
 }
 
+/// Objects of ours still present: cluster-wide RBAC of the release, everything in its
+/// namespace, and RBAC or state in the teams' namespaces (their own workloads and the
+/// validation pods of their NVJs are theirs).
+fn release_objects(cluster: &Cluster, release_namespace: &str, teams: &[&str]) -> Vec<String> {
+    let selector = "app.kubernetes.io/instance=nbg,app.kubernetes.io/part-of=notebook-gitops";
+    let mut found = Vec::new();
+    let mut get = |what: &str, ns: Option<&str>, selector: Option<&str>| {
+        let mut args = vec!["get", what, "-o", "name"];
+        if let Some(ns) = ns {
+            args.extend(["-n", ns]);
+        }
+        if let Some(selector) = selector {
+            args.extend(["-l", selector]);
+        }
+        let (ok, out, err) = cluster.kubectl(&args, None);
+        assert!(ok, "kubectl {args:?}: {err}");
+        found.extend(
+            out.lines()
+                // Every namespace has these; they are not ours.
+                .filter(|l| *l != "serviceaccount/default" && *l != "configmap/kube-root-ca.crt")
+                .map(|l| format!("{}/{l}", ns.unwrap_or("cluster"))),
+        );
+    };
+    get("clusterroles,clusterrolebindings", None, Some(selector));
+    get(
+        "deployments,replicasets,pods,services,serviceaccounts,configmaps,secrets,roles,rolebindings,leases,poddisruptionbudgets",
+        Some(release_namespace),
+        None,
+    );
+    for ns in teams {
+        get(
+            "serviceaccounts,configmaps,roles,rolebindings,leases",
+            Some(ns),
+            None,
+        );
+    }
+    found
+}
+
 fn kubectl_dump(cluster: &Cluster, ns: &str) -> String {
     let (_, pods, _) = cluster.kubectl(&["get", "pods", "-n", ns, "-o", "wide"], None);
     let (_, events, _) = cluster.kubectl(&["get", "events", "-n", ns], None);
@@ -83,16 +124,68 @@ async fn the_umbrella_chart_runs_its_controllers_and_the_flow_on_a_real_node() {
         .await
         .expect("argocd namespace");
 
+    let chart = repo_root().join("charts/notebook-gitops");
+    // Wrong values fail at install with the schema's message naming them; nothing installed.
+    for (bad, message) in [
+        (
+            "trigger-controller.replicas=-1",
+            "at '/replicas': minimum: got -1, want 0",
+        ),
+        (
+            "trigger-controler.enabled=true",
+            "additional properties 'trigger-controler' not allowed",
+        ),
+        (
+            "wave-marker.watchNamespaces={Team_A}",
+            "at '/watchNamespaces/0': 'Team_A' does not match pattern",
+        ),
+        // Argo CD elsewhere (OpenShift GitOps): the value to set, before anything is created.
+        (
+            "global.argocd.namespace=openshift-gitops",
+            "Argo CD's namespace \"openshift-gitops\" does not exist in this cluster. Set global.argocd.namespace",
+        ),
+    ] {
+        let (ok, out) = cluster.helm_run(&[
+            "install",
+            "nbg",
+            &chart.to_string_lossy(),
+            "-n",
+            rel,
+            "--set",
+            bad,
+        ]);
+        assert!(!ok, "{bad} must be refused: {out}");
+        assert!(
+            out.contains(message),
+            "{bad}: the message names the value: {out}"
+        );
+    }
+    let (_, listed) = cluster.helm_run(&["list", "-n", rel, "-q"]);
+    assert!(listed.trim().is_empty(), "nothing installed: {listed}");
+
+    // Every controller scoped to the team's namespace; trigger-controller switched on there by
+    // the namespace's label.
     let mut set: Vec<String> = CONTROLLERS
         .iter()
+        .filter(|c| **c != "trigger-controller")
         .map(|c| format!("{c}.watchNamespaces={{{team}}}"))
         .collect();
     set.extend([
+        "trigger-controller.namespaceSelector=mlops.dev/trigger-controller=enabled".to_string(),
         "nvj-validator.retryBackoff=1s".to_string(),
         "trigger-controller.replicas=2".to_string(),
         "trigger-controller.podDisruptionBudget.enabled=true".to_string(),
     ]);
-    let chart = repo_root().join("charts/notebook-gitops");
+    namespaces
+        .patch(
+            team,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"mlops.dev/trigger-controller": "enabled"}}}),
+            ),
+        )
+        .await
+        .expect("label the team's namespace");
     let mut args: Vec<String> = [
         "install",
         "nbg",
@@ -269,5 +362,68 @@ async fn the_umbrella_chart_runs_its_controllers_and_the_flow_on_a_real_node() {
     assert!(
         holder.metadata.deletion_timestamp.is_none(),
         "{standby} is not going away"
+    );
+
+    // Upgrade: wave-marker for one more namespace, nothing else changed.
+    let second_ns = TestNamespace::with_labels(cluster, "rn-team2", restricted()).await;
+    let second = second_ns.name.as_str();
+    let mut upgrade: Vec<String> = [
+        "upgrade",
+        "nbg",
+        &chart.to_string_lossy(),
+        "-n",
+        rel,
+        "--wait",
+        "--timeout",
+        "3m",
+    ]
+    .map(String::from)
+    .into();
+    for s in set
+        .iter()
+        .filter(|s| !s.starts_with("wave-marker."))
+        .cloned()
+        .chain([format!("wave-marker.watchNamespaces={{{team},{second}}}")])
+    {
+        upgrade.extend(["--set".to_string(), s]);
+    }
+    let (ok, out) = cluster.helm_run(&upgrade.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "helm upgrade: {out}\n{}", kubectl_dump(cluster, rel));
+    // nvj-validator does not watch this namespace: the run's result is written as it would.
+    let later: Api<NotebookValidationJob> = Api::namespaced(client.clone(), second);
+    create_succeeded(&later, "later", &BTreeMap::new()).await;
+    eventually(
+        Duration::from_secs(60),
+        "wave-marker to mark the new namespace's NVJ",
+        || {
+            let later = later.clone();
+            async move {
+                let n = later.get("later").await.ok()?;
+                n.metadata
+                    .annotations?
+                    .get("mlops.dev/wave-complete")
+                    .cloned()
+            }
+        },
+    )
+    .await;
+
+    // Uninstall: nothing of ours left but the CRD.
+    let (ok, out) = cluster.helm_run(&["uninstall", "nbg", "-n", rel, "--wait", "--timeout", "2m"]);
+    assert!(ok, "helm uninstall: {out}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut left = release_objects(cluster, rel, &[team, second]);
+    while !left.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        left = release_objects(cluster, rel, &[team, second]);
+    }
+    assert!(left.is_empty(), "left after helm uninstall: {left:?}");
+    let (ok, _, _) = cluster.kubectl(
+        &["get", "crd", "notebookvalidationjobs.mlops.mlops.dev"],
+        None,
+    );
+    assert!(
+        ok,
+        "the CRD stays (Helm never deletes CRDs: deleting it would delete every NVJ)"
     );
 }

@@ -8,10 +8,9 @@
 //! - [`control_plane`]: a control plane of one test's own, whose API server it may restart;
 //! - [`namespace`]: a fresh namespace per test, deleted afterwards.
 //! - [`kserve`]: the real KServe manager in Standard mode, on a control plane of a test's own;
-//! - [`kubelet`]: the kubelet double: makes pods Running/Ready, or runs a pod's containers as
-//!   local processes and writes their real exit codes and termination messages back, or runs a
-//!   chart's pods as deployed (image entrypoint, ServiceAccount token, probes) in a
-//!   [`pod_sandbox`].
+//! - [`kubelet`]: the kubelet double, for the tests not yet on the real node: makes pods
+//!   Running/Ready, or runs a pod's containers as local processes and writes their real exit
+//!   codes and termination messages back.
 //! - [`controller`]: a controller binary as a local process under its chart's RBAC and with
 //!   its chart's environment;
 //! - [`nvj`]: NVJs for tests, and runs marked Succeeded as nvj-validator writes them;
@@ -29,7 +28,6 @@ pub mod kserve;
 pub mod kubelet;
 pub mod namespace;
 pub mod nvj;
-pub mod pod_sandbox;
 pub mod process;
 pub mod real_node;
 

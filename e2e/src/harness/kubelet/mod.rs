@@ -10,9 +10,8 @@
 //! - a pod being deleted has its processes killed and is then removed, as the kubelet confirms
 //!   a graceful deletion.
 //!
-//! - [`DeployedPods`]: pods whose images are mapped to binaries of this workspace run as a chart
-//!   deploys them (`deployed.rs`): the image's entrypoint, the projected ServiceAccount token at
-//!   its in-cluster path, in-cluster environment, probes, restarts, each in a pod sandbox.
+//! Pods "as deployed" (a chart's controllers from their images, KServe's predictor, hook Jobs)
+//! run on the real node (`harness::real_node`), not here.
 //!
 //! Running a container locally: the image is ignored and the container's `command` + `args`
 //! run on this machine. Volumes become directories under the pod's work dir (emptyDir empty,
@@ -27,10 +26,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     Binding, ConfigMap, Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, Node, NodeCondition, NodeStatus, ObjectReference, Pod,
-    PodCondition, PodIP, PodStatus, Secret,
+    PodCondition, PodIP, PodStatus, ProjectedVolumeSource, Secret, ServiceAccount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -39,20 +39,6 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use tokio::process::Command;
-
-use crate::harness::pod_sandbox;
-
-mod deployed;
-pub use deployed::DeployedPods;
-
-/// Stops a background task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// The kubelet caps a termination message at 4096 bytes.
 pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
@@ -81,8 +67,6 @@ pub struct KubeletConfig {
     /// Pods with one of these labels are only marked Running and Ready, whatever `handling`
     /// says (a model server beside validation pods that run for real).
     pub ready_only_labels: Vec<(String, String)>,
-    /// Pods whose images this maps run as deployed, whatever `handling` says.
-    pub deployed: Option<DeployedPods>,
     /// Keep a finished pod's volumes (tests read what a notebook wrote). A kubelet removes
     /// them once the pod has terminated; a long run must too, or every validation pod leaves
     /// a copy of the runner binary behind.
@@ -155,14 +139,6 @@ fn pod_key(pod: &Pod) -> String {
 /// Runs the double until the future is dropped.
 pub async fn run(client: Client, config: KubeletConfig) -> anyhow::Result<()> {
     register_node(&client, &config.node_name).await?;
-    let _api_server_socket = config.deployed.as_ref().map(|d| {
-        let (socket, address) = (d.api_server_socket(&config.node_name), d.api_server);
-        AbortOnDrop(tokio::spawn(async move {
-            if let Err(e) = pod_sandbox::serve_api_server_socket(socket, address).await {
-                tracing::error!(error = %format!("{e:#}"), "kubelet double: no API server socket for deployed pods");
-            }
-        }))
-    });
     let state = State {
         client: client.clone(),
         config: config.clone(),
@@ -308,11 +284,7 @@ impl State {
 
         if pod.metadata.deletion_timestamp.is_some() {
             if node.as_deref() == Some(self.config.node_name.as_str()) {
-                if self.runs_as_deployed(&pod) {
-                    self.stop_gracefully(&pod).await;
-                } else {
-                    self.kill_processes(&key);
-                }
+                self.kill_processes(&key);
                 let _ = self
                     .pods(&ns)
                     .delete(
@@ -370,7 +342,6 @@ impl State {
                     .iter()
                     .any(|(k, v)| labels.get(k) == Some(v));
                 match self.config.handling {
-                    _ if self.runs_as_deployed(&pod) => self.run_deployed(pod).await,
                     _ if ready_only => self.make_ready(&pod).await,
                     PodHandling::MakeReady => self.make_ready(&pod).await,
                     PodHandling::RunCommands => {
@@ -650,6 +621,72 @@ impl State {
         Ok(())
     }
 
+    /// A projected volume's files, as the kubelet writes them.
+    async fn project(
+        &self,
+        pod: &Pod,
+        projected: &ProjectedVolumeSource,
+        dir: &Path,
+    ) -> anyhow::Result<()> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        for source in projected.sources.iter().flatten() {
+            if let Some(t) = &source.service_account_token {
+                let account = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.service_account_name.clone())
+                    .unwrap_or_else(|| "default".into());
+                let request = TokenRequest {
+                    spec: TokenRequestSpec {
+                        audiences: t.audience.iter().cloned().collect(),
+                        expiration_seconds: t.expiration_seconds,
+                        bound_object_ref: Some(BoundObjectReference {
+                            api_version: Some("v1".into()),
+                            kind: Some("Pod".into()),
+                            name: pod.metadata.name.clone(),
+                            uid: pod.metadata.uid.clone(),
+                        }),
+                    },
+                    ..TokenRequest::default()
+                };
+                let issued: TokenRequest =
+                    Api::<ServiceAccount>::namespaced(self.client.clone(), &ns)
+                        .create_subresource("token", &account, &PostParams::default(), &request)
+                        .await
+                        .map_err(|e| {
+                            anyhow::anyhow!("token for ServiceAccount {ns}/{account}: {e}")
+                        })?;
+                let token = issued.status.map(|s| s.token).unwrap_or_default();
+                std::fs::write(dir.join(&t.path), token)?;
+            }
+            if let Some(c) = &source.config_map {
+                self.config_map_files(
+                    &ns,
+                    &c.name,
+                    c.optional,
+                    c.items.as_deref(),
+                    dir,
+                    "a projected volume",
+                )
+                .await?;
+            }
+            if let Some(d) = &source.downward_api {
+                for item in d.items.iter().flatten() {
+                    let value = match item.field_ref.as_ref().map(|f| f.field_path.as_str()) {
+                        Some("metadata.namespace") => ns.clone(),
+                        Some("metadata.name") => pod.metadata.name.clone().unwrap_or_default(),
+                        Some("metadata.uid") => pod.metadata.uid.clone().unwrap_or_default(),
+                        other => anyhow::bail!(
+                            "downwardAPI field {other:?} is not supported by the kubelet double"
+                        ),
+                    };
+                    std::fs::write(dir.join(&item.path), value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn prepare_volumes(
         &self,
         pod: &Pod,
@@ -911,7 +948,6 @@ impl KubeletConfig {
             node_env: vec![],
             held_unready: Arc::default(),
             ready_only_labels: Vec::new(),
-            deployed: None,
             keep_terminated_volumes: true,
         }
     }
