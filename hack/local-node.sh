@@ -333,12 +333,15 @@ cmd_down() {
   for c in /sys/fs/cgroup/*/nbg-node-"$k"; do
     [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
-  ip netns del "$(netns_of "$k")" 2>/dev/null || true
   ip link del "nbg-h$k" 2>/dev/null || true
-  rm -rf "/var/lib/nbg-node/$k" "/run/nbg-node/$k" "$node_state"
+  rm -rf "/var/lib/nbg-node/$k" "/run/nbg-node/$k"
   # Parents that only held this node's (rmdir leaves them when another node uses them); the
   # runc shims' socket directory.
   rmdir /var/lib/nbg-node /run/nbg-node /run/containerd/s /run/containerd 2>/dev/null || true
+  # Last: the namespace is the lock on the number k (cmd_link); released earlier, another plane
+  # would take k and start in the directories being removed here.
+  ip netns del "$(netns_of "$k")" 2>/dev/null || true
+  rm -rf "$node_state"
   say "node nbg-node-$k stopped and removed"
 }
 

@@ -102,14 +102,16 @@ setsid bash -c '
   { NBG_ARGOCD_CELL=v3-label cargo test -p nbg-e2e "${argocd_tests[@]}" && NBG_ARGOCD_CELL=v2 cargo test -p nbg-e2e "${argocd_tests[@]}"; } >"$argocd_cells_log" 2>&1 &
   argocd_cells=$!
   # The images (static release builds) compile while the end-to-end tests mostly wait on the
-  # API server; then their test unpacks and runs each one, and the real node runs them.
-  # Niced: the tests beside it come first, the build takes the cores they leave idle.
-  # The real node'"'"'s tests, two planes at a time (they mostly wait on their pods).
-  { nice -n 19 hack/images.sh && cargo test -p nbg-oci-image --test images \
-      && { cargo test -p nbg-e2e --test real_node --test readme_playground --test demo --test real_node_failover -- --nocapture \
-             --skip the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve >"$images_log.a" 2>&1 & a=$!
-           cargo test -p nbg-e2e --test real_node_install --test kserve_restart -- --nocapture >"$images_log.b" 2>&1 & b=$!
-           ra=0; wait $a || ra=$?; rb=0; wait $b || rb=$?; cat "$images_log.a" "$images_log.b"; [ $ra -eq 0 ] && [ $rb -eq 0 ]; }; } >"$images_log" 2>&1 &
+  # API server; then their test unpacks and runs each one, and the real node runs them. Not
+  # niced: the real node'"'"'s tests (and the Argo CD cells'"'"' that start nodes) wait for it.
+  # The real node'"'"'s tests, three planes at a time (they mostly wait on their pods).
+  { hack/images.sh && cargo test -p nbg-oci-image --test images \
+      && { cargo test -p nbg-e2e --test real_node --test readme_playground -- --nocapture >"$images_log.a" 2>&1 & a=$!
+           cargo test -p nbg-e2e --test real_node_install --test real_node_failover -- --nocapture >"$images_log.b" 2>&1 & b=$!
+           cargo test -p nbg-e2e --test kserve_restart --test demo -- --nocapture \
+             --skip the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve >"$images_log.c" 2>&1 & c=$!
+           ra=0; wait $a || ra=$?; rb=0; wait $b || rb=$?; rc=0; wait $c || rc=$?
+           cat "$images_log.a" "$images_log.b" "$images_log.c"; [ $ra -eq 0 ] && [ $rb -eq 0 ] && [ $rc -eq 0 ]; }; } >"$images_log" 2>&1 &
   images=$!
   rest=0
   cargo test --workspace --no-fail-fast -- \

@@ -498,8 +498,11 @@ async fn a_predictor_that_never_turns_ready(node: &RealNode) {
 async fn inference_service_restarts_on_the_real_kserve() {
     let node = RealNode::start("kserve-cluster").expect("a control plane with a real node");
     let kserve = KServe::start(&node.plane.cluster).expect("the KServe manager");
-    one_restart_recorded_when_ready(&node).await;
-    two_runs_in_the_same_second(&node).await;
-    a_predictor_that_never_turns_ready(&node).await;
+    // Each in a namespace of its own, side by side.
+    tokio::join!(
+        one_restart_recorded_when_ready(&node),
+        two_runs_in_the_same_second(&node),
+        a_predictor_that_never_turns_ready(&node),
+    );
     drop(kserve);
 }
