@@ -15,7 +15,9 @@
 # /var/lib/nbg-node/<k>, /run/nbg-node/<k>, the mounts below them, the cgroups /nbg-node-<k>,
 # the pod network namespaces - is undone by `down`.
 #
-# usage: hack/local-node.sh link|up|down|status    (the environment of hack/local-cluster.sh)
+# usage: hack/local-node.sh link|up|down|status    (the environment of hack/local-cluster.sh;
+#        NBG_NODE_IMAGE_SET: which of hack/node-images.sh's images to import, default all;
+#        NBG_NODE_IMAGE_DIR: a directory of more image archives to import, the controllers')
 #   link  allocate the node's number and network (before the API server starts: it advertises
 #         the host end of the link)
 #   up    start containerd, import the images, start CoreDNS, the kubelet and kube-proxy; wait
@@ -268,15 +270,26 @@ cmd_up() {
   say "starting containerd"
   start_in_node containerd containerd --config "$node_state/containerd.toml"
   wait_for "containerd" 30 ctr --address "$run/containerd.sock" version
-  local archive
-  for archive in $(awk '{print $3}' <<<"$images") "${NBG_NODE_IMAGES[@]:-}" ${NBG_NODE_IMAGE_DIR:+"$NBG_NODE_IMAGE_DIR"/*.oci.tar}; do
+  # hack/node-images.sh's images named by NBG_NODE_IMAGE_SET (default: all of them; the sandbox
+  # image always), and the controllers' from NBG_NODE_IMAGE_DIR. Importing a few hundred MB
+  # costs seconds of CPU: a test's node takes only what it runs.
+  local archive name wanted="${NBG_NODE_IMAGE_SET:-}"
+  local archives=()
+  while read -r name _ archive; do
+    if [ "$name" = pause ] || [ -z "$wanted" ] || [[ " $wanted " == *" $name "* ]]; then
+      archives+=("$archive")
+    fi
+  done <<<"$images"
+  for archive in "${archives[@]}" ${NBG_NODE_IMAGE_DIR:+"$NBG_NODE_IMAGE_DIR"/*.oci.tar}; do
     [ -f "$archive" ] || continue
     ctr --address "$run/containerd.sock" -n k8s.io images import "$archive" >/dev/null \
       || die "importing $archive into the node failed"
   done
   # The notebook runner also by the project's version alone: what the playground's examples name.
   local runner_ref; runner_ref="$(awk '$1=="notebook-runner" {print $2}' <<<"$images")"
-  ctr --address "$run/containerd.sock" -n k8s.io images tag --force "$runner_ref" "${runner_ref%-*}" >/dev/null
+  if [ -z "$wanted" ] || [[ " $wanted " == *" notebook-runner "* ]]; then
+    ctr --address "$run/containerd.sock" -n k8s.io images tag --force "$runner_ref" "${runner_ref%-*}" >/dev/null
+  fi
   say "images on the node: $(ctr --address "$run/containerd.sock" -n k8s.io images ls -q | grep -v '^sha256:' | tr '\n' ' ')"
 
   # The kubelet's cgroup root exists in every hierarchy (cgroup v1, cgroupfs driver).

@@ -93,13 +93,15 @@ setsid bash -c '
   nice -n 10 cargo test -p nbg-e2e --test chaos -- --nocapture >"$chaos_log" 2>&1 &
   chaos=$!
   # The real Argo CD tests in each configuration of the compatibility matrix (docs/argocd.md):
-  # v3.2 as installed, with the demo; then, one after the other beside it, v3.2 with label
-  # tracking under the Helm chart'"'"'s key and v2.14 as installed.
+  # v3.2 as installed, with the demo; beside it, v3.2 with label tracking under the Helm
+  # chart'"'"'s key and v2.14 as installed (each cell'"'"'s planes, ports and nodes its own).
   argocd_tests=(--test argocd_real --test argocd_triggers --test argocd_aggregator --test argocd_wave_marker --test argocd_validated_waves --test argocd_tracking)
   NBG_ARGOCD_CELL=v3 cargo test -p nbg-e2e "${argocd_tests[@]}" --test demo \
     -- --skip the_demo_plays_its_three_acts_without_argo_cd >"$argocd_log" 2>&1 &
   argocd=$!
-  { NBG_ARGOCD_CELL=v3-label cargo test -p nbg-e2e "${argocd_tests[@]}" && NBG_ARGOCD_CELL=v2 cargo test -p nbg-e2e "${argocd_tests[@]}"; } >"$argocd_cells_log" 2>&1 &
+  { NBG_ARGOCD_CELL=v3-label cargo test -p nbg-e2e "${argocd_tests[@]}" >"$argocd_cells_log.label" 2>&1 & label=$!
+    NBG_ARGOCD_CELL=v2 cargo test -p nbg-e2e "${argocd_tests[@]}" >"$argocd_cells_log.v2" 2>&1; r2=$?
+    r1=0; wait $label || r1=$?; cat "$argocd_cells_log.label" "$argocd_cells_log.v2"; [ $r1 -eq 0 ] && [ $r2 -eq 0 ]; } >"$argocd_cells_log" 2>&1 &
   argocd_cells=$!
   # The images (static release builds) compile while the end-to-end tests mostly wait on the
   # API server; then their test unpacks and runs each one, and the real node runs them. Not

@@ -496,7 +496,8 @@ async fn a_predictor_that_never_turns_ready(node: &RealNode) {
 
 #[tokio::test]
 async fn inference_service_restarts_on_the_real_kserve() {
-    let node = RealNode::start("kserve-cluster").expect("a control plane with a real node");
+    let node = RealNode::start("kserve-cluster", &["kserve-sklearnserver"])
+        .expect("a control plane with a real node");
     let kserve = KServe::start(&node.plane.cluster).expect("the KServe manager");
     // Each in a namespace of its own, side by side.
     tokio::join!(
