@@ -11,6 +11,11 @@ python="${NBG_PYTHON:-python3}"
 command -v "$python" >/dev/null || { echo "error: $python is needed to create the notebook environment" >&2; exit 1; }
 key="$( (cat "$req"; "$python" --version) | sha256sum | cut -c1-12)"
 venv="$NBG_CACHE_DIR/python-$key"
+# One creator at a time: tests starting side by side on a new machine all ask for it at once
+# (without the lock, each removed what another was creating).
+mkdir -p "$NBG_CACHE_DIR"
+exec 9>"$NBG_CACHE_DIR/.python-env.lock"
+flock 9
 if [ ! -x "$venv/bin/papermill" ] || [ ! -f "$venv/.ready" ]; then
   echo "[python-env] creating $venv from PyPI (once)" >&2
   rm -rf "$venv"
