@@ -72,6 +72,17 @@ tool_module_dir() {
   echo "$dir"
 }
 
+# A module of our own in <dir> whose main.go (written by the caller) imports <module>@<version>:
+# resolved once (go.mod kept in the cache).
+resolve_main_module() {
+  local dir="$1" name="$2" module="$3" version="$4"
+  [ -f "$dir/go.mod" ] && return
+  (cd "$dir" && go mod init "nbg.local/$name-build" >/dev/null 2>&1 \
+    && go get "$module@$version" >/dev/null 2>"$dir/get.log" \
+    && go mod tidy >/dev/null 2>>"$dir/get.log") || {
+    rm -f "$dir/go.mod"; echo "error: could not resolve $name $version; see $dir/get.log" >&2; exit 1; }
+}
+
 log() { printf '[build-binaries %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 need_go() {
@@ -166,12 +177,7 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 GO
-      if [ ! -f "$dir/go.mod" ]; then
-        (cd "$dir" && go mod init nbg.local/etcd-build >/dev/null 2>&1 \
-          && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>"$dir/get.log" \
-          && go mod tidy >/dev/null 2>>"$dir/get.log") || {
-          rm -f "$dir/go.mod"; echo "error: could not resolve etcd $ETCD_VERSION; see $dir/get.log" >&2; exit 1; }
-      fi
+      resolve_main_module "$dir" etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
       log "building etcd $ETCD_VERSION"
       (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" .)
       ;;
@@ -283,12 +289,7 @@ func init() {
 
 func main() { coremain.Run() }
 GO
-      if [ ! -f "$dir/go.mod" ]; then
-        (cd "$dir" && go mod init nbg.local/coredns-build >/dev/null 2>&1 \
-          && go get "github.com/coredns/coredns@$COREDNS_VERSION" >/dev/null 2>"$dir/get.log" \
-          && go mod tidy >/dev/null 2>>"$dir/get.log") || {
-          rm -f "$dir/go.mod"; echo "error: could not resolve CoreDNS $COREDNS_VERSION; see $dir/get.log" >&2; exit 1; }
-      fi
+      resolve_main_module "$dir" coredns github.com/coredns/coredns "$COREDNS_VERSION"
       log "building CoreDNS $COREDNS_VERSION"
       (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" .)
       ;;

@@ -95,6 +95,26 @@ fn release_objects(cluster: &Cluster, release_namespace: &str, teams: &[&str]) -
     found
 }
 
+/// `helm <verb> nbg charts/notebook-gitops -n <namespace> --wait` with `--set` pairs.
+fn helm_release(cluster: &Cluster, verb: &str, namespace: &str, set: &[String]) -> (bool, String) {
+    let chart = repo_root().join("charts/notebook-gitops");
+    let chart = chart.to_string_lossy();
+    let mut args = vec![
+        verb,
+        "nbg",
+        &chart,
+        "-n",
+        namespace,
+        "--wait",
+        "--timeout",
+        "3m",
+    ];
+    for s in set {
+        args.extend(["--set", s.as_str()]);
+    }
+    cluster.helm_run(&args)
+}
+
 fn kubectl_dump(cluster: &Cluster, ns: &str) -> String {
     let (_, pods, _) = cluster.kubectl(&["get", "pods", "-n", ns, "-o", "wide"], None);
     let (_, events, _) = cluster.kubectl(&["get", "events", "-n", ns], None);
@@ -187,23 +207,8 @@ async fn the_umbrella_chart_runs_its_controllers_and_the_flow_on_a_real_node() {
         )
         .await
         .expect("label the team's namespace");
-    let mut args: Vec<String> = [
-        "install",
-        "nbg",
-        &chart.to_string_lossy(),
-        "-n",
-        rel,
-        "--wait",
-        "--timeout",
-        "3m",
-    ]
-    .map(String::from)
-    .into();
-    for s in &set {
-        args.extend(["--set".to_string(), s.clone()]);
-    }
     let installing = Instant::now();
-    let (ok, out) = cluster.helm_run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (ok, out) = helm_release(cluster, "install", rel, &set);
     assert!(ok, "helm install: {out}\n{}", kubectl_dump(cluster, rel));
     println!(
         "helm install --wait of the five controllers on the real node: {:?}",
@@ -368,27 +373,13 @@ async fn the_umbrella_chart_runs_its_controllers_and_the_flow_on_a_real_node() {
     // Upgrade: wave-marker for one more namespace, nothing else changed.
     let second_ns = TestNamespace::with_labels(cluster, "rn-team2", restricted()).await;
     let second = second_ns.name.as_str();
-    let mut upgrade: Vec<String> = [
-        "upgrade",
-        "nbg",
-        &chart.to_string_lossy(),
-        "-n",
-        rel,
-        "--wait",
-        "--timeout",
-        "3m",
-    ]
-    .map(String::from)
-    .into();
-    for s in set
+    let upgraded: Vec<String> = set
         .iter()
         .filter(|s| !s.starts_with("wave-marker."))
         .cloned()
         .chain([format!("wave-marker.watchNamespaces={{{team},{second}}}")])
-    {
-        upgrade.extend(["--set".to_string(), s]);
-    }
-    let (ok, out) = cluster.helm_run(&upgrade.iter().map(String::as_str).collect::<Vec<_>>());
+        .collect();
+    let (ok, out) = helm_release(cluster, "upgrade", rel, &upgraded);
     assert!(ok, "helm upgrade: {out}\n{}", kubectl_dump(cluster, rel));
     // nvj-validator does not watch this namespace: the run's result is written as it would.
     let later: Api<NotebookValidationJob> = Api::namespaced(client.clone(), second);
