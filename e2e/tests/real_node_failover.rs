@@ -13,7 +13,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
 use nbg_core::nvj::NotebookValidationJob;
-use nbg_e2e::harness::cluster::{eventually, repo_root};
+use nbg_e2e::harness::cluster::{eventually, lease_holder, repo_root};
 use nbg_e2e::harness::nvj::{mark_succeeded, minimal, with_trigger_succeeded};
 use nbg_e2e::harness::real_node::RealNode;
 use nbg_e2e::{Cluster, TestNamespace};
@@ -21,17 +21,6 @@ use serde_json::json;
 
 const NVJS: usize = 100;
 const LEASE_SECONDS: u64 = 15;
-
-/// The Lease's holder, if any.
-async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
-    leases
-        .get_opt(name)
-        .await
-        .ok()
-        .flatten()?
-        .spec?
-        .holder_identity
-}
 
 /// A restart target with no pods: its rollout completes as soon as the Deployment controller
 /// sees it.
@@ -138,7 +127,7 @@ async fn the_standby_takes_over_from_a_killed_leader_and_every_trigger_applies_o
     assert!(ok, "helm install: {out}");
     let leases: Api<Lease> = Api::namespaced(client.clone(), rel);
     let leader = eventually(Duration::from_secs(30), "a leader", || {
-        holder(&leases, "trigger-controller")
+        lease_holder(&leases, "trigger-controller")
     })
     .await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), rel);
@@ -217,7 +206,7 @@ async fn the_standby_takes_over_from_a_killed_leader_and_every_trigger_applies_o
             let leases = leases.clone();
             let leader = leader.clone();
             async move {
-                holder(&leases, "trigger-controller")
+                lease_holder(&leases, "trigger-controller")
                     .await
                     .filter(|h| *h != leader)
             }

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, EvictParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome};
 use nbg_e2e::chart_schemas::CONTROLLERS;
-use nbg_e2e::harness::cluster::{eventually, lease_holders, repo_root};
+use nbg_e2e::harness::cluster::{eventually, lease_holder, lease_holders, repo_root};
 use nbg_e2e::harness::git_server::{GitRepo, GitServer, notebook};
 use nbg_e2e::harness::nvj::create_succeeded;
 use nbg_e2e::harness::real_node::RealNode;
@@ -327,14 +327,7 @@ async fn the_umbrella_chart_runs_its_controllers_and_the_flow_on_a_real_node() {
         "trigger-controller's leader",
         || {
             let leases = leases.clone();
-            async move {
-                leases
-                    .get("trigger-controller")
-                    .await
-                    .ok()?
-                    .spec?
-                    .holder_identity
-            }
+            async move { lease_holder(&leases, "trigger-controller").await }
         },
     )
     .await;
@@ -349,12 +342,7 @@ async fn the_umbrella_chart_runs_its_controllers_and_the_flow_on_a_real_node() {
             let leases = leases.clone();
             let leader = leader.clone();
             async move {
-                let holder = leases
-                    .get("trigger-controller")
-                    .await
-                    .ok()?
-                    .spec?
-                    .holder_identity?;
+                let holder = lease_holder(&leases, "trigger-controller").await?;
                 (holder != leader).then_some(holder)
             }
         },

@@ -303,3 +303,17 @@ pub fn dynamic_api(
         kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(group, version, kind));
     kube::Api::namespaced_with(client.clone(), namespace, &resource)
 }
+
+/// The holder of the Lease `name`, if it exists and is held.
+pub async fn lease_holder(
+    leases: &kube::Api<k8s_openapi::api::coordination::v1::Lease>,
+    name: &str,
+) -> Option<String> {
+    leases
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()?
+        .spec?
+        .holder_identity
+}
