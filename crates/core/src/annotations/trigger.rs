@@ -208,9 +208,7 @@ pub fn parse_on_success_trigger(value: &str) -> Result<Vec<TriggerTarget>, Trigg
     if value.trim().is_empty() {
         return Ok(Vec::new());
     }
-    // YAML 1.2 core booleans only: a namespace called `n` or `yes` stays a string.
-    let options = serde_saphyr::options! { strict_booleans: true };
-    let doc: Value = serde_saphyr::from_str_with_options(value, options)
+    let doc: Value = serde_saphyr::from_str_with_options(value, yaml_options())
         .map_err(|e| TriggerSpecError::Yaml(shorten_error(&e.to_string())))?;
     let entries = match doc {
         Value::Array(entries) => entries,
@@ -242,6 +240,16 @@ pub fn parse_on_success_trigger(value: &str) -> Result<Vec<TriggerTarget>, Trigg
         targets.push(target);
     }
     Ok(targets)
+}
+
+/// The parser's limits for an annotation of at most 50 entries: YAML 1.2 core booleans only (a
+/// namespace called `n` or `yes` stays a string), and an alias may replay at most as many events
+/// as a full annotation holds - the library's default (a million) lets an alias bomb within 64 KiB
+/// take seconds before it is refused.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut alias_limits = serde_saphyr::options::AliasLimits::default();
+    alias_limits.max_total_replayed_events = 20_000;
+    serde_saphyr::options! { strict_booleans: true, alias_limits: alias_limits }
 }
 
 fn shorten_error(message: &str) -> String {
