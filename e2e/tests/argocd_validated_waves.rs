@@ -1,8 +1,8 @@
 //! The real Argo CD's waves held by a validation that really runs: on a control plane of this
 //! test's own, Argo CD (the pinned build, our `argocd-cm` patch) syncs an Application whose wave
 //! 1 is an NVJ and wave 2 a Deployment; nvj-validator (under its chart's RBAC) runs the notebook
-//! from git in a validation pod (the kubelet double runs it: real git, papermill and Jupyter
-//! kernel). A passing notebook: Argo CD applies wave 2 only after nvj-validator recorded the run
+//! from git in a validation pod on the plane's real node (the notebook-runner image: real git,
+//! papermill and a Jupyter kernel; the repository reached by a Service's name). A passing notebook: Argo CD applies wave 2 only after nvj-validator recorded the run
 //! Succeeded. A failing notebook: the sync fails and wave 2 is never applied.
 
 use std::time::Duration;
@@ -13,30 +13,30 @@ use nbg_core::nvj::{NotebookValidationJob, Phase};
 use nbg_e2e::harness::argocd::{
     RealArgoCd, applications, create_and_sync, git_repo, text, waves_manifests,
 };
-use nbg_e2e::harness::cluster::{eventually, notebook_python, repo_root, workspace_binary};
-use nbg_e2e::harness::control_plane::PrivateControlPlane;
+use nbg_e2e::harness::cluster::{eventually, repo_root};
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
 use nbg_e2e::harness::git_server::{GitRepo, GitServer, notebook};
-use nbg_e2e::harness::kubelet::{self, KubeletConfig, PodHandling};
+use nbg_e2e::harness::real_node::RealNode;
 use serde_json::json;
 
 /// ConfigMap (wave 0), NVJ `train` running `notebook_path` of `notebooks` (wave 1), Deployment
 /// `model` (wave 2).
-fn manifests(notebooks: &str, notebook_path: &str) -> Vec<(&'static str, String)> {
+fn manifests(notebooks: &str, notebook_path: &str, image: &str) -> Vec<(&'static str, String)> {
     waves_manifests(
         json!({"apiVersion": "mlops.mlops.dev/v1alpha1", "kind": "NotebookValidationJob",
         "metadata": {"name": "train", "annotations": {"argocd.argoproj.io/sync-wave": "1"}},
         "spec": {"notebook": {"git": {"url": notebooks, "ref": "main"}, "path": notebook_path},
-                 "podConfig": {"containerImage": "quay.io/jupyter/minimal-notebook:2025-06-02"},
+                 "podConfig": {"containerImage": image, "imagePullPolicy": "Never"},
                  "timeout": "2m"}}),
     )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn argo_cd_applies_the_next_wave_only_after_nvj_validator_ran_the_notebook() {
-    let plane = PrivateControlPlane::start("argocd-validated", &[]).expect("control plane");
-    let argocd = RealArgoCd::start(&plane.cluster).expect("the real Argo CD");
-    let cluster = &plane.cluster;
+    let node = RealNode::start("argocd-validated", &["notebook-runner"])
+        .expect("a control plane with a real node");
+    let argocd = RealArgoCd::start(&node.plane.cluster).expect("the real Argo CD");
+    let cluster = &node.plane.cluster;
     let client = cluster.client().await;
     let apps = applications(&client, &argocd.namespace);
     let (passes, fails) = ("ml", "ml-fails");
@@ -45,7 +45,8 @@ async fn argo_cd_applies_the_next_wave_only_after_nvj_validator_ran_the_notebook
         assert!(ok, "{err}");
     }
 
-    let git = GitServer::start(
+    let git = GitServer::start_on(
+        node.host_ip,
         &repo_root().join(format!(
             "target/e2e-git/argocd-validated-{}",
             std::process::id()
@@ -67,18 +68,18 @@ async fn argo_cd_applies_the_next_wave_only_after_nvj_validator_ran_the_notebook
         ],
         "notebooks",
     );
-    let mut args: Vec<String> = [
+    let args: Vec<String> = [
         "--runner-image",
-        "local/nvj-validator:e2e",
+        &node.validator_image,
+        "--runner-path",
+        "/usr/local/bin/nvj-validator",
+        "--notebook-python",
+        "/opt/notebook/bin/python",
         "--max-retries",
         "0",
     ]
     .map(String::from)
     .into();
-    args.push("--notebook-python".into());
-    args.push(notebook_python().display().to_string());
-    args.push("--runner-path".into());
-    args.push(workspace_binary("nvj-validator").display().to_string());
     let validator = ChartedController::start(
         cluster,
         ControllerSpec {
@@ -90,17 +91,22 @@ async fn argo_cd_applies_the_next_wave_only_after_nvj_validator_ran_the_notebook
         },
     )
     .await;
-    let _kubelet = kubelet::spawn(
-        client.clone(),
-        KubeletConfig::for_test(&[passes, fails], PodHandling::RunCommands),
-    );
+    // Pods of both namespaces reach the git server by this Service's name.
+    let git_service = node
+        .service_to_host(&client, passes, "git", git.addr.port())
+        .await
+        .expect("the git server's Service");
 
     for (app, ns, path, want) in [
         ("validated", passes, "train.ipynb", Phase::Succeeded),
         ("validated-fails", fails, "broken.ipynb", Phase::Failed),
     ] {
         let repo = git_repo(app);
-        repo.commit(&manifests(&git.url("notebooks"), path), "pipeline");
+        let notebooks_url = format!("http://{git_service}/notebooks.git");
+        repo.commit(
+            &manifests(&notebooks_url, path, &node.notebook_image),
+            "pipeline",
+        );
         create_and_sync(&apps, app, &repo.file_url(), ns, json!({}), "e2e").await;
         let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), ns);
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);

@@ -1,7 +1,9 @@
-//! nvj-validator end to end: the controller runs as a process under exactly the RBAC of its
-//! chart, in a namespace that enforces the "restricted" Pod Security Standard; the kubelet
-//! double runs validation pods with real git (over HTTP from a local git server), real
-//! papermill and a real Jupyter kernel.
+//! nvj-validator end to end on a real node (containerd, runc, the kubelet; `RealNode`): the
+//! controller runs as a process under exactly the RBAC of its chart, each scenario in a namespace
+//! of its own that enforces the "restricted" Pod Security Standard; validation pods run the
+//! notebook-runner image (real git over HTTP from a git server on the host, reached by a
+//! Service's name; real papermill and a Jupyter kernel) with nvj-validator's image as the runner.
+//! One control plane with its node for the file: the scenarios run side by side on it.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -14,53 +16,49 @@ use nbg_core::nvj::{CellStatus, NotebookValidationJob, Phase};
 use nbg_e2e::harness::cluster::{eventually, notebook_python, repo_root, workspace_binary};
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
 use nbg_e2e::harness::git_server::{GitRepo, GitServer, credentials_secret, notebook};
-use nbg_e2e::harness::kubelet::{self, KubeletConfig, PodHandling};
+use nbg_e2e::harness::real_node::RealNode;
 use nbg_e2e::{Cluster, TestNamespace};
 
-struct Env {
+/// Where the runner is in nvj-validator's image.
+const RUNNER_PATH: &str = "/usr/local/bin/nvj-validator";
+
+struct Env<'a> {
+    node: &'a RealNode,
     cluster: Cluster,
     ns: TestNamespace,
     nvjs: Api<NotebookValidationJob>,
     pods: Api<Pod>,
     controller: ChartedController,
-    _kubelet: tokio::task::JoinHandle<()>,
     git: GitServer,
+    /// The git server by its Service's cluster DNS name.
+    git_service: String,
 }
 
-impl Env {
-    async fn start(prefix: &str, extra_args: &[&str], auth: Option<(&str, &str)>) -> Self {
-        Self::start_with_mirror(prefix, extra_args, auth, &[]).await
-    }
-
-    /// `mirrored` URLs are served by this test's git server (repository `notebooks`): a git
-    /// mirror configured on the node (`url.<mirror>.insteadOf`), so manifests naming those URLs
-    /// run unchanged.
-    async fn start_with_mirror(
+impl<'a> Env<'a> {
+    async fn start(
+        node: &'a RealNode,
         prefix: &str,
         extra_args: &[&str],
         auth: Option<(&str, &str)>,
-        mirrored: &[&str],
     ) -> Self {
-        let cluster = Cluster::get();
+        let cluster = node.plane.cluster.clone();
         let labels = BTreeMap::from([(
             "pod-security.kubernetes.io/enforce".to_string(),
             "restricted".to_string(),
         )]);
         let ns = TestNamespace::with_labels(&cluster, prefix, labels).await;
-        let mut args: Vec<String> = [
-            "--runner-image",
-            "local/nvj-validator:e2e",
-            "--retry-backoff",
-            "1s",
-            "--notebook-python",
-        ]
-        .map(String::from)
-        .into();
-        args.push(notebook_python().display().to_string());
+        let mut args: Vec<String> = vec![
+            "--runner-image".into(),
+            node.validator_image.clone(),
+            "--retry-backoff".into(),
+            "1s".into(),
+            "--notebook-python".into(),
+            "/opt/notebook/bin/python".into(),
+        ];
         args.extend(extra_args.iter().map(|a| a.to_string()));
         if !extra_args.contains(&"--runner-path") {
             args.push("--runner-path".into());
-            args.push(workspace_binary("nvj-validator").display().to_string());
+            args.push(RUNNER_PATH.into());
         }
         let controller = ChartedController::start(
             &cluster,
@@ -74,35 +72,31 @@ impl Env {
         )
         .await;
         let client = cluster.client().await;
-        let git = GitServer::start(
+        let git = GitServer::start_on(
+            node.host_ip,
             &repo_root().join(format!("target/e2e-git/{}", ns.name)),
             auth,
         )
         .await;
-        let mut node_env = Vec::new();
-        if !mirrored.is_empty() {
-            let mut config = format!("[url \"{}\"]\n", git.url("notebooks"));
-            for url in mirrored {
-                config.push_str(&format!("\tinsteadOf = {url}\n"));
-            }
-            let path = git.root.join("mirror.gitconfig");
-            std::fs::write(&path, config).expect("write git mirror config");
-            node_env.push(("GIT_CONFIG_GLOBAL".to_string(), path.display().to_string()));
-        }
-        let config = KubeletConfig {
-            node_env,
-            ..KubeletConfig::for_test(&[&ns.name], PodHandling::RunCommands)
-        };
-        let kubelet = kubelet::spawn(client.clone(), config);
+        let git_service = node
+            .service_to_host(&client, &ns.name, "git", git.addr.port())
+            .await
+            .expect("the git server's Service");
         Self {
+            node,
             nvjs: Api::namespaced(client.clone(), &ns.name),
             pods: Api::namespaced(client, &ns.name),
             cluster,
             ns,
             controller,
-            _kubelet: kubelet,
             git,
+            git_service,
         }
+    }
+
+    /// A repository of this scenario's git server as pods reach it.
+    fn url(&self, repo: &str) -> String {
+        format!("http://{}/{repo}.git", self.git_service)
     }
 
     async fn create(&self, name: &str, spec: serde_json::Value) -> NotebookValidationJob {
@@ -118,14 +112,13 @@ impl Env {
 
     /// Waits for the current generation to reach a terminal phase.
     async fn finished(&self, name: &str, within: Duration) -> NotebookValidationJob {
-        let nvjs = self.nvjs.clone();
-        let controller_log = self.controller.process.log.clone();
         let what = format!(
-            "{name} to finish (controller log: {})",
-            controller_log.display()
+            "{}/{name} to finish (controller log: {})",
+            self.ns.name,
+            self.controller.process.log.display()
         );
         eventually(within, &what, || {
-            let nvjs = nvjs.clone();
+            let nvjs = self.nvjs.clone();
             let name = name.to_string();
             async move {
                 let n = nvjs.get(&name).await.ok()?;
@@ -137,11 +130,25 @@ impl Env {
 
     fn spec(&self, repo: &str, path: &str, reference: &str) -> serde_json::Value {
         serde_json::json!({
-            "notebook": {"git": {"url": self.git.url(repo), "ref": reference}, "path": path},
-            "podConfig": {"containerImage": "quay.io/jupyter/minimal-notebook:2025-06-02"},
+            "notebook": {"git": {"url": self.url(repo), "ref": reference}, "path": path},
+            "podConfig": {"containerImage": self.node.notebook_image, "imagePullPolicy": "Never"},
             "timeout": "2m"
         })
     }
+}
+
+#[tokio::test]
+async fn validation_runs_report_compare_time_out_and_retry_on_a_real_node() {
+    let node = RealNode::start("nvj-validator-node", &["notebook-runner"])
+        .expect("a control plane with a real node");
+    tokio::join!(
+        passing_and_failing_notebooks_report_every_cell_and_run_once(&node),
+        golden_comparison_within_and_beyond_tolerance(&node),
+        a_timeout_fails_well_before_the_notebook_would_end(&node),
+        a_private_repository_with_a_credentials_secret_and_no_secret_in_the_pod(&node),
+        a_spec_change_after_failure_reruns_and_a_deleted_pod_is_retried(&node),
+        exhausting_retries_fails_with_the_count_and_names_the_failed_container(&node),
+    );
 }
 
 /// Executes `cells` locally with nvj-validator run and returns the executed notebook: a golden copy.
@@ -165,9 +172,8 @@ fn executed(cells: &[&str]) -> String {
     std::fs::read_to_string(&output).expect("executed notebook")
 }
 
-#[tokio::test]
-async fn passing_and_failing_notebooks_report_every_cell_and_run_once() {
-    let env = Env::start("nvj-cells", &[], None).await;
+async fn passing_and_failing_notebooks_report_every_cell_and_run_once(node: &RealNode) {
+    let env = Env::start(node, "nvj-cells", &[], None).await;
     let repo = GitRepo::create(&env.git, "notebooks");
     repo.commit(
         &[
@@ -277,9 +283,8 @@ async fn passing_and_failing_notebooks_report_every_cell_and_run_once() {
     );
 }
 
-#[tokio::test]
-async fn golden_comparison_within_and_beyond_tolerance() {
-    let env = Env::start("nvj-golden", &[], None).await;
+async fn golden_comparison_within_and_beyond_tolerance(node: &RealNode) {
+    let env = Env::start(node, "nvj-golden", &[], None).await;
     let repo = GitRepo::create(&env.git, "ml");
     let golden = executed(&[
         "import datetime; print('trained at', datetime.datetime.now().isoformat())",
@@ -307,7 +312,7 @@ async fn golden_comparison_within_and_beyond_tolerance() {
     );
     for (name, path) in [("close", "close.ipynb"), ("far", "far.ipynb")] {
         let mut spec = env.spec("ml", path, "main");
-        spec["goldenNotebook"] = serde_json::json!({"git": {"url": env.git.url("ml"), "ref": "main"}, "path": "golden/train.ipynb"});
+        spec["goldenNotebook"] = serde_json::json!({"git": {"url": env.url("ml"), "ref": "main"}, "path": "golden/train.ipynb"});
         spec["comparisonConfig"] = serde_json::json!({"floatingPointTolerance": "0.001"});
         env.create(name, spec).await;
     }
@@ -348,9 +353,8 @@ async fn golden_comparison_within_and_beyond_tolerance() {
     );
 }
 
-#[tokio::test]
-async fn a_timeout_fails_well_before_the_notebook_would_end() {
-    let env = Env::start("nvj-timeout", &[], None).await;
+async fn a_timeout_fails_well_before_the_notebook_would_end(node: &RealNode) {
+    let env = Env::start(node, "nvj-timeout", &[], None).await;
     let repo = GitRepo::create(&env.git, "slow");
     repo.commit(
         &[("slow.ipynb", notebook(&["import time", "time.sleep(300)"]))],
@@ -378,10 +382,9 @@ async fn a_timeout_fails_well_before_the_notebook_would_end() {
     );
 }
 
-#[tokio::test]
-async fn a_private_repository_with_a_credentials_secret_and_no_secret_in_the_pod() {
+async fn a_private_repository_with_a_credentials_secret_and_no_secret_in_the_pod(node: &RealNode) {
     let token = "tok-4f9c2b7e1d";
-    let env = Env::start("nvj-private", &[], Some(("ml-bot", token))).await;
+    let env = Env::start(node, "nvj-private", &[], Some(("ml-bot", token))).await;
     let repo = GitRepo::create(&env.git, "private");
     let sha = repo.commit(
         &[("train.ipynb", notebook(&["print('secret model trained')"]))],
@@ -427,9 +430,8 @@ async fn a_private_repository_with_a_credentials_secret_and_no_secret_in_the_pod
     );
 }
 
-#[tokio::test]
-async fn a_spec_change_after_failure_reruns_and_a_deleted_pod_is_retried() {
-    let env = Env::start("nvj-rerun", &[], None).await;
+async fn a_spec_change_after_failure_reruns_and_a_deleted_pod_is_retried(node: &RealNode) {
+    let env = Env::start(node, "nvj-rerun", &[], None).await;
     let repo = GitRepo::create(&env.git, "rerun");
     let broken = repo.commit(
         &[("train.ipynb", notebook(&["raise RuntimeError('bug')"]))],
@@ -501,10 +503,10 @@ async fn a_spec_change_after_failure_reruns_and_a_deleted_pod_is_retried() {
     assert_eq!(s.retry_count, Some(1), "the deleted pod was retried once");
 }
 
-#[tokio::test]
-async fn exhausting_retries_fails_with_the_count_and_names_the_failed_container() {
+async fn exhausting_retries_fails_with_the_count_and_names_the_failed_container(node: &RealNode) {
     // A runner that cannot be installed: every attempt fails as infrastructure.
     let env = Env::start(
+        node,
         "nvj-retries",
         &[
             "--max-retries",
@@ -527,147 +529,18 @@ async fn exhausting_retries_fails_with_the_count_and_names_the_failed_container(
     assert_eq!(s.retry_count, Some(2));
     let message = s.message.unwrap_or_default();
     assert!(message.starts_with("failed after 2 retries"), "{message}");
-    // Which container, its exit code and reason, the cause, and what to check.
+    // Which container, its exit code and reason, the cause (runc's, through containerd), and
+    // what to check.
+    let container = format!(
+        "init container install-runner (image {}) exited with code 128 (StartError)",
+        node.validator_image
+    );
     for part in [
-        "init container install-runner (image local/nvj-validator:e2e) exited with code 128 (StartError)",
+        container.as_str(),
         "/nonexistent/nvj-validator",
-        "No such file or directory",
+        "no such file or directory",
         "--runner-path",
     ] {
         assert!(message.contains(part), "{part:?} in {message:?}");
     }
-}
-
-/// The Go-operator-style samples in e2e/fixtures/nvj/valid, applied byte for byte unchanged;
-/// their git.example.com repositories are served by this test's git server through a node-level
-/// git mirror.
-#[tokio::test]
-async fn go_operator_style_samples_apply_and_validate_unchanged() {
-    let mirrored = [
-        "https://git.example.com/team/notebooks.git",
-        "http://git.example.com/team/notebooks.git",
-        "git://git.example.com/team/notebooks.git",
-        "git@git.example.com:team/notebooks.git",
-        "ssh://git@git.example.com/team/notebooks.git",
-    ];
-    let env = Env::start_with_mirror("nvj-samples", &[], None, &mirrored).await;
-    let repo = GitRepo::create(&env.git, "notebooks");
-    let training = |acc: &str, secs: &str| -> Vec<String> {
-        vec![
-            format!("print('Training time: {secs}s')"),
-            format!("print('accuracy: {acc}')"),
-            "import datetime; print(datetime.datetime.now().isoformat(sep=' '))".to_string(),
-        ]
-    };
-    let golden_cells = training("0.9512", "12.34");
-    let golden = executed(&golden_cells.iter().map(String::as_str).collect::<Vec<_>>());
-    let run_cells = training("0.9518", "9.87");
-    let deterministic = ["x = sum(range(10))", "print('sum', x)", "x / 4"];
-    repo.commit(
-        &[
-            ("notebooks/tier1-basic/hello-world.ipynb", notebook(&["print('hello world')"])),
-            ("notebooks/tier2/model-training.ipynb", notebook(&run_cells.iter().map(String::as_str).collect::<Vec<_>>())),
-            ("deterministic.ipynb", notebook(&deterministic)),
-            ("deterministic-golden.ipynb", executed(&deterministic)),
-            (
-                "notebooks/train-to-pvc.ipynb",
-                notebook(&[
-                    "import os, json",
-                    "assert os.environ['DB_PASSWORD'] == 'db-pass' and os.environ['FEATURE_FLAGS'] == 'fast'",
-                    "assert os.environ['AWS_ACCESS_KEY_ID'] == 'AKIA-TEST' and os.environ['EPOCHS'] == '3'",
-                    "open(os.path.join(os.environ['MODEL_DIR'], 'model.txt'), 'w').write('weights')",
-                ]),
-            ),
-            ("notebooks/serving/kserve-check.ipynb", notebook(&["print('serving check')"])),
-        ],
-        "samples",
-    );
-    repo.tag("v1.4.0");
-    repo.commit(
-        &[("notebooks/tier2/model-training-golden.ipynb", golden)],
-        "golden",
-    );
-
-    // What the samples reference in their namespace.
-    let objects = format!(
-        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: notebook-runner, namespace: {ns}}}\n---\n\
-         apiVersion: v1\nkind: Secret\nmetadata: {{name: git-credentials, namespace: {ns}}}\nstringData: {{username: bot, password: unused}}\n---\n\
-         apiVersion: v1\nkind: Secret\nmetadata: {{name: db, namespace: {ns}}}\nstringData: {{password: db-pass}}\n---\n\
-         apiVersion: v1\nkind: Secret\nmetadata: {{name: s3-credentials, namespace: {ns}}}\nstringData: {{S3_KEY: s3}}\n---\n\
-         apiVersion: v1\nkind: Secret\nmetadata: {{name: aws-credentials, namespace: {ns}}}\nstringData: {{AWS_ACCESS_KEY_ID: AKIA-TEST}}\n---\n\
-         apiVersion: v1\nkind: Secret\nmetadata: {{name: database-credentials, namespace: {ns}}}\nstringData: {{DB_USER: ml}}\n---\n\
-         apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: flags, namespace: {ns}}}\ndata: {{flags: fast}}\n---\n\
-         apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: training-config, namespace: {ns}}}\ndata: {{EPOCHS: '3'}}\n---\n\
-         apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: notebook-settings, namespace: {ns}}}\ndata: {{settings.json: '{{}}'}}\n---\n\
-         apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: trained-models-pvc, namespace: {ns}}}\nspec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}}\n---\n\
-         apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: shared-datasets-pvc, namespace: {ns}}}\nspec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}}\n",
-        ns = env.ns.name
-    );
-    let (ok, _, err) = env.cluster.kubectl(&["apply", "-f", "-"], Some(&objects));
-    assert!(ok, "{err}");
-    let dir = repo_root().join("e2e/fixtures/nvj/valid");
-    let (ok, _, err) = env.cluster.kubectl(
-        &["apply", "-n", &env.ns.name, "-f", &dir.to_string_lossy()],
-        None,
-    );
-    assert!(ok, "samples rejected: {err}");
-
-    for name in [
-        "basic",
-        "golden-comparison",
-        "exact-comparison",
-        "pod-config",
-        "go-operator-extensions",
-    ] {
-        let n = env.finished(name, Duration::from_secs(120)).await;
-        let s = n.status.clone().expect("status");
-        assert_eq!(s.phase, Some(Phase::Succeeded), "{name}: {:?}", s.message);
-        if name.ends_with("comparison") {
-            let cmp = s.comparison_result.expect("comparison");
-            assert_eq!(cmp.mismatched_cells, 0, "{name}: {:?}", cmp.diffs);
-        }
-        if name == "go-operator-extensions" {
-            let c = s
-                .conditions
-                .iter()
-                .find(|c| c.type_ == "UnsupportedFeatures")
-                .expect("unsupported condition");
-            assert!(
-                c.message.contains("spec.podConfig.buildConfig")
-                    && c.message.contains("spec.modelValidation"),
-                "{}",
-                c.message
-            );
-        }
-        if name == "pod-config" {
-            let pod = s.validation_pod_name.expect("pod");
-            let model = repo_root().join(format!(
-                "target/e2e-kubelet/{}/{pod}/volumes/model-output/model.txt",
-                env.ns.name
-            ));
-            assert_eq!(
-                std::fs::read_to_string(&model).ok().as_deref(),
-                Some("weights"),
-                "{}",
-                model.display()
-            );
-        }
-    }
-    let (ok, events, _) = env.cluster.kubectl(
-        &[
-            "get",
-            "events",
-            "-n",
-            &env.ns.name,
-            "--field-selector",
-            "reason=UnsupportedFeature",
-            "-o",
-            "name",
-        ],
-        None,
-    );
-    assert!(
-        ok && !events.trim().is_empty(),
-        "a Warning Event reports the unsupported features"
-    );
 }

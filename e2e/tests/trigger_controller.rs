@@ -1,5 +1,8 @@
 //! trigger-controller end to end, under its chart's RBAC, with the test playing the parts of
-//! nvj-validator (runs marked Succeeded), KServe, Argo Rollouts and Argo CD where they matter:
+//! nvj-validator (runs marked Succeeded), KServe, Argo Rollouts and Argo CD where they matter.
+//! The workloads whose pods a restart rolls - Deployments, a StatefulSet, a DaemonSet, an
+//! eviction under a PodDisruptionBudget - run on a control plane of their own with a real node
+//! (the pause image); the tests without pods on the shared one:
 //! - a Deployment restarted once through the real deployment controller, not again after a
 //!   SIGKILL; a target in another namespace without consent denied and unchanged; a malformed
 //!   annotation reported and never acted on;
@@ -22,14 +25,16 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome, TriggerRecord};
 use nbg_e2e::harness::cluster::{dynamic_api, eventually};
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::harness::kubelet::{self, KubeletConfig, PodHandling};
 use nbg_e2e::harness::nvj::{annotations, create_succeeded, run_id, with_trigger_succeeded};
+use nbg_e2e::harness::real_node::{RealNode, pause_image};
 use nbg_e2e::{Cluster, TestNamespace};
 use serde_json::{Value, json};
 
+/// A workload of the pause image (on the real node: the sandbox image, always present).
 fn workload(kind: &str, name: &str, replicas: i32) -> Value {
     let mut spec = json!({"selector": {"matchLabels": {"app": name}},
-        "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "model-server"}]}}});
+        "template": {"metadata": {"labels": {"app": name}}, "spec": {
+            "containers": [{"name": "c", "image": pause_image(), "imagePullPolicy": "Never"}]}}});
     if kind != "DaemonSet" {
         spec["replicas"] = json!(replicas);
     }
@@ -174,16 +179,21 @@ async fn play_kserve(isvcs: &Api<DynamicObject>, created: &str, ready: &str, mod
         .expect("KServe's status");
 }
 
+/// The restarts whose pods roll, side by side on one control plane with a real node.
 #[tokio::test]
-async fn a_succeeded_run_restarts_a_deployment_once_and_denies_without_consent() {
-    let cluster = Cluster::get();
+async fn restarts_roll_real_pods_on_a_real_node() {
+    let node = RealNode::start("trigger-node", &[]).expect("a control plane with a real node");
+    tokio::join!(
+        a_succeeded_run_restarts_a_deployment_once_and_denies_without_consent(&node),
+        every_action_on_every_kind(&node),
+    );
+}
+
+async fn a_succeeded_run_restarts_a_deployment_once_and_denies_without_consent(node: &RealNode) {
+    let cluster = node.plane.cluster.clone();
     let ns = TestNamespace::new(&cluster, "trig").await;
     let other = TestNamespace::new(&cluster, "trig-other").await;
     let client = cluster.client().await;
-    let _kubelet = kubelet::spawn(
-        client.clone(),
-        KubeletConfig::for_test(&[&ns.name, &other.name], PodHandling::MakeReady),
-    );
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     let elsewhere: Api<Deployment> = Api::namespaced(client.clone(), &other.name);
     create(&deployments, workload("Deployment", "model-server", 2)).await;
@@ -293,17 +303,12 @@ async fn a_succeeded_run_restarts_a_deployment_once_and_denies_without_consent()
 
 /// Every action on every kind, in one NVJ's trigger list, as a training notebook would name
 /// the model servers and Applications that depend on it.
-#[tokio::test]
-async fn every_action_on_every_kind() {
-    let cluster = Cluster::get();
+async fn every_action_on_every_kind(node: &RealNode) {
+    let cluster = node.plane.cluster.clone();
     let ns = TestNamespace::new(&cluster, "trig-all").await;
     let argo = TestNamespace::new(&cluster, "trig-argocd").await;
     let shared = TestNamespace::new(&cluster, "trig-shared").await;
     let client = cluster.client().await;
-    let _kubelet = kubelet::spawn(
-        client.clone(),
-        KubeletConfig::for_test(&[&ns.name, &shared.name], PodHandling::MakeReady),
-    );
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), &ns.name);
@@ -329,11 +334,8 @@ async fn every_action_on_every_kind() {
     create(&deployments, workload("Deployment", "evicted", 2)).await;
     create(&deployments, workload("Deployment", "features", 1)).await;
     create(&statefulsets, workload("StatefulSet", "store", 1)).await;
-    // One node of this test's kubelet double (other tests register theirs).
-    let mut agent = workload("DaemonSet", "agent", 1);
-    agent["spec"]["template"]["spec"]["nodeSelector"] =
-        json!({"kubernetes.io/hostname": format!("kubelet-{}", ns.name)});
-    create(&daemonsets, agent).await;
+    // One pod: the plane has one node.
+    create(&daemonsets, workload("DaemonSet", "agent", 1)).await;
     // The other namespace consents to restarts from this one.
     let mut consenting = workload("Deployment", "shared-model", 1);
     consenting["metadata"]["annotations"] =
@@ -838,7 +840,7 @@ async fn exactly_once_under_random_sigkills() {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     for i in 0..N {
         // No pods: the rollout completes as soon as the deployment controller observes it, so
-        // the test is about the controller, not the kubelet double.
+        // the test is about the controller, not a node.
         create(
             &deployments,
             workload("Deployment", &format!("model-{i}"), 0),

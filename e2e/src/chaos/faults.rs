@@ -35,8 +35,6 @@ pub struct FaultCounts {
     pub etcd_pauses: usize,
     /// Controllers that exited without being killed, with the end of their output.
     pub crashes: Vec<(String, String)>,
-    /// Times the test's kubelet double had to be started again (the harness, not a product).
-    pub kubelet_restarts: usize,
 }
 
 impl fmt::Display for FaultCounts {

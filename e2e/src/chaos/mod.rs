@@ -1,6 +1,7 @@
 //! All five controllers together under faults (`hack/just chaos`, and a short form in
 //! `tests/chaos.rs`): on a control plane of its own whose API server closes watches every
-//! 10-20 s, the controllers run under their charts' RBAC while a workload of real notebook runs
+//! 10-20 s and whose node is real (`RealNode`: validation pods run the notebook-runner image),
+//! the controllers run under their charts' RBAC while a workload of real notebook runs
 //! ([`workload`]) goes on in several namespaces, and faults ([`faults`]) hit them: SIGKILLs of
 //! each controller, API server restarts, etcd paused. Then, from the API server's own state,
 //! [`invariants`] says what must hold - each with its counts.
@@ -20,11 +21,10 @@ use serde_json::{Value, json};
 
 use crate::bench::rss_kib;
 use crate::harness::argocd::applications;
-use crate::harness::cluster::{notebook_python, repo_root, workspace_binary};
-use crate::harness::control_plane::PrivateControlPlane;
+use crate::harness::cluster::repo_root;
 use crate::harness::controller::{ChartedController, ControllerSpec};
 use crate::harness::git_server::{GitRepo, GitServer, notebook};
-use crate::harness::kubelet::{self, KubeletConfig, PodHandling};
+use crate::harness::real_node::RealNode;
 use faults::{FaultCounts, Faults, Replica};
 use invariants::Invariant;
 use workload::{Deleted, Hostile, Planned, Rng};
@@ -164,17 +164,17 @@ const REPLICAS: [(&str, usize); 5] = [
     ("event-notifier", 2),
 ];
 
-async fn start_controllers(plane: &PrivateControlPlane, teams: &[&str]) -> Vec<Replica> {
-    let cluster = &plane.cluster;
+async fn start_controllers(node: &RealNode, teams: &[&str]) -> Vec<Replica> {
+    let cluster = &node.plane.cluster;
     let validator_args: Vec<String> = vec![
         "--runner-image".into(),
-        "local/nvj-validator:chaos".into(),
+        node.validator_image.clone(),
         "--max-retries".into(),
         "0".into(),
         "--notebook-python".into(),
-        notebook_python().display().to_string(),
+        "/opt/notebook/bin/python".into(),
         "--runner-path".into(),
-        workspace_binary("nvj-validator").display().to_string(),
+        "/usr/local/bin/nvj-validator".into(),
     ];
     let notifier_args = ["--state-namespace".to_string(), SYSTEM.to_string()];
     let mut replicas = Vec::new();
@@ -336,14 +336,16 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
     let policy = audit.join("policy.yaml");
     std::fs::write(&policy, AUDIT_POLICY).with_context(|| format!("writing {policy:?}"))?;
     let audit_log = audit.join("audit.log");
-    let plane = PrivateControlPlane::start(
+    let node = RealNode::start_with_args(
         &format!("chaos-{}", std::process::id()),
+        &["notebook-runner"],
         &[
             "--min-request-timeout=10",
             &format!("--audit-policy-file={}", policy.display()),
             &format!("--audit-log-path={}", audit_log.display()),
         ],
     )?;
+    let plane = &node.plane;
     let cluster = &plane.cluster;
     let client = cluster.client().await;
     let teams: Vec<String> = (0..config.namespaces.max(1))
@@ -355,14 +357,19 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
             .kubectl_ok(&["create", "namespace", ns], None)
             .with_context(|| format!("namespace {ns}"))?;
     }
-    let git = GitServer::start(
+    let git = GitServer::start_on(
+        node.host_ip,
         &repo_root().join(format!("target/chaos-git/{}", std::process::id())),
         None,
     )
     .await;
     let notebooks_url = {
         let _repo = notebooks(&git);
-        git.url("notebooks")
+        // Pods of every team reach it by this Service's name.
+        let service = node
+            .service_to_host(&client, SYSTEM, "git", git.addr.port())
+            .await?;
+        format!("http://{service}/notebooks.git")
     };
     let apps = applications(&client, ARGOCD);
     for ns in &teams {
@@ -373,15 +380,7 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
                      "destination": {"server": "https://kubernetes.default.svc", "namespace": ns}}}))?;
         apps.create(&PostParams::default(), &app).await?;
     }
-    // A work directory of this run's own: runs side by side use the same pod names.
-    let kubelet_dir = repo_root().join(format!("target/chaos-kubelet/{}", std::process::id()));
-    let kubelet_config = KubeletConfig {
-        work_dir: kubelet_dir.clone(),
-        keep_terminated_volumes: false,
-        ..KubeletConfig::for_test(&team_refs, PodHandling::RunCommands)
-    };
-    let mut kubelet = kubelet::spawn(client.clone(), kubelet_config.clone());
-    let mut controllers = start_controllers(&plane, &team_refs).await;
+    let mut controllers = start_controllers(&node, &team_refs).await;
     let mut faults = Faults::new(config.seed, config.fault_every);
     let mut rng = Rng::new(config.seed.rotate_left(17));
 
@@ -419,7 +418,6 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
     let mut next_sample = Instant::now();
     let mut live = (0, 0);
     let mut next_progress = Instant::now() + Duration::from_secs(60);
-    let mut kubelet_restarts = 0;
     // Counted from the workload's start: setting up takes longer than a quarter of a short run.
     let workload_started = Instant::now();
     let quarter = workload_started + config.duration / 4;
@@ -492,11 +490,7 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
                 dirty.remove(&ns);
             }
         }
-        faults.tick(&plane, &client, SYSTEM, &mut controllers).await;
-        if kubelet.is_finished() {
-            kubelet = kubelet::spawn(client.clone(), kubelet_config.clone());
-            kubelet_restarts += 1;
-        }
+        faults.tick(plane, &client, SYSTEM, &mut controllers).await;
         // A long run says how it goes, once a minute.
         if Instant::now() >= next_progress {
             eprintln!(
@@ -527,7 +521,6 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let ran_for = workload_started.elapsed();
-    faults.counts.kubelet_restarts = kubelet_restarts;
 
     // The workload stops; the controllers get time to settle, then what holds is checked
     // again until everything does or the wait runs out.
@@ -581,10 +574,5 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
         settled_after,
     };
     drop(controllers);
-    kubelet.abort();
-    // The pods' work (notebooks and their outputs) is kept only when something did not hold.
-    if report.violations() == 0 {
-        let _ = std::fs::remove_dir_all(&kubelet_dir);
-    }
     Ok(report)
 }

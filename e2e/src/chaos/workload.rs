@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use crate::harness::real_node::project_image;
+
 /// A small seeded generator (xorshift): a run is replayed by its seed.
 pub struct Rng(u64);
 
@@ -131,7 +133,7 @@ pub fn nvj(
     json!({"apiVersion": "mlops.mlops.dev/v1alpha1", "kind": "NotebookValidationJob",
         "metadata": {"name": name, "annotations": annotations},
         "spec": {"notebook": {"git": {"url": notebooks_url, "ref": "main"}, "path": notebook},
-                 "podConfig": {"containerImage": "quay.io/jupyter/minimal-notebook:2025-06-02"},
+                 "podConfig": {"containerImage": project_image("notebook-runner"), "imagePullPolicy": "Never"},
                  "timeout": "3m"}})
 }
 

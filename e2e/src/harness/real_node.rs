@@ -43,6 +43,15 @@ impl RealNode {
     /// `target/<name>`, with the controllers' images and these of hack/node-images.sh's
     /// (`notebook-runner`, `kserve-sklearnserver`, `test-user-root`, ...) on the node.
     pub fn start(name: &str, node_images: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_args(name, node_images, &[])
+    }
+
+    /// [`RealNode::start`] with `apiserver_args` added to kube-apiserver's.
+    pub fn start_with_args(
+        name: &str,
+        node_images: &[&str],
+        apiserver_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let root = repo_root();
         let images_dir = root.join("target/images");
         let mut images = Command::new(root.join("hack/images.sh"));
@@ -78,7 +87,7 @@ impl RealNode {
         let images = images_dir.display().to_string();
         let plane = PrivateControlPlane::start_with_env(
             name,
-            &[],
+            apiserver_args,
             &[
                 ("NBG_NODE", "real"),
                 ("NBG_NODE_IMAGE_DIR", &images),
@@ -158,6 +167,12 @@ pub fn host_ip_of(cluster: &Cluster) -> anyhow::Result<Ipv4Addr> {
 /// version, as the node has it.
 pub fn project_image(name: &str) -> String {
     format!("ghcr.io/notebook-gitops/{name}:{VERSION}")
+}
+
+/// The pod sandbox image, on every node (`imagePullPolicy: Never`): a container that runs
+/// until it is stopped, for workloads whose pods only need to run and turn Ready.
+pub fn pause_image() -> String {
+    project_image("pause")
 }
 
 /// A Service `name` in `ns` (port 80) for a server on this machine at `host_ip:port`: what an

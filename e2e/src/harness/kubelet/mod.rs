@@ -1,17 +1,16 @@
-//! The kubelet double. There is no container runtime on our machines, so this plays the
-//! kubelet (and the scheduler) for the pods our tests create:
+//! The kubelet double: what is left of it is for the one test a real node cannot run here
+//! (`go_operator_samples.rs`: its manifests name hosts of the internet, which the double's
+//! node-level git mirror serves - docs/development.md). It plays the kubelet (and the scheduler)
+//! for the pods of its namespaces:
 //!
 //! - it registers a Ready Node and binds unscheduled pods in its namespaces to it;
-//! - [`PodHandling::MakeReady`] marks bound pods Running and Ready (for Deployments and other
-//!   workloads whose containers we never run);
-//! - [`PodHandling::RunCommands`] runs a pod's init containers, then its containers, as local
-//!   processes and writes the real exit codes and termination messages back to the pod status;
+//! - it runs a pod's init containers, then its containers, as local processes and writes the
+//!   real exit codes and termination messages back to the pod status;
 //!   `activeDeadlineSeconds` is enforced as the kubelet does;
 //! - a pod being deleted has its processes killed and is then removed, as the kubelet confirms
 //!   a graceful deletion.
 //!
-//! Pods "as deployed" (a chart's controllers from their images, KServe's predictor, hook Jobs)
-//! run on the real node (`harness::real_node`), not here.
+//! Every other pod of the tests runs on the real node (`harness::real_node`).
 //!
 //! Running a container locally: the image is ignored and the container's `command` + `args`
 //! run on this machine. Volumes become directories under the pod's work dir (emptyDir empty,
@@ -44,33 +43,16 @@ use tokio::process::Command;
 pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 const FIELD_MANAGER: &str = "nbg-local-kubelet";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PodHandling {
-    MakeReady,
-    RunCommands,
-}
-
 #[derive(Clone, Debug)]
 pub struct KubeletConfig {
     pub node_name: String,
     /// Namespaces to serve; all when empty.
     pub namespaces: Vec<String>,
-    pub handling: PodHandling,
     /// Where pods get their directories.
     pub work_dir: PathBuf,
     /// Environment every container starts with, as a node's own environment would be (for
     /// example `GIT_CONFIG_GLOBAL` naming a git mirror); the container's env comes after it.
     pub node_env: Vec<(String, String)>,
-    /// With [`PodHandling::MakeReady`]: a pod with an annotation value containing one of these
-    /// runs but is not Ready (a model server that does not come up) until it is removed here.
-    pub held_unready: Arc<Mutex<Vec<String>>>,
-    /// Pods with one of these labels are only marked Running and Ready, whatever `handling`
-    /// says (a model server beside validation pods that run for real).
-    pub ready_only_labels: Vec<(String, String)>,
-    /// Keep a finished pod's volumes (tests read what a notebook wrote). A kubelet removes
-    /// them once the pod has terminated; a long run must too, or every validation pod leaves
-    /// a copy of the runner binary behind.
-    pub keep_terminated_volumes: bool,
 }
 
 #[derive(Clone)]
@@ -335,25 +317,8 @@ impl State {
                 {
                     return Ok(());
                 }
-                let labels = pod.metadata.labels.clone().unwrap_or_default();
-                let ready_only = self
-                    .config
-                    .ready_only_labels
-                    .iter()
-                    .any(|(k, v)| labels.get(k) == Some(v));
-                match self.config.handling {
-                    _ if ready_only => self.make_ready(&pod).await,
-                    PodHandling::MakeReady => self.make_ready(&pod).await,
-                    PodHandling::RunCommands => {
-                        let dir = self.config.work_dir.join(&ns).join(&name);
-                        let result = self.run_pod(pod).await;
-                        // However the pod ended - also killed, or its status not written.
-                        if !self.config.keep_terminated_volumes {
-                            let _ = std::fs::remove_dir_all(dir.join("volumes"));
-                        }
-                        result
-                    }
-                }
+                // A finished pod's volumes are kept (the test reads what a notebook wrote).
+                self.run_pod(pod).await
             }
             Some(_) => Ok(()),
         }
@@ -460,42 +425,6 @@ impl State {
             }),
             ..ContainerStatus::default()
         }
-    }
-
-    async fn make_ready(&self, pod: &Pod) -> anyhow::Result<()> {
-        let started = now();
-        let containers = pod
-            .spec
-            .as_ref()
-            .map(|s| s.containers.clone())
-            .unwrap_or_default();
-        let status = |ready: bool| {
-            let statuses = containers
-                .iter()
-                .map(|c| Self::running_status(c, ready, &started))
-                .collect();
-            Self::base_status("Running", ready, statuses, started.clone())
-        };
-        let held = || {
-            let values: Vec<String> = pod
-                .metadata
-                .annotations
-                .iter()
-                .flatten()
-                .map(|(_, v)| v.clone())
-                .collect();
-            self.config.held_unready.lock().is_ok_and(|h| {
-                h.iter()
-                    .any(|m| values.iter().any(|v| v.contains(m.as_str())))
-            })
-        };
-        if held() {
-            self.write_status(pod, status(false)).await?;
-            while held() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-        self.write_status(pod, status(true)).await
     }
 
     async fn run_pod(&self, pod: Pod) -> anyhow::Result<()> {
@@ -937,18 +866,14 @@ impl State {
 impl KubeletConfig {
     /// The double as tests use it: one node per test, serving `namespaces`, working under
     /// `target/e2e-kubelet` (per Argo CD configuration: `per_argocd_cell`).
-    pub fn for_test(namespaces: &[&str], handling: PodHandling) -> Self {
+    pub fn for_test(namespaces: &[&str]) -> Self {
         Self {
             node_name: format!("kubelet-{}", namespaces.first().copied().unwrap_or("test")),
             namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
-            handling,
             work_dir: crate::harness::cluster::repo_root()
                 .join("target")
                 .join(crate::harness::cluster::per_argocd_cell("e2e-kubelet")),
             node_env: vec![],
-            held_unready: Arc::default(),
-            ready_only_labels: Vec::new(),
-            keep_terminated_volumes: true,
         }
     }
 }
