@@ -7,15 +7,15 @@
 //! timeouts, retries, private repositories - are proved on the real node (`nvj_validator.rs`).
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use kube::api::Api;
 use nbg_core::nvj::{NotebookValidationJob, Phase};
-use nbg_e2e::harness::cluster::{eventually, notebook_python, repo_root, workspace_binary};
+use nbg_e2e::harness::cluster::{notebook_python, repo_root, workspace_binary};
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
 use nbg_e2e::harness::git_server::{GitRepo, GitServer, notebook};
 use nbg_e2e::harness::kubelet::{self, KubeletConfig};
+use nbg_e2e::harness::nvj;
 use nbg_e2e::{Cluster, TestNamespace};
 
 struct Env {
@@ -88,41 +88,8 @@ impl Env {
 
     /// Waits for the current generation to reach a terminal phase.
     async fn finished(&self, name: &str, within: Duration) -> NotebookValidationJob {
-        let what = format!(
-            "{name} to finish (controller log: {})",
-            self.controller.process.log.display()
-        );
-        eventually(within, &what, || {
-            let nvjs = self.nvjs.clone();
-            let name = name.to_string();
-            async move {
-                let n = nvjs.get(&name).await.ok()?;
-                n.current_phase().filter(|p| p.is_terminal()).map(|_| n)
-            }
-        })
-        .await
+        nvj::finished(&self.nvjs, name, within, &self.controller.process.log).await
     }
-}
-
-/// Executes `cells` locally with nvj-validator run and returns the executed notebook: a golden copy.
-fn executed(cells: &[&str]) -> String {
-    let dir =
-        std::env::temp_dir().join(format!("nbg-golden-{}-{}", std::process::id(), cells.len()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let input = dir.join("in.ipynb");
-    let output = dir.join("out.ipynb");
-    std::fs::write(&input, notebook(cells)).expect("write");
-    let status = Command::new(workspace_binary("nvj-validator"))
-        .arg("run")
-        .arg(&input)
-        .arg("--output")
-        .arg(&output)
-        .arg("--python")
-        .arg(notebook_python())
-        .status()
-        .expect("run");
-    assert!(status.success());
-    std::fs::read_to_string(&output).expect("executed notebook")
 }
 
 /// The Go-operator-style samples in e2e/fixtures/nvj/valid, applied byte for byte unchanged;
@@ -147,7 +114,8 @@ async fn go_operator_style_samples_apply_and_validate_unchanged() {
         ]
     };
     let golden_cells = training("0.9512", "12.34");
-    let golden = executed(&golden_cells.iter().map(String::as_str).collect::<Vec<_>>());
+    let golden =
+        nvj::executed_notebook(&golden_cells.iter().map(String::as_str).collect::<Vec<_>>());
     let run_cells = training("0.9518", "9.87");
     let deterministic = ["x = sum(range(10))", "print('sum', x)", "x / 4"];
     repo.commit(
@@ -155,7 +123,7 @@ async fn go_operator_style_samples_apply_and_validate_unchanged() {
             ("notebooks/tier1-basic/hello-world.ipynb", notebook(&["print('hello world')"])),
             ("notebooks/tier2/model-training.ipynb", notebook(&run_cells.iter().map(String::as_str).collect::<Vec<_>>())),
             ("deterministic.ipynb", notebook(&deterministic)),
-            ("deterministic-golden.ipynb", executed(&deterministic)),
+            ("deterministic-golden.ipynb", nvj::executed_notebook(&deterministic)),
             (
                 "notebooks/train-to-pvc.ipynb",
                 notebook(&[

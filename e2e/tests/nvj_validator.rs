@@ -6,16 +6,16 @@
 //! One control plane with its node for the file: the scenarios run side by side on it.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use nbg_core::conditions;
 use nbg_core::nvj::{CellStatus, NotebookValidationJob, Phase};
-use nbg_e2e::harness::cluster::{eventually, notebook_python, repo_root, workspace_binary};
+use nbg_e2e::harness::cluster::{eventually, repo_root};
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
 use nbg_e2e::harness::git_server::{GitRepo, GitServer, credentials_secret, notebook};
+use nbg_e2e::harness::nvj;
 use nbg_e2e::harness::real_node::RealNode;
 use nbg_e2e::{Cluster, TestNamespace};
 
@@ -112,20 +112,7 @@ impl<'a> Env<'a> {
 
     /// Waits for the current generation to reach a terminal phase.
     async fn finished(&self, name: &str, within: Duration) -> NotebookValidationJob {
-        let what = format!(
-            "{}/{name} to finish (controller log: {})",
-            self.ns.name,
-            self.controller.process.log.display()
-        );
-        eventually(within, &what, || {
-            let nvjs = self.nvjs.clone();
-            let name = name.to_string();
-            async move {
-                let n = nvjs.get(&name).await.ok()?;
-                n.current_phase().filter(|p| p.is_terminal()).map(|_| n)
-            }
-        })
-        .await
+        nvj::finished(&self.nvjs, name, within, &self.controller.process.log).await
     }
 
     fn spec(&self, repo: &str, path: &str, reference: &str) -> serde_json::Value {
@@ -149,27 +136,6 @@ async fn validation_runs_report_compare_time_out_and_retry_on_a_real_node() {
         a_spec_change_after_failure_reruns_and_a_deleted_pod_is_retried(&node),
         exhausting_retries_fails_with_the_count_and_names_the_failed_container(&node),
     );
-}
-
-/// Executes `cells` locally with nvj-validator run and returns the executed notebook: a golden copy.
-fn executed(cells: &[&str]) -> String {
-    let dir =
-        std::env::temp_dir().join(format!("nbg-golden-{}-{}", std::process::id(), cells.len()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let input = dir.join("in.ipynb");
-    let output = dir.join("out.ipynb");
-    std::fs::write(&input, notebook(cells)).expect("write");
-    let status = Command::new(workspace_binary("nvj-validator"))
-        .arg("run")
-        .arg(&input)
-        .arg("--output")
-        .arg(&output)
-        .arg("--python")
-        .arg(notebook_python())
-        .status()
-        .expect("run");
-    assert!(status.success());
-    std::fs::read_to_string(&output).expect("executed notebook")
 }
 
 async fn passing_and_failing_notebooks_report_every_cell_and_run_once(node: &RealNode) {
@@ -286,7 +252,7 @@ async fn passing_and_failing_notebooks_report_every_cell_and_run_once(node: &Rea
 async fn golden_comparison_within_and_beyond_tolerance(node: &RealNode) {
     let env = Env::start(node, "nvj-golden", &[], None).await;
     let repo = GitRepo::create(&env.git, "ml");
-    let golden = executed(&[
+    let golden = nvj::executed_notebook(&[
         "import datetime; print('trained at', datetime.datetime.now().isoformat())",
         "print('accuracy: 0.9512')",
     ]);

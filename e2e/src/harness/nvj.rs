@@ -105,3 +105,56 @@ pub async fn create_succeeded(
 pub fn run_id(nvj: &NotebookValidationJob) -> String {
     nvj.run_id().unwrap_or_default()
 }
+
+/// Waits up to `within` for NVJ `name`'s current generation to reach a terminal phase; a
+/// timeout names the NVJ and the controller's log.
+pub async fn finished(
+    api: &Api<NotebookValidationJob>,
+    name: &str,
+    within: std::time::Duration,
+    controller_log: &std::path::Path,
+) -> NotebookValidationJob {
+    let what = format!(
+        "{}/{name} to finish (controller log: {})",
+        api.namespace().unwrap_or_default(),
+        controller_log.display()
+    );
+    crate::harness::cluster::eventually(within, &what, || async {
+        let n = api.get(name).await.ok()?;
+        n.current_phase().filter(|p| p.is_terminal()).map(|_| n)
+    })
+    .await
+}
+
+/// Executes `cells` on this machine with `nvj-validator run` (the host's notebook environment,
+/// the pinned versions the runner image has) and returns the executed notebook: a golden copy.
+pub fn executed_notebook(cells: &[&str]) -> String {
+    use crate::harness::cluster::{notebook_python, workspace_binary};
+    let dir = tempfile_dir(cells.len());
+    let input = dir.join("in.ipynb");
+    let output = dir.join("out.ipynb");
+    std::fs::write(&input, crate::harness::git_server::notebook(cells)).expect("write");
+    let status = std::process::Command::new(workspace_binary("nvj-validator"))
+        .arg("run")
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .arg("--python")
+        .arg(notebook_python())
+        .status()
+        .expect("run");
+    assert!(
+        status.success(),
+        "nvj-validator run of the golden cells failed"
+    );
+    std::fs::read_to_string(&output).expect("executed notebook")
+}
+
+/// A directory of this process's own for one golden notebook (scenarios run side by side).
+fn tempfile_dir(cells: usize) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("nbg-golden-{}-{n}-{cells}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    dir
+}
