@@ -11,7 +11,7 @@ use std::time::Duration;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use nbg_core::annotations::ARGOCD_TRACKING_ID;
 use nbg_core::nvj::{NotebookValidationJob, Phase};
-use nbg_e2e::harness::argocd::{bodies, install_notifications, receiver};
+use nbg_e2e::harness::argocd::{Received, bodies, install_notifications, receiver};
 use nbg_e2e::harness::cluster::eventually;
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
 use nbg_e2e::harness::nvj::{annotations, mark_finished, minimal};
@@ -95,18 +95,26 @@ async fn argocd_fires_our_triggers_once_per_run() {
         "{first}"
     );
     // Evaluated again (any change of the Application makes Argo CD look at it): not again.
-    apps.patch(
-        "train",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"touched": "1"}}})),
-    )
-    .await
-    .expect("touch");
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(
-        bodies(&received, "failed").len(),
-        1,
-        "fired twice for one run: {:?}\n{}",
+    // Argo CD delivers at least once: it records a sent notification in an annotation on the
+    // Application, and an evaluation that comes before that write reached its cache sends again
+    // (seen once on a loaded machine, right after the first send; docs/argocd.md). So the
+    // deliveries are counted once settled, and then three evaluations must add none.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let delivered = bodies(&received, "failed").len();
+    for touch in 1..=3 {
+        apps.patch(
+            "train",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": touch.to_string()}}})),
+        )
+        .await
+        .expect("touch");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        bodies(&received, "failed").len() == delivered && runs(&received, "failed") == 1,
+        "fired again for one run: {:?}\n{}",
         received.lock().map(|r| r.clone()).unwrap_or_default(),
         notifications.output()
     );
@@ -115,8 +123,16 @@ async fn argocd_fires_our_triggers_once_per_run() {
     mark_finished(&nvjs, &created[1], Phase::Failed, "golden mismatch")
         .await
         .expect("status");
-    wait_for("failed", 2).await;
-    let second = bodies(&received, "failed").remove(1);
+    eventually(
+        Duration::from_secs(60),
+        "a second failed run notified",
+        || async { (runs(&received, "failed") == 2).then_some(()) },
+    )
+    .await;
+    let second = bodies(&received, "failed")
+        .into_iter()
+        .find(|b| b["run"] != first["run"])
+        .expect("the second run's body");
     assert!(
         second["run"]
             .as_str()
@@ -137,12 +153,16 @@ async fn argocd_fires_our_triggers_once_per_run() {
         .expect("status");
     wait_for("succeeded", 1).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        bodies(&received, "failed").len(),
-        2,
-        "{}",
-        notifications.output()
-    );
-    assert_eq!(bodies(&received, "succeeded").len(), 1);
+    assert_eq!(runs(&received, "failed"), 2, "{}", notifications.output());
+    assert_eq!(runs(&received, "succeeded"), 1);
     assert!(notifications.is_running(), "{}", notifications.output());
+}
+
+/// The runs the `result` notifications delivered so far were about (each body names its run).
+fn runs(received: &Received, result: &str) -> usize {
+    bodies(received, result)
+        .iter()
+        .map(|b| b["run"].to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
 }

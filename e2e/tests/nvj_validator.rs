@@ -327,7 +327,8 @@ async fn a_timeout_fails_well_before_the_notebook_would_end(node: &RealNode) {
         "slow",
     );
     let mut spec = env.spec("slow", "slow.ipynb", "main");
-    spec["timeout"] = serde_json::json!("8s");
+    // Room for the pod, the clone and the kernel to start beside the other tests.
+    spec["timeout"] = serde_json::json!("20s");
     let started = Instant::now();
     env.create("slow", spec).await;
     let s = env
@@ -340,7 +341,8 @@ async fn a_timeout_fails_well_before_the_notebook_would_end(node: &RealNode) {
         s.condition(conditions::STALLED).map(|c| c.reason.as_str()),
         Some("Timeout")
     );
-    assert!(s.message.unwrap_or_default().contains("timeout 8s"));
+    let message = s.message.unwrap_or_default();
+    assert!(message.contains("timeout 20s"), "{message}");
     assert!(
         started.elapsed() < Duration::from_secs(90),
         "took {:?}; the notebook sleeps 300 s",

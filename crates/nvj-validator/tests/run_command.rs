@@ -211,7 +211,8 @@ fn a_timeout_stops_the_notebook_and_its_kernel_early() {
         ],
     );
     let started = Instant::now();
-    let (code, report) = run(&[nb.to_str().unwrap_or_default(), "--timeout", "4s"]);
+    // Room for papermill and the kernel to start on a loaded machine (4 s was not, once).
+    let (code, report) = run(&[nb.to_str().unwrap_or_default(), "--timeout", "12s"]);
     assert_eq!(code, 3, "{report}");
     assert_eq!(report["outcome"], "Timeout");
     assert!(
@@ -277,5 +278,24 @@ fn sigterm_stops_the_notebook_and_its_kernel_at_once() {
     assert!(
         !nvj_validator::executor::execute::is_running(pid),
         "the kernel {pid} is still running"
+    );
+}
+
+/// A timeout that ends the run before papermill wrote the notebook (papermill and the kernel still
+/// starting) is named as the timeout, with what to change - not as papermill's missing output.
+#[test]
+fn a_timeout_before_papermill_wrote_anything_names_the_timeout() {
+    let d = dir("early-timeout");
+    let nb = d.join("any.ipynb");
+    notebook(&nb, &["1 + 1"]);
+    let (code, report) = run(&[nb.to_str().unwrap_or_default(), "--timeout", "1ms"]);
+    assert_eq!(code, 3, "{report}");
+    assert_eq!(report["outcome"], "Timeout");
+    let message = report["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("ran longer than the timeout 1ms")
+            && message.contains("before papermill wrote any output")
+            && message.contains("spec.timeout"),
+        "{report}"
     );
 }

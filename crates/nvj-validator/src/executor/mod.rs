@@ -89,14 +89,21 @@ pub fn execute(x: &Execute<'_>) -> RunReport {
         .ok()
         .and_then(|t| Notebook::parse("executed notebook", &t).ok());
     let Some(executed) = executed else {
-        let why = if run.timed_out {
-            "timed out before papermill wrote any output".to_string()
-        } else {
-            run.stderr_tail.clone()
-        };
-        let outcome = if run.timed_out {
-            Outcome::Timeout
-        } else if why.contains("No such kernel") {
+        if run.timed_out {
+            // Papermill writes the notebook before its first cell: the time went to starting
+            // Python, papermill and the kernel (a loaded node, a slow image).
+            return RunReport::new(
+                Outcome::Timeout,
+                format!(
+                    "the notebook ran longer than the timeout {} and was stopped before papermill \
+                     wrote any output, while papermill and the kernel were starting: give \
+                     spec.timeout room for them",
+                    x.timeout_text
+                ),
+            );
+        }
+        let why = run.stderr_tail.clone();
+        let outcome = if why.contains("No such kernel") {
             Outcome::InvalidInput
         } else {
             Outcome::Infrastructure

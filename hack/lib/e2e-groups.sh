@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The end-to-end tests of the test command in groups (hack/test.sh runs this in a process group
+# of its own, so every process a test starts is stopped with it). Two cores carry all of it, and
+# tests with deadlines flake when too much runs beside them, so the groups run in two phases:
+#   1. side by side: the tests on the shared control plane (the main run), the API server
+#      restart test, the real Argo CD tests in each configuration of the compatibility matrix
+#      (docs/argocd.md; each cell's planes, ports and nodes its own), and the images (hack/images.sh,
+#      incremental under the test command) with their test;
+#   2. once the main run and the images are done: the real node's tests in four lanes (each
+#      test a control plane with a node of its own; they mostly wait on their pods) and the chaos
+#      run (niced: its checks wait for the controllers to settle, the others have deadlines).
+# Each group's output goes to target/e2e-logs/<group>.log and is printed at the end with its
+# exit code and when it ran.
+#
+# usage: hack/lib/e2e-groups.sh    (from the repository's root)
+set -uo pipefail
+logs=target/e2e-logs
+mkdir -p "$logs"
+t0=$(date +%s)
+groups=()
+
+# group NAME COMMAND...: runs COMMAND in the background into NAME's log, recording its exit code
+# and its start and end (seconds into the run).
+group() {
+  local name=$1
+  shift
+  groups+=("$name")
+  rm -f "$logs/$name.rc"
+  (
+    start=$(($(date +%s) - t0))
+    "$@" >"$logs/$name.log" 2>&1
+    echo "$? $start $(($(date +%s) - t0))" >"$logs/$name.rc"
+  ) &
+}
+
+# The tests the groups below run, which the main run skips.
+apart=(
+  every_image_runs_its_binary_as_the_non_root_user_and_is_what_the_chart_deploys
+  every_archive_loads_as_docker_and_as_an_oci_layout
+  controllers_are_back_within_seconds_after_the_api_server_restarts
+  argo_cd_holds_the_next_wave_until_the_notebook_succeeds_and_fails_the_sync_when_it_fails
+  the_real_argo_cd_runs_a_triggered_sync_once_after_the_running_one
+  aggregates_land_on_an_application_argo_cd_manages_without_a_refresh_storm
+  the_serving_hook_waits_for_the_training_nvj_under_the_real_argo_cd
+  argo_cd_applies_the_next_wave_only_after_nvj_validator_ran_the_notebook
+  a_notebook_syncs_its_own_application_and_the_aggregate_lands_under_argo_cds_tracking
+  the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve
+  the_five_controllers_lose_nothing_and_repeat_nothing_under_faults
+  validation_pods_behave_on_a_real_node_as_on_any_cluster
+  validation_runs_report_compare_time_out_and_retry_on_a_real_node
+  the_umbrella_chart_runs_its_controllers_and_the_flow_on_a_real_node
+  the_standby_takes_over_from_a_killed_leader_and_every_trigger_applies_once
+  restarts_roll_real_pods_on_a_real_node
+  the_readme_playground_validates_a_local_notebook_and_stops_cleanly
+  inference_service_restarts_on_the_real_kserve
+  the_demo_plays_its_three_acts_without_argo_cd_and_kserve
+)
+argocd_tests=(--test argocd_real --test argocd_triggers --test argocd_aggregator --test argocd_wave_marker
+  --test argocd_validated_waves --test argocd_tracking)
+
+main_run() {
+  local skips=() t
+  for t in "${apart[@]}"; do skips+=(--skip "$t"); done
+  cargo test --workspace --no-fail-fast -- "${skips[@]}"
+}
+argocd_cell() {
+  local cell=$1
+  shift
+  NBG_ARGOCD_CELL=$cell cargo test -p nbg-e2e "${argocd_tests[@]}" "$@"
+}
+# v3.2 with label tracking, then v2.14: one lane.
+argocd_other_cells() { argocd_cell v3-label && argocd_cell v2; }
+images() { hack/images.sh && cargo test -p nbg-oci-image --test images; }
+node_lane_a() { cargo test -p nbg-e2e --test real_node --test readme_playground -- --nocapture; }
+node_lane_b() { cargo test -p nbg-e2e --test real_node_install --test real_node_failover -- --nocapture; }
+node_lane_c() {
+  cargo test -p nbg-e2e --test kserve_restart --test demo -- --nocapture \
+    --skip the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve
+}
+node_lane_d() {
+  cargo test -p nbg-e2e --test nvj_validator -- --nocapture \
+    && cargo test -p nbg-e2e --test trigger_controller -- --nocapture --exact restarts_roll_real_pods_on_a_real_node
+}
+chaos() { nice -n 10 cargo test -p nbg-e2e --test chaos -- --nocapture; }
+
+# Waits for the groups named; true when each passed.
+await() {
+  local name ok=0
+  for name in "$@"; do
+    while [ ! -f "$logs/$name.rc" ]; do sleep 1; done
+    [ "$(cut -d' ' -f1 "$logs/$name.rc")" = 0 ] || ok=1
+  done
+  return $ok
+}
+
+group api-server-restart cargo test -p nbg-e2e --test api_server_restart
+# v3.2 as installed runs the demo with the real Argo CD and KServe too.
+group argocd-v3 argocd_cell v3 --test demo -- --skip the_demo_plays_its_three_acts_without_argo_cd
+group argocd-v3-label-then-v2 argocd_other_cells
+group images images
+group main main_run
+await main
+if await images; then
+  group node-a node_lane_a
+  group node-b node_lane_b
+  group node-c node_lane_c
+  group node-d node_lane_d
+  group chaos chaos
+else
+  echo "the images failed: the real node's tests and the chaos run did not run" >"$logs/node.log"
+  echo "1 0 0" >"$logs/node.rc"
+  groups+=(node)
+fi
+wait
+
+failed=()
+for name in "${groups[@]}"; do
+  read -r rc start end <"$logs/$name.rc"
+  echo "== $name: exit $rc, from ${start} s to ${end} s into the tests"
+  cat "$logs/$name.log"
+  [ "$rc" = 0 ] || failed+=("$name")
+done
+echo "== the groups: ${#groups[@]}, $(($(date +%s) - t0)) s in all${failed[*]:+; failed: ${failed[*]}}"
+[ ${#failed[@]} -eq 0 ]
