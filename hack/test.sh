@@ -76,7 +76,7 @@ cargo build --quiet --workspace --bins
 
 step "unit and end-to-end tests"
 cargo test --quiet --workspace --no-run
-# The end-to-end groups, in two phases (hack/lib/e2e-groups.sh), in a process group of their
+# The end-to-end groups, in three phases (hack/lib/e2e-groups.sh), in a process group of their
 # own: every process a test starts is stopped with it.
 setsid bash "$here/lib/e2e-groups.sh" &
 test_pgid=$!
