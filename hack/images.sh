@@ -34,10 +34,7 @@ echo "[images] building ${controllers[*]} (release, statically linked, $triple)"
 # NBG_IMAGES_INCREMENTAL=1 (the test command sets it): the release build reuses its incremental
 # state, so a change rebuilds in seconds rather than minutes (3 min 20 s for a change to
 # nbg-core, on 2 cores). Off by default: incremental code may be optimised a little less.
-# The checkout's path is remapped: the binaries do not carry where they were built, and a clone
-# elsewhere (CI's) reuses the incremental state instead of rebuilding.
-RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$repo=/notebook-gitops" \
-  CARGO_INCREMENTAL="${NBG_IMAGES_INCREMENTAL:-0}" \
+RUSTFLAGS="-C target-feature=+crt-static" CARGO_INCREMENTAL="${NBG_IMAGES_INCREMENTAL:-0}" \
   cargo build --quiet --release --target "$triple" "${packages[@]}"
 cargo build --quiet --release -p nbg-oci-image --bin oci-image
 
