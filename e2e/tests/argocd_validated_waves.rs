@@ -68,18 +68,8 @@ async fn argo_cd_applies_the_next_wave_only_after_nvj_validator_ran_the_notebook
         ],
         "notebooks",
     );
-    let args: Vec<String> = [
-        "--runner-image",
-        &node.validator_image,
-        "--runner-path",
-        "/usr/local/bin/nvj-validator",
-        "--notebook-python",
-        "/opt/notebook/bin/python",
-        "--max-retries",
-        "0",
-    ]
-    .map(String::from)
-    .into();
+    let mut args = node.validator_args();
+    args.extend(["--max-retries".to_string(), "0".to_string()]);
     let validator = ChartedController::start(
         cluster,
         ControllerSpec {

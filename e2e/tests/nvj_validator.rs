@@ -19,9 +19,6 @@ use nbg_e2e::harness::nvj;
 use nbg_e2e::harness::real_node::RealNode;
 use nbg_e2e::{Cluster, TestNamespace};
 
-/// Where the runner is in nvj-validator's image.
-const RUNNER_PATH: &str = "/usr/local/bin/nvj-validator";
-
 struct Env<'a> {
     node: &'a RealNode,
     cluster: Cluster,
@@ -47,19 +44,15 @@ impl<'a> Env<'a> {
             "restricted".to_string(),
         )]);
         let ns = TestNamespace::with_labels(&cluster, prefix, labels).await;
-        let mut args: Vec<String> = vec![
-            "--runner-image".into(),
-            node.validator_image.clone(),
-            "--retry-backoff".into(),
-            "1s".into(),
-            "--notebook-python".into(),
-            "/opt/notebook/bin/python".into(),
-        ];
-        args.extend(extra_args.iter().map(|a| a.to_string()));
-        if !extra_args.contains(&"--runner-path") {
-            args.push("--runner-path".into());
-            args.push(RUNNER_PATH.into());
+        let mut args = node.validator_args();
+        // A scenario's own runner path replaces the image's.
+        if extra_args.contains(&"--runner-path")
+            && let Some(at) = args.iter().position(|a| a == "--runner-path")
+        {
+            args.drain(at..at + 2);
         }
+        args.extend(["--retry-backoff".to_string(), "1s".to_string()]);
+        args.extend(extra_args.iter().map(|a| a.to_string()));
         let controller = ChartedController::start(
             &cluster,
             ControllerSpec {

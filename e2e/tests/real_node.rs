@@ -102,15 +102,10 @@ async fn validation_pods_behave_on_a_real_node_as_on_any_cluster() {
             namespaces: &[&ns.name],
             values: &[],
             args: &[
-                "--runner-image".into(),
-                node.validator_image.clone(),
-                "--runner-path".into(),
-                "/usr/local/bin/nvj-validator".into(),
-                "--notebook-python".into(),
-                "/opt/notebook/bin/python".into(),
-                "--retry-backoff".into(),
-                "1s".into(),
-            ],
+                node.validator_args(),
+                vec!["--retry-backoff".into(), "1s".into()],
+            ]
+            .concat(),
         },
     )
     .await;

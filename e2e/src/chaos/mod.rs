@@ -166,16 +166,8 @@ const REPLICAS: [(&str, usize); 5] = [
 
 async fn start_controllers(node: &RealNode, teams: &[&str]) -> Vec<Replica> {
     let cluster = &node.plane.cluster;
-    let validator_args: Vec<String> = vec![
-        "--runner-image".into(),
-        node.validator_image.clone(),
-        "--max-retries".into(),
-        "0".into(),
-        "--notebook-python".into(),
-        "/opt/notebook/bin/python".into(),
-        "--runner-path".into(),
-        "/usr/local/bin/nvj-validator".into(),
-    ];
+    let mut validator_args = node.validator_args();
+    validator_args.extend(["--max-retries".to_string(), "0".to_string()]);
     let notifier_args = ["--state-namespace".to_string(), SYSTEM.to_string()];
     let mut replicas = Vec::new();
     for (name, of) in REPLICAS {

@@ -111,6 +111,21 @@ impl RealNode {
         })
     }
 
+    /// nvj-validator's arguments for this node's images: the runner from nvj-validator's image,
+    /// the notebook environment of the notebook-runner image.
+    pub fn validator_args(&self) -> Vec<String> {
+        [
+            "--runner-image",
+            &self.validator_image,
+            "--runner-path",
+            "/usr/local/bin/nvj-validator",
+            "--notebook-python",
+            "/opt/notebook/bin/python",
+        ]
+        .map(String::from)
+        .into()
+    }
+
     /// A Service `name` in `ns` for a server on the host: [`service_to_host`].
     pub async fn service_to_host(
         &self,
