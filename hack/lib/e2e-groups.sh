@@ -56,6 +56,9 @@ apart=(
   inference_service_restarts_on_the_real_kserve
   the_demo_plays_its_three_acts_without_argo_cd_and_kserve
 )
+# `--workspace --test X` rather than `-p nbg-e2e`: the features of the dependencies are then the
+# workspace's, as in the build before the groups; with `-p` cargo rebuilt nbg-core and the e2e
+# crate once more (35 s, three times side by side at the start).
 argocd_tests=(--test argocd_real --test argocd_triggers --test argocd_aggregator --test argocd_wave_marker
   --test argocd_validated_waves --test argocd_tracking)
 
@@ -67,22 +70,22 @@ main_run() {
 argocd_cell() {
   local cell=$1
   shift
-  NBG_ARGOCD_CELL=$cell cargo test -p nbg-e2e "${argocd_tests[@]}" "$@"
+  NBG_ARGOCD_CELL=$cell cargo test --workspace "${argocd_tests[@]}" "$@"
 }
 # v3.2 with label tracking, then v2.14: one lane.
 argocd_other_cells() { argocd_cell v3-label && argocd_cell v2; }
 images() { hack/images.sh && cargo test -p nbg-oci-image --test images; }
-node_lane_a() { cargo test -p nbg-e2e --test real_node --test readme_playground -- --nocapture; }
-node_lane_b() { cargo test -p nbg-e2e --test real_node_install --test real_node_failover -- --nocapture; }
+node_lane_a() { cargo test --workspace --test real_node --test readme_playground -- --nocapture; }
+node_lane_b() { cargo test --workspace --test real_node_install --test real_node_failover -- --nocapture; }
 node_lane_c() {
-  cargo test -p nbg-e2e --test kserve_restart --test demo -- --nocapture \
+  cargo test --workspace --test kserve_restart --test demo -- --nocapture \
     --skip the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve
 }
 node_lane_d() {
-  cargo test -p nbg-e2e --test nvj_validator -- --nocapture \
-    && cargo test -p nbg-e2e --test trigger_controller -- --nocapture --exact restarts_roll_real_pods_on_a_real_node
+  cargo test --workspace --test nvj_validator -- --nocapture \
+    && cargo test --workspace --test trigger_controller -- --nocapture --exact restarts_roll_real_pods_on_a_real_node
 }
-chaos() { cargo test -p nbg-e2e --test chaos -- --nocapture; }
+chaos() { cargo test --workspace --test chaos -- --nocapture; }
 
 # Waits for the groups named; true when each passed.
 await() {
@@ -94,7 +97,7 @@ await() {
   return $ok
 }
 
-group api-server-restart cargo test -p nbg-e2e --test api_server_restart
+group api-server-restart cargo test --workspace --test api_server_restart
 # v3.2 as installed runs the demo with the real Argo CD and KServe too.
 group argocd-v3 argocd_cell v3 --test demo -- --skip the_demo_plays_its_three_acts_without_argo_cd
 group argocd-v3-label-then-v2 argocd_other_cells
