@@ -74,7 +74,7 @@ argocd_cell() {
 }
 # v3.2 with label tracking, then v2.14: one lane.
 argocd_other_cells() { argocd_cell v3-label && argocd_cell v2; }
-images() { hack/images.sh && cargo test -p nbg-oci-image --test images; }
+images() { hack/images.sh && cargo test --workspace --test images; }
 node_lane_a() { cargo test --workspace --test real_node --test readme_playground -- --nocapture; }
 node_lane_b() { cargo test --workspace --test real_node_install --test real_node_failover -- --nocapture; }
 node_lane_c() {
