@@ -19,6 +19,9 @@ cleanup() {
   local rc=$?
   if [ -n "$test_pgid" ]; then
     kill -KILL -- "-$test_pgid" 2>/dev/null || true
+    sleep 0.2
+    # The groups' CPU accounting (hack/lib/e2e-groups.sh), empty once their processes are gone.
+    rmdir /sys/fs/cgroup/cpuacct/nbg-e2e-"$test_pgid"-* 2>/dev/null || true
   fi
   if [ -n "$started_cluster" ]; then
     "$here/local-cluster.sh" down || true

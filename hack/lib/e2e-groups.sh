@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The end-to-end tests of the test command in groups (hack/test.sh runs this in a process group
-# of its own, so every process a test starts is stopped with it). Two cores carry all of it, and
-# tests with deadlines flake when too much runs beside them, so the groups run in three phases:
-#   1. side by side: the tests on the shared control plane (the main run), the API server
-#      restart test, the real Argo CD tests in each configuration of the compatibility matrix
-#      (docs/argocd.md; each cell's planes, ports and nodes its own), and the images (hack/images.sh,
-#      incremental under the test command) with their test;
-#   2. once the main run and the images are done: the real node's tests in four lanes (each
-#      test a control plane with a node of its own; they mostly wait on their pods);
-#   3. once those are done: the chaos run (beside the last Argo CD tests; with the lanes beside
-#      it, the load reached 42 and notebook kernels did not start within papermill's 60 s).
+# of its own, so every process a test starts is stopped with it). Two cores carry all of it; most
+# groups mostly wait (on Argo CD, on pods, on timeouts) and use a fraction of a core, but tests
+# with deadlines flake when too much runs beside them (the chaos run beside the four node lanes
+# reached a load of 42, and notebook kernels did not start within papermill's 60 s). So:
+#   1. at once: the images (hack/images.sh: cached by their inputs, or built incrementally under
+#      the test command) with their test, the tests on the shared control plane (the main run),
+#      the API server restart test, and the real Argo CD tests in each configuration of the
+#      compatibility matrix (docs/argocd.md; each cell's planes, ports and nodes its own);
+#   2. once the images are there: the real node's tests in four lanes (each test a control plane
+#      with a node of its own);
+#   3. once two of those lanes are done: the chaos run.
 # Each group's output goes to target/e2e-logs/<group>.log and is printed at the end with its
 # exit code and when it ran.
 #
@@ -20,17 +21,35 @@ mkdir -p "$logs"
 t0=$(date +%s)
 groups=()
 
-# group NAME COMMAND...: runs COMMAND in the background into NAME's log, recording its exit code
-# and its start and end (seconds into the run).
+# The CPU time of a group is counted in a cpuacct cgroup of its own where the host has cgroup v1's
+# cpuacct (removed at the end; hack/test.sh removes what an interrupted run leaves), so the
+# summary says which groups compute and which mostly wait.
+cpu_root=/sys/fs/cgroup/cpuacct
+
+# The machine's busy and available CPU-seconds since boot (/proc/stat: all but idle and iowait).
+machine_cpu() {
+  local hz
+  hz=$(getconf CLK_TCK)
+  awk -v hz="$hz" '/^cpu /{busy=$2+$3+$4+$7+$8+$9; all=busy+$5+$6; print int(busy/hz), int(all/hz)}' /proc/stat
+}
+read -r busy0 all0 < <(machine_cpu)
+
+# group NAME COMMAND...: runs COMMAND in the background into NAME's log, recording its exit code,
+# its start and end (seconds into the run) and its CPU seconds.
 group() {
   local name=$1
   shift
   groups+=("$name")
   rm -f "$logs/$name.rc"
   (
+    cgroup="$cpu_root/nbg-e2e-$$-$name"
+    { [ -w "$cpu_root" ] && mkdir "$cgroup" && echo "$BASHPID" >"$cgroup/cgroup.procs"; } 2>/dev/null || cgroup=""
     start=$(($(date +%s) - t0))
     "$@" >"$logs/$name.log" 2>&1
-    echo "$? $start $(($(date +%s) - t0))" >"$logs/$name.rc"
+    rc=$?
+    cpu=-
+    [ -n "$cgroup" ] && cpu=$(($(cat "$cgroup/cpuacct.usage") / 1000000000))
+    echo "$rc $start $(($(date +%s) - t0)) $cpu" >"$logs/$name.rc"
   ) &
 }
 
@@ -72,8 +91,6 @@ argocd_cell() {
   shift
   NBG_ARGOCD_CELL=$cell cargo test --workspace "${argocd_tests[@]}" "$@"
 }
-# v3.2 with label tracking, then v2.14: one lane.
-argocd_other_cells() { argocd_cell v3-label && argocd_cell v2; }
 images() { hack/images.sh && cargo test --workspace --test images; }
 node_lane_a() { cargo test --workspace --test real_node --test readme_playground -- --nocapture; }
 node_lane_b() { cargo test --workspace --test real_node_install --test real_node_failover -- --nocapture; }
@@ -97,33 +114,47 @@ await() {
   return $ok
 }
 
+# await_any N NAME...: waits until N of the groups named have ended.
+await_any() {
+  local n=$1 name ended
+  shift
+  while :; do
+    ended=0
+    for name in "$@"; do [ -f "$logs/$name.rc" ] && ended=$((ended + 1)); done
+    [ "$ended" -ge "$n" ] && return 0
+    sleep 1
+  done
+}
+
+group images images
+group main main_run
 group api-server-restart cargo test --workspace --test api_server_restart
 # v3.2 as installed runs the demo with the real Argo CD and KServe too.
 group argocd-v3 argocd_cell v3 --test demo -- --skip the_demo_plays_its_three_acts_without_argo_cd
-group argocd-v3-label-then-v2 argocd_other_cells
-group images images
-group main main_run
-await main
+group argocd-v3-label argocd_cell v3-label
+group argocd-v2 argocd_cell v2
 if await images; then
   group node-a node_lane_a
   group node-b node_lane_b
   group node-c node_lane_c
   group node-d node_lane_d
-  await node-a node-b node-c node-d
+  await_any 2 node-a node-b node-c node-d
   group chaos chaos
 else
   echo "the images failed: the real node's tests and the chaos run did not run" >"$logs/node.log"
-  echo "1 0 0" >"$logs/node.rc"
+  echo "1 0 0 -" >"$logs/node.rc"
   groups+=(node)
 fi
 wait
 
 failed=()
 for name in "${groups[@]}"; do
-  read -r rc start end <"$logs/$name.rc"
-  echo "== $name: exit $rc, from ${start} s to ${end} s into the tests"
+  read -r rc start end cpu <"$logs/$name.rc"
+  echo "== $name: exit $rc, from ${start} s to ${end} s into the tests, ${cpu} CPU-seconds"
+  rmdir "$cpu_root/nbg-e2e-$$-$name" 2>/dev/null
   cat "$logs/$name.log"
   [ "$rc" = 0 ] || failed+=("$name")
 done
-echo "== the groups: ${#groups[@]}, $(($(date +%s) - t0)) s in all${failed[*]:+; failed: ${failed[*]}}"
+read -r busy1 all1 < <(machine_cpu)
+echo "== the groups: ${#groups[@]}, $(($(date +%s) - t0)) s in all; the machine busy $((busy1 - busy0)) of $((all1 - all0)) CPU-seconds${failed[*]:+; failed: ${failed[*]}}"
 [ ${#failed[@]} -eq 0 ]
