@@ -7,7 +7,8 @@
 #   1. at once: the images (hack/images.sh: cached by their inputs, or built incrementally under
 #      the test command) with their test, the tests on the shared control plane (the main run),
 #      the API server restart test, and the real Argo CD tests in each configuration of the
-#      compatibility matrix (docs/argocd.md; each cell's planes, ports and nodes its own);
+#      compatibility matrix (docs/argocd.md; each cell's planes, ports and nodes its own) and the
+#      demo with the real Argo CD and KServe;
 #   2. once the images are there: the real node's tests in four lanes (each test a control plane
 #      with a node of its own);
 #   3. once two of those lanes are done: the chaos run.
@@ -129,8 +130,11 @@ await_any() {
 group images images
 group main main_run
 group api-server-restart cargo test --workspace --test api_server_restart
-# v3.2 as installed runs the demo with the real Argo CD and KServe too.
-group argocd-v3 argocd_cell v3 --test demo -- --skip the_demo_plays_its_three_acts_without_argo_cd
+group argocd-v3 argocd_cell v3
+# The demo with the real Argo CD (v3.2 as installed) and KServe: a lane of its own, beside the
+# cells' (it was the longest lane's last test).
+group demo-argocd env NBG_ARGOCD_CELL=v3 cargo test --workspace --test demo -- --nocapture \
+  --exact the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve
 group argocd-v3-label argocd_cell v3-label
 group argocd-v2 argocd_cell v2
 if await images; then
