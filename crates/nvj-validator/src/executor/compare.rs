@@ -170,6 +170,30 @@ fn cell_type(c: &Cell) -> CellType {
     }
 }
 
+/// The outputs with each run of stream outputs of one stream (stdout, stderr) joined into one, as
+/// nbconvert's `coalesce_streams` does: how a cell's printing is split into stream messages
+/// depends on when the kernel flushed (one `print` can arrive as two under load), not on what the
+/// cell printed.
+fn coalesce_streams<'a>(outputs: impl Iterator<Item = &'a Output>) -> Vec<Output> {
+    let mut joined: Vec<Output> = Vec::new();
+    for output in outputs {
+        if let (
+            Some(Output::Stream { name, text }),
+            Output::Stream {
+                name: next_name,
+                text: next_text,
+            },
+        ) = (joined.last_mut(), output)
+            && name == next_name
+        {
+            text.push_str(next_text);
+            continue;
+        }
+        joined.push(output.clone());
+    }
+    joined
+}
+
 fn shown(outputs: &[&Output]) -> String {
     bounded(
         &strip_ansi(&outputs.iter().map(|o| o.text()).collect::<String>()),
@@ -280,10 +304,11 @@ fn compare_cell(
         return None;
     }
     let keep = |o: &&Output| !cfg.ignore_output_types.contains(o.type_name());
-    let (go, ao): (Vec<&Output>, Vec<&Output>) = (
-        g.outputs.iter().filter(keep).collect(),
-        a.outputs.iter().filter(keep).collect(),
+    let (go, ao) = (
+        coalesce_streams(g.outputs.iter().filter(keep)),
+        coalesce_streams(a.outputs.iter().filter(keep)),
     );
+    let (go, ao): (Vec<&Output>, Vec<&Output>) = (go.iter().collect(), ao.iter().collect());
     let (gs, as_) = (shown(&go), shown(&ao));
     // An error the golden notebook does not have is an execution error, whatever the text.
     let actual_error = ao.iter().any(|o| matches!(o, Output::Error { .. }));
@@ -467,6 +492,29 @@ mod tests {
         assert_eq!(
             (r.result, r.diffs[0].severity),
             (ComparisonOutcome::Failed, DiffSeverity::Minor)
+        );
+    }
+
+    #[test]
+    fn a_print_split_into_two_stream_messages_matches_one() {
+        let golden = nb(json!([code(json!([stream("accuracy: 0.9512"), stream("\n")]), 1)]));
+        let actual = nb(json!([code(json!([stream("accuracy: 0.9512\n")]), 1)]));
+        let r = compare(&actual, &golden, &cfg("0.001"));
+        assert_eq!(r.result, ComparisonOutcome::Matched, "{:?}", r.diffs);
+        // Streams of stdout and stderr stay apart, and so do streams an output separates.
+        let err = json!({"output_type": "stream", "name": "stderr", "text": "\n"});
+        let split = nb(json!([code(json!([stream("accuracy: 0.9512"), err]), 1)]));
+        assert_eq!(
+            compare(&split, &golden, &cfg("0.001")).result,
+            ComparisonOutcome::Failed
+        );
+        let apart = nb(json!([code(
+            json!([stream("accuracy: 0.9512"), result("1"), stream("\n")]),
+            1
+        )]));
+        assert_eq!(
+            compare(&apart, &golden, &cfg("0.001")).result,
+            ComparisonOutcome::Failed
         );
     }
 
