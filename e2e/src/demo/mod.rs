@@ -513,7 +513,7 @@ pub async fn run(
     // The team's git server: on this machine, found by pods as the Service `git`.
     let git = GitServer::start_on(
         host_ip,
-        &repo_root().join(format!("target/demo-git/{ns}")),
+        &cluster.dir().join(format!("demo-git/{ns}")),
         None,
     )
     .await;
@@ -822,7 +822,9 @@ async fn provide_volume(
     t: &Timeline,
 ) -> anyhow::Result<()> {
     let name = format!("{ns}-fraud-models");
-    let dir = repo_root().join(format!("target/demo-volumes/{name}"));
+    // In the plane's directory: the played demo and the one with the real Argo CD run side by
+    // side in the tests, each on a plane of its own, in namespaces of the same name.
+    let dir = cluster.dir().join(format!("demo-volumes/{name}"));
     // One an earlier demo bound keeps that claim's uid: replaced, with what the model it held.
     let _ = cluster.kubectl(&["delete", "pv", &name, "--ignore-not-found"], None);
     let _ = std::fs::remove_dir_all(&dir);

@@ -90,6 +90,12 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The control plane's directory (its state, certificates and kubeconfig): where what belongs
+    /// to this plane alone goes, so two planes on one machine do not share it.
+    pub fn dir(&self) -> &Path {
+        self.kubeconfig.parent().unwrap_or(Path::new("."))
+    }
+
     /// Boots the control plane once per test process, or reuses the running one.
     pub fn get() -> Cluster {
         // Logs of in-process helpers (the kubelet double) show with a failing test's output.
