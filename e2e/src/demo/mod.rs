@@ -511,12 +511,8 @@ pub async fn run(
         ),
     );
     // The team's git server: on this machine, found by pods as the Service `git`.
-    let git = GitServer::start_on(
-        host_ip,
-        &cluster.dir().join(format!("demo-git/{ns}")),
-        None,
-    )
-    .await;
+    let git =
+        GitServer::start_on(host_ip, &cluster.dir().join(format!("demo-git/{ns}")), None).await;
     let repo = GitRepo::create(&git, "fraud-detection");
     let read = |f: &str| std::fs::read_to_string(notebooks_dir().join(f));
     let first = repo.commit(

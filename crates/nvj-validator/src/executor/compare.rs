@@ -497,7 +497,10 @@ mod tests {
 
     #[test]
     fn a_print_split_into_two_stream_messages_matches_one() {
-        let golden = nb(json!([code(json!([stream("accuracy: 0.9512"), stream("\n")]), 1)]));
+        let golden = nb(json!([code(
+            json!([stream("accuracy: 0.9512"), stream("\n")]),
+            1
+        )]));
         let actual = nb(json!([code(json!([stream("accuracy: 0.9512\n")]), 1)]));
         let r = compare(&actual, &golden, &cfg("0.001"));
         assert_eq!(r.result, ComparisonOutcome::Matched, "{:?}", r.diffs);
