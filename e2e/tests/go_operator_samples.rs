@@ -133,7 +133,10 @@ async fn go_operator_style_samples_apply_and_validate_unchanged() {
                     "open(os.path.join(os.environ['MODEL_DIR'], 'model.txt'), 'w').write('weights')",
                 ]),
             ),
-            ("notebooks/serving/kserve-check.ipynb", notebook(&["print('serving check')"])),
+            (
+                "notebooks/serving/kserve-check.ipynb",
+                notebook(&["print('serving check')", "0.93", "[[1, 2], [3, 4]]"]),
+            ),
         ],
         "samples",
     );

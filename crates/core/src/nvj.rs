@@ -373,30 +373,93 @@ pub struct CustomPlatform {
     pub prediction_endpoint: Option<String>,
 }
 
-/// The Go operator's exit-code validation settings.
+/// Checks of what the notebook produced, beyond its cells running (docs/nvj-validator.md,
+/// "Output checks"): run by the runner in the validation pod after the cells, before the golden
+/// comparison. A failed check fails the run with reason `OutputCheckFailed`.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.requireExplicitExitCodes) || !self.requireExplicitExitCodes",
+    "message": "requireExplicitExitCodes cannot be honoured: notebook cells have no exit codes (a cell that raises, or calls sys.exit with a non-zero code, fails the run already); remove it"
+}, {
+    "rule": "!has(self.verifyAssertions) || self.verifyAssertions",
+    "message": "verifyAssertions: false cannot be honoured: a failed assert raises AssertionError and fails its cell; remove it"
+}, {
+    "rule": "!has(self.educationalMode) || !self.educationalMode",
+    "message": "educationalMode has no effect in notebook-gitops (every failure names the cell and what failed); remove it"
+}]))]
 pub struct ValidationConfig {
+    /// A preset: `learning` adds no check; `development` adds detectSilentFailures; `staging`
+    /// also failOnWarnings; `production` also failOnStderr. A field set explicitly wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<ValidationLevel>,
+    /// failOnStderr, failOnWarnings and detectSilentFailures, each unless set to false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict_mode: Option<bool>,
+    /// A code cell that wrote to its stderr stream fails the run (warnings are written there too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_on_stderr: Option<bool>,
+    /// A Python warning shown while a cell ran (as `warnings.showwarning` shows it, after the
+    /// warning filters) fails the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_on_warnings: Option<bool>,
+    /// A cell that printed a Python traceback to stderr without raising (an exception caught
+    /// and logged, e.g. `logging.exception`, `traceback.print_exc()`) fails the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detect_silent_failures: Option<bool>,
+    /// Rejected when true: notebook cells have no exit codes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_explicit_exit_codes: Option<bool>,
+    /// `false`: the golden comparison compares the cells' output text without their output
+    /// types (a `print` against a displayed value of the same text matches).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_output_types: Option<bool>,
+    /// Always on (a failed assert fails its cell); rejected when false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_assertions: Option<bool>,
+    /// Rejected when true: it has no effect here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub educational_mode: Option<bool>,
+    /// Checks of values the notebook produced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
     pub expected_outputs: Vec<ExpectedOutput>,
+}
+
+impl ValidationConfig {
+    /// Whether a code cell writing to stderr fails the run: the field, else strictMode, else the
+    /// level (`production`).
+    pub fn fails_on_stderr(&self) -> bool {
+        self.fail_on_stderr
+            .or(self.strict_mode.filter(|s| *s))
+            .unwrap_or(self.level == Some(ValidationLevel::Production))
+    }
+
+    /// Whether a shown Python warning fails the run: the field, else strictMode, else the level
+    /// (`staging` and `production`).
+    pub fn fails_on_warnings(&self) -> bool {
+        self.fail_on_warnings
+            .or(self.strict_mode.filter(|s| *s))
+            .unwrap_or(matches!(
+                self.level,
+                Some(ValidationLevel::Staging | ValidationLevel::Production)
+            ))
+    }
+
+    /// Whether a traceback printed without raising fails the run: the field, else strictMode,
+    /// else the level (all but `learning`).
+    pub fn detects_silent_failures(&self) -> bool {
+        self.detect_silent_failures
+            .or(self.strict_mode.filter(|s| *s))
+            .unwrap_or(matches!(
+                self.level,
+                Some(
+                    ValidationLevel::Development
+                        | ValidationLevel::Staging
+                        | ValidationLevel::Production
+                )
+            ))
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -408,21 +471,52 @@ pub enum ValidationLevel {
     Production,
 }
 
+/// A check of one value the notebook produced (docs/nvj-validator.md, "Output checks"): the
+/// result of the cell at index `cell` (the Go operator's addressing) or of the one cell tagged
+/// `cellTag`, or the value the notebook glued under `name` (scrapbook's `glue`).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.cell) ? 1 : 0) + (has(self.cellTag) ? 1 : 0) + (has(self.name) ? 1 : 0) == 1",
+    "message": "an expected output needs exactly one of cell, cellTag or name"
+}, {
+    "rule": "has(self.type) || has(self.shape) || has(self.minValue) || has(self.maxValue) || (has(self.notEmpty) && self.notEmpty)",
+    "message": "an expected output needs at least one of type, shape, minValue, maxValue or notEmpty: true"
+}]))]
 pub struct ExpectedOutput {
+    /// The cell's index in the notebook (from 0, every cell counted, as `results[].cellIndex`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
-    pub cell: i32,
+    pub cell: Option<i32>,
+    /// A tag of exactly one cell (`metadata.tags`, as papermill's `parameters`): stays with the
+    /// cell when cells are added or moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub cell_tag: Option<String>,
+    /// A value the notebook recorded with `scrapbook.glue(name, value)` (JSON or text encoder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub name: Option<String>,
+    /// A name the value's type answers to: its class or a base class, plain (`DataFrame`,
+    /// `float`), with its module (`pandas.core.frame.DataFrame`) or its package
+    /// (`pandas.DataFrame`); `number` for any real number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<String>,
+    /// The value's shape, `rows,cols` (as `.shape`, or the length of a list); `*` or `-1`
+    /// matches any size: `1000,20`, `*,20`, `-1,20`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^ *(\*|-1|[0-9]+)( *, *(\*|-1|[0-9]+))* *$"))]
     pub shape: Option<String>,
+    /// The value is a real number at least this (inclusive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$"))]
     pub min_value: Option<String>,
+    /// The value is a real number at most this (inclusive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$"))]
     pub max_value: Option<String>,
+    /// The value exists and is not None, an empty string or collection, or an array or frame
+    /// with no elements.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_empty: Option<bool>,
 }
@@ -538,6 +632,24 @@ pub struct CellResult {
     /// `ErrorName: value` and a bounded traceback when the cell failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    /// The output checks (`spec.validationConfig`) of this cell's values and streams.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<OutputCheck>,
+}
+
+/// One output check of a cell: what was checked, the value seen, and whether it held.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputCheck {
+    /// The check: `expectedOutputs[0]`, `failOnStderr`, `failOnWarnings`, `detectSilentFailures`.
+    pub check: String,
+    pub passed: bool,
+    /// The value as the check saw it, bounded: `0.9512 (float)`, `shape 1000,20 (DataFrame)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Why it failed, naming the bound: `0.71 is below minValue 0.8`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -14,7 +14,7 @@ pub mod protocol;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use nbg_core::nvj::{ComparisonConfig, ComparisonStrategy};
+use nbg_core::nvj::{ComparisonConfig, ComparisonStrategy, ValidationConfig};
 use nbg_runtime::{CommonArgs, Runtime};
 
 use protocol::report::{self, Outcome, RunReport};
@@ -111,6 +111,10 @@ pub struct RunArgs {
     /// Where to write the executed notebook; a temporary file by default.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Output checks, as in a cluster: a YAML or JSON file with the fields of
+    /// spec.validationConfig, or an NVJ manifest (its spec.validationConfig is used).
+    #[arg(long)]
+    pub checks: Option<PathBuf>,
     /// Python with papermill and a Jupyter kernel.
     #[arg(long, env = "NBG_PYTHON", default_value = "python3")]
     pub python: String,
@@ -169,6 +173,28 @@ async fn run_controller(common: CommonArgs, args: ControllerArgs) -> anyhow::Res
     runtime.run(reconciler).await
 }
 
+/// `--checks`: spec.validationConfig's fields, or an NVJ manifest's, checked as nvj-validator
+/// checks a spec.
+fn read_checks(path: &std::path::Path) -> Result<ValidationConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let fields = match doc.get("spec") {
+        Some(spec) => spec.get("validationConfig").cloned().ok_or_else(|| {
+            format!(
+                "{}: the manifest has no spec.validationConfig",
+                path.display()
+            )
+        })?,
+        None => doc,
+    };
+    let config: ValidationConfig = serde_json::from_value(fields)
+        .map_err(|e| format!("{}: not a validationConfig: {e}", path.display()))?;
+    controller::spec_check::check_validation(&config)
+        .map_err(|e| format!("{}: validationConfig.{e}", path.display()))?;
+    Ok(config)
+}
+
 fn run_local(args: &RunArgs) -> ExitCode {
     let timeout = match nbg_core::duration::parse_go_duration(&args.timeout) {
         Ok(t) => t,
@@ -193,6 +219,13 @@ fn run_local(args: &RunArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
+            return exit(Outcome::InvalidInput.exit_code());
+        }
+    };
+    let checks = match args.checks.as_deref().map(read_checks).transpose() {
+        Ok(c) => c.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("error: --checks: {e}");
             return exit(Outcome::InvalidInput.exit_code());
         }
     };
@@ -222,16 +255,17 @@ fn run_local(args: &RunArgs) -> ExitCode {
         notebook: &args.notebook,
         golden: args.golden.as_deref(),
         comparison: &comparison,
+        checks: &checks,
         timeout,
         timeout_text: &args.timeout,
         python: &args.python,
         cwd: &cwd,
         output: &output,
+        scratch: &temp,
         stop: &stop,
     });
-    if args.output.is_none() {
-        let _ = std::fs::remove_dir_all(&temp);
-    }
+    // The executed notebook (without --output) and the output checks' IPython profile.
+    let _ = std::fs::remove_dir_all(&temp);
     if args.json {
         println!(
             "{}",

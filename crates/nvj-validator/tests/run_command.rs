@@ -1,62 +1,13 @@
 //! `nvj-validator run` on real notebooks with real papermill and a real Jupyter kernel (the
 //! project's pinned Python environment, created by hack/python-env.sh when missing).
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-
-fn python() -> &'static str {
-    static PY: OnceLock<String> = OnceLock::new();
-    PY.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/python-env.sh");
-        let out = Command::new(script)
-            .output()
-            .expect("run hack/python-env.sh");
-        assert!(
-            out.status.success(),
-            "python env: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        format!("{}/python", String::from_utf8_lossy(&out.stdout).trim())
-    })
-}
-
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nbg-run-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("dir");
-    d
-}
-
-fn notebook(path: &Path, cells: &[&str]) {
-    let cells: Vec<Value> = cells
-        .iter()
-        .map(|src| json!({"cell_type": "code", "source": src, "metadata": {}, "outputs": [], "execution_count": null}))
-        .collect();
-    let nb = json!({"nbformat": 4, "nbformat_minor": 5, "cells": cells,
-                    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}});
-    std::fs::write(path, serde_json::to_string(&nb).expect("json")).expect("write notebook");
-}
-
-fn run(args: &[&str]) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_nvj-validator"))
-        .arg("run")
-        .args(args)
-        .args(["--json", "--python", python()])
-        .output()
-        .expect("run nvj-validator");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not a JSON report ({e}): {} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), report)
-}
+use common::{dir, notebook, python, run};
+use serde_json::Value;
 
 #[test]
 fn a_passing_notebook_reports_every_cell() {

@@ -153,6 +153,7 @@ pub fn build(
         notebook: spec.notebook.clone(),
         golden: spec.golden_notebook.clone(),
         comparison: spec.comparison_config.clone().unwrap_or_default(),
+        validation: spec.validation_config.clone().unwrap_or_default(),
         timeout_seconds,
         notebook_credentials_dir: None,
         golden_credentials_dir: None,

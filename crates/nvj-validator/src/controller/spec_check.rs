@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use nbg_core::nvj::NotebookValidationJobSpec;
+use nbg_core::nvj::{NotebookValidationJobSpec, ValidationConfig};
 
 use crate::executor::compare::CompareConfig;
 
@@ -27,6 +27,9 @@ pub enum SpecError {
     ReservedEnv { index: usize, name: String },
     #[error("{field}: {path:?} must be a path inside the repository")]
     PathOutsideRepository { field: &'static str, path: String },
+    /// `spec.validationConfig` (the CRD's rules, for objects stored before them).
+    #[error("spec.validationConfig.{0}")]
+    Validation(String),
 }
 
 /// A spec that can run.
@@ -99,13 +102,75 @@ pub fn check(spec: &NotebookValidationJobSpec) -> Result<CheckedSpec, SpecError>
     {
         unsupported.push("spec.modelValidation");
     }
-    if spec.validation_config.is_some() {
-        unsupported.push("spec.validationConfig");
+    if let Some(v) = &spec.validation_config {
+        check_validation(v).map_err(SpecError::Validation)?;
     }
     Ok(CheckedSpec {
         timeout,
         unsupported,
     })
+}
+
+/// The CRD's rules for `spec.validationConfig`: the message names the field.
+pub fn check_validation(v: &ValidationConfig) -> Result<(), String> {
+    if v.require_explicit_exit_codes == Some(true) {
+        return Err(
+            "requireExplicitExitCodes: cannot be honoured: notebook cells have no exit \
+                    codes (a cell that raises, or calls sys.exit with a non-zero code, fails the \
+                    run already); remove it"
+                .into(),
+        );
+    }
+    if v.verify_assertions == Some(false) {
+        return Err(
+            "verifyAssertions: false cannot be honoured: a failed assert raises \
+                    AssertionError and fails its cell; remove it"
+                .into(),
+        );
+    }
+    if v.educational_mode == Some(true) {
+        return Err(
+            "educationalMode: has no effect in notebook-gitops (every failure names the \
+                    cell and what failed); remove it"
+                .into(),
+        );
+    }
+    for (i, e) in v.expected_outputs.iter().enumerate() {
+        let at = format!("expectedOutputs[{i}]");
+        let addressed = [e.cell.is_some(), e.cell_tag.is_some(), e.name.is_some()];
+        if addressed.iter().filter(|a| **a).count() != 1 {
+            return Err(format!("{at}: needs exactly one of cell, cellTag or name"));
+        }
+        if e.r#type.is_none()
+            && e.shape.is_none()
+            && e.min_value.is_none()
+            && e.max_value.is_none()
+            && e.not_empty != Some(true)
+        {
+            return Err(format!(
+                "{at}: needs at least one of type, shape, minValue, maxValue or notEmpty: true"
+            ));
+        }
+        for (field, bound) in [("minValue", &e.min_value), ("maxValue", &e.max_value)] {
+            if let Some(b) = bound
+                .as_deref()
+                .filter(|b| b.trim().parse::<f64>().is_err())
+            {
+                return Err(format!("{at}.{field}: {b:?} is not a number"));
+            }
+        }
+        if let Some(shape) = &e.shape {
+            let ok = shape.split(',').map(str::trim).all(|d| {
+                d == "*" || d == "-1" || (!d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            });
+            if !ok {
+                return Err(format!(
+                    "{at}.shape: {shape:?} is not rows,cols (numbers, * or -1, e.g. \"1000,20\")"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -166,13 +231,52 @@ mod tests {
         .expect("valid");
         assert_eq!(
             c.unsupported,
-            vec![
-                "spec.podConfig.buildConfig",
-                "spec.modelValidation",
-                "spec.validationConfig"
-            ]
+            vec!["spec.podConfig.buildConfig", "spec.modelValidation"]
         );
         let off = check(&spec(serde_json::json!({"podConfig": {"containerImage": "i", "buildConfig": {"enabled": false}}}))).expect("valid");
         assert!(off.unsupported.is_empty());
+    }
+
+    #[test]
+    fn validation_config_fields_without_a_meaning_and_bad_checks_are_named() {
+        for (config, starts) in [
+            (
+                serde_json::json!({"requireExplicitExitCodes": true}),
+                "spec.validationConfig.requireExplicitExitCodes",
+            ),
+            (
+                serde_json::json!({"verifyAssertions": false}),
+                "spec.validationConfig.verifyAssertions",
+            ),
+            (
+                serde_json::json!({"educationalMode": true}),
+                "spec.validationConfig.educationalMode",
+            ),
+            (
+                serde_json::json!({"expectedOutputs": [{"cell": 1, "name": "a", "notEmpty": true}]}),
+                "spec.validationConfig.expectedOutputs[0]: needs exactly one",
+            ),
+            (
+                serde_json::json!({"expectedOutputs": [{"name": "a"}]}),
+                "spec.validationConfig.expectedOutputs[0]: needs at least one",
+            ),
+            (
+                serde_json::json!({"expectedOutputs": [{"name": "a", "notEmpty": true}, {"cellTag": "t", "shape": "10x2"}]}),
+                "spec.validationConfig.expectedOutputs[1].shape",
+            ),
+            (
+                serde_json::json!({"expectedOutputs": [{"cellTag": "t", "minValue": "high"}]}),
+                "spec.validationConfig.expectedOutputs[0].minValue",
+            ),
+        ] {
+            let e =
+                check(&spec(serde_json::json!({"validationConfig": config}))).expect_err("refused");
+            assert!(e.to_string().starts_with(starts), "{e}");
+        }
+        let fine = check(&spec(serde_json::json!({"validationConfig": {
+            "verifyAssertions": true, "requireExplicitExitCodes": false, "failOnStderr": true,
+            "expectedOutputs": [{"cell": 2, "type": "float", "minValue": "0.8"}, {"name": "rows", "shape": "*,20"}]
+        }})));
+        assert!(fine.is_ok(), "{fine:?}");
     }
 }

@@ -3,7 +3,7 @@
 //! process group alone would leave the kernel running; its descendants are found through /proc.
 
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -86,16 +86,32 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Runs `python -m papermill input output` in `cwd`, stopping it at `deadline`.
-pub fn run_papermill(
-    python: &str,
-    input: &Path,
-    output: &Path,
-    cwd: &Path,
-    kernel: Option<&str>,
-    deadline: Duration,
-    stop: &Stop,
-) -> std::io::Result<Execution> {
+/// One papermill run.
+#[derive(Debug, Clone)]
+pub struct Papermill<'a> {
+    pub python: &'a str,
+    pub input: &'a Path,
+    pub output: &'a Path,
+    /// The kernel's working directory.
+    pub cwd: &'a Path,
+    /// `--kernel`, for notebooks without a kernelspec.
+    pub kernel: Option<&'a str>,
+    pub deadline: Duration,
+    /// Set for papermill and so for its kernel (IPython's profile of the output checks).
+    pub env: Vec<(&'static str, PathBuf)>,
+}
+
+/// Runs `python -m papermill input output` in `cwd`, stopping it at the deadline.
+pub fn run_papermill(p: &Papermill<'_>, stop: &Stop) -> std::io::Result<Execution> {
+    let Papermill {
+        python,
+        input,
+        output,
+        cwd,
+        kernel,
+        deadline,
+        ..
+    } = *p;
     let started = Instant::now();
     let log_path = output.with_extension("papermill.log");
     let log = std::fs::File::create(&log_path)?;
@@ -109,6 +125,7 @@ pub fn run_papermill(
     if let Some(k) = kernel {
         cmd.args(["--kernel", k]);
     }
+    cmd.envs(p.env.iter().map(|(k, v)| (*k, v.as_os_str())));
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

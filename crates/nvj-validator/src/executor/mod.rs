@@ -7,13 +7,14 @@ pub mod compare;
 pub mod execute;
 pub mod git;
 pub mod notebook;
+pub mod output_checks;
 pub mod results;
 pub mod stop;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nbg_core::nvj::{ComparisonOutcome, NotebookSource};
+use nbg_core::nvj::{ComparisonOutcome, NotebookSource, ValidationConfig};
 
 use crate::protocol::report::{Outcome, RunReport};
 use crate::protocol::{PodRunSpec, bounded};
@@ -26,6 +27,8 @@ pub struct Execute<'a> {
     pub notebook: &'a Path,
     pub golden: Option<&'a Path>,
     pub comparison: &'a CompareConfig,
+    /// The output checks (`spec.validationConfig`).
+    pub checks: &'a ValidationConfig,
     pub timeout: Duration,
     /// The timeout as the user wrote it, for messages (`30m`).
     pub timeout_text: &'a str,
@@ -34,6 +37,8 @@ pub struct Execute<'a> {
     pub cwd: &'a Path,
     /// Where the executed notebook is written.
     pub output: &'a Path,
+    /// A directory of this run's own (the kernel's IPython profile and cell records).
+    pub scratch: &'a Path,
     /// SIGTERM/SIGINT: papermill and its kernel are stopped and the run reports so.
     pub stop: &'a stop::Stop,
 }
@@ -68,15 +73,42 @@ pub fn execute(x: &Execute<'_>) -> RunReport {
         Err(report) => return report,
     };
     let kernel = kernel_of(x.notebook);
-    let run = match execute::run_papermill(
-        x.python,
-        x.notebook,
-        x.output,
-        x.cwd,
-        kernel.as_deref(),
-        x.timeout,
-        x.stop,
-    ) {
+    let records_path = x.scratch.join("cell-records.jsonl");
+    let mut env = Vec::new();
+    if output_checks::needs_records(x.checks) {
+        // The kernel records each cell's result and warnings (cell_records.py), loaded as a
+        // startup file of an IPython profile of this run's own.
+        let ipython = x.scratch.join("ipython");
+        let startup = ipython.join("profile_default").join("startup");
+        let written = std::fs::create_dir_all(&startup).and_then(|()| {
+            std::fs::write(
+                startup.join("00-notebook-gitops-cell-records.py"),
+                output_checks::CELL_RECORDS_STARTUP,
+            )
+        });
+        if let Err(e) = written {
+            return RunReport::new(
+                Outcome::Infrastructure,
+                format!(
+                    "cannot write the output checks' IPython profile in {}: {e}",
+                    ipython.display()
+                ),
+            );
+        }
+        let _ = std::fs::remove_file(&records_path);
+        env.push(("IPYTHONDIR", ipython));
+        env.push(("NBG_CELL_RECORDS", records_path.clone()));
+    }
+    let papermill = execute::Papermill {
+        python: x.python,
+        input: x.notebook,
+        output: x.output,
+        cwd: x.cwd,
+        kernel: kernel.as_deref(),
+        deadline: x.timeout,
+        env,
+    };
+    let run = match execute::run_papermill(&papermill, x.stop) {
         Ok(run) => run,
         Err(e) => {
             return RunReport::new(
@@ -179,6 +211,46 @@ pub fn execute(x: &Execute<'_>) -> RunReport {
         format!("all {code_cells} code cells succeeded"),
     )
     .with_cells(cells);
+    if output_checks::any(x.checks) {
+        let records = std::fs::read_to_string(&records_path).ok();
+        if records.is_none() && output_checks::needs_records(x.checks) {
+            report.outcome = Outcome::InvalidInput;
+            report.message = "the kernel did not load the output checks' IPython startup file \
+                              (IPYTHONDIR): the notebook's kernel must be IPython's (ipykernel)"
+                .into();
+            return report;
+        }
+        let records = output_checks::CellRecords::parse(&records.unwrap_or_default());
+        let checked = output_checks::check(&executed, &records, x.checks);
+        for cell in &mut report.cells {
+            if let Some(checks) = checked.by_cell.get(&Some(cell.cell_index)) {
+                cell.checks = checks.clone();
+            }
+        }
+        if !checked.failures.is_empty() {
+            report.outcome = Outcome::OutputCheckFailed;
+            report.message = bounded(
+                &format!(
+                    "{} of {} output checks failed: {}",
+                    checked.failures.len(),
+                    checked.count,
+                    checked.failures.join("; ")
+                ),
+                1000,
+            );
+            return report;
+        }
+        report.message.push_str(&format!(
+            "; {} output checks passed{}",
+            checked.count,
+            if checked.passed_values.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", checked.passed_values.join(", "))
+            }
+        ));
+        report.message = bounded(&report.message, 1000);
+    }
     if let Some(golden) = golden {
         let cmp = compare::compare(&executed, &golden, x.comparison);
         if cmp.result == ComparisonOutcome::Failed {
@@ -238,7 +310,7 @@ pub fn run_pod(spec: &PodRunSpec, python: &str, stop: &stop::Stop) -> RunReport 
     let started = std::time::Instant::now();
     let timeout = Duration::from_secs(u64::try_from(spec.timeout_seconds).unwrap_or(0));
     let comparison = match CompareConfig::from_spec(&spec.comparison) {
-        Ok(c) => c,
+        Ok(c) => c.with_output_types(spec.validation.check_output_types != Some(false)),
         Err(e) => return RunReport::new(Outcome::InvalidInput, e.to_string()),
     };
     let work = PathBuf::from(&spec.work_dir);
@@ -325,6 +397,8 @@ pub fn run_pod(spec: &PodRunSpec, python: &str, stop: &stop::Stop) -> RunReport 
         notebook: &notebook,
         golden: golden.as_deref(),
         comparison: &comparison,
+        checks: &spec.validation,
+        scratch: &work,
         timeout: remaining,
         timeout_text: &timeout_text,
         python,

@@ -93,6 +93,7 @@ pub fn cell_results(executed: &Notebook, end: RunEnd) -> (Vec<CellResult>, Optio
                 execution_time: pm.duration.map(go_duration),
                 output: None,
                 error_message: Some(format!("{}: {}", f.ename, f.evalue)),
+                checks: Vec::new(),
             });
             failure = Some(f);
             continue;
@@ -124,6 +125,7 @@ pub fn cell_results(executed: &Notebook, end: RunEnd) -> (Vec<CellResult>, Optio
             execution_time: pm.duration.map(go_duration),
             output: Some(bounded(&strip_ansi(&text), MAX_OUTPUT_CHARS)).filter(|s| !s.is_empty()),
             error_message: None,
+            checks: Vec::new(),
         };
         if failure.is_none() && pm.status.as_deref() == Some("running") {
             // The cell that was executing when the run was stopped.

@@ -4,7 +4,7 @@
 
 pub mod report;
 
-use nbg_core::nvj::{ComparisonConfig, NotebookSource};
+use nbg_core::nvj::{ComparisonConfig, NotebookSource, ValidationConfig};
 use serde::{Deserialize, Serialize};
 
 /// What a validation pod runs; the controller passes it as JSON in `NBG_RUN_SPEC`. It holds no
@@ -17,6 +17,9 @@ pub struct PodRunSpec {
     pub golden: Option<NotebookSource>,
     #[serde(default)]
     pub comparison: ComparisonConfig,
+    /// The output checks (`spec.validationConfig`).
+    #[serde(default)]
+    pub validation: ValidationConfig,
     pub timeout_seconds: i64,
     #[serde(default)]
     pub notebook_credentials_dir: Option<String>,

@@ -24,6 +24,8 @@ pub enum Outcome {
     GoldenMismatch,
     /// The notebook ran longer than `spec.timeout`.
     Timeout,
+    /// Every cell ran, but a check of `spec.validationConfig` failed: deterministic, not retried.
+    OutputCheckFailed,
     /// The spec or the repository content is wrong (bad ref, missing notebook, bad regex,
     /// authentication refused): deterministic, not retried.
     InvalidInput,
@@ -41,6 +43,7 @@ impl Outcome {
             Outcome::Timeout => 3,
             Outcome::InvalidInput => 4,
             Outcome::Infrastructure => 5,
+            Outcome::OutputCheckFailed => 6,
         }
     }
 
@@ -53,6 +56,7 @@ impl Outcome {
             Outcome::Timeout => "Timeout",
             Outcome::InvalidInput => "InvalidInput",
             Outcome::Infrastructure => "InfrastructureFailure",
+            Outcome::OutputCheckFailed => "OutputCheckFailed",
         }
     }
 }
@@ -229,6 +233,7 @@ mod tests {
                 execution_time: Some("0.100s".into()),
                 output: Some("x".repeat(text)),
                 error_message: (i == cells - 1).then(|| "ValueError: boom\n".repeat(50)),
+                checks: Vec::new(),
             })
             .collect();
         let mut r = RunReport::new(

@@ -91,6 +91,7 @@ fn a_running_pod_moves_to_validation_running_then_success_is_recorded_with_every
             execution_time: None,
             output: None,
             error_message: None,
+            checks: Vec::new(),
         })
         .collect();
     let report = RunReport::new(Outcome::Succeeded, "all 3 code cells succeeded").with_cells(cells);
@@ -413,6 +414,7 @@ fn an_oom_killed_notebook_keeps_its_cells_and_names_the_cell() {
             execution_time: None,
             output: None,
             error_message: None,
+            checks: Vec::new(),
         },
         CellResult {
             cell_index: 1,
@@ -420,6 +422,7 @@ fn an_oom_killed_notebook_keeps_its_cells_and_names_the_cell() {
             execution_time: None,
             output: None,
             error_message: Some("DeadKernel".into()),
+            checks: Vec::new(),
         },
     ];
     let p = pod(
