@@ -332,21 +332,6 @@ fn compare_cell(
             DiffSeverity::Critical,
         ));
     }
-    if !cfg.check_output_types {
-        // The cell's output text as one, whatever the outputs' types.
-        let text = |v: &[&Output]| v.iter().map(|o| o.text()).collect::<String>();
-        let (x, y) = (text(&go), text(&ao));
-        if let Some(why) = differ(cfg, re, &x, &y) {
-            let diff = format!("{why}\n{}", line_diff(&x, &y));
-            return Some(mk(
-                DiffType::OutputMismatch,
-                gs,
-                as_,
-                Some(bounded(&diff, MAX_SHOWN_CHARS * 2)),
-                DiffSeverity::Major,
-            ));
-        }
-    }
     let types = |v: &[&Output]| v.iter().map(|o| o.type_name()).collect::<Vec<_>>();
     if cfg.check_output_types && types(&go) != types(&ao) {
         let why = format!("output types {:?} differ from {:?}", types(&ao), types(&go));
@@ -358,9 +343,19 @@ fn compare_cell(
             DiffSeverity::Major,
         ));
     }
-    for (x, y) in go.iter().zip(&ao).filter(|_| cfg.check_output_types) {
-        if let Some(why) = differ(cfg, re, &x.text(), &y.text()) {
-            let diff = format!("{why}\n{}", line_diff(&x.text(), &y.text()));
+    // Output by output; without checkOutputTypes, the cell's output text as one.
+    let texts: Vec<(String, String)> = if cfg.check_output_types {
+        go.iter()
+            .zip(&ao)
+            .map(|(x, y)| (x.text(), y.text()))
+            .collect()
+    } else {
+        let text = |v: &[&Output]| v.iter().map(|o| o.text()).collect::<String>();
+        vec![(text(&go), text(&ao))]
+    };
+    for (x, y) in &texts {
+        if let Some(why) = differ(cfg, re, x, y) {
+            let diff = format!("{why}\n{}", line_diff(x, y));
             return Some(mk(
                 DiffType::OutputMismatch,
                 gs,
@@ -517,6 +512,26 @@ mod tests {
         assert_eq!(
             (r.result, r.diffs[0].severity),
             (ComparisonOutcome::Failed, DiffSeverity::Minor)
+        );
+    }
+
+    #[test]
+    fn without_check_output_types_a_print_matches_a_displayed_value() {
+        let golden = nb(json!([code(json!([result("0.95")]), 1)]));
+        let actual = nb(json!([code(json!([stream("0.95\n")]), 1)]));
+        assert_eq!(
+            compare(&actual, &golden, &cfg("0.001")).result,
+            ComparisonOutcome::Failed
+        );
+        let text_only = cfg("0.001").with_output_types(false);
+        assert_eq!(
+            compare(&actual, &golden, &text_only).result,
+            ComparisonOutcome::Matched
+        );
+        let far = nb(json!([code(json!([stream("0.90\n")]), 1)]));
+        assert_eq!(
+            compare(&far, &golden, &text_only).result,
+            ComparisonOutcome::Failed
         );
     }
 
