@@ -3,15 +3,15 @@
 # of its own, so every process a test starts is stopped with it). Two cores carry all of it; most
 # groups mostly wait (on Argo CD, on pods, on timeouts) and use a fraction of a core, but tests
 # with deadlines flake when too much runs beside them (the chaos run beside the four node lanes
-# reached a load of 42, and notebook kernels did not start within papermill's 60 s). So:
+# and everything else reached a load of 42, and notebook kernels did not start within papermill's
+# 60 s). So:
 #   1. at once: the images (hack/images.sh: cached by their inputs, or built incrementally under
-#      the test command) with their test, the tests on the shared control plane (the main run),
-#      the API server restart test, and the real Argo CD tests in each configuration of the
-#      compatibility matrix (docs/argocd.md; each cell's planes, ports and nodes its own) and the
-#      demo with the real Argo CD and KServe;
-#   2. once the images are there: the real node's tests in four lanes (each test a control plane
-#      with a node of its own);
-#   3. once two of those lanes are done: the chaos run.
+#      the test command) with their test, and the real Argo CD tests in each configuration of the
+#      compatibility matrix (docs/argocd.md; each cell's planes, ports and nodes its own);
+#   2. once the images are there: the tests on the shared control plane (the main run), the API
+#      server restart test, the demo with the real Argo CD and KServe, and the real node's tests
+#      in four lanes (each test a control plane with a node of its own);
+#   3. once one of those lanes is done: the chaos run.
 # Each group's output goes to target/e2e-logs/<group>.log and is printed at the end with its
 # exit code and when it ran.
 #
@@ -127,22 +127,27 @@ await_any() {
   done
 }
 
+# The images first, beside the Argo CD lanes (which wait on Argo CD, and need the images only for
+# their fifth test): after a change to the controllers' crates their release build takes
+# 150-300 CPU-seconds, and every real-node test waits for it.
 group images images
+group argocd-v3 argocd_cell v3
+group argocd-v3-label argocd_cell v3-label
+group argocd-v2 argocd_cell v2
+await images
+images_ok=$?
 group main main_run
 group api-server-restart cargo test --workspace --test api_server_restart
-group argocd-v3 argocd_cell v3
 # The demo with the real Argo CD (v3.2 as installed) and KServe: a lane of its own, beside the
 # cells' (it was the longest lane's last test).
 group demo-argocd env NBG_ARGOCD_CELL=v3 cargo test --workspace --test demo -- --nocapture \
   --exact the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve
-group argocd-v3-label argocd_cell v3-label
-group argocd-v2 argocd_cell v2
-if await images; then
+if [ "$images_ok" = 0 ]; then
   group node-a node_lane_a
   group node-b node_lane_b
   group node-c node_lane_c
   group node-d node_lane_d
-  await_any 2 node-a node-b node-c node-d
+  await_any 1 node-a node-b node-c node-d
   group chaos chaos
 else
   echo "the images failed: the real node's tests and the chaos run did not run" >"$logs/node.log"
