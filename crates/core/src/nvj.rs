@@ -81,6 +81,13 @@ pub struct NotebookSource {
     /// Path of the notebook inside the repository.
     #[schemars(regex(pattern = r"^.*\.ipynb$"))]
     pub path: String,
+    /// Papermill parameters, `spec.notebook` only (an addition to the Go operator's API): each is
+    /// papermill's `-p NAME VALUE`, injected in a cell after the one tagged `parameters`; papermill
+    /// reads a value that looks like an int, a float, a bool or None as one, else as a string.
+    /// Recorded in `status.parameters` with the run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 50))]
+    pub parameters: BTreeMap<String, String>,
 }
 
 /// A git repository at a ref.
@@ -595,6 +602,9 @@ pub struct NotebookValidationJobStatus {
     pub last_retry_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparison_result: Option<ComparisonResult>,
+    /// The papermill parameters (`spec.notebook.parameters`) of the run this status describes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, String>,
     /// One entry per trigger target, written only by trigger-controller.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["kind", "namespace", "name", "action"]))]

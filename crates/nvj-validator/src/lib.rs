@@ -67,8 +67,8 @@ pub struct ControllerArgs {
 pub enum Command {
     /// Execute a notebook on this machine with papermill and print the verdict, as a validation
     /// pod would report it. Exit code: 0 succeeded, 1 a cell failed, 2 golden mismatch,
-    /// 3 timeout, 4 invalid input, 5 infrastructure failure.
-    Run(RunArgs),
+    /// 3 timeout, 4 invalid input, 5 infrastructure failure, 6 an output check failed.
+    Run(Box<RunArgs>),
     /// Inside a validation pod: fetch, execute and judge the notebook described by NBG_RUN_SPEC,
     /// and report through the termination message. Not for direct use.
     PodRun(PodRunArgs),
@@ -111,6 +111,9 @@ pub struct RunArgs {
     /// Where to write the executed notebook; a temporary file by default.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// A papermill parameter, NAME=VALUE (repeatable), as spec.notebook.parameters.
+    #[arg(long = "parameter", value_name = "NAME=VALUE")]
+    pub parameters: Vec<String>,
     /// Output checks, as in a cluster: a YAML or JSON file with the fields of
     /// spec.validationConfig, or an NVJ manifest (its spec.validationConfig is used).
     #[arg(long)]
@@ -229,6 +232,18 @@ fn run_local(args: &RunArgs) -> ExitCode {
             return exit(Outcome::InvalidInput.exit_code());
         }
     };
+    let mut parameters = std::collections::BTreeMap::new();
+    for p in &args.parameters {
+        let Some((name, value)) = p.split_once('=') else {
+            eprintln!("error: --parameter {p:?}: write it NAME=VALUE");
+            return exit(Outcome::InvalidInput.exit_code());
+        };
+        if let Err(e) = controller::spec_check::parameter_name(name) {
+            eprintln!("error: --parameter {p:?}: {e}");
+            return exit(Outcome::InvalidInput.exit_code());
+        }
+        parameters.insert(name.to_string(), value.to_string());
+    }
     let temp = std::env::temp_dir().join(format!("nvj-validator-run-{}", std::process::id()));
     let output = args
         .output
@@ -256,6 +271,7 @@ fn run_local(args: &RunArgs) -> ExitCode {
         golden: args.golden.as_deref(),
         comparison: &comparison,
         checks: &checks,
+        parameters: &parameters,
         timeout,
         timeout_text: &args.timeout,
         python: &args.python,

@@ -167,3 +167,45 @@ fn checks_without_a_meaning_are_refused_before_the_run() {
         "{stderr}"
     );
 }
+
+#[test]
+fn parameters_reach_the_notebook_and_cell_indices_stay_those_in_git() {
+    let d = dir("checks-parameters");
+    let nb = d.join("params.ipynb");
+    tagged_notebook(
+        &nb,
+        &[
+            (&["parameters"], "epochs = 1\nname = 'x'"),
+            (&[], "epochs * 10"),
+        ],
+    );
+    let nb = nb.display().to_string();
+    let check = checks(
+        &d,
+        "expectedOutputs:\n- {cell: 1, type: int, minValue: '25'}\n",
+    );
+    let (code, report) = run(&[
+        &nb,
+        "--parameter",
+        "epochs=3",
+        "--parameter",
+        "name=march",
+        "--checks",
+        &check,
+    ]);
+    assert_eq!(code, 0, "{report}");
+    let cells = report["cells"].as_array().expect("cells");
+    // Papermill's injected-parameters cell is not one of the notebook's.
+    assert_eq!(cells.len(), 2, "{report}");
+    assert_eq!(cells[1]["cellIndex"], 1);
+    assert_eq!(cells[1]["output"], "30");
+    // Without the parameter the notebook's own value fails the bound.
+    let (code, report) = run(&[&nb, "--checks", &check]);
+    assert_eq!(code, 6, "{report}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nvj-validator"))
+        .args(["run", &nb, "--parameter", "1x=2", "--python", python()])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a Python identifier"));
+}

@@ -27,6 +27,12 @@ pub enum SpecError {
     ReservedEnv { index: usize, name: String },
     #[error("{field}: {path:?} must be a path inside the repository")]
     PathOutsideRepository { field: &'static str, path: String },
+    #[error("spec.notebook.parameters[{name:?}]: {why}")]
+    Parameter { name: String, why: String },
+    #[error(
+        "spec.goldenNotebook.parameters: parameters apply to spec.notebook only; the golden notebook is compared as it is in git"
+    )]
+    GoldenParameters,
     /// `spec.validationConfig` (the CRD's rules, for objects stored before them).
     #[error("spec.validationConfig.{0}")]
     Validation(String),
@@ -102,6 +108,19 @@ pub fn check(spec: &NotebookValidationJobSpec) -> Result<CheckedSpec, SpecError>
     {
         unsupported.push("spec.modelValidation");
     }
+    for name in spec.notebook.parameters.keys() {
+        parameter_name(name).map_err(|why| SpecError::Parameter {
+            name: name.clone(),
+            why,
+        })?;
+    }
+    if spec
+        .golden_notebook
+        .as_ref()
+        .is_some_and(|g| !g.parameters.is_empty())
+    {
+        return Err(SpecError::GoldenParameters);
+    }
     if let Some(v) = &spec.validation_config {
         check_validation(v).map_err(SpecError::Validation)?;
     }
@@ -109,6 +128,19 @@ pub fn check(spec: &NotebookValidationJobSpec) -> Result<CheckedSpec, SpecError>
         timeout,
         unsupported,
     })
+}
+
+/// A papermill parameter's name: a Python identifier, as the parameters cell assigns it.
+pub fn parameter_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic());
+    if first_ok && chars.all(|c| c == '_' || c.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err("not a Python identifier (letters, digits and _, not starting with a digit)".into())
+    }
 }
 
 /// The CRD's rules for `spec.validationConfig`: the message names the field.
@@ -273,6 +305,20 @@ mod tests {
                 check(&spec(serde_json::json!({"validationConfig": config}))).expect_err("refused");
             assert!(e.to_string().starts_with(starts), "{e}");
         }
+        let e = check(&spec(serde_json::json!({"notebook": {"git": {"url": "https://x/r.git", "ref": "main"}, "path": "a.ipynb", "parameters": {"learning-rate": "0.1"}}})))
+            .expect_err("not an identifier");
+        assert!(
+            e.to_string().starts_with(
+                "spec.notebook.parameters[\"learning-rate\"]: not a Python identifier"
+            ),
+            "{e}"
+        );
+        let e = check(&spec(serde_json::json!({"goldenNotebook": {"git": {"url": "https://x/r.git", "ref": "main"}, "path": "g.ipynb", "parameters": {"a": "1"}}})))
+            .expect_err("golden parameters");
+        assert!(
+            e.to_string().starts_with("spec.goldenNotebook.parameters"),
+            "{e}"
+        );
         let fine = check(&spec(serde_json::json!({"validationConfig": {
             "verifyAssertions": true, "requireExplicitExitCodes": false, "failOnStderr": true,
             "expectedOutputs": [{"cell": 2, "type": "float", "minValue": "0.8"}, {"name": "rows", "shape": "*,20"}]

@@ -96,6 +96,8 @@ pub struct Papermill<'a> {
     pub cwd: &'a Path,
     /// `--kernel`, for notebooks without a kernelspec.
     pub kernel: Option<&'a str>,
+    /// Papermill's `-p NAME VALUE` each.
+    pub parameters: &'a std::collections::BTreeMap<String, String>,
     pub deadline: Duration,
     /// Set for papermill and so for its kernel (IPython's profile of the output checks).
     pub env: Vec<(&'static str, PathBuf)>,
@@ -124,6 +126,9 @@ pub fn run_papermill(p: &Papermill<'_>, stop: &Stop) -> std::io::Result<Executio
         .args(["--no-progress-bar", "--request-save-on-cell-execute"]);
     if let Some(k) = kernel {
         cmd.args(["--kernel", k]);
+    }
+    for (name, value) in p.parameters {
+        cmd.arg("-p").arg(name).arg(value);
     }
     cmd.envs(p.env.iter().map(|(k, v)| (*k, v.as_os_str())));
     cmd.stdin(Stdio::null())

@@ -29,6 +29,8 @@ pub struct Execute<'a> {
     pub comparison: &'a CompareConfig,
     /// The output checks (`spec.validationConfig`).
     pub checks: &'a ValidationConfig,
+    /// Papermill parameters (`spec.notebook.parameters`).
+    pub parameters: &'a std::collections::BTreeMap<String, String>,
     pub timeout: Duration,
     /// The timeout as the user wrote it, for messages (`30m`).
     pub timeout_text: &'a str,
@@ -105,6 +107,7 @@ pub fn execute(x: &Execute<'_>) -> RunReport {
         output: x.output,
         cwd: x.cwd,
         kernel: kernel.as_deref(),
+        parameters: x.parameters,
         deadline: x.timeout,
         env,
     };
@@ -398,6 +401,7 @@ pub fn run_pod(spec: &PodRunSpec, python: &str, stop: &stop::Stop) -> RunReport 
         golden: golden.as_deref(),
         comparison: &comparison,
         checks: &spec.validation,
+        parameters: &spec.notebook.parameters,
         scratch: &work,
         timeout: remaining,
         timeout_text: &timeout_text,

@@ -8,6 +8,8 @@ use serde_json::Value;
 
 /// Papermill's marker cells (the error banners it inserts) carry this tag.
 pub const PAPERMILL_ERROR_TAG: &str = "papermill-error-cell-tag";
+/// The cell papermill inserts with the parameters it was given carries this tag.
+pub const PAPERMILL_PARAMETERS_TAG: &str = "injected-parameters";
 
 fn multiline<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(match Value::deserialize(d)? {
@@ -154,12 +156,15 @@ impl Notebook {
         Ok(nb)
     }
 
-    /// The notebook's own cells, without papermill's inserted marker cells, so indices match
-    /// the notebook in git.
+    /// The notebook's own cells, without the cells papermill inserts (error banners, the
+    /// injected parameters), so indices match the notebook in git.
     pub fn own_cells(&self) -> impl Iterator<Item = &Cell> {
-        self.cells
-            .iter()
-            .filter(|c| !c.metadata.tags.iter().any(|t| t == PAPERMILL_ERROR_TAG))
+        self.cells.iter().filter(|c| {
+            !c.metadata
+                .tags
+                .iter()
+                .any(|t| t == PAPERMILL_ERROR_TAG || t == PAPERMILL_PARAMETERS_TAG)
+        })
     }
 }
 

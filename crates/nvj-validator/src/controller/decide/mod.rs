@@ -258,6 +258,7 @@ pub fn decide(
         let mut status = NotebookValidationJobStatus {
             start_time: Some(cx.time()),
             retry_count: Some(0),
+            parameters: nvj.spec.notebook.parameters.clone(),
             // Conditions of other writers are kept; ours are recomputed below.
             conditions: current
                 .conditions

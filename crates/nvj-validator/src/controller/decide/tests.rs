@@ -452,3 +452,39 @@ fn a_report_that_cannot_be_read_is_never_a_success() {
     assert_ne!(s.phase, Some(Phase::Succeeded));
     assert_eq!(s.retry_count, Some(1));
 }
+
+#[test]
+fn a_runs_parameters_are_recorded_from_its_start_to_its_verdict() {
+    let mut n = nvj(
+        1,
+        None,
+        json!({"notebook": {"git": {"url": "https://x/r.git", "ref": "main"}, "path": "train.ipynb",
+                            "parameters": {"epochs": "3", "dataset": "march"}}}),
+    );
+    step(&mut n, &[], at(0));
+    let recorded = |n: &NotebookValidationJob| {
+        n.status
+            .as_ref()
+            .map(|s| s.parameters.clone())
+            .unwrap_or_default()
+    };
+    let expected: std::collections::BTreeMap<String, String> =
+        [("dataset", "march"), ("epochs", "3")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    assert_eq!(recorded(&n), expected);
+    step(
+        &mut n,
+        &[pod("train-v1-0", 1, json!({"phase": "Running"}))],
+        at(5),
+    );
+    let report = RunReport::new(Outcome::Succeeded, "all 1 code cells succeeded");
+    step(
+        &mut n,
+        &[finished("train-v1-0", 0, &encode(&report))],
+        at(60),
+    );
+    assert_eq!(phase(&n), Some(Phase::Succeeded));
+    assert_eq!(recorded(&n), expected);
+}
