@@ -14,7 +14,9 @@ use nbg_core::conditions;
 use nbg_core::nvj::{CellStatus, NotebookValidationJob, Phase};
 use nbg_e2e::harness::cluster::{eventually, repo_root};
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::harness::git_server::{GitRepo, GitServer, credentials_secret, notebook};
+use nbg_e2e::harness::git_server::{
+    GitRepo, GitServer, credentials_secret, notebook, tagged_notebook,
+};
 use nbg_e2e::harness::nvj;
 use nbg_e2e::harness::real_node::RealNode;
 use nbg_e2e::{Cluster, TestNamespace};
@@ -128,6 +130,92 @@ async fn validation_runs_report_compare_time_out_and_retry_on_a_real_node() {
         a_private_repository_with_a_credentials_secret_and_no_secret_in_the_pod(&node),
         a_spec_change_after_failure_reruns_and_a_deleted_pod_is_retried(&node),
         exhausting_retries_fails_with_the_count_and_names_the_failed_container(&node),
+        parameters_and_output_checks_judge_what_the_notebook_produced(&node),
+    );
+}
+
+/// spec.notebook.parameters and spec.validationConfig in a validation pod: the parameter reaches
+/// the notebook and the status, a cell found by its tag and one by its index are checked, and a
+/// warning fails the run that asks so - each named in the status.
+async fn parameters_and_output_checks_judge_what_the_notebook_produced(node: &RealNode) {
+    let env = Env::start(node, "nvj-checks", &[], None).await;
+    let repo = GitRepo::create(&env.git, "notebooks");
+    let cells: &[(&[&str], &str)] = &[
+        (&["parameters"], "epochs = 1"),
+        (&["metrics"], "accuracy = (80 + epochs * 5) / 100\naccuracy"),
+        (&[], "[[1, 2], [3, 4]]"),
+        (
+            &[],
+            "import warnings\nwarnings.warn('old API', UserWarning)",
+        ),
+    ];
+    repo.commit(&[("train.ipynb", tagged_notebook(cells))], "train");
+    let checks = serde_json::json!({"expectedOutputs": [
+        {"cellTag": "metrics", "type": "float", "minValue": "0.9"},
+        {"cell": 2, "type": "list", "shape": "2,2"}]});
+    let mut trained = env.spec("notebooks", "train.ipynb", "main");
+    trained["notebook"]["parameters"] = serde_json::json!({"epochs": "3"});
+    trained["validationConfig"] = checks.clone();
+    env.create("trained", trained).await;
+    let mut short = env.spec("notebooks", "train.ipynb", "main");
+    short["validationConfig"] = checks;
+    env.create("short", short).await;
+    let mut warned = env.spec("notebooks", "train.ipynb", "main");
+    warned["validationConfig"] = serde_json::json!({"failOnWarnings": true});
+    env.create("warned", warned).await;
+
+    let s = env
+        .finished("trained", Duration::from_secs(90))
+        .await
+        .status
+        .expect("status");
+    assert_eq!(s.phase, Some(Phase::Succeeded), "{:?}", s.message);
+    assert_eq!(
+        s.parameters,
+        BTreeMap::from([("epochs".to_string(), "3".to_string())])
+    );
+    // Cell indices are the notebook's in git: papermill's injected cell is not counted.
+    assert_eq!(s.results.len(), 4, "{:?}", s.results);
+    let metrics = &s.results[1].checks;
+    assert_eq!(metrics.len(), 1, "{:?}", s.results);
+    assert!(metrics[0].passed);
+    assert_eq!(metrics[0].value.as_deref(), Some("0.95 (float)"));
+    let message = s.message.unwrap_or_default();
+    assert!(message.contains("2 output checks passed"), "{message}");
+
+    let s = env
+        .finished("short", Duration::from_secs(90))
+        .await
+        .status
+        .expect("status");
+    assert_eq!(s.phase, Some(Phase::Failed));
+    let message = s.message.clone().unwrap_or_default();
+    assert!(
+        message.contains(
+            "1 of 2 output checks failed: expectedOutputs[0] (the cell tagged \"metrics\"): 0.85 (float) is below minValue 0.9"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == conditions::READY)
+            .map(|c| c.reason.as_str()),
+        Some("OutputCheckFailed")
+    );
+
+    let s = env
+        .finished("warned", Duration::from_secs(90))
+        .await
+        .status
+        .expect("status");
+    assert_eq!(s.phase, Some(Phase::Failed));
+    let message = s.message.unwrap_or_default();
+    assert!(
+        message.contains(
+            "failOnWarnings: cell 4 (cellIndex 3) raised a warning: UserWarning: old API"
+        ),
+        "{message}"
     );
 }
 

@@ -192,9 +192,15 @@ impl GitRepo {
 
 /// A notebook (nbformat 4, python3 kernel) with one code cell per source.
 pub fn notebook(cells: &[&str]) -> String {
+    let untagged: Vec<(&[&str], &str)> = cells.iter().map(|src| (&[][..], *src)).collect();
+    tagged_notebook(&untagged)
+}
+
+/// A notebook of code cells, each with its tags (`metadata.tags`) and source.
+pub fn tagged_notebook(cells: &[(&[&str], &str)]) -> String {
     let cells: Vec<serde_json::Value> = cells
         .iter()
-        .map(|src| serde_json::json!({"cell_type": "code", "source": src, "metadata": {}, "outputs": [], "execution_count": null}))
+        .map(|(tags, src)| serde_json::json!({"cell_type": "code", "source": src, "metadata": {"tags": tags}, "outputs": [], "execution_count": null}))
         .collect();
     serde_json::json!({"nbformat": 4, "nbformat_minor": 5, "cells": cells,
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}})
