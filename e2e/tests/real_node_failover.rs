@@ -215,9 +215,13 @@ async fn the_standby_takes_over_from_a_killed_leader_and_every_trigger_applies_o
     .await;
     let takeover = killed_at.elapsed();
     // Expiry is at most one lease duration after the last renewal; the standby looks every
-    // fifth of it.
+    // fifth of it; its attempt and write take a few seconds more on a loaded CI machine (19.1 s
+    // seen there, 14.1-14.8 s alone).
     assert!(
-        takeover <= Duration::from_secs(LEASE_SECONDS) + Duration::from_secs(LEASE_SECONDS) / 5,
+        takeover
+            <= Duration::from_secs(LEASE_SECONDS)
+                + Duration::from_secs(LEASE_SECONDS) / 5
+                + Duration::from_secs(5),
         "{new_leader} took over {takeover:?} after the kill"
     );
     println!(
