@@ -202,10 +202,35 @@ pub fn check(executed: &Notebook, records: &CellRecords, cfg: &ValidationConfig)
             failure.map(|f| format!("{}: {shown} is {f}", addressed(i, e))),
         );
     }
+    // Each check of what a cell wrote: its name, whether it is on, and what it finds.
+    type Finds = fn(&Cell, &str, &CellRecords) -> Option<String>;
+    let wrote_to_stderr: Finds = |_, stderr, _| {
+        stderr
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .map(|first| format!("wrote to stderr: {}", bounded(first.trim(), 200)))
+    };
+    let raised_a_warning: Finds = |cell, _, records| {
+        cell.execution_count
+            .and_then(|n| records.warnings.get(&n))
+            .and_then(|w| w.first())
+            .map(|w| {
+                format!(
+                    "raised a warning: {}: {}",
+                    w.category.as_deref().unwrap_or("Warning"),
+                    bounded(w.message.as_deref().unwrap_or_default(), 200)
+                )
+            })
+    };
+    let printed_a_traceback: Finds = |_, stderr, _| silent_failure(stderr);
     let streams = [
-        ("failOnStderr", cfg.fails_on_stderr()),
-        ("failOnWarnings", cfg.fails_on_warnings()),
-        ("detectSilentFailures", cfg.detects_silent_failures()),
+        ("failOnStderr", cfg.fails_on_stderr(), wrote_to_stderr),
+        ("failOnWarnings", cfg.fails_on_warnings(), raised_a_warning),
+        (
+            "detectSilentFailures",
+            cfg.detects_silent_failures(),
+            printed_a_traceback,
+        ),
     ];
     for (index, cell) in executed.own_cells().enumerate() {
         if cell.cell_type != "code" {
@@ -213,28 +238,11 @@ pub fn check(executed: &Notebook, records: &CellRecords, cfg: &ValidationConfig)
         }
         let at = i32::try_from(index).unwrap_or(i32::MAX);
         let stderr = stderr_of(cell);
-        for (check, on) in streams {
+        for (check, on, finds) in streams {
             if !on {
                 continue;
             }
-            let failure = match check {
-                "failOnStderr" => stderr
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .map(|first| format!("wrote to stderr: {}", bounded(first.trim(), 200))),
-                "failOnWarnings" => cell
-                    .execution_count
-                    .and_then(|n| records.warnings.get(&n))
-                    .and_then(|w| w.first())
-                    .map(|w| {
-                        format!(
-                            "raised a warning: {}: {}",
-                            w.category.as_deref().unwrap_or("Warning"),
-                            bounded(w.message.as_deref().unwrap_or_default(), 200)
-                        )
-                    }),
-                _ => silent_failure(&stderr),
-            };
+            let failure = finds(cell, &stderr, records);
             // Cells that pass the stream checks are not listed: one entry per check and cell
             // would crowd the status of a long notebook.
             if let Some(f) = failure {
