@@ -3,7 +3,7 @@
 # admin, ServiceAccount token issuing) and kube-controller-manager with the built-in
 # controllers our tests rely on. With NBG_NODE=real, also a real node (hack/local-node.sh:
 # containerd, kubelet, kube-proxy in a network namespace of its own) and kube-scheduler, and the
-# controllers a node needs (node lifecycle, EndpointSlices); otherwise no node: pods are run by
+# controllers a node needs (node lifecycle, Endpoints and EndpointSlices); otherwise no node: pods are run by
 # the e2e tests' kubelet double.
 #
 # usage: hack/local-cluster.sh up|down|status|env
@@ -174,7 +174,9 @@ cmd_up() {
     node_args+=" --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction"
     node_args+=" --kubelet-client-certificate $pki/kubelet-client.crt --kubelet-client-key $pki/kubelet-client.key"
     node_args+=" --kubelet-preferred-address-types InternalIP"
-    node_controllers=",node-lifecycle-controller,endpointslice-controller,endpointslice-mirroring-controller,ttl-after-finished-controller"
+    # The Endpoints controller too: the API server's service proxy (`kubectl proxy` to a Service,
+    # trigger-controller's check of a served model) still routes by Endpoints, not EndpointSlices.
+    node_controllers=",node-lifecycle-controller,endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller,ttl-after-finished-controller"
   fi
 
   say "starting etcd on 127.0.0.1:$etcd_port"

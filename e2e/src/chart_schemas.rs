@@ -242,6 +242,7 @@ fn own(chart: &str, target_kinds: &Value) -> Value {
                     "items": {"enum": kinds},
                 },
                 "allowEviction": boolean("Allow `strategy: evict` restarts (pods list and eviction rights)."),
+                "checkServedModels": boolean("Check a restarted model's new predictor (spec.modelValidation) through the API server's service proxy (services/proxy rights)."),
                 "maxConcurrentReconciles": max_concurrent_reconciles(),
                 "rolloutDeadline": duration("A restart rolling out longer is recorded InProgress."),
             })

@@ -192,7 +192,7 @@ async fn go_operator_style_samples_apply_and_validate_unchanged() {
                 .expect("unsupported condition");
             assert!(
                 c.message.contains("spec.podConfig.buildConfig")
-                    && c.message.contains("spec.modelValidation"),
+                    && !c.message.contains("spec.modelValidation"),
                 "{}",
                 c.message
             );

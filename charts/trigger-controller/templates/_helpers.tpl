@@ -27,7 +27,7 @@
 {{- end }}
 {{- end -}}
 
-{{/* The rules the controller needs where targets live: read, watch (to wait for rollouts) and patch exactly the allowed kinds; with eviction, list pods and evict them. */}}
+{{/* The rules the controller needs where targets live: read, watch (to wait for rollouts) and patch exactly the allowed kinds; with served-model checks, reach predictors through the API server's service proxy; with eviction, list pods and evict them. */}}
 {{- define "trigger-controller.targetRules" -}}
 {{- $kinds := splitList "," (include "trigger-controller.allowedKinds" .) }}
 {{- $byGroup := dict }}
@@ -40,6 +40,11 @@
 - apiGroups: [{{ $group }}]
   resources: [{{ join ", " (get $byGroup $group) }}]
   verbs: [get, list, watch, patch]
+{{- end }}
+{{- if and .Values.checkServedModels (has "serving.kserve.io/InferenceService" $kinds) }}
+- apiGroups: [""]
+  resources: [services/proxy]
+  verbs: [get, create]
 {{- end }}
 {{- if .Values.allowEviction }}
 - apiGroups: [""]

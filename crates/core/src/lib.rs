@@ -9,6 +9,7 @@ pub mod annotations;
 pub mod conditions;
 pub mod duration;
 pub mod foreign;
+pub mod model_validation;
 pub mod nvj;
 
 pub use nvj::{

@@ -309,22 +309,41 @@ pub enum ComparisonStrategy {
     Normalized,
 }
 
-/// The Go operator's model-aware validation (not implemented here: reported, never ignored).
+/// Checks of the served models once this NVJ's restarts of them have rolled out
+/// (docs/trigger-controller.md, "Checking the served model"; [`crate::model_validation`]).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.platform) || self.platform == 'kserve' || self.platform == 'openshift-ai'",
+    "message": "platform: only kserve and openshift-ai (KServe) are supported: the check speaks KServe's V1 and V2 inference protocols to InferenceServices"
+}, {
+    "rule": "!has(self.customPlatform)",
+    "message": "customPlatform: custom platforms are not supported; name KServe InferenceServices in targetModels"
+}, {
+    "rule": "!has(self.phase) || self.phase != 'clean'",
+    "message": "phase: clean (checking that the platform is installed) is what trigger-controller does before every restart; use existing or both"
+}]))]
 pub struct ModelValidation {
+    /// `false`: no model is checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// `kserve` (the default) or `openshift-ai`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<ModelPlatform>,
+    /// `existing` or `both` (the default): the served models are checked after their restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<ModelValidationPhase>,
+    /// The InferenceServices (`name`, or `namespace/name`) checked once this NVJ's restart of
+    /// them (`mlops.dev/on-success-trigger`) has rolled out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub target_models: Vec<String>,
+    /// What each model must answer; without it, it must report itself ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prediction_validation: Option<PredictionValidation>,
+    /// Rejected: custom platforms are not supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_platform: Option<CustomPlatform>,
+    /// How long the new predictor has to answer as expected after its rollout (default 5m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
     pub timeout: Option<String>,
@@ -356,12 +375,18 @@ pub enum ModelValidationPhase {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PredictionValidation {
+    /// `false`: the models must only report themselves ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// JSON: the instances (`[[5.1, 3.5, 1.4, 0.2]]`: V1's `instances`, V2's input tensor), or
+    /// a whole request body with `instances` (V1) or `inputs` (V2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_data: Option<String>,
+    /// JSON: the predictions expected (`[0]`: V1's `predictions`, V2's first output's data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_output: Option<String>,
+    /// The largest difference between a number predicted and expected that matches (default
+    /// 0.01).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$"))]
     pub tolerance: Option<String>,
@@ -570,7 +595,8 @@ impl std::fmt::Display for Phase {
 }
 
 /// Observed state. Each field group has one writer (docs/design.md): nvj-validator writes
-/// everything but `triggers`, which trigger-controller writes with its own field manager.
+/// everything but `triggers` and `modelValidationResult`, which trigger-controller writes with
+/// its own field manager.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotebookValidationJobStatus {
@@ -610,6 +636,11 @@ pub struct NotebookValidationJobStatus {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["kind", "namespace", "name", "action"]))]
     #[schemars(length(max = 100))]
     pub triggers: Vec<TriggerRecord>,
+    /// The served models checked after this run's restarts (`spec.modelValidation`), in the Go
+    /// operator's shape; written only by trigger-controller, once every checked model has a
+    /// result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_validation_result: Option<crate::model_validation::ModelValidationResult>,
 }
 
 impl NotebookValidationJobStatus {
@@ -745,6 +776,24 @@ pub struct TriggerRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     pub time: Time,
+    /// A restart: when its rollout was seen complete (the served model is checked from then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_complete_time: Option<Time>,
+    /// A restart of a model `spec.modelValidation` names: how the new model answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<ServedModelCheck>,
+}
+
+/// How a restarted model answered its check (`spec.modelValidation`).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServedModelCheck {
+    /// It answered.
+    pub available: bool,
+    /// It answered as expected.
+    pub healthy: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<crate::model_validation::PredictionValidationResult>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -24,6 +24,8 @@ pub struct Runtime {
     pub name: &'static str,
     pub args: CommonArgs,
     pub client: Client,
+    /// What `client` was built from.
+    config: Config,
     pub registry: SharedRegistry,
     pub health: Health,
     pub shutdown: Shutdown,
@@ -52,6 +54,16 @@ pub async fn load_config(kubeconfig: Option<&std::path::Path>) -> anyhow::Result
 }
 
 impl Runtime {
+    /// A client of the same API server whose answers are returned as they come: `client`
+    /// retries 429, 503 and 504 with back-off for up to a minute, which is right for the API
+    /// server's own answers and wrong for a backend reached through its proxy, whose 503 is the
+    /// answer (a model server still loading).
+    pub fn client_without_retries(&self) -> anyhow::Result<Client> {
+        let mut config = self.config.clone();
+        config.default_retry = false;
+        Client::try_from(config).context("cannot build a client without retries")
+    }
+
     /// Sets up logging and connects to the API server. An unreachable server is an error that
     /// names its address, after at most `--connect-timeout`.
     pub async fn connect(
@@ -67,7 +79,7 @@ impl Runtime {
         let url = config.cluster_url.to_string();
         let registry = new_registry();
         let api_requests = ApiRequestMetrics::register(&registry);
-        let client = kube::client::ClientBuilder::try_from(config)
+        let client = kube::client::ClientBuilder::try_from(config.clone())
             .with_context(|| format!("cannot build a client for {url}"))?
             .with_layer(&api_requests.layer())
             .build();
@@ -96,6 +108,7 @@ impl Runtime {
             name,
             args,
             client,
+            config,
             registry,
             health: Health::default(),
             shutdown: Shutdown::new(),

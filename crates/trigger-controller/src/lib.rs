@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod observe;
 pub mod reconcile;
 pub mod rollout;
+pub mod served_model;
 pub mod targets;
 pub mod waiting;
 
@@ -82,8 +83,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let metrics = metrics::register(&runtime.registry);
     let watched = targets::watchable_kinds(&runtime.client, &policy).await;
     let app_namespaces = cli.argocd.application_namespaces();
+    let clients = reconcile::Clients {
+        api: runtime.client.clone(),
+        models: runtime.client_without_retries()?,
+    };
     let reconciler = reconcile::TriggerReconciler::new(
-        runtime.client.clone(),
+        clients,
         runtime.events.clone(),
         policy,
         tracking,

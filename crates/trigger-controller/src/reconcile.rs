@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, EvictParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -23,7 +22,12 @@ use nbg_runtime::runner::WatchContext;
 
 use crate::NAME;
 use crate::authorize::Policy;
-use crate::decide::{self, Act, Decision, Follow, Observed, Refusal, Step, Work};
+use crate::decide::{self, Act, Decision, Follow, Observed, Refusal, StatusWrite, Step, Work};
+use crate::served_model::{Answer, ModelRequest};
+
+/// The longest a question to a predictor may take (a model answering slower than this is
+/// asked again until `spec.modelValidation.timeout`).
+const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 use crate::metrics::{ActionLabels, TriggerMetrics};
 use crate::targets::Targets;
 use crate::waiting::WaitIndex;
@@ -53,8 +57,18 @@ impl ReconcileError for Error {
     }
 }
 
+/// The API server, as the controller reaches it.
+pub struct Clients {
+    pub api: Client,
+    /// For predictors behind the API server's proxy: without retries.
+    pub models: Client,
+}
+
 pub struct TriggerReconciler {
     pub(crate) client: Client,
+    /// Asks predictors through the API server's proxy: a model server's 503 is its answer,
+    /// which `client` would retry for a minute.
+    models: Client,
     events: Events,
     policy: Policy,
     /// Argo CD's tracking settings, kept current; each reconcile decides with one reading.
@@ -69,7 +83,7 @@ pub struct TriggerReconciler {
 
 impl TriggerReconciler {
     pub fn new(
-        client: Client,
+        clients: Clients,
         events: Events,
         policy: Policy,
         tracking: nbg_runtime::argocd::TrackingSettings,
@@ -78,7 +92,8 @@ impl TriggerReconciler {
         rollout_deadline: Duration,
     ) -> Self {
         Self {
-            client,
+            client: clients.api,
+            models: clients.models,
             events,
             policy,
             tracking,
@@ -178,6 +193,41 @@ impl TriggerReconciler {
                 };
                 Ok(decide::refused_eviction(obs, run, now, &pod, refusal))
             }
+            Act::AskModel(ask) => {
+                let answer = self.ask_model(&ask.request).await;
+                tracing::info!(nvj = %ObjectRef::from_obj(nvj), run, request = %ask.request.describe(), answer = ?answer, "asked the new model");
+                Ok(decide::served::answered(obs, run, now, &ask, &answer))
+            }
+        }
+    }
+
+    /// Sends `request` to the predictor through the API server's service proxy; no answer
+    /// within [`ASK_TIMEOUT`] counts as none.
+    async fn ask_model(&self, request: &ModelRequest) -> Answer {
+        let path = request.proxy_path();
+        let built = match &request.body {
+            Some(body) => http::Request::post(&path)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(kube::client::Body::from(body.to_string().into_bytes())),
+            None => http::Request::get(&path).body(kube::client::Body::from(Vec::new())),
+        };
+        let request = match built {
+            Ok(r) => r,
+            Err(e) => return Answer::Unreachable(format!("the request to {path}: {e}")),
+        };
+        let exchange = async {
+            let response = self.models.send(request).await?;
+            let status = response.status().as_u16();
+            let body = response.into_body().collect_bytes().await?;
+            Ok::<_, kube::Error>(Answer::Http {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            })
+        };
+        match tokio::time::timeout(ASK_TIMEOUT, exchange).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => Answer::Unreachable(format!("the API server: {e}")),
+            Err(_) => Answer::Unreachable(format!("no answer within {} s", ASK_TIMEOUT.as_secs())),
         }
     }
 
@@ -200,10 +250,13 @@ impl TriggerReconciler {
     async fn write_status(
         &self,
         nvj: &NotebookValidationJob,
-        triggers: &[TriggerRecord],
-        condition: &Condition,
+        write: &StatusWrite,
     ) -> Result<(), Error> {
-        let status = serde_json::json!({"triggers": triggers, "conditions": [condition]});
+        let mut status =
+            serde_json::json!({"triggers": write.records, "conditions": [write.condition]});
+        if let Some(result) = &write.model_result {
+            status["modelValidationResult"] = serde_json::json!(result);
+        }
         nbg_runtime::status::apply_status(&self.client, nvj, NAME, &status, false).await?;
         Ok(())
     }
@@ -215,6 +268,10 @@ impl TriggerReconciler {
             let (type_, reason) = match r.outcome {
                 TriggerOutcome::Succeeded => (EventType::Normal, "TriggerSucceeded"),
                 TriggerOutcome::Denied => (EventType::Warning, "TriggerDenied"),
+                // The restart rolled out, but the new model did not answer as expected.
+                TriggerOutcome::Failed if r.served_model.is_some() => {
+                    (EventType::Warning, "ServedModelCheckFailed")
+                }
                 TriggerOutcome::Failed => (EventType::Warning, "TriggerFailed"),
                 TriggerOutcome::InProgress => continue,
             };
@@ -279,8 +336,12 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
                             invalid.warning,
                         )
                         .await?;
-                    self.write_status(&nvj, &invalid.records, &invalid.condition)
-                        .await?;
+                    let write = StatusWrite {
+                        records: invalid.records,
+                        condition: invalid.condition,
+                        model_result: None,
+                    };
+                    self.write_status(&nvj, &write).await?;
                 }
                 return Ok(Action::await_change());
             }
@@ -290,19 +351,12 @@ impl nbg_runtime::Reconciler for TriggerReconciler {
         for t in decide::open_targets(&nvj, &run, &targets) {
             steps.push(self.act_on(&nvj, &run, t, now).await?);
         }
-        let plan = decide::plan(
-            &nvj,
-            &run,
-            targets.len(),
-            &steps,
-            self.rollout_deadline,
-            now,
-        );
+        let plan = decide::plan(&nvj, &run, &targets, &steps, self.rollout_deadline, now);
         for ((obs, _), follow) in steps.iter().zip(&plan.follow) {
             self.follow(&nvj, obs, *follow);
         }
-        if let Some((records, condition)) = &plan.status {
-            self.write_status(&nvj, records, condition).await?;
+        if let Some(write) = &plan.status {
+            self.write_status(&nvj, write).await?;
             self.announce(&nvj, &run, &plan.changed).await;
         }
         Ok(plan

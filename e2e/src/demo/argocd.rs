@@ -29,6 +29,8 @@ pub struct Site {
     pub notebook_repo: String,
     /// The notebook image on the node.
     pub notebook_image: String,
+    /// A model server answers (the real KServe): the example's `spec.modelValidation` stays.
+    pub check_served_model: bool,
 }
 
 impl Site {
@@ -44,6 +46,11 @@ impl Site {
         }
         doc["spec"]["podConfig"]["containerImage"] = json!(self.notebook_image);
         doc["spec"]["podConfig"]["imagePullPolicy"] = json!("IfNotPresent");
+        if !self.check_served_model
+            && let Some(spec) = doc["spec"].as_object_mut()
+        {
+            spec.remove("modelValidation");
+        }
     }
 }
 

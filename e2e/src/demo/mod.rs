@@ -15,10 +15,14 @@
 //! notebook; only then does Argo CD apply the model server (wave 4), which starts with the new
 //! model, so it is not restarted; trigger-controller requests a sync of the Application, once.
 //! Act 2: a commit changes the training; the new run succeeds; the model server is restarted,
-//! once, and rolls. Act 3: a commit breaks a cell; the run fails, turns Degraded, Argo CD's sync
-//! fails, and nothing is restarted.
+//! once, and rolls, and its new predictor answers the example's prediction check as expected.
+//! Act 3: a commit breaks a cell; the run fails, turns Degraded, Argo CD's sync fails, and nothing
+//! is restarted. Act 4 (with the real KServe, [`served_model`]): a commit trains on the features
+//! in another order; the run passes, but the served model answers wrongly: the restart is
+//! reported Failed and the NVJ turns Degraded.
 
 pub mod argocd;
+pub mod served_model;
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -72,7 +76,7 @@ pub struct DemoConfig {
     pub real_argocd: bool,
 }
 
-/// What the three acts came to.
+/// What the acts came to.
 #[derive(Debug, Clone, Default)]
 pub struct DemoSummary {
     /// Whether the real Argo CD ran (else the demo played it).
@@ -101,6 +105,10 @@ pub struct DemoSummary {
     pub act3_sync: String,
     /// Whether anything was restarted or synced for the failed run.
     pub act3_acted: bool,
+    /// Whether the real KServe served the model (its predictions checked).
+    pub real_kserve: bool,
+    /// With the real KServe: the served model answering wrongly.
+    pub act4: Option<served_model::Act4>,
 }
 
 /// Prints the timeline: seconds since the start, who, what.
@@ -473,7 +481,7 @@ fn ended(nvj: &NotebookValidationJob) -> bool {
         && nvj.current_phase().is_some_and(|p| p.is_terminal())
 }
 
-/// Runs the three acts; every process it starts stops when the returned future is dropped.
+/// Runs the acts; every process it starts stops when the returned future is dropped.
 pub async fn run(
     cluster: &Cluster,
     config: &DemoConfig,
@@ -484,6 +492,7 @@ pub async fn run(
     let argo_ns = config.argocd_namespace.as_str();
     let mut summary = DemoSummary {
         real_argocd: config.real_argocd,
+        real_kserve: config.real_kserve,
         ..DemoSummary::default()
     };
 
@@ -526,6 +535,7 @@ pub async fn run(
     let site = Site {
         notebook_repo: format!("http://{git_host}/fraud-detection.git"),
         notebook_image: project_image("notebook-runner"),
+        check_served_model: config.real_kserve,
     };
     t.say("git", format!("{REPO_URL} served in the cluster at {}; commit {} adds notebooks/train.ipynb and its golden notebook", site.notebook_repo, &first[..8]));
     let _kserve = if config.real_kserve {
@@ -542,7 +552,7 @@ pub async fn run(
     } else {
         t.say(
             "KServe (demo)",
-            "not running (--no-kserve): the demo plays its part",
+            "not running (--no-kserve): the demo plays its part; with no model server to ask, the example's spec.modelValidation is left out",
         );
         None
     };
@@ -804,6 +814,9 @@ pub async fn run(
             format!("untouched: still restarted by run {run2} only; no sync requested")
         },
     );
+    if config.real_kserve {
+        summary.act4 = Some(served_model::act4(&mut stage, &repo, &failed_run).await?);
+    }
     drop(triggers);
     drop(validator);
     Ok(summary)
@@ -834,7 +847,7 @@ async fn provide_volume(
 }
 
 impl DemoSummary {
-    /// Whether the three acts played out as the demo promises.
+    /// Whether the acts played out as the demo promises.
     pub fn as_promised(&self) -> bool {
         let runs_synced = self.synced_runs == [self.act1_run.clone(), self.act2_run.clone()];
         self.act1_phase == "Succeeded"
@@ -846,7 +859,11 @@ impl DemoSummary {
                 || (self.act1_server_after_run && self.act1_restart.contains("not restarted")))
             && self.act2_phase == "Succeeded"
             && self.act2_health.starts_with("Healthy")
-            && self.act2_restart == "Succeeded: restart applied; rollout complete"
+            && (if self.real_kserve {
+                self.act2_restart.starts_with("Succeeded: restart applied; rollout complete; the new model answered as expected: predicted [0,0,1], expected [0,0,1]")
+            } else {
+                self.act2_restart == "Succeeded: restart applied; rollout complete"
+            })
             && self.restarted_by_run.as_deref() == Some(self.act2_run.as_str())
             && runs_synced
             && self.act3_phase == "Failed"
@@ -855,6 +872,7 @@ impl DemoSummary {
                 || self.act3_sync.starts_with("Failed")
                 || self.act3_sync.contains("completed unsuccessfully"))
             && !self.act3_acted
+            && self.act4.as_ref().map_or(!self.real_kserve, served_model::Act4::as_promised)
     }
 
     pub fn print(&self) {
@@ -908,5 +926,14 @@ impl DemoSummary {
                 "not restarted, no sync"
             }
         );
+        match &self.act4 {
+            Some(a) => {
+                println!("Act 4  validation        {} (run {})", a.phase, a.run);
+                println!("       model server      {}", a.restart);
+                println!("       modelValidation   success {}", a.model_result);
+                println!("       {argo:<17} NVJ {}", a.health);
+            }
+            None => println!("Act 4  (needs the real KServe: a served model answering wrongly)"),
+        }
     }
 }

@@ -12,7 +12,10 @@
 //!   is InProgress, saying where the predictor's rollout stands;
 //! - SIGKILL of the controller during the rollout still ends with one restart and a true record;
 //! - two NVJs naming the same InferenceService in the same second: each run's record turns
-//!   Succeeded only once a rollout carrying its own (or a later) restart has completed.
+//!   Succeeded only once a rollout carrying its own (or a later) restart has completed;
+//! - the served model's check (`spec.modelValidation`, `served_model.rs`).
+
+mod served_model;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -50,8 +53,11 @@ struct Serving {
     deployments: Api<Deployment>,
     /// model.joblib on the volume, and what the Job trained into it.
     model: PathBuf,
+    /// The `models` volume's directory on this machine.
+    volume: PathBuf,
     trained: Vec<u8>,
     controller: ChartedController,
+    cluster: nbg_e2e::Cluster,
 }
 
 /// Trains a small scikit-learn model and saves it where KServe's sklearn server loads it:
@@ -68,6 +74,19 @@ impl Serving {
     /// (sklearn from that PVC) served and Ready, and trigger-controller (with these more
     /// arguments).
     async fn start(node: &RealNode, ns: &str, args: &[String]) -> Self {
+        let predictor = json!({"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "pvc://models/fraud",
+            "resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}}});
+        Self::start_with(node, ns, args, predictor, TRAIN).await
+    }
+
+    /// [`Serving::start`] with this predictor spec, the model trained by `training`.
+    async fn start_with(
+        node: &RealNode,
+        ns: &str,
+        args: &[String],
+        predictor: serde_json::Value,
+        training: &str,
+    ) -> Self {
         let plane = &node.plane;
         let client = plane.cluster.client().await;
         let namespace: Namespace =
@@ -80,14 +99,21 @@ impl Serving {
             .local_volume(&client, ns, "models")
             .await
             .expect("the models volume");
-        let model = train(&plane.cluster, &client, ns, &volume).await;
+        let model = train(
+            &plane.cluster,
+            &client,
+            ns,
+            &volume,
+            "train-model",
+            training,
+        )
+        .await;
         let trained = std::fs::read(&model).expect("the trained model");
         let isvcs = kserve::inference_services(&client, ns);
         let isvc: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
             "metadata": {"name": "fraud"},
-            "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "pvc://models/fraud",
-                "resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}}}}
+            "spec": {"predictor": predictor}
         }))
         .expect("isvc");
         isvcs
@@ -137,19 +163,34 @@ impl Serving {
             ns: ns.to_string(),
             deployments,
             model,
+            volume,
             trained,
             controller,
+            cluster: plane.cluster.clone(),
         }
     }
 
     async fn nvj(&self, name: &str) -> NotebookValidationJob {
+        self.nvj_checking(name, None).await
+    }
+
+    /// An NVJ restarting `fraud`, with this `spec.modelValidation`.
+    async fn nvj_checking(
+        &self,
+        name: &str,
+        model_validation: Option<serde_json::Value>,
+    ) -> NotebookValidationJob {
         let trigger = BTreeMap::from([(
             "mlops.dev/on-success-trigger".to_string(),
             "- {apiVersion: serving.kserve.io/v1beta1, kind: InferenceService, name: fraud, action: restart}\n"
                 .to_string(),
         )]);
+        let mut nvj = minimal(name, &trigger);
+        if let Some(m) = model_validation {
+            nvj.spec.model_validation = Some(serde_json::from_value(m).expect("a modelValidation"));
+        }
         self.nvjs
-            .create(&PostParams::default(), &minimal(name, &trigger))
+            .create(&PostParams::default(), &nvj)
             .await
             .expect("create the NVJ")
     }
@@ -256,16 +297,19 @@ async fn train(
     client: &Client,
     ns: &str,
     volume: &std::path::Path,
+    job: &str,
+    training: &str,
 ) -> PathBuf {
     let image = kserve::sklearn_runtime_image().expect("the runtime image");
+    let name = job;
     let job: Job = serde_json::from_value(json!({
-        "metadata": {"name": "train-model"},
+        "metadata": {"name": name},
         "spec": {"backoffLimit": 0, "template": {"spec": {
             "restartPolicy": "Never",
             "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
             "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": "models"}}],
             "containers": [{"name": "train", "image": image, "imagePullPolicy": "IfNotPresent",
-                            "command": ["python", "-c", TRAIN],
+                            "command": ["python", "-c", training],
                             "volumeMounts": [{"name": "models", "mountPath": "/mnt/models"}]}]
         }}}
     }))
@@ -275,12 +319,12 @@ async fn train(
         .await
         .expect("create the training Job");
     let outcome = eventually(Duration::from_secs(90), "the training Job ends", || async {
-        let status = jobs.get("train-model").await.ok()?.status?;
+        let status = jobs.get(name).await.ok()?.status?;
         (status.succeeded.unwrap_or(0) + status.failed.unwrap_or(0) > 0)
             .then(|| status.succeeded.unwrap_or(0) > 0)
     })
     .await;
-    let (_, log, _) = cluster.kubectl(&["logs", "-n", ns, "job/train-model"], None);
+    let (_, log, _) = cluster.kubectl(&["logs", "-n", ns, &format!("job/{name}")], None);
     assert!(outcome, "the training Job failed: {log}");
     let model = volume.join("fraud/model.joblib");
     let meta = std::fs::metadata(&model).expect("model.joblib on the volume");
@@ -504,6 +548,29 @@ async fn inference_service_restarts_on_the_real_kserve() {
         one_restart_recorded_when_ready(&node),
         two_runs_in_the_same_second(&node),
         a_predictor_that_never_turns_ready(&node),
+        served_model::a_wrong_model_is_caught_before_its_restart_counts(&node),
+        served_model::an_unanswering_model_times_out_and_a_successor_checks_once(&node),
+    );
+    drop(kserve);
+}
+
+/// The benchmark of docs/benchmarks.md: from the new predictor Ready to the restart recorded,
+/// the prediction check included, over 20 restarts (`cargo test --test kserve_restart --
+/// --ignored --nocapture served_model_check_latency`).
+#[tokio::test]
+#[ignore = "a benchmark: run it by name"]
+async fn served_model_check_latency() {
+    let node = RealNode::start("kserve-bench", &["kserve-sklearnserver"])
+        .expect("a control plane with a real node");
+    let kserve = KServe::start(&node.plane.cluster).expect("the KServe manager");
+    let took = served_model::check_latency(&node, 20).await;
+    let at = |q: f64| took[((took.len() as f64 * q).ceil() as usize).saturating_sub(1)];
+    println!(
+        "from the new predictor Ready to the restart recorded (prediction check included), {} restarts: p50 {:.3} s, p99 {:.3} s, max {:.3} s",
+        took.len(),
+        at(0.5).as_secs_f64(),
+        at(0.99).as_secs_f64(),
+        took.last().copied().unwrap_or_default().as_secs_f64()
     );
     drop(kserve);
 }

@@ -33,6 +33,8 @@ pub enum SpecError {
         "spec.goldenNotebook.parameters: parameters apply to spec.notebook only; the golden notebook is compared as it is in git"
     )]
     GoldenParameters,
+    #[error("{0}")]
+    ModelValidation(nbg_core::model_validation::ModelValidationError),
     /// `spec.validationConfig` (the CRD's rules, for objects stored before them).
     #[error("spec.validationConfig.{0}")]
     Validation(String),
@@ -101,13 +103,10 @@ pub fn check(spec: &NotebookValidationJobSpec) -> Result<CheckedSpec, SpecError>
     {
         unsupported.push("spec.podConfig.buildConfig");
     }
-    if spec
-        .model_validation
-        .as_ref()
-        .is_some_and(|m| m.enabled != Some(false))
-    {
-        unsupported.push("spec.modelValidation");
-    }
+    // trigger-controller checks the served models after their restart; a check that cannot run
+    // stops the run before it starts, not after it succeeded.
+    nbg_core::model_validation::checks("", spec.model_validation.as_ref())
+        .map_err(SpecError::ModelValidation)?;
     for name in spec.notebook.parameters.keys() {
         parameter_name(name).map_err(|why| SpecError::Parameter {
             name: name.clone(),
@@ -257,16 +256,36 @@ mod tests {
     fn reports_unsupported_go_operator_features() {
         let c = check(&spec(serde_json::json!({
             "podConfig": {"containerImage": "i", "buildConfig": {"strategy": "s2i"}},
-            "modelValidation": {"platform": "kserve"},
+            "modelValidation": {"platform": "kserve", "targetModels": ["fraud"]},
             "validationConfig": {"level": "development"}
         })))
         .expect("valid");
-        assert_eq!(
-            c.unsupported,
-            vec!["spec.podConfig.buildConfig", "spec.modelValidation"]
-        );
+        assert_eq!(c.unsupported, vec!["spec.podConfig.buildConfig"]);
         let off = check(&spec(serde_json::json!({"podConfig": {"containerImage": "i", "buildConfig": {"enabled": false}}}))).expect("valid");
         assert!(off.unsupported.is_empty());
+    }
+
+    #[test]
+    fn a_served_model_check_that_cannot_run_stops_the_run_naming_the_field() {
+        let e = check(&spec(serde_json::json!({
+            "modelValidation": {"targetModels": ["fraud"],
+                                "predictionValidation": {"testData": "[[1, 2]", "expectedOutput": "[0]"}}
+        })))
+        .expect_err("testData is not JSON");
+        assert!(
+            e.to_string()
+                .starts_with("spec.modelValidation.predictionValidation.testData: not JSON"),
+            "{e}"
+        );
+        let e = check(&spec(
+            serde_json::json!({"modelValidation": {"platform": "triton", "targetModels": ["m"]}}),
+        ))
+        .expect_err("triton");
+        assert!(
+            e.to_string()
+                .starts_with("spec.modelValidation.platform: triton"),
+            "{e}"
+        );
     }
 
     #[test]

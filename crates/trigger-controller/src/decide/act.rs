@@ -10,7 +10,7 @@ use nbg_core::annotations::{RestartStrategy, TriggerAction, TriggerTarget};
 use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome, TriggerRecord};
 use serde_json::{Value, json};
 
-use super::completion_time;
+use super::{completion_time, served};
 use crate::actions::{self, RunStamp};
 use crate::authorize::{self, Policy};
 use crate::eviction::{self, EvictionStep, SelectorError};
@@ -79,6 +79,9 @@ pub enum Act {
     Patch(Value),
     /// Evict this pod through the Eviction API.
     Evict(String),
+    /// Ask the new predictor of a restarted model ([`super::served`]); the answer makes the
+    /// step.
+    AskModel(Box<super::served::Ask>),
 }
 
 /// What acting on one target comes to.
@@ -149,6 +152,8 @@ fn record(
         outcome,
         message: Some(message),
         time: Time(now),
+        rollout_complete_time: None,
+        served_model: None,
     })
 }
 
@@ -286,11 +291,21 @@ pub fn decide_target(
         return done(TriggerOutcome::Succeeded, succeeded(t.action));
     };
     match (kind.rollout)(live, predictor) {
-        RolloutState::Complete if created_after_run => done(
-            TriggerOutcome::Succeeded,
-            format!("{applied}; rollout complete"),
-        ),
-        RolloutState::Complete => done(TriggerOutcome::Succeeded, succeeded(t.action)),
+        RolloutState::Complete => {
+            let complete = if created_after_run {
+                format!("{applied}; rollout complete")
+            } else {
+                succeeded(t.action)
+            };
+            if let Some(ask) = ask_model(nvj, run, obs, live, &complete, now) {
+                return ask;
+            }
+            let mut r = record(TriggerOutcome::Succeeded, complete);
+            if t.action == TriggerAction::Restart {
+                r.rollout_complete_time = Some(Time(now));
+            }
+            only(Step::Record(r, Wake::Never))
+        }
         RolloutState::Rolling => only(Step::Rolling(
             record(
                 TriggerOutcome::InProgress,
@@ -300,6 +315,74 @@ pub fn decide_target(
         )),
         RolloutState::Stuck(why) => waiting(format!("{applied}; {why}")),
     }
+}
+
+/// A restart of a model `spec.modelValidation` checks, rolled out: the question to its new
+/// predictor (or why it cannot be asked). `None`: no model check for this target.
+fn ask_model(
+    nvj: &NotebookValidationJob,
+    run: &str,
+    obs: &Observed,
+    live: &LiveTarget,
+    complete: &str,
+    now: Timestamp,
+) -> Option<Decision> {
+    let t = &obs.target;
+    if !served::restarts_a_model(t) {
+        return None;
+    }
+    let ns = &obs.key.namespace;
+    let since = served::since(nvj, run, obs, now);
+    let failed = |why: String| {
+        let mut r = record(
+            obs,
+            run,
+            now,
+            TriggerOutcome::Failed,
+            format!("{complete}; the served model cannot be checked: {why}"),
+        );
+        r.rollout_complete_time = Some(Time(since));
+        Decision {
+            act: Act::Nothing,
+            step: Step::Record(r, Wake::Never),
+        }
+    };
+    let checks = match served::checks(nvj) {
+        Ok(Some(checks)) if checks.covers(ns, &t.name) => checks,
+        Ok(_) => return None,
+        Err(e) => return Some(failed(e.to_string())),
+    };
+    let request = match crate::served_model::request(
+        &checks,
+        ns,
+        &t.name,
+        live.object.get("spec"),
+        live.object.get("status"),
+    ) {
+        Ok(request) => request,
+        Err(why) => return Some(failed(why)),
+    };
+    let ask = served::Ask {
+        request,
+        checks,
+        since,
+        done: complete.to_string(),
+    };
+    // The step is the answer's (the reconcile asks); until then, nothing is recorded.
+    let step = Step::Record(
+        record(
+            obs,
+            run,
+            now,
+            TriggerOutcome::InProgress,
+            complete.to_string(),
+        ),
+        Wake::After(served::ASK_AGAIN),
+    );
+    Some(Decision {
+        act: Act::AskModel(Box::new(ask)),
+        step,
+    })
 }
 
 /// Whether the target was created after the run completed (whole seconds, as both are

@@ -12,6 +12,7 @@
 
 pub mod act;
 pub mod records;
+pub mod served;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
@@ -23,7 +24,7 @@ pub use act::{
     Act, Decision, Found, Observed, PodList, Predictor, Refusal, Step, Wake, decide_target,
     refused_eviction,
 };
-pub use records::{Follow, Invalid, Plan, invalid, plan};
+pub use records::{Follow, Invalid, Plan, StatusWrite, invalid, plan};
 
 use crate::waiting::TargetKey;
 
@@ -50,11 +51,19 @@ pub fn work(nvj: &NotebookValidationJob) -> Work {
     if nvj.current_phase() != Some(Phase::Succeeded) {
         return Work::Nothing;
     }
-    let (Some(run), Some(value)) = (
-        nvj.run_id(),
-        nvj.annotations().get(annotations::ON_SUCCESS_TRIGGER),
-    ) else {
+    let Some(run) = nvj.run_id() else {
         return Work::Nothing;
+    };
+    let Some(value) = nvj.annotations().get(annotations::ON_SUCCESS_TRIGGER) else {
+        // Models to check and nothing restarting them: the result says they were not checked.
+        return if nvj.spec.model_validation.is_some() && !matches!(served::checks(nvj), Ok(None)) {
+            Work::Act {
+                run,
+                targets: Vec::new(),
+            }
+        } else {
+            Work::Nothing
+        };
     };
     match annotations::parse_on_success_trigger(value) {
         Ok(targets) => Work::Act { run, targets },

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
-use nbg_core::annotations::TriggerSpecError;
+use nbg_core::annotations::{TriggerSpecError, TriggerTarget};
+use nbg_core::model_validation::ModelValidationResult;
 use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome, TriggerRecord};
 
 use super::act::{Observed, Step, Wake};
@@ -37,11 +38,20 @@ pub enum Follow {
     Watch { every_change: bool },
 }
 
+/// Everything this controller owns in the status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusWrite {
+    pub records: Vec<TriggerRecord>,
+    pub condition: Condition,
+    /// The run's served-model checks, once each has a final record.
+    pub model_result: Option<ModelValidationResult>,
+}
+
 /// What to write and announce for one reconcile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// Everything this controller owns in the status, to apply; `None`: nothing to write.
-    pub status: Option<(Vec<TriggerRecord>, Condition)>,
+    /// To apply; `None`: nothing to write.
+    pub status: Option<StatusWrite>,
     /// Records that changed (in the written status): an Event and a count for the final ones.
     pub changed: Vec<TriggerRecord>,
     /// Per observed target, in order.
@@ -64,12 +74,12 @@ fn in_words(d: Duration) -> String {
     }
 }
 
-/// Plans the records for `run` from each observed target's step, at `now`. `targets` counts the
-/// NVJ's trigger entries (for the condition).
+/// Plans the records for `run` from each observed target's step, at `now`. `targets` are the
+/// NVJ's trigger entries.
 pub fn plan(
     nvj: &NotebookValidationJob,
     run: &str,
-    targets: usize,
+    targets: &[TriggerTarget],
     steps: &[(Observed, Step)],
     rollout_deadline: Duration,
     now: Timestamp,
@@ -196,16 +206,27 @@ pub fn plan(
         nvj,
         true,
         "Valid",
-        &format!("{targets} trigger targets"),
+        &format!("{} trigger targets", targets.len()),
         now,
     );
+    let model_result = super::served::result(nvj, run, targets, &records);
+    let result_changed = nvj
+        .status
+        .as_ref()
+        .and_then(|s| s.model_validation_result.as_ref())
+        != model_result.as_ref();
     // While a target is pending, a new or reworded condition is written with its record, so a
     // trigger costs one status write; a condition turning True or False is written now.
     let flipped = current_condition(nvj).is_some_and(|old| old.status != condition.status);
-    let write =
-        !changed.is_empty() || (condition_changed(nvj, &condition) && (!pending || flipped));
+    let write = !changed.is_empty()
+        || result_changed
+        || (condition_changed(nvj, &condition) && (!pending || flipped));
     Plan {
-        status: write.then_some((records, condition)),
+        status: write.then_some(StatusWrite {
+            records,
+            condition,
+            model_result,
+        }),
         changed: if write { changed } else { Vec::new() },
         follow,
         requeue,

@@ -80,16 +80,17 @@ fn reconcile(
         .cloned()
         .zip(decisions.iter().map(|d| d.step.clone()))
         .collect();
-    let plan = plan(nvj, &run, all.len(), &steps, DEADLINE, now);
-    if let (Some((records, condition)), Some(status)) = (&plan.status, nvj.status.as_mut()) {
-        status.triggers = records.clone();
-        status.conditions = vec![condition.clone()];
+    let plan = plan(nvj, &run, &all, &steps, DEADLINE, now);
+    if let (Some(write), Some(status)) = (&plan.status, nvj.status.as_mut()) {
+        status.triggers = write.records.clone();
+        status.conditions = vec![write.condition.clone()];
+        status.model_validation_result = write.model_result.clone();
     }
     (decisions.into_iter().map(|d| d.act).collect(), plan)
 }
 
 fn only_record(plan: &Plan) -> &TriggerRecord {
-    let (records, _) = plan.status.as_ref().expect("a status write");
+    let records = &plan.status.as_ref().expect("a status write").records;
     assert_eq!(records.len(), 1, "{records:?}");
     &records[0]
 }
@@ -150,7 +151,7 @@ fn a_quick_rollout_is_recorded_once_at_its_end() {
     assert_eq!(plan.changed.len(), 1, "one Event");
     assert_eq!(plan.follow, vec![Follow::Stop]);
     assert_eq!(
-        plan.status.as_ref().map(|(_, c)| c.status.as_str()),
+        plan.status.as_ref().map(|w| w.condition.status.as_str()),
         Some("True")
     );
     // Done for this run: not looked at again.
@@ -311,7 +312,8 @@ fn an_eviction_in_progress_is_recorded_and_looked_at_on_a_timer() {
     );
     // A PodDisruptionBudget refuses the next one: still in progress, saying so.
     let step = refused_eviction(&obs, "u1/1", at(3), "b", Refusal::Budget);
-    let plan = records::plan(&nvj, "u1/1", 1, &[(obs.clone(), step)], DEADLINE, at(3));
+    let (_, all) = targets(&nvj);
+    let plan = records::plan(&nvj, "u1/1", &all, &[(obs.clone(), step)], DEADLINE, at(3));
     assert_eq!(
         only_record(&plan).message.as_deref(),
         Some("a PodDisruptionBudget does not allow evicting pod b now")

@@ -281,12 +281,27 @@ fn invalid_specs_and_unsupported_features() {
     assert_eq!(plan.events[0].reason, "InvalidSpec");
     assert!(plan.events[0].note.contains("customTimestampPatterns[0]"));
 
-    let mut legacy = nvj(1, None, json!({"modelValidation": {"platform": "kserve"}}));
+    // A served-model check that could never run stops the run before it starts.
+    let mut unchecked = nvj(1, None, json!({"modelValidation": {"platform": "kserve"}}));
+    let plan = step(&mut unchecked, &[], at(0));
+    assert!(plan.create_attempt.is_none());
+    assert_eq!(phase(&unchecked), Some(Phase::Failed));
+    assert!(
+        plan.events[0]
+            .note
+            .contains("spec.modelValidation.targetModels: empty")
+    );
+
+    let mut legacy = nvj(
+        1,
+        None,
+        json!({"podConfig": {"containerImage": "python:3.12", "buildConfig": {"strategy": "s2i"}}}),
+    );
     let plan = step(&mut legacy, &[], at(0));
     assert_eq!(plan.create_attempt, Some(0), "the notebook still runs");
     assert!(plan.events.iter().any(|e| e.warning
         && e.reason == "UnsupportedFeature"
-        && e.note.contains("spec.modelValidation")));
+        && e.note.contains("spec.podConfig.buildConfig")));
     let s = legacy.status.expect("status");
     assert!(conditions::is_true(&s.conditions, CONDITION_UNSUPPORTED));
 }

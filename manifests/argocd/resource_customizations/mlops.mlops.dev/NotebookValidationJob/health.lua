@@ -33,6 +33,16 @@ local message = text(status.message)
 if phase == "Succeeded" then
   hs.status = "Healthy"
   hs.message = message or "Validation succeeded"
+  -- trigger-controller checked the served model after this run's restart and it answered
+  -- wrongly (or not at all): what serves is not what the validation passed.
+  local result = status.modelValidationResult
+  if type(result) == "table" and result.success == false and type(obj.metadata) == "table"
+    and type(obj.metadata.uid) == "string" and type(observed) == "number"
+    and result.run == obj.metadata.uid .. "/" .. tostring(observed) then
+    hs.status = "Degraded"
+    hs.message = "Validation succeeded, but the served model failed its check: "
+      .. (text(result.message) or "no message")
+  end
 elseif phase == "Failed" then
   hs.status = "Degraded"
   hs.message = message or "Validation failed"
