@@ -1,4 +1,4 @@
-//! `just demo`'s scenario as tests, so the README's first command cannot rot: the three acts
+//! `just demo`'s scenario as tests, so the README's first command cannot rot: the acts
 //! play out exactly as the demo shows them, each on a control plane of its own with a real node
 //! (the validation pods and the model server in containers): with the real Argo CD and KServe,
 //! and with both played (`--no-argocd --no-kserve`).
@@ -23,7 +23,7 @@ fn check(summary: &DemoSummary) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve() {
+async fn the_demo_plays_its_acts_with_the_real_argo_cd_and_kserve() {
     let node = RealNode::start("demo-argocd", &["notebook-runner", "kserve-sklearnserver"])
         .expect("a control plane with a real node");
     let plane = &node.plane;
@@ -52,7 +52,7 @@ async fn the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve() {
 }
 
 #[tokio::test]
-async fn the_demo_plays_its_three_acts_without_argo_cd_and_kserve() {
+async fn the_demo_plays_its_acts_without_argo_cd_and_kserve() {
     let node = RealNode::start("demo-played", &["notebook-runner"])
         .expect("a control plane with a real node");
     let config = DemoConfig {

@@ -65,7 +65,7 @@ apart=(
   the_serving_hook_waits_for_the_training_nvj_under_the_real_argo_cd
   argo_cd_applies_the_next_wave_only_after_nvj_validator_ran_the_notebook
   a_notebook_syncs_its_own_application_and_the_aggregate_lands_under_argo_cds_tracking
-  the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve
+  the_demo_plays_its_acts_with_the_real_argo_cd_and_kserve
   the_five_controllers_lose_nothing_and_repeat_nothing_under_faults
   validation_pods_behave_on_a_real_node_as_on_any_cluster
   validation_runs_report_compare_time_out_and_retry_on_a_real_node
@@ -74,7 +74,7 @@ apart=(
   restarts_roll_real_pods_on_a_real_node
   the_readme_playground_validates_a_local_notebook_and_stops_cleanly
   inference_service_restarts_on_the_real_kserve
-  the_demo_plays_its_three_acts_without_argo_cd_and_kserve
+  the_demo_plays_its_acts_without_argo_cd_and_kserve
 )
 # `--workspace --test X` rather than `-p nbg-e2e`: the features of the dependencies are then the
 # workspace's, as in the build before the groups; with `-p` cargo rebuilt nbg-core and the e2e
@@ -97,7 +97,7 @@ node_lane_a() { cargo test --workspace --test real_node --test readme_playground
 node_lane_b() { cargo test --workspace --test real_node_install --test real_node_failover -- --nocapture; }
 node_lane_c() {
   cargo test --workspace --test kserve_restart --test demo -- --nocapture \
-    --skip the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve
+    --skip the_demo_plays_its_acts_with_the_real_argo_cd_and_kserve
 }
 node_lane_d() {
   cargo test --workspace --test nvj_validator -- --nocapture \
@@ -141,7 +141,7 @@ group api-server-restart cargo test --workspace --test api_server_restart
 # The demo with the real Argo CD (v3.2 as installed) and KServe: a lane of its own, beside the
 # cells' (it was the longest lane's last test).
 group demo-argocd env NBG_ARGOCD_CELL=v3 cargo test --workspace --test demo -- --nocapture \
-  --exact the_demo_plays_its_three_acts_with_the_real_argo_cd_and_kserve
+  --exact the_demo_plays_its_acts_with_the_real_argo_cd_and_kserve
 if [ "$images_ok" = 0 ]; then
   group node-a node_lane_a
   group node-b node_lane_b

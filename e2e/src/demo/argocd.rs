@@ -3,6 +3,7 @@
 //! which says so on every line it plays.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use kube::Client;
@@ -307,6 +308,46 @@ impl ArgoCd {
 
     /// Pins the NVJ to notebook commit `commit`: the real Argo CD syncs a commit of the deploy
     /// repository that says so; played, the NVJ is changed as that sync would.
+    /// The real Argo CD retries a failed sync operation (the example's retry policy, with
+    /// back-off) and starts no other while it does: the next commit waits for the retries. The
+    /// demo stops them as a user does with `argocd app terminate-op` (which sets the operation's
+    /// phase to Terminating), and waits until the operation has ended.
+    pub async fn stop_retrying(&mut self, t: &Timeline) -> anyhow::Result<()> {
+        if !self.is_real() {
+            return Ok(());
+        }
+        let phase = |app: &DynamicObject| {
+            app.data
+                .pointer("/status/operationState/phase")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let app = self.apps.get(APP).await?;
+        if phase(&app) != "Running" {
+            return Ok(());
+        }
+        self.apps
+            .patch(
+                APP,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"operationState": {"phase": "Terminating"}}})),
+            )
+            .await?;
+        t.say(
+            "Argo CD",
+            "the failed sync's retries terminated (as `argocd app terminate-op fraud-detection` does)",
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ["Running", "Terminating"].contains(&phase(&self.apps.get(APP).await?).as_str()) {
+            if Instant::now() > deadline {
+                bail!("Argo CD's operation did not end within 60 s of its termination");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Ok(())
+    }
+
     pub async fn pin_notebook(
         &mut self,
         nvjs: &Api<NotebookValidationJob>,

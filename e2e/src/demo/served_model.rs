@@ -61,6 +61,7 @@ pub(super) async fn act4(
         ),
     );
     stage.observer.new_run(Some(after_run.to_string()));
+    stage.argocd.stop_retrying(t).await?;
     stage
         .argocd
         .pin_notebook(&stage.nvjs.clone(), &commit, t)

@@ -134,7 +134,7 @@ fn stamp(now: Timestamp) -> String {
         .to_string()
 }
 
-fn record(
+pub(super) fn record(
     obs: &Observed,
     run: &str,
     now: Timestamp,

@@ -71,20 +71,10 @@ fn in_words(d: Duration) -> String {
 /// The step that `answer` makes for the restart asked about in `ask`, at `now`.
 pub fn answered(obs: &Observed, run: &str, now: Timestamp, ask: &Ask, answer: &Answer) -> Step {
     let record = |outcome, message: String, served: Option<ServedModelCheck>| {
-        let t = &obs.target;
-        Box::new(TriggerRecord {
-            api_version: t.api_version.clone(),
-            kind: t.kind.clone(),
-            namespace: obs.key.namespace.clone(),
-            name: t.name.clone(),
-            action: t.action.as_str().to_string(),
-            run: run.to_string(),
-            outcome,
-            message: Some(message),
-            time: Time(now),
-            rollout_complete_time: Some(Time(ask.since)),
-            served_model: served,
-        })
+        let mut r = super::act::record(obs, run, now, outcome, message);
+        r.rollout_complete_time = Some(Time(ask.since));
+        r.served_model = served;
+        r
     };
     let unanswered = || ServedModelCheck {
         available: false,

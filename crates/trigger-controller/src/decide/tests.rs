@@ -14,9 +14,10 @@ use crate::authorize::Policy;
 use crate::live::LiveTarget;
 use crate::waiting::TargetKey;
 
-const DEADLINE: Duration = Duration::from_secs(600);
+pub(super) const DEADLINE: Duration = Duration::from_secs(600);
 
-fn at(second: i64) -> Timestamp {
+/// `second` seconds after the run completed.
+pub(super) fn at(second: i64) -> Timestamp {
     "2027-01-15T08:00:00Z"
         .parse::<Timestamp>()
         .expect("time")

@@ -3,26 +3,17 @@
 
 use std::time::Duration;
 
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use nbg_core::annotations;
 use nbg_core::nvj::{NotebookValidationJob, TriggerOutcome};
 use serde_json::{Value, json};
 
+use super::super::tests::{DEADLINE, at};
 use super::super::*;
 use super::*;
 use crate::authorize::Policy;
 use crate::live::LiveTarget;
 use crate::waiting::TargetKey;
-
-const DEADLINE: Duration = Duration::from_secs(600);
-
-fn at(second: i64) -> Timestamp {
-    "2027-01-15T08:00:00Z"
-        .parse::<Timestamp>()
-        .expect("time")
-        .saturating_add(SignedDuration::from_secs(second))
-        .expect("time")
-}
 
 /// A Succeeded run `u1/1` in `ml` restarting InferenceService `fraud`, with this
 /// `spec.modelValidation`.
