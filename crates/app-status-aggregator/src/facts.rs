@@ -14,6 +14,7 @@ use nbg_core::nvj::{NotebookValidationJob, Phase};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunState {
     Succeeded,
+    /// The run failed, or succeeded and a model it restarted failed its check.
     Failed,
     /// Pending, running, or a spec change the validator has not picked up yet.
     Running,
@@ -47,6 +48,8 @@ impl NvjFacts {
     pub fn of(nvj: &NotebookValidationJob, tracking: &Tracking) -> Self {
         let status = nvj.status.as_ref();
         let state = match nvj.current_phase() {
+            // The served model answered its check wrongly: the NVJ is Degraded, as failed.
+            Some(Phase::Succeeded) if nvj.served_model_failed() => RunState::Failed,
             Some(Phase::Succeeded) => RunState::Succeeded,
             Some(Phase::Failed) => RunState::Failed,
             _ => RunState::Running,
@@ -277,6 +280,32 @@ mod tests {
         );
         assert_eq!(index.len(), 2, "team/b kept, ml/a gone, ml/c added");
         assert!(index.of_app(&app("train")).is_empty());
+    }
+
+    #[test]
+    fn a_run_whose_served_model_failed_its_check_counts_as_failed() {
+        let nvj = |result_run: &str| -> NotebookValidationJob {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "mlops.mlops.dev/v1alpha1", "kind": "NotebookValidationJob",
+                "metadata": {"name": "a", "namespace": "ml", "uid": "u", "generation": 2},
+                "spec": {"notebook": {"git": {"url": "u", "ref": "r"}, "path": "p"}, "podConfig": {"containerImage": "i"}},
+                "status": {"phase": "Succeeded", "observedGeneration": 2, "completionTime": "2026-11-30T11:00:00Z",
+                           "modelValidationResult": {"run": result_run, "phase": "both", "platform": "kserve",
+                                                     "platformDetected": false, "success": false,
+                                                     "message": "ml/fraud: the new model answers wrongly"}}
+            }))
+            .expect("nvj")
+        };
+        let f = NvjFacts::of(&nvj("u/2"), &Tracking::defaults("argocd"));
+        assert_eq!(f.state, RunState::Failed);
+        assert_eq!(
+            f.run.as_deref(),
+            Some("u/2"),
+            "its run, for the notification"
+        );
+        // A result of an earlier run says nothing about this one.
+        let f = NvjFacts::of(&nvj("u/1"), &Tracking::defaults("argocd"));
+        assert_eq!(f.state, RunState::Succeeded);
     }
 
     #[test]

@@ -826,6 +826,21 @@ impl NotebookValidationJob {
         Some(format!("{uid}/{generation}"))
     }
 
+    /// Whether this run succeeded but a model it restarted failed its check afterwards
+    /// (`status.modelValidationResult` of this run, written by trigger-controller): what serves
+    /// is not what the validation passed. Argo CD's health check reads it the same way.
+    pub fn served_model_failed(&self) -> bool {
+        let Some(run) = self.run_id() else {
+            return false;
+        };
+        self.current_phase() == Some(Phase::Succeeded)
+            && self
+                .status
+                .as_ref()
+                .and_then(|s| s.model_validation_result.as_ref())
+                .is_some_and(|r| r.run == run && !r.success)
+    }
+
     /// The phase if the status describes the current spec generation; `None` while the
     /// validator has not caught up with a spec change.
     pub fn current_phase(&self) -> Option<Phase> {
