@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Creates (once) the virtualenv that executes notebooks, from PyPI, pinned by
-# hack/python/requirements.txt, and prints its bin directory. Cached outside the repo, keyed by
-# the requirements' hash, so a second run costs nothing.
+# Creates (once) the virtualenv that executes notebooks on this machine, from PyPI, pinned by
+# hack/python/local-requirements.txt (requirements.txt and scrapbook), and prints its bin
+# directory. Cached outside the repo, keyed by the requirements' hash, so a second run costs
+# nothing.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/versions.sh
 source "$here/lib/versions.sh"
-req="$here/python/requirements.txt"
+req="$here/python/local-requirements.txt"
 python="${NBG_PYTHON:-python3}"
 command -v "$python" >/dev/null || { echo "error: $python is needed to create the notebook environment" >&2; exit 1; }
-key="$( (cat "$req"; "$python" --version) | sha256sum | cut -c1-12)"
+key="$( (cat "$req" "$here/python/requirements.txt"; "$python" --version) | sha256sum | cut -c1-12)"
 venv="$NBG_CACHE_DIR/python-$key"
 # One creator at a time: tests starting side by side on a new machine all ask for it at once
 # (without the lock, each removed what another was creating).

@@ -30,6 +30,11 @@ cleanup() {
   # themselves; not when the run is cut short.
   local plane
   for plane in "$repo"/target/*/; do
+    # The README playground's test also leaves its git daemon (hack/playground.sh down stops it
+    # with the plane).
+    if [ -d "$plane/playground/pids" ]; then
+      NBG_CLUSTER_DIR="${plane%/}" "$here/playground.sh" down >/dev/null 2>&1 || true
+    fi
     if [ -f "$plane/node/id" ]; then
       NBG_CLUSTER_DIR="${plane%/}" "$here/local-cluster.sh" down >/dev/null 2>&1 || true
     fi

@@ -1,6 +1,7 @@
 //! The output checks of spec.validationConfig (`nvj-validator run --checks`) with real papermill
 //! and a real IPython kernel: the values the kernel records for cells addressed by index and by
-//! tag, the warnings it shows, and what cells write to stderr.
+//! tag, the values the notebook glues with scrapbook by name, the warnings it shows, and what
+//! cells write to stderr.
 
 mod common;
 
@@ -138,6 +139,67 @@ fn warnings_stderr_and_silent_failures_fail_the_cell_that_wrote_them() {
     // Nothing asked: the notebook passes, and a learning level asks nothing.
     let (code, report) = run(&[&nb, "--checks", &checks(&d, "level: learning\n")]);
     assert_eq!(code, 0, "{report}");
+}
+
+/// Values addressed by name: what the notebook recorded with scrapbook's `glue` (its JSON and
+/// text encoders), found wherever the cell that glued them moves.
+#[test]
+fn values_glued_by_name_pass_and_fail_naming_the_bound() {
+    let _ = python();
+    let d = dir("checks-glued");
+    let nb = d.join("evaluate.ipynb");
+    tagged_notebook(
+        &nb,
+        &[
+            (&[], "import scrapbook as sb\naccuracy = 19 / 20"),
+            (
+                &[],
+                "sb.glue('accuracy', accuracy)\nsb.glue('classes', ['legit', 'fraud'])\nsb.glue('model', 'LogisticRegression', encoder='text')",
+            ),
+        ],
+    );
+    let nb = nb.display().to_string();
+    let passing = checks(
+        &d,
+        "expectedOutputs:\n\
+         - {name: accuracy, type: float, minValue: '0.9', maxValue: '1'}\n\
+         - {name: classes, type: list, shape: '2', notEmpty: true}\n\
+         - {name: model, type: str, notEmpty: true}\n",
+    );
+    let (code, report) = run(&[&nb, "--checks", &passing]);
+    assert_eq!(
+        (code, report["outcome"].as_str()),
+        (0, Some("Succeeded")),
+        "{report}"
+    );
+    let message = report["message"].as_str().unwrap_or_default();
+    assert!(message.contains("3 output checks passed"), "{message}");
+    let glued = &report["cells"][1]["checks"];
+    assert_eq!(glued[0]["check"], "expectedOutputs[0]", "{report}");
+    assert_eq!(glued[0]["value"], "0.95 (float)");
+
+    let failing = checks(
+        &d,
+        "expectedOutputs:\n\
+         - {name: accuracy, minValue: '0.97'}\n\
+         - {name: classes, shape: '3'}\n\
+         - {name: precision, notEmpty: true}\n",
+    );
+    let (code, report) = run(&[&nb, "--checks", &failing]);
+    assert_eq!(
+        (code, report["outcome"].as_str()),
+        (6, Some("OutputCheckFailed")),
+        "{report}"
+    );
+    let message = report["message"].as_str().unwrap_or_default();
+    for part in [
+        "3 of 3 output checks failed",
+        "expectedOutputs[0] (the value glued as \"accuracy\"): 0.95 (float) is below minValue 0.97",
+        "expectedOutputs[1] (the value glued as \"classes\"):",
+        "expectedOutputs[2] (the value glued as \"precision\"): the notebook glued no value named \"precision\"",
+    ] {
+        assert!(message.contains(part), "{part:?} not in {message}");
+    }
 }
 
 #[test]
