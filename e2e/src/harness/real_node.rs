@@ -147,6 +147,9 @@ impl RealNode {
     ) -> anyhow::Result<std::path::PathBuf> {
         let name = format!("{ns}-{claim}");
         let dir = self.plane.dir().join("volumes").join(&name);
+        // Empty, as a new volume is: the plane's directory outlives a run, and with it what an
+        // earlier run of the test wrote there.
+        let _ = std::fs::remove_dir_all(&dir);
         let dir = local_persistent_volume(client, &name, "1Gi", &dir, ns, claim).await?;
         let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
             "metadata": {"name": claim},

@@ -550,6 +550,7 @@ async fn inference_service_restarts_on_the_real_kserve() {
         a_predictor_that_never_turns_ready(&node),
         served_model::a_wrong_model_is_caught_before_its_restart_counts(&node),
         served_model::an_unanswering_model_times_out_and_a_successor_checks_once(&node),
+        served_model::a_v2_model_is_asked_in_the_v2_protocol(&node),
     );
     drop(kserve);
 }

@@ -191,6 +191,25 @@ pub async fn a_wrong_model_is_caught_before_its_restart_counts(node: &RealNode) 
     assert_eq!(warned[0].type_.as_deref(), Some("Warning"));
 }
 
+/// An InferenceService declaring the V2 protocol is asked in it: one input tensor, the first
+/// output's data compared.
+pub async fn a_v2_model_is_asked_in_the_v2_protocol(node: &RealNode) {
+    let predictor = json!({"model": {"modelFormat": {"name": "sklearn"}, "protocolVersion": "v2",
+        "storageUri": "pvc://models/fraud",
+        "resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}}});
+    let s = Serving::start_with(node, "kserve-v2", &[], predictor, TRAIN).await;
+    let nvj = s.nvj_checking("v2", Some(checking("2m"))).await;
+    mark_succeeded(&s.nvjs, &nvj).await.expect("succeed");
+    let r = s.final_record("v2", Duration::from_secs(120), false).await;
+    let message = r.message.clone().unwrap_or_default();
+    println!("V2: {message}");
+    assert_eq!(r.outcome, TriggerOutcome::Succeeded, "{message}");
+    assert_eq!(
+        message,
+        "restart applied; rollout complete; the new model answered as expected: predicted [1,0], expected [1,0] (tolerance 0.01)"
+    );
+}
+
 /// A predictor that does not answer is Failed at the timeout; a SIGKILL between the rollout and
 /// the answer leaves one check and one record.
 pub async fn an_unanswering_model_times_out_and_a_successor_checks_once(node: &RealNode) {
