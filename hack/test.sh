@@ -15,12 +15,8 @@ require_tools cargo go python3 git openssl curl ss setsid
 
 started_cluster=""
 test_pgid=""
-images_pid=""
 cleanup() {
   local rc=$?
-  if [ -n "$images_pid" ]; then
-    kill -KILL -- "-$images_pid" 2>/dev/null || true
-  fi
   if [ -n "$test_pgid" ]; then
     kill -KILL -- "-$test_pgid" 2>/dev/null || true
     sleep 0.2
@@ -66,15 +62,6 @@ trap cleanup EXIT
 # build's incremental state: after a change they are ready in seconds, not minutes.
 export NBG_IMAGES_INCREMENTAL=1
 trap 'exit 130' INT TERM
-
-# The images' release build from the start, beside the checks and the debug builds below: after
-# a change to the crates it takes minutes, and every real-node test waits for it. The two builds
-# take different cargo locks (the release build for the target triple, the debug build), so they
-# run side by side. The end-to-end groups' `images` group runs hack/images.sh again: it waits for
-# this one (a lock), finds the images packed, and reports a failure of this build with its log.
-mkdir -p target
-setsid hack/images.sh >target/images-early.log 2>&1 &
-images_pid=$!
 
 step "formatting and lints"
 cargo fmt --all -- --check

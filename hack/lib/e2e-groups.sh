@@ -6,7 +6,7 @@
 # and everything else reached a load of 42, and notebook kernels did not start within papermill's
 # 60 s). So:
 #   1. at once: the images (hack/images.sh: cached by their inputs, or built incrementally under
-#      the test command, which starts their build before its checks) with their test, and the real Argo CD tests in each configuration of the
+#      the test command) with their test, and the real Argo CD tests in each configuration of the
 #      compatibility matrix (docs/argocd.md; each cell's planes, ports and nodes its own);
 #   2. once the images are there: the tests on the shared control plane (the main run), the API
 #      server restart test, the demo with the real Argo CD and KServe, and the real node's tests
