@@ -95,6 +95,14 @@ fn answer(status: u16, body: Value) -> Answer {
     }
 }
 
+/// The `modelValidationResult` the last reconcile wrote.
+fn model_result(nvj: &NotebookValidationJob) -> nbg_core::model_validation::ModelValidationResult {
+    nvj.status
+        .as_ref()
+        .and_then(|s| s.model_validation_result.clone())
+        .expect("a result")
+}
+
 fn record(nvj: &NotebookValidationJob) -> TriggerRecord {
     nvj.status.as_ref().expect("status").triggers[0].clone()
 }
@@ -152,11 +160,7 @@ fn only_the_expected_answer_records_the_restart_succeeded() {
         Some(at(5)),
         "kept from the first look"
     );
-    let result = nvj
-        .status
-        .as_ref()
-        .and_then(|s| s.model_validation_result.clone())
-        .expect("a result");
+    let result = model_result(&nvj);
     assert!(result.success);
     assert_eq!(result.run, "u1/1");
     let checked = result.existing_environment_check.expect("checked");
@@ -183,11 +187,7 @@ fn a_wrong_answer_fails_at_once_and_the_result_says_why() {
     assert_eq!(r.outcome, TriggerOutcome::Failed);
     let served = r.served_model.expect("servedModel");
     assert!(served.available && !served.healthy);
-    let result = nvj
-        .status
-        .as_ref()
-        .and_then(|s| s.model_validation_result.clone())
-        .expect("a result");
+    let result = model_result(&nvj);
     assert!(!result.success);
     assert_eq!(
         result.message.as_deref(),
@@ -226,11 +226,7 @@ fn a_model_the_nvj_does_not_restart_is_named_as_not_checked() {
         at(5),
     );
     assert_eq!(record(&nvj).outcome, TriggerOutcome::Succeeded);
-    let result = nvj
-        .status
-        .as_ref()
-        .and_then(|s| s.model_validation_result.clone())
-        .expect("a result");
+    let result = model_result(&nvj);
     assert!(!result.success);
     let message = result.message.unwrap_or_default();
     assert!(
