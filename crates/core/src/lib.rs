@@ -23,8 +23,19 @@ pub fn crds() -> Vec<(
     k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 )> {
     use kube::CustomResourceExt;
-    vec![(
-        "mlops.mlops.dev_notebookvalidationjobs.yaml",
-        NotebookValidationJob::crd(),
-    )]
+    let mut nvj = NotebookValidationJob::crd();
+    for version in &mut nvj.spec.versions {
+        let status = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|root| root.properties.as_mut())
+            .and_then(|properties| properties.get_mut("status"));
+        if let Some(status) = status {
+            status.default = Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
+                nvj::status_before_first_run(),
+            ));
+        }
+    }
+    vec![("mlops.mlops.dev_notebookvalidationjobs.yaml", nvj)]
 }

@@ -603,6 +603,7 @@ pub struct NotebookValidationJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// The `metadata.generation` this status describes; a run is `<uid>/<observedGeneration>`.
+    /// `0`, the default the API server fills in, until nvj-validator observes one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Ready`, `Reconciling`, `Stalled` (kstatus) and `ValidationComplete` (Go operator).
@@ -817,12 +818,31 @@ impl TriggerOutcome {
     }
 }
 
+/// The status every NVJ reads with until nvj-validator's first write: the CRD's default for
+/// `status`, which the API server fills in on every read of an object without one.
+/// `observedGeneration: 0` is a generation no object has (they start at 1), so kstatus - the
+/// library Flux's health checks, `kstatus` and cli-utils use - reads a new NVJ as in progress
+/// ("generation is 1, but latest observed generation is 0") from its first second; without a
+/// status it would read it as Current and let everything gated on it through.
+pub fn status_before_first_run() -> serde_json::Value {
+    serde_json::json!({ "observedGeneration": 0 })
+}
+
 impl NotebookValidationJob {
+    /// The generation the status describes; `None` before nvj-validator observed one (no
+    /// status, or the CRD default's `0`).
+    pub fn observed_generation(&self) -> Option<i64> {
+        self.status
+            .as_ref()?
+            .observed_generation
+            .filter(|generation| *generation > 0)
+    }
+
     /// The identity of the run this object's status describes, `<uid>/<observedGeneration>`,
     /// once the validator has observed a generation.
     pub fn run_id(&self) -> Option<String> {
         let uid = self.metadata.uid.as_deref()?;
-        let generation = self.status.as_ref()?.observed_generation?;
+        let generation = self.observed_generation()?;
         Some(format!("{uid}/{generation}"))
     }
 

@@ -130,8 +130,7 @@ pub fn state(nvj: &NotebookValidationJob) -> State {
     let mut where_ = match nvj.current_phase() {
         None => format!(
             "generation {generation} not picked up by nvj-validator yet (status describes {})",
-            status
-                .and_then(|s| s.observed_generation)
+            nvj.observed_generation()
                 .map_or("none".to_string(), |g| format!("generation {g}"))
         ),
         Some(p @ (Phase::Succeeded | Phase::Failed)) => {

@@ -22,6 +22,10 @@ if type(obj.metadata) == "table" and type(obj.metadata.generation) == "number" t
   generation = obj.metadata.generation
 end
 local observed = status.observedGeneration
+-- 0 is the CRD's default status, read until nvj-validator's first write.
+if observed == 0 then
+  return hs
+end
 if generation ~= nil and type(observed) == "number" and observed < generation then
   hs.message = "Waiting for the validator to pick up generation " .. tostring(generation)
     .. " (status describes generation " .. tostring(observed) .. ")"
