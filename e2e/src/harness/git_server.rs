@@ -1,17 +1,20 @@
-//! A git server for tests: serves bare repositories over git's "dumb" HTTP protocol (static
-//! files after `git update-server-info`) on 127.0.0.1, optionally behind HTTP basic auth, so
-//! validation pods fetch with real git over a real network protocol, credentials included.
+//! A git server for tests: serves bare repositories over git's smart HTTP protocol - what git
+//! hosts speak, and the only one Flux's source-controller (go-git) fetches with - by handing
+//! each request to `git http-backend` as CGI, on 127.0.0.1 or a given address, optionally behind
+//! HTTP basic auth, so validation pods and Flux fetch with real git over a real network
+//! protocol, credentials included.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use base64::Engine;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 
 pub struct GitServer {
     pub root: PathBuf,
@@ -35,6 +38,85 @@ fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
         r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, v);
     }
     r
+}
+
+/// Runs `git http-backend` for one request (CGI: the request in environment variables and on
+/// stdin, the response's headers and body on stdout).
+async fn http_backend(root: PathBuf, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let header = |name: hyper::header::HeaderName| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+        return reply(StatusCode::BAD_REQUEST, b"unreadable request body".to_vec());
+    };
+    let mut cgi = tokio::process::Command::new("git");
+    cgi.arg("http-backend")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_PROJECT_ROOT", &root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", parts.method.as_str())
+        .env("PATH_INFO", parts.uri.path())
+        .env("QUERY_STRING", parts.uri.query().unwrap_or_default())
+        .env("CONTENT_TYPE", header(hyper::header::CONTENT_TYPE))
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("HTTP_CONTENT_ENCODING", header(hyper::header::CONTENT_ENCODING))
+        .env("GIT_PROTOCOL", header(hyper::header::HeaderName::from_static("git-protocol")))
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let Ok(mut child) = cgi.spawn() else {
+        return reply(StatusCode::INTERNAL_SERVER_ERROR, b"git http-backend did not start".to_vec());
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        // A backend that answers without reading everything (an error) closes its stdin early.
+        let _ = stdin.write_all(&body).await;
+    }
+    let Ok(out) = child.wait_with_output().await else {
+        return reply(StatusCode::INTERNAL_SERVER_ERROR, b"git http-backend failed".to_vec());
+    };
+    cgi_response(&out.stdout).unwrap_or_else(|| {
+        let mut message = b"git http-backend answered no CGI response: ".to_vec();
+        message.extend_from_slice(&out.stderr);
+        reply(StatusCode::BAD_GATEWAY, message)
+    })
+}
+
+/// A CGI response: header lines, an empty line, the body; `Status:` sets the status code.
+fn cgi_response(stdout: &[u8]) -> Option<Response<Full<Bytes>>> {
+    let (head, body) = [&b"\r\n\r\n"[..], b"\n\n"]
+        .iter()
+        .filter_map(|sep| {
+            stdout
+                .windows(sep.len())
+                .position(|w| w == *sep)
+                .map(|at| (&stdout[..at], &stdout[at + sep.len()..]))
+        })
+        .min_by_key(|(head, _)| head.len())?;
+    let mut response = reply(StatusCode::OK, body.to_vec());
+    for line in String::from_utf8_lossy(head).lines() {
+        let (name, value) = line.split_once(':')?;
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("status") {
+            let code = value.split_whitespace().next()?.parse::<u16>().ok()?;
+            *response.status_mut() = StatusCode::from_u16(code).ok()?;
+        } else if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.trim().as_bytes()),
+            hyper::header::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    Some(response)
 }
 
 impl GitServer {
@@ -81,14 +163,11 @@ impl GitServer {
                                     ));
                                 }
                             }
-                            let path = req.uri().path().trim_start_matches('/').to_string();
+                            let path = req.uri().path().trim_start_matches('/');
                             if path.split('/').any(|p| p == ".." || p.is_empty()) {
                                 return Ok(reply(StatusCode::BAD_REQUEST, vec![]));
                             }
-                            Ok(match std::fs::read(root.join(&path)) {
-                                Ok(bytes) => reply(StatusCode::OK, bytes),
-                                Err(_) => reply(StatusCode::NOT_FOUND, vec![]),
-                            })
+                            Ok(http_backend(root, req).await)
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
