@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes binaries (kube-apiserver, kube-controller-manager, kubectl),
-# etcd, helm, CoreDNS, the KServe manager, Argo CD, promtool and crane from their Go modules through the module proxy, and
+# etcd, helm, CoreDNS, the KServe manager, Argo CD, Flux's source- and kustomize-controller (and
+# nbg-kstatus, kstatus as Flux computes it), promtool and crane from their Go modules through the module proxy, and
 # caches them outside the repository keyed by version. A cached binary is reused at no cost.
 #
 # usage: hack/build-binaries.sh [component...]   (default: all)
@@ -8,12 +9,13 @@
 #        hack/build-binaries.sh --source kserve     prints the unpacked KServe module (its config/)
 #        hack/build-binaries.sh --source argocd     prints the unpacked Argo CD module (its manifests/)
 #        hack/build-binaries.sh --source argocd-v2  the same for Argo CD 2.x
+#        hack/build-binaries.sh --source flux-source-controller|flux-kustomize-controller  (config/crd/)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/versions.sh
 source "$here/lib/versions.sh"
 
-all_components=(etcd kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler kube-proxy coredns helm kserve argocd argocd-v2 promtool crane)
+all_components=(etcd kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler kube-proxy coredns helm kserve argocd argocd-v2 flux-source-controller flux-kustomize-controller nbg-kstatus promtool crane)
 
 version_of() {
   case "$1" in
@@ -26,6 +28,8 @@ version_of() {
     promtool) echo "$PROMETHEUS_VERSION" ;;
     crane) echo "$CRANE_VERSION" ;;
     coredns) echo "$COREDNS_VERSION" ;;
+    flux-source-controller) echo "$FLUX_SOURCE_CONTROLLER_VERSION" ;;
+    flux-kustomize-controller|nbg-kstatus) echo "$FLUX_KUSTOMIZE_CONTROLLER_VERSION" ;;
     *) echo "unknown component '$1' (known: ${all_components[*]})" >&2; return 2 ;;
   esac
 }
@@ -54,6 +58,20 @@ kserve_module_dir() { module_copy_dir github.com/kserve/kserve "$KSERVE_VERSION"
 argocd_module_dir() { module_copy_dir github.com/argoproj/argo-cd/v3 "$ARGOCD_VERSION" argo-cd; }
 argocd_v2_module_dir() { module_copy_dir github.com/argoproj/argo-cd/v2 "$ARGOCD_V2_VERSION" argo-cd; }
 prometheus_module_dir() { module_copy_dir github.com/prometheus/prometheus "$PROMETHEUS_VERSION" prometheus; }
+
+# A Flux controller's module. Its go.mod replaces its own API module with ./api, which the module
+# archive leaves out (a module of its own): the published API module at the required version
+# serves instead.
+flux_module_dir() {
+  local name="$1" version="$2" dir
+  dir="$(module_copy_dir "github.com/fluxcd/$name" "$version" "$name")"
+  if [ ! -f "$dir/.api-replace-dropped" ]; then
+    (cd "$dir" && go mod edit -dropreplace "github.com/fluxcd/$name/api") && touch "$dir/.api-replace-dropped"
+  fi
+  echo "$dir"
+}
+flux_source_module_dir() { flux_module_dir source-controller "$FLUX_SOURCE_CONTROLLER_VERSION"; }
+flux_kustomize_module_dir() { flux_module_dir kustomize-controller "$FLUX_KUSTOMIZE_CONTROLLER_VERSION"; }
 
 # A small module that requires <module>@<version> and imports <package>, so `go build <package>`
 # builds that command at exactly that version; kept in the cache, resolved once.
@@ -251,6 +269,64 @@ GO
         -ldflags "-s -w -X github.com/argoproj/argo-cd/v2/common.version=${ARGOCD_V2_VERSION#v}" \
         -o "$tmp" ./cmd/nbg-argocd)
       ;;
+    flux-source-controller)
+      local dir; dir="$(flux_source_module_dir)"
+      log "building Flux's source-controller $FLUX_SOURCE_CONTROLLER_VERSION (cold builds take about 4 minutes on 2 cores)"
+      (cd "$dir" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" .)
+      ;;
+    flux-kustomize-controller)
+      local dir; dir="$(flux_kustomize_module_dir)"
+      log "building Flux's kustomize-controller $FLUX_KUSTOMIZE_CONTROLLER_VERSION (cold builds take about 4 minutes on 2 cores)"
+      (cd "$dir" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" .)
+      ;;
+    nbg-kstatus)
+      # What kstatus - the library kustomize-controller's health checks use, at the version it
+      # uses - computes for objects: the tests check the NVJ's status against its rules. Built in
+      # kustomize-controller's module, so it shares that build.
+      local dir; dir="$(flux_kustomize_module_dir)"
+      mkdir -p "$dir/cmd/nbg-kstatus"
+      cat >"$dir/cmd/nbg-kstatus/main.go" <<'GO'
+// Command nbg-kstatus reads a JSON array of Kubernetes objects on stdin and prints, one JSON
+// line per object, the status and message kstatus computes for it.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+func main() {
+	var objects []json.RawMessage
+	if err := json.NewDecoder(os.Stdin).Decode(&objects); err != nil {
+		fmt.Fprintln(os.Stderr, "nbg-kstatus: stdin is not a JSON array of objects:", err)
+		os.Exit(2)
+	}
+	out := json.NewEncoder(os.Stdout)
+	for _, raw := range objects {
+		line := map[string]string{}
+		// UnmarshalJSON keeps integers as int64, as objects read from the API server are.
+		object := &unstructured.Unstructured{}
+		if err := object.UnmarshalJSON(raw); err != nil {
+			line["error"] = err.Error()
+		} else if result, err := status.Compute(object); err != nil {
+			line["error"] = err.Error()
+		} else {
+			line["status"] = result.Status.String()
+			line["message"] = result.Message
+		}
+		if err := out.Encode(line); err != nil {
+			os.Exit(1)
+		}
+	}
+}
+GO
+      log "building nbg-kstatus (kstatus of kustomize-controller $FLUX_KUSTOMIZE_CONTROLLER_VERSION)"
+      (cd "$dir" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" ./cmd/nbg-kstatus)
+      ;;
     promtool)
       # Tests the PrometheusRule's alerts (`promtool test rules`).
       local dir; dir="$(prometheus_module_dir)"
@@ -312,7 +388,9 @@ main() {
       kserve) kserve_module_dir ;;
       argocd) argocd_module_dir ;;
       argocd-v2) argocd_v2_module_dir ;;
-      *) echo "usage: $0 --source kserve|argocd|argocd-v2" >&2; exit 2 ;;
+      flux-source-controller) flux_source_module_dir ;;
+      flux-kustomize-controller) flux_kustomize_module_dir ;;
+      *) echo "usage: $0 --source kserve|argocd|argocd-v2|flux-source-controller|flux-kustomize-controller" >&2; exit 2 ;;
     esac
     return
   fi

@@ -18,6 +18,11 @@ CRANE_VERSION="v0.22.1"
 # CoreDNS: the real node's cluster DNS (built with the plugins a kubeadm cluster's Corefile uses
 # for cluster names; the node has no upstream to forward to).
 COREDNS_VERSION="v1.14.7"
+# Flux's source-controller and kustomize-controller (the Flux e2e tests). v1.10 needs Go 1.27;
+# source-controller v1.9.4-v1.9.6 need a github.com/fluxcd/pkg/artifact version the module proxy
+# refuses. kustomize-controller's module also builds nbg-kstatus, kstatus as Flux computes it.
+FLUX_SOURCE_CONTROLLER_VERSION="v1.9.3"
+FLUX_KUSTOMIZE_CONTROLLER_VERSION="v1.9.6"
 # just is installed from crates.io when it is missing.
 JUST_VERSION="1.59.0"
 
