@@ -76,13 +76,17 @@ fn every_chart_lints_and_renders() {
 #[test]
 fn every_environment_variable_a_chart_sets_is_read_by_its_binary() {
     let cluster = Cluster::get();
-    for chart in CONTROLLERS {
+    // With every integration on: the Flux settings too.
+    for (chart, values) in CONTROLLERS
+        .iter()
+        .flat_map(|c| [(c, &[][..]), (c, &["global.flux.enabled=true"][..])])
+    {
         let docs = render_chart_documents(
             &cluster,
             &repo_root().join("charts").join(chart),
             "r",
             "notebook-gitops",
-            &[],
+            values,
         );
         let deployment = docs
             .iter()
@@ -111,6 +115,79 @@ fn every_environment_variable_a_chart_sets_is_read_by_its_binary() {
             "{chart} sets environment variables its binary does not read: {unknown:?}"
         );
     }
+}
+
+#[test]
+fn trigger_controller_gets_flux_kinds_where_flux_keeps_them_only_with_flux_on() {
+    let cluster = Cluster::get();
+    let chart = repo_root().join("charts/trigger-controller");
+    let render = |values: &[&str]| render_chart_documents(&cluster, &chart, "r", "ml", values);
+    let env = |docs: &[serde_json::Value], name: &str| -> Option<String> {
+        let deployment = docs.iter().find(|d| d["kind"] == "Deployment")?;
+        deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()?
+            .iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str().map(String::from))
+    };
+    let flux_roles = |docs: &[serde_json::Value]| -> Vec<String> {
+        docs.iter()
+            .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
+            .filter(|d| {
+                d["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("-flux"))
+            })
+            .map(|d| {
+                format!(
+                    "{}/{}",
+                    d["kind"].as_str().unwrap_or_default(),
+                    d["metadata"]["namespace"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    let off = render(&["watchNamespaces={ml}"]);
+    let kinds = env(&off, "NBG_ALLOWED_KINDS").expect("allowed kinds");
+    assert!(!kinds.contains("fluxcd.io"), "{kinds}");
+    assert!(flux_roles(&off).is_empty());
+    assert_eq!(env(&off, "NBG_FLUX_NAMESPACES"), None);
+
+    let on = render(&["watchNamespaces={ml}", "global.flux.enabled=true"]);
+    let kinds = env(&on, "NBG_ALLOWED_KINDS").expect("allowed kinds");
+    for kind in [
+        "kustomize.toolkit.fluxcd.io/Kustomization",
+        "helm.toolkit.fluxcd.io/HelmRelease",
+        "source.toolkit.fluxcd.io/GitRepository",
+        "source.toolkit.fluxcd.io/OCIRepository",
+    ] {
+        assert!(kinds.contains(kind), "{kind} in {kinds}");
+    }
+    assert_eq!(
+        env(&on, "NBG_FLUX_NAMESPACES").as_deref(),
+        Some("flux-system")
+    );
+    assert_eq!(flux_roles(&on), ["Role/flux-system"]);
+    let role = on
+        .iter()
+        .find(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == "flux-system")
+        .expect("the Role in flux-system");
+    let rules = role["rules"].to_string();
+    for resource in [
+        "kustomizations",
+        "helmreleases",
+        "gitrepositories",
+        "ocirepositories",
+    ] {
+        assert!(rules.contains(resource), "{resource}: {rules}");
+    }
+    assert!(
+        !rules.contains("deployments"),
+        "only Flux's kinds there: {rules}"
+    );
+
+    let everywhere = render(&["global.flux.enabled=true", "global.flux.namespaces={*}"]);
+    assert_eq!(flux_roles(&everywhere), ["ClusterRole/"]);
 }
 
 #[test]

@@ -11,19 +11,38 @@
   verbs: [create, patch]
 {{- end -}}
 
-{{/* The kinds that may be targeted, comma-separated: allowedKinds, or every kind of target-kinds.json (without Argo CD's Application when global.argocd.enabled is false). */}}
+{{/* The kinds that may be targeted, comma-separated: allowedKinds, or every kind of target-kinds.json (without Argo CD's Application when global.argocd.enabled is false, without Flux's kinds unless global.flux.enabled). */}}
 {{- define "trigger-controller.allowedKinds" -}}
 {{- if .Values.allowedKinds }}
 {{- join "," .Values.allowedKinds }}
 {{- else }}
 {{- $all := list }}
 {{- $argocd := include "nbg.argocdEnabled" . }}
+{{- $flux := include "nbg.fluxEnabled" . }}
 {{- range (.Files.Get "target-kinds.json" | fromJson).kinds }}
-{{- if or $argocd (ne .group "argoproj.io") (ne .kind "Application") }}
+{{- $application := and (eq .group "argoproj.io") (eq .kind "Application") }}
+{{- $fluxKind := hasSuffix ".toolkit.fluxcd.io" .group }}
+{{- if and (or $argocd (not $application)) (or $flux (not $fluxKind)) }}
 {{- $all = append $all (printf "%s/%s" .group .kind) }}
 {{- end }}
 {{- end }}
 {{- join "," $all }}
+{{- end }}
+{{- end -}}
+
+{{/* The allowed kinds of Flux's (read, watched and patched where Flux keeps its objects). */}}
+{{- define "trigger-controller.fluxRules" -}}
+{{- $kinds := splitList "," (include "trigger-controller.allowedKinds" .) }}
+{{- $byGroup := dict }}
+{{- range (.Files.Get "target-kinds.json" | fromJson).kinds }}
+{{- if and (hasSuffix ".toolkit.fluxcd.io" .group) (has (printf "%s/%s" .group .kind) $kinds) }}
+{{- $_ := set $byGroup .group (append (get $byGroup .group | default list) .resource) }}
+{{- end }}
+{{- end }}
+{{- range $group := keys $byGroup | sortAlpha }}
+- apiGroups: [{{ $group }}]
+  resources: [{{ join ", " (get $byGroup $group) }}]
+  verbs: [get, list, watch, patch]
 {{- end }}
 {{- end -}}
 
@@ -69,6 +88,9 @@
 - {name: NBG_TRACKING_METHOD, value: "annotation"}
 - {name: NBG_TRACKING_LABEL, value: "app.kubernetes.io/instance"}
 - {name: NBG_INSTALLATION_ID, value: ""}
+{{- end }}
+{{- if include "nbg.fluxEnabled" . }}
+{{ include "nbg.fluxEnv" . | trim }}
 {{- end }}
 {{- end -}}
 

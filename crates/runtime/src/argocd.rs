@@ -45,18 +45,10 @@ pub struct ArgoCdArgs {
 impl ArgoCdArgs {
     /// The namespaces to read Applications in; empty means all.
     pub fn application_namespaces(&self) -> Vec<String> {
-        let listed: Vec<String> = self
-            .application_namespaces
-            .iter()
-            .map(|n| n.trim().to_string())
-            .filter(|n| !n.is_empty())
-            .collect();
-        if listed.iter().any(|n| n == "*") {
-            Vec::new()
-        } else if listed.is_empty() {
-            vec![self.argocd_namespace.clone()]
-        } else {
-            listed
+        match crate::cli::listed_namespaces(&self.application_namespaces) {
+            None => Vec::new(),
+            Some(listed) if listed.is_empty() => vec![self.argocd_namespace.clone()],
+            Some(listed) => listed,
         }
     }
 

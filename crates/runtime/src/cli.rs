@@ -73,6 +73,17 @@ pub struct CommonArgs {
     pub connect_timeout: Duration,
 }
 
+/// Namespaces as a flag lists them (comma-separated; trimmed, empty entries dropped); `None`
+/// when `*` is among them: every namespace.
+pub fn listed_namespaces(values: &[String]) -> Option<Vec<String>> {
+    let listed: Vec<String> = values
+        .iter()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    (!listed.iter().any(|n| n == "*")).then_some(listed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ pub mod api_requests;
 pub mod argocd;
 pub mod cli;
 pub mod events;
+pub mod flux;
 pub mod http;
 pub mod leader;
 pub mod metrics;

@@ -6,7 +6,10 @@
 //! - on an Argo CD Application elsewhere only if that Application manages the NVJ: the
 //!   Application's own status lists the NVJ among its resources *and* the NVJ's tracking, read
 //!   with Argo CD's settings (`nbg_core::foreign::tracking`), names the Application (its labels
-//!   and annotations alone could be forged by the NVJ's author).
+//!   and annotations alone could be forged by the NVJ's author);
+//! - on a Flux Kustomization elsewhere only if that Kustomization manages the NVJ: its
+//!   `status.inventory` lists the NVJ *and* the NVJ's `kustomize.toolkit.fluxcd.io/name` and
+//!   `/namespace` labels name it (`nbg_core::foreign::flux`).
 //!
 //! The controller can switch cross-namespace targets off entirely, and limits the kinds that
 //! may be targeted. Pure: unit-tested without a cluster.
@@ -16,6 +19,7 @@ use std::sync::Arc;
 
 use nbg_core::annotations::{self, TriggerTarget};
 use nbg_core::foreign::Application;
+use nbg_core::foreign::flux::{self, FluxObject};
 use nbg_core::foreign::tracking::{AppRef, Attribution, Tracking};
 use nbg_core::nvj::NotebookValidationJob;
 
@@ -86,14 +90,29 @@ pub fn application_attribution(
     )
 }
 
+/// How a GitOps object and the NVJ agree that it manages the NVJ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Manager {
+    /// An Argo CD Application: its `status.resources` and the NVJ's tracking.
+    Application(Attribution),
+    /// A Flux Kustomization: its `status.inventory` and the NVJ's labels.
+    Kustomization(flux::Attribution),
+}
+
+/// How Kustomization `k` and `nvj` agree: its inventory lists it, and its labels name `k`.
+pub fn kustomization_attribution(k: &FluxObject, nvj: &NotebookValidationJob) -> flux::Attribution {
+    k.attribution(nbg_core::nvj::GROUP, nbg_core::nvj::KIND, &nvj.metadata)
+}
+
 /// Decides whether `nvj` may act on `target`. `target_annotations` are the live target's;
-/// `application` is how an Application target and the NVJ agree ([`application_attribution`]).
+/// `manager` is how an Application or Kustomization target and the NVJ agree
+/// ([`application_attribution`], [`kustomization_attribution`]).
 pub fn authorize(
     policy: &Policy,
     nvj: &NotebookValidationJob,
     target: &TriggerTarget,
     target_annotations: Option<&std::collections::BTreeMap<String, String>>,
-    application: Option<&Attribution>,
+    manager: Option<&Manager>,
 ) -> Result<(), Denied> {
     let key = kind_key(target);
     if !policy.allowed_kinds.contains(&key) {
@@ -110,23 +129,45 @@ pub fn authorize(
     let consent = target_annotations
         .and_then(|a| a.get(annotations::ALLOW_TRIGGERS_FROM))
         .is_some_and(|list| consents(list, &from));
+    if consent {
+        return Ok(());
+    }
+    let object = format!(
+        "NotebookValidationJob {from}/{}",
+        nvj.metadata.name.as_deref().unwrap_or_default()
+    );
     let is_application = target.group() == "argoproj.io" && target.kind == "Application";
-    match application.filter(|_| is_application) {
-        _ if consent => return Ok(()),
-        Some(Attribution::Managed) => return Ok(()),
-        Some(Attribution::ListedNotTracked { tracked }) => {
+    let is_kustomization =
+        target.group() == "kustomize.toolkit.fluxcd.io" && target.kind == "Kustomization";
+    match manager {
+        Some(Manager::Application(Attribution::Managed)) if is_application => return Ok(()),
+        Some(Manager::Application(Attribution::ListedNotTracked { tracked })) if is_application => {
             let app = AppRef {
                 namespace: to.clone(),
                 name: target.name.clone(),
             };
-            let object = format!(
-                "NotebookValidationJob {from}/{}",
-                nvj.metadata.name.as_deref().unwrap_or_default()
-            );
             return Err(Denied::NotTracked(policy.tracking.mismatch_message(
                 &app,
                 &object,
                 tracked.as_ref(),
+            )));
+        }
+        Some(Manager::Kustomization(flux::Attribution::Managed)) if is_kustomization => {
+            return Ok(());
+        }
+        Some(Manager::Kustomization(flux::Attribution::ListedNotLabelled { labelled }))
+            if is_kustomization =>
+        {
+            let named = labelled
+                .as_ref()
+                .map_or("no Kustomization".to_string(), |k| {
+                    format!("Kustomization {k}")
+                });
+            return Err(Denied::NotTracked(format!(
+                "Kustomization {to}/{} lists {object} in status.inventory, but the NVJ's labels {} and {} name {named}: kustomize-controller writes both when it applies the NVJ, so another tool rewrote them",
+                target.name,
+                flux::KUSTOMIZE_NAME_LABEL,
+                flux::KUSTOMIZE_NAMESPACE_LABEL,
             )));
         }
         _ => {}
@@ -253,11 +294,23 @@ mod tests {
             "- {apiVersion: argoproj.io/v1alpha1, kind: Application, name: serving, namespace: argocd, action: sync}",
         );
         assert_eq!(
-            authorize(&policy, &tracked, &t, None, Some(&Attribution::Managed)),
+            authorize(
+                &policy,
+                &tracked,
+                &t,
+                None,
+                Some(&Manager::Application(Attribution::Managed))
+            ),
             Ok(())
         );
         assert!(matches!(
-            authorize(&policy, &tracked, &t, None, Some(&Attribution::NotListed)),
+            authorize(
+                &policy,
+                &tracked,
+                &t,
+                None,
+                Some(&Manager::Application(Attribution::NotListed))
+            ),
             Err(Denied::NoConsent { .. })
         ));
         // Listed but tracked by another app: refused, and the message names tracking.
@@ -266,8 +319,14 @@ mod tests {
             serde_json::json!({"argocd.argoproj.io/tracking-id": "billing:mlops.mlops.dev/NotebookValidationJob:team/train"}),
         );
         let mismatch = attribution(&listed, &other);
-        let denied =
-            authorize(&policy, &other, &t, None, Some(&mismatch)).expect_err("not tracked");
+        let denied = authorize(
+            &policy,
+            &other,
+            &t,
+            None,
+            Some(&Manager::Application(mismatch)),
+        )
+        .expect_err("not tracked");
         let text = denied.to_string();
         assert!(
             text.starts_with("Application argocd/serving lists NotebookValidationJob team/train in status.resources, but its tracking names Application argocd/billing"),
@@ -278,5 +337,55 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("consent"), "{text}");
+    }
+
+    #[test]
+    fn a_kustomization_elsewhere_only_when_it_manages_the_nvj() {
+        let kustomization = |entries: serde_json::Value| -> FluxObject {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "train", "namespace": "flux-system"},
+                "status": {"inventory": {"entries": entries}}
+            }))
+            .expect("a Kustomization")
+        };
+        let listing = kustomization(
+            serde_json::json!([{"id": "team_train_mlops.mlops.dev_NotebookValidationJob", "v": "v1alpha1"}]),
+        );
+        let mut applied = nvj("team", serde_json::json!({}));
+        applied.metadata.labels = Some(
+            [
+                (flux::KUSTOMIZE_NAME_LABEL, "train"),
+                (flux::KUSTOMIZE_NAMESPACE_LABEL, "flux-system"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        let t = target(
+            "- {apiVersion: kustomize.toolkit.fluxcd.io/v1, kind: Kustomization, name: train, namespace: flux-system, action: reconcile}",
+        );
+        let policy = Policy::default();
+        let decide = |k: &FluxObject, n: &NotebookValidationJob| {
+            let manager = Manager::Kustomization(kustomization_attribution(k, n));
+            authorize(&policy, n, &t, None, Some(&manager))
+        };
+        assert_eq!(decide(&listing, &applied), Ok(()));
+        // Labels the NVJ's author wrote are not enough: the inventory must list it.
+        assert!(matches!(
+            decide(&kustomization(serde_json::json!([])), &applied),
+            Err(Denied::NoConsent { .. })
+        ));
+        let unlabelled = nvj("team", serde_json::json!({}));
+        let denied = decide(&listing, &unlabelled).expect_err("labels name none");
+        assert_eq!(
+            denied.to_string(),
+            "Kustomization flux-system/train lists NotebookValidationJob team/train in status.inventory, but the NVJ's labels kustomize.toolkit.fluxcd.io/name and kustomize.toolkit.fluxcd.io/namespace name no Kustomization: kustomize-controller writes both when it applies the NVJ, so another tool rewrote them; until they agree, this trigger is refused"
+        );
+        // A Kustomization's attribution says nothing about another kind.
+        let app = target(
+            "- {apiVersion: argoproj.io/v1alpha1, kind: Application, name: train, namespace: flux-system, action: sync}",
+        );
+        let manager = Manager::Kustomization(flux::Attribution::Managed);
+        assert!(authorize(&policy, &applied, &app, None, Some(&manager)).is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! authorization, planning, eviction, the watches and the chart's default RBAC all come from it:
 //! adding a kind is one entry here plus its restart and rollout functions.
 
-use crate::actions::{Plan, RunStamp, restart, sync};
+use crate::actions::{Plan, RunStamp, reconcile, restart, sync};
 use crate::eviction::{self, Pods};
 use crate::live::{self, LiveTarget, ReadFn};
 use crate::rollout::{self, ProgressFn, StateFn};
@@ -32,6 +32,8 @@ pub struct TargetKind {
     pub restart: Option<RestartFn>,
     /// How it syncs; `None`: `sync` is not supported for it. Refresh is supported for every kind.
     pub sync: Option<RestartFn>,
+    /// How a reconcile is requested (Flux objects); `None`: `reconcile` is not supported for it.
+    pub reconcile: Option<RestartFn>,
     /// How to tell that a restart has rolled out, and where it stands meanwhile.
     pub rollout: StateFn,
     pub progress: ProgressFn,
@@ -61,7 +63,7 @@ const WORKLOAD_PODS: Pods = Pods {
     desired: eviction::spec_replicas,
 };
 
-pub static KINDS: [TargetKind; 6] = [
+pub static KINDS: [TargetKind; 10] = [
     TargetKind {
         group: "apps",
         version: "v1",
@@ -70,6 +72,7 @@ pub static KINDS: [TargetKind; 6] = [
         read: live::read_json,
         restart: Some(restart::pod_template),
         sync: None,
+        reconcile: None,
         rollout: rollout::deployment_state,
         progress: rollout::deployment_progress,
         pods: Some(WORKLOAD_PODS),
@@ -84,6 +87,7 @@ pub static KINDS: [TargetKind; 6] = [
         read: live::read_json,
         restart: Some(restart::pod_template),
         sync: None,
+        reconcile: None,
         rollout: rollout::statefulset_state,
         progress: rollout::statefulset_progress,
         pods: Some(WORKLOAD_PODS),
@@ -98,6 +102,7 @@ pub static KINDS: [TargetKind; 6] = [
         read: live::read_json,
         restart: Some(restart::pod_template),
         sync: None,
+        reconcile: None,
         rollout: rollout::daemonset_state,
         progress: rollout::daemonset_progress,
         pods: Some(Pods {
@@ -115,6 +120,7 @@ pub static KINDS: [TargetKind; 6] = [
         read: live::read_rollout,
         restart: Some(restart::argo_rollout),
         sync: None,
+        reconcile: None,
         rollout: rollout::argo_rollout_state,
         progress: rollout::argo_rollout_progress,
         pods: Some(WORKLOAD_PODS),
@@ -129,6 +135,7 @@ pub static KINDS: [TargetKind; 6] = [
         read: live::read_application,
         restart: None,
         sync: Some(sync::application),
+        reconcile: None,
         rollout: rollout::complete_at_once,
         progress: rollout::no_progress,
         pods: None,
@@ -144,6 +151,7 @@ pub static KINDS: [TargetKind; 6] = [
         read: live::read_inference_service,
         restart: Some(restart::inference_service),
         sync: None,
+        reconcile: None,
         rollout: rollout::inference_service_state,
         progress: rollout::inference_service_progress,
         pods: Some(Pods {
@@ -157,7 +165,56 @@ pub static KINDS: [TargetKind; 6] = [
         }),
         wake_on_every_change: true,
     },
+    flux_kind(
+        "kustomize.toolkit.fluxcd.io",
+        "v1",
+        "Kustomization",
+        "kustomizations",
+    ),
+    flux_kind(
+        "helm.toolkit.fluxcd.io",
+        "v2",
+        "HelmRelease",
+        "helmreleases",
+    ),
+    flux_kind(
+        "source.toolkit.fluxcd.io",
+        "v1",
+        "GitRepository",
+        "gitrepositories",
+    ),
+    flux_kind(
+        "source.toolkit.fluxcd.io",
+        "v1",
+        "OCIRepository",
+        "ocirepositories",
+    ),
 ];
+
+/// A Flux object: reconciled on request, complete when Flux has handled the request and reports
+/// the object Ready; any status change may be that.
+const fn flux_kind(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+) -> TargetKind {
+    TargetKind {
+        group,
+        version,
+        kind,
+        plural,
+        read: live::read_flux,
+        restart: None,
+        sync: None,
+        reconcile: Some(reconcile::flux),
+        rollout: rollout::flux_reconcile_state,
+        progress: rollout::flux_reconcile_progress,
+        pods: None,
+        rolls_through: None,
+        wake_on_every_change: true,
+    }
+}
 
 /// The supported kind of this group and kind.
 pub fn find(group: &str, kind: &str) -> Option<&'static TargetKind> {

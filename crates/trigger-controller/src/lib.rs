@@ -1,5 +1,5 @@
-//! Restarts model servers and syncs or refreshes Argo CD Applications, exactly once, when a
-//! NotebookValidationJob succeeds.
+//! Restarts model servers, syncs or refreshes Argo CD Applications and reconciles Flux objects,
+//! exactly once, when a NotebookValidationJob succeeds.
 //!
 //! A reconcile observes, decides and applies (docs/design.md):
 //! - [`observe`]: reads each open target (watch cache or API), what rolls for it, its pods;
@@ -11,8 +11,9 @@
 //! - [`kinds`]: the one table of supported target kinds;
 //! - [`live`]: a target as read, typed where its status is interpreted;
 //! - [`actions`]: what each action writes, idempotent per run; [`eviction`]: `strategy: evict`;
-//! - [`rollout`]: where a restart's rollout stands;
-//! - [`authorize`]: who may act on what (same namespace, target consent, managing Application);
+//! - [`rollout`]: where a restart's rollout (or a Flux reconcile) stands;
+//! - [`authorize`]: who may act on what (same namespace, target consent, managing Application
+//!   or Kustomization);
 //! - [`targets`]: discovery, watches and caches; [`waiting`]: which NVJs wait on which target;
 //! - [`metrics`].
 
@@ -31,6 +32,7 @@ pub mod targets;
 pub mod waiting;
 
 use nbg_runtime::argocd::{ArgoCdArgs, TrackingSettings};
+use nbg_runtime::flux::FluxArgs;
 use nbg_runtime::{CommonArgs, Runtime};
 
 /// The controller's name: field manager, metric label and Event reporter.
@@ -40,8 +42,8 @@ pub const NAME: &str = "trigger-controller";
 #[command(
     name = "trigger-controller",
     version,
-    about = "Restarts model servers and syncs or refreshes Argo CD Applications, exactly once, when a NotebookValidationJob succeeds.",
-    long_about = "Restarts model servers and syncs or refreshes Argo CD Applications, exactly once, when a NotebookValidationJob succeeds.\n\nFor every run that succeeded it acts once on each target of the NVJ's mlops.dev/on-success-trigger annotation: restart (Deployment, StatefulSet, DaemonSet rollout restart; KServe InferenceService; Argo Rollout; with strategy: evict, pods evicted one at a time honouring PodDisruptionBudgets), sync or refresh (Argo CD Application), and records the outcome in status.triggers with an Event per target. It watches the target kinds it may act on, to learn when a rollout completes. Targets in other namespaces need their consent (mlops.dev/allow-triggers-from), or, for an Application, to manage the NVJ."
+    about = "Restarts model servers, syncs or refreshes Argo CD Applications and reconciles Flux objects, exactly once, when a NotebookValidationJob succeeds.",
+    long_about = "Restarts model servers and syncs or refreshes Argo CD Applications, exactly once, when a NotebookValidationJob succeeds.\n\nFor every run that succeeded it acts once on each target of the NVJ's mlops.dev/on-success-trigger annotation: restart (Deployment, StatefulSet, DaemonSet rollout restart; KServe InferenceService; Argo Rollout; with strategy: evict, pods evicted one at a time honouring PodDisruptionBudgets), sync or refresh (Argo CD Application), reconcile (Flux Kustomization, HelmRelease, GitRepository, OCIRepository: reconcile.fluxcd.io/requestedAt, complete when Flux has handled it and reports Ready), and records the outcome in status.triggers with an Event per target. It watches the target kinds it may act on, to learn when a rollout completes. Targets in other namespaces need their consent (mlops.dev/allow-triggers-from), or, for an Application or a Kustomization, to manage the NVJ."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -64,6 +66,8 @@ pub struct Cli {
     pub rollout_deadline: std::time::Duration,
     #[command(flatten)]
     pub argocd: ArgoCdArgs,
+    #[command(flatten)]
+    pub flux: FluxArgs,
 }
 
 /// Connects, then runs until SIGTERM.
@@ -93,7 +97,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         policy,
         tracking,
         metrics,
-        targets::Targets::new(runtime.client.clone(), watched, app_namespaces),
+        targets::Targets::new(
+            runtime.client.clone(),
+            watched,
+            targets::WatchNamespaces {
+                applications: app_namespaces,
+                flux: cli.flux.namespaces(),
+            },
+        ),
         cli.rollout_deadline,
     );
     runtime.run(reconciler).await

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use nbg_core::foreign::flux::FluxObject;
 use nbg_core::foreign::{Application, InferenceService, Rollout};
 use serde_json::Value;
 
@@ -13,6 +14,8 @@ pub enum Typed {
     Application(Box<Application>),
     InferenceService(Box<InferenceService>),
     Rollout(Box<Rollout>),
+    /// A Flux object (`*.toolkit.fluxcd.io`): Kustomization, HelmRelease, GitRepository, ...
+    Flux(Box<FluxObject>),
     /// Read as JSON: a built-in workload (the API server validated it) or a kind only refreshed.
     Json,
 }
@@ -40,6 +43,10 @@ pub fn read_rollout(v: &Value) -> Result<Typed, serde_json::Error> {
     Ok(Typed::Rollout(Box::new(serde::Deserialize::deserialize(
         v,
     )?)))
+}
+
+pub fn read_flux(v: &Value) -> Result<Typed, serde_json::Error> {
+    Ok(Typed::Flux(Box::new(serde::Deserialize::deserialize(v)?)))
 }
 
 /// A target that does not read as its kind: named, with what is wrong.
@@ -98,6 +105,13 @@ impl LiveTarget {
     pub fn rollout(&self) -> Option<&Rollout> {
         match &self.typed {
             Typed::Rollout(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn flux(&self) -> Option<&FluxObject> {
+        match &self.typed {
+            Typed::Flux(f) => Some(f),
             _ => None,
         }
     }

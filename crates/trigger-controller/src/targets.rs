@@ -51,10 +51,33 @@ pub struct Targets {
     /// in the NVJs' namespaces, so a sync waiting behind a running operation starts when it
     /// ends.
     application_namespaces: Vec<Option<String>>,
+    /// Where Flux keeps its objects (None: every namespace), likewise.
+    flux_namespaces: Vec<Option<String>>,
+}
+
+/// Where the GitOps engines keep their objects; empty: every namespace.
+pub struct WatchNamespaces {
+    pub applications: Vec<String>,
+    pub flux: Vec<String>,
 }
 
 fn is_application(resource: &ApiResource) -> bool {
     resource.group == "argoproj.io" && resource.kind == "Application"
+}
+
+fn is_flux(resource: &ApiResource) -> bool {
+    resource
+        .group
+        .ends_with(nbg_core::foreign::flux::FLUX_GROUP_SUFFIX)
+}
+
+/// `None` for every namespace.
+fn each(namespaces: Vec<String>) -> Vec<Option<String>> {
+    if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    }
 }
 
 /// The table's kinds that the policy allows and the cluster serves: these are watched.
@@ -76,12 +99,8 @@ pub async fn watchable_kinds(client: &Client, policy: &Policy) -> Vec<ApiResourc
 }
 
 impl Targets {
-    /// `application_namespaces`: where Applications are watched; empty: every namespace.
-    pub fn new(
-        client: Client,
-        watched: Vec<ApiResource>,
-        application_namespaces: Vec<String>,
-    ) -> Self {
+    /// `namespaces`: where Applications and Flux's objects are watched.
+    pub fn new(client: Client, watched: Vec<ApiResource>, namespaces: WatchNamespaces) -> Self {
         // The watched kinds were discovered at start: not asked again.
         let resources = watched
             .iter()
@@ -97,11 +116,8 @@ impl Targets {
             resources: Mutex::new(resources),
             watched_kinds: watched,
             caches: Mutex::default(),
-            application_namespaces: if application_namespaces.is_empty() {
-                vec![None]
-            } else {
-                application_namespaces.into_iter().map(Some).collect()
-            },
+            application_namespaces: each(namespaces.applications),
+            flux_namespaces: each(namespaces.flux),
         }
     }
 
@@ -170,6 +186,8 @@ impl Targets {
                     .iter()
                     .map(Option::as_deref)
                     .collect()
+            } else if is_flux(resource) {
+                self.flux_namespaces.iter().map(Option::as_deref).collect()
             } else {
                 vec![watch.namespace]
             };
@@ -220,7 +238,8 @@ impl Targets {
                         name: target.name_any(),
                     };
                     let mut waiting = index.waiting_on(&key);
-                    // Applications are watched by every controller instance: each wakes its own NVJs.
+                    // Applications and Flux's objects are watched by every controller instance:
+                    // each wakes its own NVJs.
                     waiting.retain(|nvj| {
                         instance_namespace.is_none() || nvj.namespace == instance_namespace
                     });

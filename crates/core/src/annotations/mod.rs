@@ -43,6 +43,10 @@ pub const RESTARTED_AT: &str = "mlops.dev/restarted-at";
 /// Beside [`RESTARTED_AT`] on an InferenceService: the predictor's latest created revision when
 /// the restart was asked for, so the restart's own revision can be told from the old one.
 pub const RESTARTED_FROM_REVISION: &str = "mlops.dev/restarted-from-revision";
+/// On a Flux object a `reconcile` trigger asked to reconcile: `"<run> <time>"`, the run and the
+/// `reconcile.fluxcd.io/requestedAt` value written with it, so asking again is a no-op and the
+/// request's completion can be told (`status.lastHandledReconcileAt`).
+pub const RECONCILE_REQUESTED: &str = "mlops.dev/reconcile-requested";
 /// `kubectl rollout restart`'s pod-template annotation on Deployments, StatefulSets, DaemonSets.
 pub const KUBECTL_RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 /// Argo CD's refresh annotation on an Application (`normal` or `hard`).

@@ -32,6 +32,9 @@ pub enum TriggerAction {
     Sync,
     /// An Argo CD refresh of an Application, or `mlops.dev/refresh-requested` on other kinds.
     Refresh,
+    /// Flux's reconcile request (`reconcile.fluxcd.io/requestedAt`, as `flux reconcile` writes
+    /// it) on a Flux object: a Kustomization, HelmRelease, GitRepository or OCIRepository.
+    Reconcile,
 }
 
 impl TriggerAction {
@@ -40,6 +43,7 @@ impl TriggerAction {
             TriggerAction::Restart => "restart",
             TriggerAction::Sync => "sync",
             TriggerAction::Refresh => "refresh",
+            TriggerAction::Reconcile => "reconcile",
         }
     }
 }
@@ -355,11 +359,12 @@ fn parse_entry(index: usize, entry: &Value) -> Result<TriggerTarget, TriggerSpec
         "restart" => TriggerAction::Restart,
         "sync" => TriggerAction::Sync,
         "refresh" => TriggerAction::Refresh,
+        "reconcile" => TriggerAction::Reconcile,
         other => {
             return Err(err(
                 "action",
                 format!(
-                    "unknown action {:?}; expected restart, sync or refresh",
+                    "unknown action {:?}; expected restart, sync, refresh or reconcile",
                     shorten(other)
                 ),
             ));
@@ -409,6 +414,15 @@ fn parse_entry(index: usize, entry: &Value) -> Result<TriggerTarget, TriggerSpec
         return Err(err(
             "action",
             format!("sync applies to argoproj.io Applications only, not {api_version} {kind}"),
+        ));
+    }
+    let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
+    if action == TriggerAction::Reconcile && !group.ends_with(".toolkit.fluxcd.io") {
+        return Err(err(
+            "action",
+            format!(
+                "reconcile applies to Flux objects (*.toolkit.fluxcd.io) only, not {api_version} {kind}; use restart, sync or refresh"
+            ),
         ));
     }
 
@@ -494,6 +508,23 @@ mod tests {
         assert_eq!(t[0].name, "123");
     }
 
+    #[test]
+    fn reconcile_is_for_flux_objects() {
+        let t = parse_on_success_trigger(
+            "- {apiVersion: kustomize.toolkit.fluxcd.io/v1, kind: Kustomization, name: serving, namespace: flux-system, action: reconcile}",
+        )
+        .expect("valid");
+        assert_eq!(t[0].action, TriggerAction::Reconcile);
+        assert_eq!(t[0].group(), "kustomize.toolkit.fluxcd.io");
+        let (_, field, problem) =
+            entry_err("- {apiVersion: apps/v1, kind: Deployment, name: api, action: reconcile}");
+        assert_eq!(field, "action");
+        assert!(
+            problem.contains("reconcile applies to Flux objects (*.toolkit.fluxcd.io) only, not apps/v1 Deployment"),
+            "{problem}"
+        );
+    }
+
     fn entry_err(v: &str) -> (usize, String, String) {
         match parse_on_success_trigger(v) {
             Err(TriggerSpecError::Entry {
@@ -514,7 +545,7 @@ mod tests {
         ));
         assert_eq!((i, f.as_str()), (1, "action"));
         assert!(
-            p.contains("restrat") && p.contains("restart, sync or refresh"),
+            p.contains("restrat") && p.contains("restart, sync, refresh or reconcile"),
             "{p}"
         );
         assert_eq!(

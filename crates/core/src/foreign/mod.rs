@@ -4,6 +4,7 @@
 //! fields we do not model are never lost.
 
 mod application;
+pub mod flux;
 mod inference_service;
 mod rollout;
 pub mod tracking;

@@ -5,12 +5,14 @@
 //!
 //! - [`restart`]: Deployments, StatefulSets, DaemonSets, InferenceServices, Argo Rollouts;
 //! - [`sync`]: Argo CD Applications;
+//! - [`reconcile`]: Flux's Kustomizations, HelmReleases, GitRepositories, OCIRepositories;
 //! - refresh (every kind): `argocd.argoproj.io/refresh` on an Application, else
 //!   `mlops.dev/refresh-requested`;
 //! - restart with `strategy: evict` is planned from the pods, in [`crate::eviction`].
 //!
 //! Which kind supports what is the kinds table's ([`crate::kinds`]).
 
+pub mod reconcile;
 pub mod restart;
 pub mod sync;
 
@@ -61,6 +63,17 @@ pub enum Unsupported {
     /// Eviction is planned from the target's pods, never as a rollout restart.
     #[error("restart by eviction is planned from the target's pods")]
     Eviction,
+    /// A suspended Flux object: Flux reconciles nothing on it until it is resumed.
+    #[error(
+        "{kind} {namespace}/{name} is suspended (spec.suspend: true), so Flux would not reconcile it; resume it (flux resume {command} {name} -n {namespace}) or drop it from the trigger"
+    )]
+    Suspended {
+        kind: String,
+        namespace: String,
+        name: String,
+        /// `flux resume`'s word for the kind.
+        command: &'static str,
+    },
     /// The kinds table pairs an action with a reader that does not produce what it needs.
     #[error("the target was not read as {0}")]
     NotRead(&'static str),
@@ -89,6 +102,7 @@ pub fn plan(
     let how = match target.action {
         TriggerAction::Restart => kind.and_then(|k| k.restart),
         TriggerAction::Sync => kind.and_then(|k| k.sync),
+        TriggerAction::Reconcile => kind.and_then(|k| k.reconcile),
         TriggerAction::Refresh => return refresh(target, live, run.run),
     };
     match how {

@@ -311,3 +311,49 @@ fn a_later_restart_by_another_run_serves_a_run_and_one_in_the_same_second_does_n
         Value::Null
     );
 }
+
+#[test]
+fn a_flux_object_is_asked_to_reconcile_once_per_run_the_way_flux_reconcile_asks() {
+    for (api_version, kind) in [
+        ("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),
+        ("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
+        ("source.toolkit.fluxcd.io/v1", "GitRepository"),
+        ("source.toolkit.fluxcd.io/v1", "OCIRepository"),
+    ] {
+        let t = target(&format!(
+            "- {{apiVersion: {api_version}, kind: {kind}, name: serving, action: reconcile}}"
+        ));
+        let mut live = json!({"apiVersion": api_version, "kind": kind,
+            "metadata": {"name": "serving", "namespace": "flux-system", "generation": 1,
+                         "annotations": {"reconcile.fluxcd.io/requestedAt": "2027-01-01T00:00:00Z"}},
+            "spec": {"interval": "10m"}});
+        assert_eq!(apply_twice(&t, &mut live, "u1/2"), 1, "{kind}");
+        let annotations = &live["metadata"]["annotations"];
+        assert_eq!(
+            annotations["reconcile.fluxcd.io/requestedAt"], "2027-01-15T08:00:00Z",
+            "{kind}"
+        );
+        assert_eq!(
+            annotations["mlops.dev/reconcile-requested"], "u1/2 2027-01-15T08:00:00Z",
+            "{kind}"
+        );
+        // The next run asks again.
+        assert_eq!(apply_twice(&t, &mut live, "u1/3"), 1, "{kind}");
+    }
+}
+
+#[test]
+fn a_suspended_flux_object_is_refused_naming_how_to_resume_it() {
+    let t = target(
+        "- {apiVersion: kustomize.toolkit.fluxcd.io/v1, kind: Kustomization, name: serving, action: reconcile}",
+    );
+    let live = json!({"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "serving", "namespace": "flux-system"}, "spec": {"suspend": true}});
+    match plan(&t, &live, "u1/2", "2027-01-15T08:00:00Z", None) {
+        Plan::Unsupported(why) => assert_eq!(
+            why.to_string(),
+            "Kustomization flux-system/serving is suspended (spec.suspend: true), so Flux would not reconcile it; resume it (flux resume kustomization serving -n flux-system) or drop it from the trigger"
+        ),
+        other => panic!("{other:?}"),
+    }
+}

@@ -163,6 +163,7 @@ fn succeeded(action: TriggerAction) -> String {
         TriggerAction::Restart => "restart applied; rollout complete",
         TriggerAction::Sync => "sync operation requested",
         TriggerAction::Refresh => "refresh requested",
+        TriggerAction::Reconcile => "reconcile requested; Flux reconciled it and reports it Ready",
     }
     .into()
 }
@@ -231,8 +232,15 @@ pub fn decide_target(
         t.action == TriggerAction::Restart && (obs.seen_missing || created_after(live, nvj));
     let applied = if created_after_run {
         "created after the run completed (not restarted)".to_string()
+    } else if t.action == TriggerAction::Reconcile {
+        "reconcile requested".to_string()
     } else {
         format!("{} applied", t.action)
+    };
+    let underway = if t.action == TriggerAction::Reconcile {
+        "waiting for Flux to reconcile it"
+    } else {
+        "rolling out"
     };
     let kind = kinds::find(t.group(), &t.kind);
     if !created_after_run {
@@ -255,13 +263,12 @@ pub fn decide_target(
                 // Applies only to the version planned from (409 otherwise): a stale cached copy
                 // can never act twice.
                 patch["metadata"]["resourceVersion"] = json!(live.resource_version());
-                // A sync or refresh is done once requested; a restart once rolled out.
-                let step = if t.action == TriggerAction::Restart {
+                // A sync or refresh is done once requested; a restart once rolled out, a
+                // reconcile once Flux has handled it.
+                let step = if matches!(t.action, TriggerAction::Restart | TriggerAction::Reconcile)
+                {
                     Step::Rolling(
-                        record(
-                            TriggerOutcome::InProgress,
-                            format!("{applied}; rolling out"),
-                        ),
+                        record(TriggerOutcome::InProgress, format!("{applied}; {underway}")),
                         None,
                     )
                 } else {
@@ -307,10 +314,7 @@ pub fn decide_target(
             only(Step::Record(r, Wake::Never))
         }
         RolloutState::Rolling => only(Step::Rolling(
-            record(
-                TriggerOutcome::InProgress,
-                format!("{applied}; rolling out"),
-            ),
+            record(TriggerOutcome::InProgress, format!("{applied}; {underway}")),
             (kind.progress)(live, predictor),
         )),
         RolloutState::Stuck(why) => waiting(format!("{applied}; {why}")),
@@ -397,23 +401,24 @@ fn created_after(live: &LiveTarget, nvj: &NotebookValidationJob) -> bool {
     }
 }
 
-/// Whether `nvj` may act on the live target (an Application elsewhere: if it manages the NVJ).
+/// Whether `nvj` may act on the live target (an Application or Kustomization elsewhere: if it
+/// manages the NVJ).
 pub fn authorized(
     policy: &Policy,
     nvj: &NotebookValidationJob,
     t: &TriggerTarget,
     live: &LiveTarget,
 ) -> Result<(), authorize::Denied> {
-    let attribution = live
-        .application()
-        .map(|app| authorize::application_attribution(&policy.tracking, app, nvj));
-    authorize::authorize(
-        policy,
-        nvj,
-        t,
-        Some(&live.annotations()),
-        attribution.as_ref(),
-    )
+    let manager = match (live.application(), live.flux()) {
+        (Some(app), _) => Some(authorize::Manager::Application(
+            authorize::application_attribution(&policy.tracking, app, nvj),
+        )),
+        (_, Some(k)) => Some(authorize::Manager::Kustomization(
+            authorize::kustomization_attribution(k, nvj),
+        )),
+        _ => None,
+    };
+    authorize::authorize(policy, nvj, t, Some(&live.annotations()), manager.as_ref())
 }
 
 /// `restart` with `strategy: evict`: one eviction at a time, planned from the pods.

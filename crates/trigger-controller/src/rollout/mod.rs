@@ -1,8 +1,10 @@
 //! Where a restarted target's rollout stands, read where each kind reports it (pure). The kinds
 //! table names each kind's reader.
 
+use k8s_openapi::jiff::Timestamp;
 use nbg_core::annotations;
-use nbg_core::foreign::InferenceService;
+use nbg_core::foreign::flux::FluxObject;
+use nbg_core::foreign::{InferenceService, RestartMarker};
 use serde_json::Value;
 
 use crate::live::LiveTarget;
@@ -34,6 +36,67 @@ pub fn complete_at_once(_: &LiveTarget, _: Option<&LiveTarget>) -> RolloutState 
 
 pub fn no_progress(_: &LiveTarget, _: Option<&LiveTarget>) -> Option<String> {
     None
+}
+
+/// Whether Flux has handled our reconcile request: `status.lastHandledReconcileAt` is the value
+/// we wrote, or a later request's (someone's `flux reconcile` after ours serves ours too).
+fn flux_handled(live: &LiveTarget, object: &FluxObject) -> bool {
+    let Some(requested) = live
+        .annotation("/metadata/annotations", annotations::RECONCILE_REQUESTED)
+        .map(RestartMarker::parse)
+    else {
+        return false;
+    };
+    let Some(handled) = object.last_handled_reconcile_at() else {
+        return false;
+    };
+    handled == requested.time
+        || matches!(
+            (handled.parse::<Timestamp>(), requested.time.parse::<Timestamp>()),
+            (Ok(handled), Ok(requested)) if handled >= requested
+        )
+}
+
+/// A Flux object asked to reconcile: complete once Flux handled the request and reports the
+/// current generation Ready; stuck while it reports it not Ready after handling it (Flux retries
+/// on its own, so it may still turn Ready).
+pub fn flux_reconcile_state(live: &LiveTarget, _: Option<&LiveTarget>) -> RolloutState {
+    let Some(object) = live.flux() else {
+        return RolloutState::Rolling;
+    };
+    let reconciling = object.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Reconciling" && c.status == "True")
+    });
+    if !flux_handled(live, object) || reconciling {
+        return RolloutState::Rolling;
+    }
+    match object.ready() {
+        Some(ready) if ready.status == "True" => RolloutState::Complete,
+        Some(ready) if ready.status == "False" => RolloutState::Stuck(format!(
+            "Flux reconciled it and reports it not Ready ({}): {}",
+            ready.reason, ready.message
+        )),
+        _ => RolloutState::Rolling,
+    }
+}
+
+pub fn flux_reconcile_progress(live: &LiveTarget, _: Option<&LiveTarget>) -> Option<String> {
+    let object = live.flux()?;
+    if !flux_handled(live, object) {
+        return Some(format!(
+            "Flux has not handled the request yet (status.lastHandledReconcileAt: {}); is its controller running?",
+            object.last_handled_reconcile_at().unwrap_or("none")
+        ));
+    }
+    Some(match object.ready() {
+        Some(ready) => format!(
+            "Ready {} ({}): {}",
+            ready.status, ready.reason, ready.message
+        ),
+        None => "Flux has not reported Ready for the current generation".to_string(),
+    })
 }
 
 /// A Deployment's progress deadline passed, as its condition says.

@@ -210,3 +210,76 @@ fn a_rollout_past_its_deadline_says_where_it_stands() {
         Some("2 of 3 replicas updated, 0 unavailable, 1 old still serving")
     );
 }
+
+#[test]
+fn a_flux_reconcile_completes_when_flux_handled_it_and_reports_ready() {
+    let at = |handled: Option<&str>, ready: Option<(&str, i64)>, reconciling: bool| {
+        let mut conditions = Vec::new();
+        if let Some((status, generation)) = ready {
+            conditions.push(
+                json!({"type": "Ready", "status": status, "reason": "ReconciliationFailed",
+                "message": "health check failed", "observedGeneration": generation}),
+            );
+        }
+        if reconciling {
+            conditions.push(
+                json!({"type": "Reconciling", "status": "True", "reason": "Progressing",
+                "message": "Reconciliation in progress"}),
+            );
+        }
+        json!({"metadata": {"name": "serving", "namespace": "flux-system", "generation": 2,
+                  "annotations": {"reconcile.fluxcd.io/requestedAt": "2027-01-15T08:00:00Z",
+                                  annotations::RECONCILE_REQUESTED: "u1/2 2027-01-15T08:00:00Z"}},
+               "status": {"observedGeneration": 2, "lastHandledReconcileAt": handled,
+                          "conditions": conditions}})
+    };
+    let state = |v: &Value| rollout_state("kustomize.toolkit.fluxcd.io", "Kustomization", v, None);
+    let requested = Some("2027-01-15T08:00:00Z");
+    // Not handled yet: an earlier request's value, or none.
+    assert_eq!(
+        state(&at(Some("2027-01-15T07:00:00Z"), Some(("True", 2)), false)),
+        RolloutState::Rolling
+    );
+    assert_eq!(
+        state(&at(None, Some(("True", 2)), false)),
+        RolloutState::Rolling
+    );
+    assert!(
+        rollout_progress(
+            "kustomize.toolkit.fluxcd.io",
+            "Kustomization",
+            &at(None, None, false),
+            None
+        )
+        .is_some_and(|p| p.contains("has not handled the request yet"))
+    );
+    // Handled, still reconciling, or Ready of an older generation: not yet.
+    assert_eq!(
+        state(&at(requested, Some(("True", 2)), true)),
+        RolloutState::Rolling
+    );
+    assert_eq!(
+        state(&at(requested, Some(("True", 1)), false)),
+        RolloutState::Rolling
+    );
+    assert_eq!(
+        state(&at(requested, Some(("True", 2)), false)),
+        RolloutState::Complete
+    );
+    // A later `flux reconcile` handled after ours serves ours too.
+    assert_eq!(
+        state(&at(
+            Some("2027-01-15T08:00:05.123456789Z"),
+            Some(("True", 2)),
+            false
+        )),
+        RolloutState::Complete
+    );
+    assert_eq!(
+        state(&at(requested, Some(("False", 2)), false)),
+        RolloutState::Stuck(
+            "Flux reconciled it and reports it not Ready (ReconciliationFailed): health check failed"
+                .into()
+        )
+    );
+}
