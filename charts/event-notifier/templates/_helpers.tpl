@@ -12,4 +12,5 @@
 {{- define "event-notifier.env" -}}
 - {name: NBG_MAX_CONCURRENT_RECONCILES, value: {{ .Values.maxConcurrentReconciles | quote }}}
 - {name: NBG_NOTIFY_EARLIER_RUNS, value: {{ .Values.notifyEarlierRuns | quote }}}
+- {name: NBG_FLUX_EVENTS_ADDR, value: {{ .Values.fluxEventsAddr | quote }}}
 {{- end -}}

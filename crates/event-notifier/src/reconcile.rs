@@ -17,10 +17,30 @@ use nbg_runtime::metrics::OutcomeMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 
 use crate::NAME;
+use crate::flux_event::{self, EventsAddress};
 use crate::notify::{self, Decision, NOTIFICATION_TYPE_LABEL, NOTIFIED_RUN, Notification, Since};
 
-/// Its reconciles fail only on API requests.
-pub type Error = nbg_runtime::runner::ApiError;
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    /// notification-controller did not take the run's Flux event; the run is recorded only once
+    /// it has, so it is posted again.
+    #[error("{0}")]
+    FluxEventNotDelivered(#[from] crate::flux_event::PostError),
+}
+
+impl nbg_runtime::runner::ReconcileError for Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "Kube",
+            Self::FluxEventNotDelivered(_) => "FluxEventNotDelivered",
+        }
+    }
+    fn is_transient(&self) -> bool {
+        true
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NotificationLabels {
@@ -129,15 +149,24 @@ pub struct NotifierReconciler {
     /// `reportingInstance` of the Events: the pod's name.
     instance: String,
     metrics: NotifierMetrics,
+    /// notification-controller's events address, when Flux's alerts get the runs too.
+    flux_events: Option<EventsAddress>,
 }
 
 impl NotifierReconciler {
-    pub fn new(client: Client, since: Since, instance: String, metrics: NotifierMetrics) -> Self {
+    pub fn new(
+        client: Client,
+        since: Since,
+        instance: String,
+        metrics: NotifierMetrics,
+        flux_events: Option<EventsAddress>,
+    ) -> Self {
         Self {
             client,
             since,
             instance,
             metrics,
+            flux_events,
         }
     }
 
@@ -198,6 +227,12 @@ impl nbg_runtime::Reconciler for NotifierReconciler {
             return Ok(Action::await_change());
         };
         let created = self.create_event(&nvj, &n).await?;
+        // Before the run is recorded: a failed post is retried with the reconcile.
+        if let Some(address) = &self.flux_events
+            && let Some(event) = flux_event::event(&nvj, &n, &self.instance, Timestamp::now())
+        {
+            address.post(&event).await?;
+        }
         let record = BTreeMap::from([(NOTIFIED_RUN.to_string(), n.run.clone())]);
         nbg_runtime::status::apply_annotations(&self.client, nvj.as_ref(), NAME, &record).await?;
         if created {
