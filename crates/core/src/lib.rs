@@ -32,9 +32,11 @@ pub fn crds() -> Vec<(
             .and_then(|root| root.properties.as_mut())
             .and_then(|properties| properties.get_mut("status"));
         if let Some(status) = status {
-            status.default = Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
-                nvj::status_before_first_run(),
-            ));
+            status.default = Some(
+                k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
+                    nvj::status_before_first_run(),
+                ),
+            );
         }
     }
     vec![("mlops.mlops.dev_notebookvalidationjobs.yaml", nvj)]

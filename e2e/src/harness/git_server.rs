@@ -67,22 +67,34 @@ async fn http_backend(root: PathBuf, req: Request<Incoming>) -> Response<Full<By
         .env("QUERY_STRING", parts.uri.query().unwrap_or_default())
         .env("CONTENT_TYPE", header(hyper::header::CONTENT_TYPE))
         .env("CONTENT_LENGTH", body.len().to_string())
-        .env("HTTP_CONTENT_ENCODING", header(hyper::header::CONTENT_ENCODING))
-        .env("GIT_PROTOCOL", header(hyper::header::HeaderName::from_static("git-protocol")))
+        .env(
+            "HTTP_CONTENT_ENCODING",
+            header(hyper::header::CONTENT_ENCODING),
+        )
+        .env(
+            "GIT_PROTOCOL",
+            header(hyper::header::HeaderName::from_static("git-protocol")),
+        )
         .env("REMOTE_ADDR", "127.0.0.1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let Ok(mut child) = cgi.spawn() else {
-        return reply(StatusCode::INTERNAL_SERVER_ERROR, b"git http-backend did not start".to_vec());
+        return reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            b"git http-backend did not start".to_vec(),
+        );
     };
     if let Some(mut stdin) = child.stdin.take() {
         // A backend that answers without reading everything (an error) closes its stdin early.
         let _ = stdin.write_all(&body).await;
     }
     let Ok(out) = child.wait_with_output().await else {
-        return reply(StatusCode::INTERNAL_SERVER_ERROR, b"git http-backend failed".to_vec());
+        return reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            b"git http-backend failed".to_vec(),
+        );
     };
     cgi_response(&out.stdout).unwrap_or_else(|| {
         let mut message = b"git http-backend answered no CGI response: ".to_vec();
