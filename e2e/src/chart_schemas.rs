@@ -132,6 +132,21 @@ fn passed_by_helm() -> Map<String, Value> {
                         "installationID": {"type": ["string", "null"], "description": "null: argocd-cm's installationID."},
                     },
                 },
+                "flux": {
+                    "type": "object",
+                    "description": "Flux, for every controller that reads its objects.",
+                    "additionalProperties": false,
+                    "properties": {
+                        "enabled": boolean("The Flux integration (reconcile triggers on Flux's objects)."),
+                        "namespaces": {
+                            "type": "array",
+                            "uniqueItems": true,
+                            "minItems": 1,
+                            "description": "Namespaces where Flux keeps its objects; [\"*\"]: every namespace.",
+                            "items": {"type": "string", "pattern": "^(\\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$", "maxLength": 63},
+                        },
+                    },
+                },
             },
         }),
     );
@@ -270,6 +285,7 @@ fn own(chart: &str, target_kinds: &Value) -> Value {
         }),
         "event-notifier" => json!({
             "notifyEarlierRuns": boolean("Also emit Events for runs that ended before the first install."),
+            "fluxEventsAddr": {"type": "string", "pattern": "^(http://[^/\\s]+(/.*)?)?$", "description": "Flux's notification-controller events address (http://...); empty: not posted."},
             "maxConcurrentReconciles": max_concurrent_reconciles(),
             "prometheusRule": object("A PrometheusRule with alerts.", json!({
                 "enabled": {"type": "boolean"},

@@ -6,8 +6,9 @@
 # and everything else reached a load of 42, and notebook kernels did not start within papermill's
 # 60 s). So:
 #   1. at once: the images (hack/images.sh: cached by their inputs, or built incrementally under
-#      the test command) with their test, and the real Argo CD tests in each configuration of the
-#      compatibility matrix (docs/argocd.md; each cell's planes, ports and nodes its own);
+#      the test command) with their test, the real Argo CD tests in each configuration of the
+#      compatibility matrix (docs/argocd.md; each cell's planes, ports and nodes its own) and the
+#      real Flux tests (docs/flux.md);
 #   2. once the images are there: the tests on the shared control plane (the main run), the API
 #      server restart test, the demo with the real Argo CD and KServe, and the real node's tests
 #      in four lanes (each test a control plane with a node of its own);
@@ -75,6 +76,8 @@ apart=(
   the_readme_playground_validates_a_local_notebook_and_stops_cleanly
   inference_service_restarts_on_the_real_kserve
   the_demo_plays_its_acts_without_argo_cd_and_kserve
+  flux_applies_what_depends_on_a_validation_only_after_its_current_run_succeeded
+  reconcile_triggers_ask_flux_once_per_run_and_wait_for_it_to_handle_them
 )
 # `--workspace --test X` rather than `-p nbg-e2e`: the features of the dependencies are then the
 # workspace's, as in the build before the groups; with `-p` cargo rebuilt nbg-core and the e2e
@@ -104,6 +107,7 @@ node_lane_d() {
     && cargo test --workspace --test trigger_controller -- --nocapture --exact restarts_roll_real_pods_on_a_real_node
 }
 chaos() { cargo test --workspace --test chaos -- --nocapture; }
+flux() { cargo test --workspace --test flux_gate --test flux_triggers -- --nocapture; }
 
 # Waits for the groups named; true when each passed.
 await() {
@@ -134,6 +138,7 @@ group images images
 group argocd-v3 argocd_cell v3
 group argocd-v3-label argocd_cell v3-label
 group argocd-v2 argocd_cell v2
+group flux flux
 await images
 images_ok=$?
 group main main_run

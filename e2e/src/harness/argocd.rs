@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::Cluster;
 use crate::harness::cluster::repo_root;
-use crate::harness::process::{LocalProcess, build_binaries, built_tool, free_port};
+use crate::harness::process::{
+    LocalProcess, build_binaries, built_tool, free_port, wait_until_ready,
+};
 
 /// Where Argo CD's components run and read their Applications.
 pub const ARGOCD_NAMESPACE: &str = "argocd";
@@ -112,19 +114,9 @@ pub struct ResourceHealth {
 }
 
 fn wait_for_port(port: u16, process: &mut LocalProcess, name: &str) -> anyhow::Result<()> {
-    for _ in 0..600 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        if !process.is_running() {
-            bail!("{name} exited: {}", process.output());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!(
-        "{name} did not listen on {port} within 60 s: {}",
-        process.output()
-    )
+    wait_until_ready(process, name, &format!("listen on {port}"), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
 }
 
 impl RealArgoCd {

@@ -2,6 +2,7 @@
 //! and our binaries as processes under their charts' RBAC.
 //!
 //! - [`argocd`]: the real Argo CD's notifications controller;
+//! - [`flux`]: the real Flux source-controller and kustomize-controller;
 //! - [`cluster`]: boots the control plane once per test run, or reuses a running one; installs
 //!   our CRDs, KServe's own CRDs and the test-only CRDs of `e2e/crds/` (Argo CD's Application
 //!   and AppProject, Argo Rollouts, Argo Workflows' WorkflowTemplate, Tekton's Task).
@@ -23,6 +24,7 @@ pub mod argocd;
 pub mod cluster;
 pub mod control_plane;
 pub mod controller;
+pub mod flux;
 pub mod git_server;
 pub mod kserve;
 pub mod kubelet;

@@ -350,6 +350,26 @@ pub fn as_from_a_shell(command: &mut Command) -> &mut Command {
     command
 }
 
+/// Waits up to 60 s until `ready` holds (`what` says what it waits for), failing at once with
+/// the process's output when it exits.
+pub fn wait_until_ready(
+    process: &mut LocalProcess,
+    name: &str,
+    what: &str,
+    ready: impl Fn() -> bool,
+) -> anyhow::Result<()> {
+    for _ in 0..600 {
+        if ready() {
+            return Ok(());
+        }
+        if !process.is_running() {
+            anyhow::bail!("{name} exited: {}", process.output());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    anyhow::bail!("{name} did not {what} within 60 s: {}", process.output())
+}
+
 /// Runs `hack/build-binaries.sh` with `args` (building what is missing); its output, a path.
 pub fn build_binaries(args: &[&str]) -> anyhow::Result<PathBuf> {
     let out = Command::new(repo_root().join("hack/build-binaries.sh"))
