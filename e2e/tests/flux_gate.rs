@@ -7,6 +7,8 @@
 //! - `train` turns Ready only when the current generation's run Succeeded, and `serve` is
 //!   applied only then;
 //! - a spec change holds `train` again, and a failed run fails its health check;
+//! - `wave-marker wait --kustomization flux-system/train` (the NVJs its inventory lists) exits 0
+//!   once the run is marked complete, and 1 when a run fails;
 //! - event-notifier posts one event per ended run about `train`, with the run's message, to the
 //!   events address (a receiver of this test's, where notification-controller listens), beside
 //!   kustomize-controller's own events, whose health-check failure does not carry it.
@@ -21,6 +23,7 @@ use nbg_e2e::harness::cluster::eventually;
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
 use nbg_e2e::harness::flux::{FluxPlane, git_repository, kustomization, kustomizations, ready};
 use nbg_e2e::harness::nvj::mark_finished;
+use nbg_e2e::harness::waiter::Waiter;
 use serde_json::json;
 
 /// `train`'s Ready condition, and the revision it last applied.
@@ -86,10 +89,35 @@ async fn flux_applies_what_depends_on_a_validation_only_after_its_current_run_su
         },
     )
     .await;
+    let _marker = ChartedController::start(
+        &flux.plane.cluster,
+        ControllerSpec {
+            name: "wave-marker",
+            release_namespace: "ml",
+            namespaces: &["ml"],
+            values: &[],
+            args: &[],
+        },
+    )
+    .await;
+    let wait_for_train = || {
+        Waiter::start(
+            &flux.plane.cluster.kubeconfig,
+            &[
+                "--kustomization",
+                "flux-system/train",
+                "-n",
+                "ml",
+                "--timeout",
+                "3m",
+            ],
+        )
+    };
     let nvjs: Api<NotebookValidationJob> = Api::namespaced(client.clone(), "ml");
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "ml");
     let ks = kustomizations(&client);
     let created = flux.applied_nvj(&nvjs, "train").await;
+    let mut first_wait = wait_for_train();
     let appeared = Instant::now();
     assert_eq!(created.metadata.generation, Some(1));
 
@@ -123,6 +151,10 @@ async fn flux_applies_what_depends_on_a_validation_only_after_its_current_run_su
     let (_, reason, message) = train(&ks).await.0.unwrap_or_default();
     println!("train while no run has started: {reason}: {message}");
 
+    assert!(
+        first_wait.is_running(),
+        "wave-marker wait ended before any run"
+    );
     // A run in progress holds it too.
     let running = mark_finished(&nvjs, &nvj_now, Phase::Running, "Running train.ipynb")
         .await
@@ -153,6 +185,8 @@ async fn flux_applies_what_depends_on_a_validation_only_after_its_current_run_su
         config_maps.get_opt("model-server").await.ok().flatten()
     })
     .await;
+    let (code, output) = first_wait.finish(Duration::from_secs(60));
+    assert_eq!(code, 0, "{output}");
     println!(
         "run Succeeded -> train Ready {:.1} s, serve applied {:.1} s",
         train_ready.as_secs_f64(),
@@ -178,6 +212,7 @@ async fn flux_applies_what_depends_on_a_validation_only_after_its_current_run_su
         !(is_ready(&condition) && applied.ends_with(&second)),
         "train Ready on the new revision while its run has not started: {condition:?}"
     );
+    let second_wait = wait_for_train();
     let failed_at = Instant::now();
     mark_finished(
         &nvjs,
@@ -205,6 +240,9 @@ async fn flux_applies_what_depends_on_a_validation_only_after_its_current_run_su
         message.contains("NotebookValidationJob/ml/train status: 'Failed'"),
         "{message}"
     );
+    let (code, output) = second_wait.finish(Duration::from_secs(60));
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("KeyError: x"), "{output}");
 
     // One event per ended run from event-notifier, about the Kustomization, with the message.
     let ours = |reason: &str| {

@@ -8,7 +8,6 @@
 //! - 200 NVJs finishing while the controller is SIGKILLed at random points.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::events::v1::Event;
@@ -19,10 +18,11 @@ use nbg_core::annotations::{
     WAVE_GENERATION,
 };
 use nbg_core::nvj::{NotebookValidationJob, Phase};
-use nbg_e2e::harness::cluster::{eventually, workspace_binary};
+use nbg_e2e::harness::cluster::eventually;
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
 use nbg_e2e::harness::nvj::{annotations, mark_finished, minimal};
-use nbg_e2e::harness::process::{LocalProcess, service_account_kubeconfig};
+use nbg_e2e::harness::process::service_account_kubeconfig;
+use nbg_e2e::harness::waiter::Waiter;
 use nbg_e2e::{Cluster, TestNamespace};
 
 const WAITER: &str = "nvj-waiter";
@@ -101,31 +101,6 @@ async fn wait_for_marks(
 }
 
 /// A `wave-marker wait` process, as a hook Job would run it with the waiter ServiceAccount.
-struct Waiter(LocalProcess);
-
-impl Waiter {
-    fn start(kubeconfig: &std::path::Path, args: &[&str]) -> Self {
-        let mut cmd = Command::new(workspace_binary("wave-marker"));
-        cmd.arg("wait")
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(args);
-        Waiter(LocalProcess::spawn("wave-marker-wait", cmd))
-    }
-
-    /// The exit code and the output, once it exits.
-    fn finish(mut self, within: Duration) -> (i32, String) {
-        let status = self.0.wait_exit(within);
-        let output = self.0.output();
-        let status =
-            status.unwrap_or_else(|| panic!("wait did not exit within {within:?}:\n{output}"));
-        (status.code().unwrap_or(-1), output)
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.0.is_running()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn marks_follow_each_run_and_touch_nothing_else() {
@@ -534,7 +509,7 @@ async fn wait_exits_0_1_2_3_and_ignores_stale_marks() {
     assert!(
         stale.is_running(),
         "released by a mark of generation 1:\n{}",
-        stale.0.output()
+        stale.output()
     );
     finish(&api, "retrain", Phase::Succeeded, "ok").await;
     let (code, out) = stale.finish(Duration::from_secs(20));

@@ -6,9 +6,10 @@
 # and everything else reached a load of 42, and notebook kernels did not start within papermill's
 # 60 s). So:
 #   1. at once: the images (hack/images.sh: cached by their inputs, or built incrementally under
-#      the test command) with their test, the real Argo CD tests in each configuration of the
-#      compatibility matrix (docs/argocd.md; each cell's planes, ports and nodes its own) and the
-#      real Flux tests (docs/flux.md);
+#      the test command) with their test, and the real Argo CD tests in each configuration of the
+#      compatibility matrix (docs/argocd.md; each cell's planes, ports and nodes its own) - the
+#      v3.2 cell's lane then runs the real Flux tests (docs/flux.md), which mostly wait too, so
+#      their start-up does not compete with the images' build;
 #   2. once the images are there: the tests on the shared control plane (the main run), the API
 #      server restart test, the demo with the real Argo CD and KServe, and the real node's tests
 #      in four lanes (each test a control plane with a node of its own);
@@ -108,6 +109,13 @@ node_lane_d() {
 }
 chaos() { cargo test --workspace --test chaos -- --nocapture; }
 flux() { cargo test --workspace --test flux_gate --test flux_triggers -- --nocapture; }
+# Both run, whatever the first's outcome; the lane fails when either does.
+argocd_then_flux() {
+  local rc=0
+  argocd_cell v3 || rc=$?
+  flux || rc=$?
+  return "$rc"
+}
 
 # Waits for the groups named; true when each passed.
 await() {
@@ -135,10 +143,9 @@ await_any() {
 # their fifth test): after a change to the controllers' crates their release build takes
 # 150-300 CPU-seconds, and every real-node test waits for it.
 group images images
-group argocd-v3 argocd_cell v3
+group argocd-v3-then-flux argocd_then_flux
 group argocd-v3-label argocd_cell v3-label
 group argocd-v2 argocd_cell v2
-group flux flux
 await images
 images_ok=$?
 group main main_run

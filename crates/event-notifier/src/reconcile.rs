@@ -170,6 +170,19 @@ impl NotifierReconciler {
         }
     }
 
+    /// Whether the API server (not the watch cache) shows `run` recorded on the NVJ.
+    async fn recorded(&self, nvj: &NotebookValidationJob, run: &str) -> Result<bool, kube::Error> {
+        let api: Api<NotebookValidationJob> =
+            Api::namespaced(self.client.clone(), &nvj.namespace().unwrap_or_default());
+        let fresh = api.get(&nvj.name_any()).await?;
+        Ok(fresh
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(NOTIFIED_RUN))
+            .is_some_and(|r| r == run))
+    }
+
     /// Creates the run's Event; true when it was created now, false when it existed.
     async fn create_event(
         &self,
@@ -227,6 +240,12 @@ impl nbg_runtime::Reconciler for NotifierReconciler {
             return Ok(Action::await_change());
         };
         let created = self.create_event(&nvj, &n).await?;
+        // The Event existed: created before a crash, or by a reconcile whose record the watch
+        // cache has not shown yet. The API server says which - the run is recorded only after
+        // the Flux event was posted, so a recorded run needs nothing more.
+        if !created && self.recorded(&nvj, &n.run).await? {
+            return Ok(Action::await_change());
+        }
         // Before the run is recorded: a failed post is retried with the reconcile.
         if let Some(address) = &self.flux_events
             && let Some(event) = flux_event::event(&nvj, &n, &self.instance, Timestamp::now())

@@ -17,6 +17,7 @@
 //! - [`nvj`]: NVJs for tests, and runs marked Succeeded as nvj-validator writes them;
 //! - [`real_node`]: a control plane of a test's own with a real node (containerd, kubelet,
 //!   kube-proxy, kube-scheduler) running the images built here;
+//! - [`waiter`]: `wave-marker wait` as a hook runs it;
 //! - [`process`]: runs our binaries (and kubectl) as local processes, optionally under a
 //!   ServiceAccount token with exactly the RBAC a chart grants; killed when dropped.
 
@@ -32,6 +33,7 @@ pub mod namespace;
 pub mod nvj;
 pub mod process;
 pub mod real_node;
+pub mod waiter;
 
 pub use cluster::Cluster;
 pub use namespace::TestNamespace;

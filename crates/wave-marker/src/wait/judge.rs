@@ -11,6 +11,7 @@ use nbg_core::annotations::{
     BLOCK_WAVE, SYNC_WAVE, WAVE_COMPLETE, WAVE_FAILED, WAVE_GENERATION, parse_wave,
 };
 use nbg_core::foreign::Application;
+use nbg_core::foreign::flux::{self, FluxObject, KustomizationRef};
 use nbg_core::foreign::tracking::{AppRef, Attribution, Tracking};
 use nbg_core::nvj::{NotebookValidationJob, Phase};
 
@@ -26,6 +27,40 @@ pub struct Query {
     pub wave: Option<i32>,
     /// NVJs an Argo CD Application manages.
     pub application: Option<ManagedBy>,
+    /// NVJs a Flux Kustomization manages.
+    pub kustomization: Option<KustomizedBy>,
+}
+
+/// A Flux Kustomization, as the wait sees it: the NVJs it manages are those its
+/// `status.inventory` lists and whose labels name it (`nbg_core::foreign::flux`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KustomizedBy {
+    pub kustomization: KustomizationRef,
+    /// The Kustomization as last read (None: not read yet, or missing: it manages nothing).
+    pub live: Option<FluxObject>,
+}
+
+impl KustomizedBy {
+    /// `namespace/name`, or `name` in Flux's own namespace, flux-system.
+    pub fn new(kustomization: &str) -> Self {
+        let (namespace, name) = kustomization
+            .split_once('/')
+            .unwrap_or(("flux-system", kustomization));
+        Self {
+            kustomization: KustomizationRef {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            },
+            live: None,
+        }
+    }
+
+    fn manages(&self, meta: &ObjectMeta) -> bool {
+        self.live.as_ref().is_some_and(|k| {
+            k.attribution(nbg_core::nvj::GROUP, nbg_core::nvj::KIND, meta)
+                == flux::Attribution::Managed
+        })
+    }
 }
 
 /// An Application, as the wait sees it: the NVJs it manages are those its `status.resources`
@@ -92,6 +127,11 @@ fn managed_by(meta: &ObjectMeta, by: &ManagedBy) -> bool {
 pub fn matches(query: &Query, nvj: &NotebookValidationJob) -> bool {
     if let Some(app) = &query.application
         && !managed_by(&nvj.metadata, app)
+    {
+        return false;
+    }
+    if let Some(k) = &query.kustomization
+        && !k.manages(&nvj.metadata)
     {
         return false;
     }
@@ -528,6 +568,62 @@ mod tests {
         assert!(
             matches(&wave(0), &labelled),
             "no sync-wave is Argo CD's wave 0"
+        );
+    }
+
+    #[test]
+    fn a_kustomization_selects_what_its_inventory_lists_and_the_labels_name() {
+        let labelled = |kustomization: &str| {
+            let mut n = nvj("a", 2, serde_json::json!({}), serde_json::json!({}));
+            n.metadata.labels = Some(
+                [
+                    (
+                        flux::KUSTOMIZE_NAME_LABEL.to_string(),
+                        kustomization.to_string(),
+                    ),
+                    (
+                        flux::KUSTOMIZE_NAMESPACE_LABEL.to_string(),
+                        "flux-system".to_string(),
+                    ),
+                ]
+                .into(),
+            );
+            n
+        };
+        let listing = |ids: &[&str]| -> FluxObject {
+            let entries: Vec<_> = ids
+                .iter()
+                .map(|id| serde_json::json!({"id": id, "v": "v1alpha1"}))
+                .collect();
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "training", "namespace": "flux-system"},
+                "status": {"inventory": {"entries": entries}}}))
+            .expect("a Kustomization")
+        };
+        let q = |live: Option<FluxObject>| Query {
+            kustomization: Some(KustomizedBy {
+                live,
+                ..KustomizedBy::new("training")
+            }),
+            ..Default::default()
+        };
+        let id = "ml_a_mlops.mlops.dev_NotebookValidationJob";
+        assert!(matches(&q(Some(listing(&[id]))), &labelled("training")));
+        assert!(
+            !matches(&q(None), &labelled("training")),
+            "a Kustomization not read yet manages nothing"
+        );
+        assert!(
+            !matches(&q(Some(listing(&[]))), &labelled("training")),
+            "labels alone are not enough: the inventory must list it"
+        );
+        assert!(!matches(&q(Some(listing(&[id]))), &labelled("other")));
+        assert_eq!(
+            KustomizedBy::new("team-a/serving").kustomization,
+            KustomizationRef {
+                namespace: "team-a".into(),
+                name: "serving".into()
+            }
         );
     }
 }

@@ -52,6 +52,11 @@ pub struct WaitArgs {
     pub application: Option<String>,
     #[command(flatten)]
     pub argocd: nbg_runtime::argocd::ArgoCdArgs,
+    /// Only NVJs a Flux Kustomization manages: those its status.inventory lists and whose
+    /// kustomize.toolkit.fluxcd.io/name and /namespace labels name it. NAMESPACE/NAME, or NAME
+    /// in flux-system. Needs get/list/watch on that Kustomization.
+    #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "application")]
+    pub kustomization: Option<String>,
     /// Namespace of the NVJs; default: the kubeconfig's namespace, or the pod's own.
     #[arg(
         long,
@@ -125,6 +130,9 @@ fn describe(args: &WaitArgs) -> String {
     if let Some(a) = &args.application {
         parts.push(format!("of Application {a}"));
     }
+    if let Some(k) = &args.kustomization {
+        parts.push(format!("of Kustomization {k}"));
+    }
     if parts.is_empty() {
         "NVJs".to_string()
     } else {
@@ -190,16 +198,38 @@ async fn wait(args: &WaitArgs, kubeconfig: Option<&std::path::Path>, out: &Print
     };
     let resource = ApiResource::erase::<NotebookValidationJob>(&());
     let mut managed_by = None;
-    let mut app_stream = futures::stream::pending().boxed();
+    let mut kustomized_by = None;
+    // The GitOps object the NVJs are selected by, watched: what it manages changes as it syncs.
+    let mut owner: futures::stream::BoxStream<'static, OwnerEvent> =
+        futures::stream::pending().boxed();
+    let mut owner_name = String::new();
     if let Some(app) = &args.application {
         let tracking = nbg_runtime::argocd::read_once(&client, &args.argocd).await;
         out.note(&format!("Argo CD's tracking: {}", tracking.describe()));
         let by = judge::ManagedBy::new(app, std::sync::Arc::new(tracking));
         let api: Api<nbg_core::foreign::Application> =
             Api::namespaced(client.clone(), &by.app.namespace);
-        let config = watcher::Config::default().fields(&format!("metadata.name={}", by.app.name));
-        app_stream = watcher(api, config).default_backoff().boxed();
+        owner = owned_by(api, &by.app.name, |a| Owner::Application(Box::new(a)));
+        owner_name = format!("Application {}", by.app);
         managed_by = Some(by);
+    }
+    if let Some(k) = &args.kustomization {
+        let by = judge::KustomizedBy::new(k);
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &by.kustomization.namespace,
+            &kustomization_resource(),
+        );
+        owner = owned_by(
+            api,
+            &by.kustomization.name,
+            |k| match serde_json::to_value(&k).and_then(serde_json::from_value) {
+                Ok(k) => Owner::Kustomization(Box::new(k)),
+                Err(e) => Owner::Unreadable(e.to_string()),
+            },
+        );
+        owner_name = format!("Kustomization {}", by.kustomization);
+        kustomized_by = Some(by);
     }
     let (api, where_) = if args.all_namespaces {
         (
@@ -227,6 +257,7 @@ async fn wait(args: &WaitArgs, kubeconfig: Option<&std::path::Path>, out: &Print
         block_wave: args.block_wave,
         wave: args.wave,
         application: managed_by,
+        kustomization: kustomized_by,
     };
     let deadline = Instant::now() + args.timeout;
     out.note(&format!(
@@ -244,22 +275,22 @@ async fn wait(args: &WaitArgs, kubeconfig: Option<&std::path::Path>, out: &Print
     let mut seen: BTreeMap<String, DynamicObject> = BTreeMap::new();
     loop {
         let next = tokio::select! {
-            app = app_stream.next() => {
-                let Some(by) = query.application.as_mut() else { continue };
-                match app {
-                    Some(Ok(watcher::Event::Apply(a) | watcher::Event::InitApply(a))) => by.live = Some(a),
-                    Some(Ok(watcher::Event::Delete(_))) => by.live = None,
-                    Some(Ok(_)) => continue,
+            event = owner.next() => {
+                match event {
+                    Some(Ok(Some(Owner::Unreadable(e)))) => {
+                        return Ended::Error(format!("{owner_name} does not read as one: {e}"));
+                    }
+                    Some(Ok(live)) => set_owner(&mut query, live),
                     Some(Err(e)) => {
                         let refused = matches!(&e, watcher::Error::InitialListFailed(kube::Error::Api(s)) | watcher::Error::WatchStartFailed(kube::Error::Api(s)) if matches!(s.code, 401 | 403 | 404));
-                        let message = format!("cannot watch Application {} (API server {server}): {e}", by.app);
+                        let message = format!("cannot watch {owner_name} (API server {server}): {e}");
                         if refused {
                             return Ended::Error(message);
                         }
                         out.note(&format!("{message}; retrying"));
                         continue;
                     }
-                    None => return Ended::Error("the watch of the Application ended unexpectedly".into()),
+                    None => return Ended::Error(format!("the watch of {owner_name} ended unexpectedly")),
                 }
                 if synced {
                     for (k, o) in &seen {
@@ -313,7 +344,7 @@ async fn wait(args: &WaitArgs, kubeconfig: Option<&std::path::Path>, out: &Print
         }
         for (k, object) in changed {
             match &object {
-                Some(o) if query.application.is_some() => {
+                Some(o) if query.application.is_some() || query.kustomization.is_some() => {
                     seen.insert(k.clone(), o.clone());
                 }
                 _ => {
@@ -337,6 +368,71 @@ async fn wait(args: &WaitArgs, kubeconfig: Option<&std::path::Path>, out: &Print
         }
         if let Some(ended) = ended(&tally, args.require) {
             return ended;
+        }
+    }
+}
+
+/// Flux's Kustomization, read as the wait reads it.
+fn kustomization_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("kustomize.toolkit.fluxcd.io", "v1", "Kustomization"),
+        "kustomizations",
+    )
+}
+
+/// The GitOps object as last seen; `None` once deleted.
+enum Owner {
+    Application(Box<nbg_core::foreign::Application>),
+    Kustomization(Box<nbg_core::foreign::flux::FluxObject>),
+    Unreadable(String),
+}
+
+type OwnerEvent = Result<Option<Owner>, watcher::Error>;
+
+/// A watch of the one object `name` behind `api`, as [`Owner`] changes.
+fn owned_by<K>(
+    api: Api<K>,
+    name: &str,
+    wrap: fn(K) -> Owner,
+) -> futures::stream::BoxStream<'static, OwnerEvent>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    watcher(api, config)
+        .default_backoff()
+        .filter_map(move |event| async move {
+            match event {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                    Some(Ok(Some(wrap(o))))
+                }
+                Ok(watcher::Event::Delete(_)) => Some(Ok(None)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            }
+        })
+        .boxed()
+}
+
+fn set_owner(query: &mut Query, live: Option<Owner>) {
+    match live {
+        Some(Owner::Application(a)) => {
+            if let Some(by) = query.application.as_mut() {
+                by.live = Some(*a);
+            }
+        }
+        Some(Owner::Kustomization(k)) => {
+            if let Some(by) = query.kustomization.as_mut() {
+                by.live = Some(*k);
+            }
+        }
+        Some(Owner::Unreadable(_)) | None => {
+            if let Some(by) = query.application.as_mut() {
+                by.live = None;
+            }
+            if let Some(by) = query.kustomization.as_mut() {
+                by.live = None;
+            }
         }
     }
 }
