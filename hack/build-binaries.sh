@@ -10,12 +10,14 @@
 #        hack/build-binaries.sh --source argocd     prints the unpacked Argo CD module (its manifests/)
 #        hack/build-binaries.sh --source argocd-v2  the same for Argo CD 2.x
 #        hack/build-binaries.sh --source flux-source-controller|flux-kustomize-controller  (config/crd/)
+#        hack/build-binaries.sh --source flux-helm-controller  helm-controller's API module, with
+#                                   config/crd/bases generated from it by controller-gen
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/versions.sh
 source "$here/lib/versions.sh"
 
-all_components=(etcd kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler kube-proxy coredns helm kserve argocd argocd-v2 flux-source-controller flux-kustomize-controller nbg-kstatus promtool crane)
+all_components=(etcd kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler kube-proxy coredns helm kserve argocd argocd-v2 flux-source-controller flux-kustomize-controller nbg-kstatus controller-gen promtool crane)
 
 version_of() {
   case "$1" in
@@ -30,6 +32,7 @@ version_of() {
     coredns) echo "$COREDNS_VERSION" ;;
     flux-source-controller) echo "$FLUX_SOURCE_CONTROLLER_VERSION" ;;
     flux-kustomize-controller|nbg-kstatus) echo "$FLUX_KUSTOMIZE_CONTROLLER_VERSION" ;;
+    controller-gen) echo "$CONTROLLER_TOOLS_VERSION" ;;
     *) echo "unknown component '$1' (known: ${all_components[*]})" >&2; return 2 ;;
   esac
 }
@@ -72,6 +75,19 @@ flux_module_dir() {
 }
 flux_source_module_dir() { flux_module_dir source-controller "$FLUX_SOURCE_CONTROLLER_VERSION"; }
 flux_kustomize_module_dir() { flux_module_dir kustomize-controller "$FLUX_KUSTOMIZE_CONTROLLER_VERSION"; }
+
+# helm-controller's API module with its CRD generated (config/crd/bases), as its Makefile does.
+flux_helm_module_dir() {
+  local dir
+  dir="$(module_copy_dir github.com/fluxcd/helm-controller/api "$FLUX_HELM_CONTROLLER_API_VERSION" helm-controller-api)"
+  if [ ! -f "$dir/config/crd/.generated" ]; then
+    build_one controller-gen
+    (cd "$dir" && GOFLAGS=-mod=mod "$(binary_path controller-gen)" crd paths=./... \
+      output:crd:dir="$dir/config/crd/bases" >&2) && touch "$dir/config/crd/.generated" || {
+      echo "error: controller-gen could not generate helm-controller's CRDs in $dir" >&2; exit 1; }
+  fi
+  echo "$dir"
+}
 
 # A small module that requires <module>@<version> and imports <package>, so `go build <package>`
 # builds that command at exactly that version; kept in the cache, resolved once.
@@ -327,6 +343,12 @@ GO
       log "building nbg-kstatus (kstatus of kustomize-controller $FLUX_KUSTOMIZE_CONTROLLER_VERSION)"
       (cd "$dir" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" ./cmd/nbg-kstatus)
       ;;
+    controller-gen)
+      # Generates helm-controller's HelmRelease CRD from its API module (flux_helm_module_dir).
+      local dir; dir="$(tool_module_dir controller-gen "$CONTROLLER_TOOLS_VERSION" sigs.k8s.io/controller-tools sigs.k8s.io/controller-tools/cmd/controller-gen)"
+      log "building controller-gen $CONTROLLER_TOOLS_VERSION"
+      (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" sigs.k8s.io/controller-tools/cmd/controller-gen)
+      ;;
     promtool)
       # Tests the PrometheusRule's alerts (`promtool test rules`).
       local dir; dir="$(prometheus_module_dir)"
@@ -390,7 +412,8 @@ main() {
       argocd-v2) argocd_v2_module_dir ;;
       flux-source-controller) flux_source_module_dir ;;
       flux-kustomize-controller) flux_kustomize_module_dir ;;
-      *) echo "usage: $0 --source kserve|argocd|argocd-v2|flux-source-controller|flux-kustomize-controller" >&2; exit 2 ;;
+      flux-helm-controller) flux_helm_module_dir ;;
+      *) echo "usage: $0 --source kserve|argocd|argocd-v2|flux-source-controller|flux-kustomize-controller|flux-helm-controller" >&2; exit 2 ;;
     esac
     return
   fi

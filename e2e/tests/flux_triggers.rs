@@ -19,7 +19,9 @@ use nbg_core::nvj::{NotebookValidationJob, Phase, TriggerOutcome, TriggerRecord}
 use nbg_e2e::harness::argocd::nvj_manifest;
 use nbg_e2e::harness::cluster::{dynamic_api, eventually};
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
-use nbg_e2e::harness::flux::{FLUX_NAMESPACE, FluxPlane, git_repository, kustomization};
+use nbg_e2e::harness::flux::{
+    FLUX_NAMESPACE, FluxPlane, git_repository, kustomization, play_helm_controller,
+};
 use nbg_e2e::harness::nvj::mark_finished;
 use serde_json::json;
 
@@ -28,6 +30,7 @@ const TRIGGERS: &str = r#"
 - {apiVersion: kustomize.toolkit.fluxcd.io/v1, kind: Kustomization, name: train, namespace: flux-system, action: reconcile}
 - {apiVersion: source.toolkit.fluxcd.io/v1, kind: GitRepository, name: ml, namespace: flux-system, action: reconcile}
 - {apiVersion: kustomize.toolkit.fluxcd.io/v1, kind: Kustomization, name: other, namespace: flux-system, action: reconcile}
+- {apiVersion: helm.toolkit.fluxcd.io/v2, kind: HelmRelease, name: model-server, namespace: flux-system, action: reconcile}
 "#;
 
 /// Every distinct `reconcile.fluxcd.io/requestedAt` value each Flux object carried, in order.
@@ -81,12 +84,12 @@ fn record<'a>(nvj: &'a NotebookValidationJob, kind: &str, name: &str) -> Option<
 async fn recorded(api: &Api<NotebookValidationJob>) -> NotebookValidationJob {
     eventually(
         Duration::from_secs(90),
-        "the four triggers recorded for the run",
+        "the five triggers recorded for the run",
         || async {
             let nvj = api.get("train").await.ok()?;
             let run = nvj.run_id()?;
             let records = &nvj.status.as_ref()?.triggers;
-            (records.len() == 4
+            (records.len() == 5
                 && records
                     .iter()
                     .all(|r| r.run == run && r.outcome != TriggerOutcome::InProgress))
@@ -129,11 +132,20 @@ async fn reconcile_triggers_ask_flux_once_per_run_and_wait_for_it_to_handle_them
     serve["metadata"]["annotations"] = json!({"mlops.dev/allow-triggers-from": "ml"});
     flux.apply(&serve);
     flux.apply(&kustomization("other", "ml", "./other", "ml", json!({})));
+    flux.apply(
+        &json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+        "metadata": {"name": "model-server", "namespace": FLUX_NAMESPACE,
+                     "annotations": {"mlops.dev/allow-triggers-from": "ml"}},
+        "spec": {"interval": "10m",
+                 "chartRef": {"kind": "OCIRepository", "name": "model-server-chart"}}}),
+    );
+    play_helm_controller(&client);
 
     let requests: Requests = Arc::default();
     for (kind, group, version) in [
         ("Kustomization", "kustomize.toolkit.fluxcd.io", "v1"),
         ("GitRepository", "source.toolkit.fluxcd.io", "v1"),
+        ("HelmRelease", "helm.toolkit.fluxcd.io", "v2"),
     ] {
         record_requests(
             dynamic_api(&client, FLUX_NAMESPACE, group, version, kind),
@@ -179,6 +191,8 @@ async fn reconcile_triggers_ask_flux_once_per_run_and_wait_for_it_to_handle_them
     }
     let source = record(&first, "GitRepository", "ml").expect("a record");
     assert_eq!(source.outcome, TriggerOutcome::Succeeded, "{source:?}");
+    let release = record(&first, "HelmRelease", "model-server").expect("a record");
+    assert_eq!(release.outcome, TriggerOutcome::Succeeded, "{release:?}");
     let other = record(&first, "Kustomization", "other").expect("a record");
     assert_eq!(other.outcome, TriggerOutcome::Denied, "{other:?}");
     assert!(
@@ -249,7 +263,11 @@ async fn reconcile_triggers_ask_flux_once_per_run_and_wait_for_it_to_handle_them
         Some(TriggerOutcome::Succeeded)
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
-    for key in ["Kustomization/serve", "Kustomization/train"] {
+    for key in [
+        "Kustomization/serve",
+        "Kustomization/train",
+        "HelmRelease/model-server",
+    ] {
         assert_eq!(requests_of(&requests, key).len(), 2, "{key}: {requests:?}");
     }
     // The GitRepository also carries the test's own request of this run.

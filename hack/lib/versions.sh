@@ -23,6 +23,12 @@ COREDNS_VERSION="v1.14.7"
 # refuses. kustomize-controller's module also builds nbg-kstatus, kstatus as Flux computes it.
 FLUX_SOURCE_CONTROLLER_VERSION="v1.9.3"
 FLUX_KUSTOMIZE_CONTROLLER_VERSION="v1.9.6"
+# helm-controller cannot be built here (the module proxy serves only its API module): its
+# HelmRelease CRD is generated from that module's types with controller-gen, as helm-controller's
+# own build generates it. v1.6.4 is the API of the Flux release these controllers belong to
+# (flux2 v2.9); v1.7 needs Go 1.27.
+FLUX_HELM_CONTROLLER_API_VERSION="v1.6.4"
+CONTROLLER_TOOLS_VERSION="v0.23.0"
 # just is installed from crates.io when it is missing.
 JUST_VERSION="1.59.0"
 

@@ -48,9 +48,14 @@ impl RealFlux {
         let crds = |component: &str| -> anyhow::Result<std::path::PathBuf> {
             Ok(build_binaries(&["--source", component])?.join("config/crd/bases"))
         };
-        // Every CRD of both: each controller refuses to start without all of its kinds.
+        // Every CRD of both controllers: each refuses to start without all of its kinds.
         let mut names = Vec::new();
-        for component in ["flux-source-controller", "flux-kustomize-controller"] {
+        // helm-controller's HelmRelease too (generated from its API module): trigger targets.
+        for component in [
+            "flux-source-controller",
+            "flux-kustomize-controller",
+            "flux-helm-controller",
+        ] {
             let dir = crds(component)?;
             let mut files: Vec<_> = std::fs::read_dir(&dir)
                 .with_context(|| format!("{}", dir.display()))?
@@ -207,6 +212,60 @@ impl FluxPlane {
         );
         assert!(ok, "{err}");
     }
+}
+
+/// helm-controller's documented contract for what trigger-controller reads, played for the
+/// HelmReleases in [`FLUX_NAMESPACE`] (helm-controller cannot be built here): a
+/// `reconcile.fluxcd.io/requestedAt` it has not handled is handled - `status.lastHandledReconcileAt`
+/// set to it, with `Ready` True for the current generation, as helm-controller reports a
+/// successful upgrade. Runs until the test ends.
+pub fn play_helm_controller(client: &kube::Client) {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let api = dynamic_api(
+        client,
+        FLUX_NAMESPACE,
+        "helm.toolkit.fluxcd.io",
+        "v2",
+        "HelmRelease",
+    );
+    tokio::spawn(async move {
+        let mut stream = watcher(api.clone(), watcher::Config::default())
+            .applied_objects()
+            .boxed();
+        while let Some(Ok(release)) = stream.next().await {
+            let requested = release
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("reconcile.fluxcd.io/requestedAt"))
+                .cloned();
+            let handled = release
+                .data
+                .pointer("/status/lastHandledReconcileAt")
+                .and_then(Value::as_str)
+                .map(String::from);
+            let Some(requested) = requested.filter(|r| Some(r) != handled.as_ref()) else {
+                continue;
+            };
+            let generation = release.metadata.generation;
+            let name = release.metadata.name.clone().unwrap_or_default();
+            let status = json!({"status": {
+                "observedGeneration": generation,
+                "lastHandledReconcileAt": requested,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "UpgradeSucceeded",
+                    "message": format!("Helm upgrade succeeded for release flux-system/{name}"),
+                    "observedGeneration": generation,
+                    "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()}]}});
+            let _ = api
+                .patch_status(
+                    &name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&status),
+                )
+                .await;
+        }
+    });
 }
 
 /// Kustomizations in [`FLUX_NAMESPACE`].
