@@ -2,6 +2,8 @@
 //! marked complete for their current generation, and fails fast when one fails.
 
 pub mod judge;
+mod owner;
+mod printer;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,6 +16,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use nbg_core::nvj::NotebookValidationJob;
 
 use judge::{Entry, Query, State, Tally, Verdict};
+use owner::{Owner, OwnerEvent, kustomization_resource, owned_by, set_owner};
+use printer::Printer;
 
 /// Exit codes, as documented in `--help`.
 pub mod exit {
@@ -372,71 +376,6 @@ async fn wait(args: &WaitArgs, kubeconfig: Option<&std::path::Path>, out: &Print
     }
 }
 
-/// Flux's Kustomization, read as the wait reads it.
-fn kustomization_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk("kustomize.toolkit.fluxcd.io", "v1", "Kustomization"),
-        "kustomizations",
-    )
-}
-
-/// The GitOps object as last seen; `None` once deleted.
-enum Owner {
-    Application(Box<nbg_core::foreign::Application>),
-    Kustomization(Box<nbg_core::foreign::flux::FluxObject>),
-    Unreadable(String),
-}
-
-type OwnerEvent = Result<Option<Owner>, watcher::Error>;
-
-/// A watch of the one object `name` behind `api`, as [`Owner`] changes.
-fn owned_by<K>(
-    api: Api<K>,
-    name: &str,
-    wrap: fn(K) -> Owner,
-) -> futures::stream::BoxStream<'static, OwnerEvent>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    watcher(api, config)
-        .default_backoff()
-        .filter_map(move |event| async move {
-            match event {
-                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                    Some(Ok(Some(wrap(o))))
-                }
-                Ok(watcher::Event::Delete(_)) => Some(Ok(None)),
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            }
-        })
-        .boxed()
-}
-
-fn set_owner(query: &mut Query, live: Option<Owner>) {
-    match live {
-        Some(Owner::Application(a)) => {
-            if let Some(by) = query.application.as_mut() {
-                by.live = Some(*a);
-            }
-        }
-        Some(Owner::Kustomization(k)) => {
-            if let Some(by) = query.kustomization.as_mut() {
-                by.live = Some(*k);
-            }
-        }
-        Some(Owner::Unreadable(_)) | None => {
-            if let Some(by) = query.application.as_mut() {
-                by.live = None;
-            }
-            if let Some(by) = query.kustomization.as_mut() {
-                by.live = None;
-            }
-        }
-    }
-}
-
 /// How the wait ends now, if it does: enough matches all complete, or one failed.
 fn ended(tally: &Tally, require: usize) -> Option<Ended> {
     match tally.verdict(require) {
@@ -452,128 +391,4 @@ fn key(o: &DynamicObject) -> String {
         o.metadata.namespace.as_deref().unwrap_or_default(),
         o.metadata.name.as_deref().unwrap_or_default()
     )
-}
-
-struct Printer {
-    format: Output,
-}
-
-impl Printer {
-    /// A remark on stderr (text) or a JSON line (json).
-    fn note(&self, message: &str) {
-        match self.format {
-            Output::Text => eprintln!("{message}"),
-            Output::Json => println!(
-                "{}",
-                serde_json::json!({"event": "note", "message": message})
-            ),
-        }
-    }
-
-    fn complete(&self, name: &str, done: usize, of: usize) {
-        match self.format {
-            Output::Text => println!("complete  {name}  [{done}/{of}]"),
-            Output::Json => println!("{}", serde_json::json!({"event": "complete", "name": name})),
-        }
-    }
-
-    fn result(&self, ended: &Ended, args: &WaitArgs) {
-        let states =
-            |entries: &[Entry], pick: fn(&State) -> Option<&String>| -> Vec<(String, String)> {
-                entries
-                    .iter()
-                    .filter_map(|e| pick(&e.state).map(|m| (e.name.clone(), m.clone())))
-                    .collect()
-            };
-        let failed = |entries: &[Entry]| {
-            states(entries, |s| match s {
-                State::Failed(m) | State::Invalid(m) => Some(m),
-                _ => None,
-            })
-        };
-        let pending = |entries: &[Entry]| {
-            states(entries, |s| match s {
-                State::Pending(m) => Some(m),
-                _ => None,
-            })
-        };
-        let (result, text, failed, pending, missing, complete) = match ended {
-            Ended::Complete(entries) => (
-                "complete",
-                format!("all {} {} complete", entries.len(), describe(args)),
-                vec![],
-                vec![],
-                0,
-                entries.len(),
-            ),
-            Ended::Failed(entries) => {
-                let f = failed(entries);
-                let names: Vec<String> = f.iter().map(|(n, m)| format!("{n}: {m}")).collect();
-                (
-                    "failed",
-                    format!("failed: {}", names.join("; ")),
-                    f,
-                    pending(entries),
-                    0,
-                    entries
-                        .iter()
-                        .filter(|e| e.state == State::Complete)
-                        .count(),
-                )
-            }
-            Ended::Timeout { entries, missing } => {
-                let p = pending(entries);
-                let mut text = format!("timed out after {:?}", args.timeout);
-                if !p.is_empty() {
-                    let names: Vec<String> = p.iter().map(|(n, m)| format!("{n} ({m})")).collect();
-                    text.push_str(&format!("; still pending: {}", names.join(", ")));
-                }
-                if *missing > 0 {
-                    text.push_str(&format!(
-                        "; found {} of the {} required {}",
-                        entries.len(),
-                        args.require,
-                        describe(args)
-                    ));
-                }
-                (
-                    "timeout",
-                    text,
-                    vec![],
-                    p,
-                    *missing,
-                    entries
-                        .iter()
-                        .filter(|e| e.state == State::Complete)
-                        .count(),
-                )
-            }
-            Ended::Error(message) => ("error", message.clone(), vec![], vec![], 0, 0),
-        };
-        match self.format {
-            Output::Text => match ended {
-                Ended::Complete(_) => println!("{text}"),
-                _ => eprintln!("{text}"),
-            },
-            Output::Json => {
-                let list = |v: &[(String, String)], field: &str| -> Vec<serde_json::Value> {
-                    v.iter()
-                        .map(|(n, m)| serde_json::json!({"name": n, field: m}))
-                        .collect()
-                };
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "result": result,
-                        "exitCode": ended.exit_code(),
-                        "message": text,
-                        "complete": complete,
-                        "failed": list(&failed, "message"),
-                        "pending": list(&pending, "state"),
-                        "missing": missing,
-                    })
-                );
-            }
-        }
-    }
 }
