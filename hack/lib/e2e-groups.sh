@@ -79,6 +79,7 @@ apart=(
   the_demo_plays_its_acts_without_argo_cd_and_kserve
   flux_applies_what_depends_on_a_validation_only_after_its_current_run_succeeded
   reconcile_triggers_ask_flux_once_per_run_and_wait_for_it_to_handle_them
+  the_flux_example_serves_the_model_only_after_the_training_validation_succeeded
 )
 # `--workspace --test X` rather than `-p nbg-e2e`: the features of the dependencies are then the
 # workspace's, as in the build before the groups; with `-p` cargo rebuilt nbg-core and the e2e
@@ -108,7 +109,7 @@ node_lane_d() {
     && cargo test --workspace --test trigger_controller -- --nocapture --exact restarts_roll_real_pods_on_a_real_node
 }
 chaos() { cargo test --workspace --test chaos -- --nocapture; }
-flux() { cargo test --workspace --test flux_gate --test flux_triggers -- --nocapture; }
+flux() { cargo test --workspace --test flux_gate --test flux_triggers --test flux_example -- --nocapture; }
 # Both run, whatever the first's outcome; the lane fails when either does.
 argocd_then_flux() {
   local rc=0
