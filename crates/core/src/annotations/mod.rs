@@ -8,7 +8,7 @@ mod wave;
 pub use notebook_status::{MAX_FAILED_JOBS, NotebookStatusError, NotebookStatusSummary};
 pub use trigger::{
     MAX_TRIGGER_ANNOTATION_BYTES, MAX_TRIGGERS, RefreshKind, RestartStrategy, TriggerAction,
-    TriggerSpecError, TriggerTarget, parse_on_success_trigger,
+    TriggerSpecError, TriggerTarget, group_of, parse_on_success_trigger,
 };
 pub use wave::{WaveParseError, parse_wave};
 

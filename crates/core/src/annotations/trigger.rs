@@ -98,10 +98,15 @@ pub struct TriggerTarget {
     pub extra: BTreeMap<String, String>,
 }
 
+/// The API group of an `apiVersion` (empty for the core group).
+pub fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(g, _)| g)
+}
+
 impl TriggerTarget {
     /// The API group of `apiVersion` (empty for the core group).
     pub fn group(&self) -> &str {
-        self.api_version.rsplit_once('/').map_or("", |(g, _)| g)
+        group_of(&self.api_version)
     }
 
     /// The target namespace, defaulting to the NVJ's.
@@ -416,8 +421,9 @@ fn parse_entry(index: usize, entry: &Value) -> Result<TriggerTarget, TriggerSpec
             format!("sync applies to argoproj.io Applications only, not {api_version} {kind}"),
         ));
     }
-    let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
-    if action == TriggerAction::Reconcile && !group.ends_with(".toolkit.fluxcd.io") {
+    if action == TriggerAction::Reconcile
+        && !group_of(&api_version).ends_with(crate::foreign::flux::FLUX_GROUP_SUFFIX)
+    {
         return Err(err(
             "action",
             format!(

@@ -87,7 +87,7 @@ impl RecordKey {
     }
 
     pub fn of_record(r: &TriggerRecord) -> Self {
-        let group = r.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let group = nbg_core::annotations::group_of(&r.api_version);
         Self {
             target: TargetKey {
                 group: group.to_string(),
