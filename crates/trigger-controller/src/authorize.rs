@@ -137,8 +137,8 @@ pub fn authorize(
         nvj.metadata.name.as_deref().unwrap_or_default()
     );
     let is_application = target.group() == "argoproj.io" && target.kind == "Application";
-    let is_kustomization =
-        target.group() == "kustomize.toolkit.fluxcd.io" && target.kind == "Kustomization";
+    let is_kustomization = target.group() == nbg_core::foreign::flux::KUSTOMIZE_GROUP
+        && target.kind == "Kustomization";
     match manager {
         Some(Manager::Application(Attribution::Managed)) if is_application => return Ok(()),
         Some(Manager::Application(Attribution::ListedNotTracked { tracked })) if is_application => {
@@ -158,16 +158,14 @@ pub fn authorize(
         Some(Manager::Kustomization(flux::Attribution::ListedNotLabelled { labelled }))
             if is_kustomization =>
         {
-            let named = labelled
-                .as_ref()
-                .map_or("no Kustomization".to_string(), |k| {
-                    format!("Kustomization {k}")
-                });
-            return Err(Denied::NotTracked(format!(
-                "Kustomization {to}/{} lists {object} in status.inventory, but the NVJ's labels {} and {} name {named}: kustomize-controller writes both when it applies the NVJ, so another tool rewrote them",
-                target.name,
-                flux::KUSTOMIZE_NAME_LABEL,
-                flux::KUSTOMIZE_NAMESPACE_LABEL,
+            let kustomization = flux::KustomizationRef {
+                namespace: to.clone(),
+                name: target.name.clone(),
+            };
+            return Err(Denied::NotTracked(flux::mismatch_message(
+                &kustomization,
+                &object,
+                labelled.as_ref(),
             )));
         }
         _ => {}
@@ -379,7 +377,7 @@ mod tests {
         let denied = decide(&listing, &unlabelled).expect_err("labels name none");
         assert_eq!(
             denied.to_string(),
-            "Kustomization flux-system/train lists NotebookValidationJob team/train in status.inventory, but the NVJ's labels kustomize.toolkit.fluxcd.io/name and kustomize.toolkit.fluxcd.io/namespace name no Kustomization: kustomize-controller writes both when it applies the NVJ, so another tool rewrote them; until they agree, this trigger is refused"
+            "Kustomization flux-system/train lists NotebookValidationJob team/train in status.inventory, but its labels kustomize.toolkit.fluxcd.io/name and kustomize.toolkit.fluxcd.io/namespace name no Kustomization: kustomize-controller writes both when it applies it, so another tool rewrote them; until they agree, this trigger is refused"
         );
         // A Kustomization's attribution says nothing about another kind.
         let app = target(

@@ -166,7 +166,7 @@ pub static KINDS: [TargetKind; 10] = [
         wake_on_every_change: true,
     },
     flux_kind(
-        "kustomize.toolkit.fluxcd.io",
+        nbg_core::foreign::flux::KUSTOMIZE_GROUP,
         "v1",
         "Kustomization",
         "kustomizations",

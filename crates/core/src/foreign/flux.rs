@@ -84,23 +84,46 @@ pub struct InventoryEntry {
     pub v: String,
 }
 
+/// A Kustomization (`kustomize.toolkit.fluxcd.io/v1`) as a controller's main object: the same
+/// fields as every Flux object we read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Kustomization(pub FluxObject);
+
+impl kube::Resource for Kustomization {
+    type DynamicType = ();
+    type Scope = kube::core::NamespaceResourceScope;
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        "Kustomization".into()
+    }
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        KUSTOMIZE_GROUP.into()
+    }
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        "kustomizations".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.0.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.0.metadata
+    }
+}
+
+/// kustomize-controller's API group.
+pub const KUSTOMIZE_GROUP: &str = "kustomize.toolkit.fluxcd.io";
+
 /// An inventory entry's id for an object (Flux's `ObjMetadata` string).
 pub fn inventory_id(namespace: &str, name: &str, group: &str, kind: &str) -> String {
     format!("{namespace}_{name}_{group}_{kind}")
 }
 
 /// A Kustomization, by namespace and name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KustomizationRef {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl std::fmt::Display for KustomizationRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+pub type KustomizationRef = super::NamespacedName;
 
 /// Which Kustomization an object's labels name, if both labels are there.
 pub fn labelled_kustomization(meta: &ObjectMeta) -> Option<KustomizationRef> {
@@ -109,6 +132,23 @@ pub fn labelled_kustomization(meta: &ObjectMeta) -> Option<KustomizationRef> {
         namespace: labels.get(KUSTOMIZE_NAMESPACE_LABEL)?.clone(),
         name: labels.get(KUSTOMIZE_NAME_LABEL)?.clone(),
     })
+}
+
+/// What to say when Kustomization `kustomization` lists `object` (e.g. "NotebookValidationJob
+/// ml/train") in its inventory but the object's labels name `labelled` instead.
+pub fn mismatch_message(
+    kustomization: &KustomizationRef,
+    object: &str,
+    labelled: Option<&KustomizationRef>,
+) -> String {
+    let named = labelled.map_or("no Kustomization".to_string(), |k| {
+        format!("Kustomization {k}")
+    });
+    format!(
+        "Kustomization {kustomization} lists {object} in status.inventory, but its labels \
+         {KUSTOMIZE_NAME_LABEL} and {KUSTOMIZE_NAMESPACE_LABEL} name {named}: kustomize-controller \
+         writes both when it applies it, so another tool rewrote them"
+    )
 }
 
 /// How a Kustomization and an object agree that it manages the object.
@@ -134,6 +174,28 @@ impl FluxObject {
 
     pub fn last_handled_reconcile_at(&self) -> Option<&str> {
         self.status.as_ref()?.last_handled_reconcile_at.as_deref()
+    }
+
+    /// The objects of `group`/`kind` its inventory lists. Ids are `<namespace>_<name>_<group>_<kind>`;
+    /// namespaces, names and groups hold no `_`, so the split is exact.
+    pub fn inventory_of(&self, group: &str, kind: &str) -> Vec<super::NamespacedName> {
+        let entries = self
+            .status
+            .as_ref()
+            .and_then(|s| s.inventory.as_ref())
+            .map(|i| i.entries.as_slice())
+            .unwrap_or_default();
+        entries
+            .iter()
+            .filter_map(|e| {
+                let mut parts = e.id.splitn(4, '_');
+                let (namespace, name) = (parts.next()?, parts.next()?);
+                (parts.next()? == group && parts.next()? == kind).then(|| super::NamespacedName {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                })
+            })
+            .collect()
     }
 
     /// Whether its inventory lists the object.
@@ -235,6 +297,31 @@ mod tests {
         assert_eq!(
             attribution(&k, &nvj_meta(&[])),
             Attribution::ListedNotLabelled { labelled: None }
+        );
+    }
+
+    #[test]
+    fn the_inventory_names_its_objects_of_one_kind() {
+        let k = kustomization(&[
+            NVJ_ID,
+            "ml_serve_apps_Deployment",
+            "ml_other_mlops.mlops.dev_NotebookValidationJob",
+            "_ml__Namespace",
+            "broken",
+        ]);
+        let named = |ns: &str, n: &str| KustomizationRef {
+            namespace: ns.into(),
+            name: n.into(),
+        };
+        assert_eq!(
+            k.inventory_of("mlops.mlops.dev", "NotebookValidationJob"),
+            vec![named("ml", "train"), named("ml", "other")]
+        );
+        assert_eq!(k.inventory_of("", "Namespace"), vec![named("", "ml")]);
+        assert!(
+            kustomization(&[])
+                .inventory_of("apps", "Deployment")
+                .is_empty()
         );
     }
 

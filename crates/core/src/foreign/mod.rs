@@ -18,3 +18,31 @@ pub use inference_service::{
     RestartMarker, predictor_deployment,
 };
 pub use rollout::{Rollout, RolloutCondition, RolloutSpec, RolloutStatus};
+
+/// A namespaced object by namespace and name: the GitOps object that manages NVJs (an Argo CD
+/// Application, a Flux Kustomization) as tracking, labels and our indexes name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NamespacedName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for NamespacedName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl NamespacedName {
+    /// An object's namespace and name (empty when absent).
+    pub fn of<K: kube::Resource>(object: &K) -> Self {
+        Self::of_meta(object.meta())
+    }
+
+    pub fn of_meta(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Self {
+        Self {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+        }
+    }
+}

@@ -73,27 +73,7 @@ impl std::fmt::Display for TrackingMethod {
 }
 
 /// An Application, by namespace and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AppRef {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl std::fmt::Display for AppRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-impl AppRef {
-    /// The Application of an object: its namespace and name (empty when absent).
-    pub fn of(app: &Application) -> Self {
-        Self {
-            namespace: app.metadata.namespace.clone().unwrap_or_default(),
-            name: app.metadata.name.clone().unwrap_or_default(),
-        }
-    }
-}
+pub type AppRef = super::NamespacedName;
 
 /// Settings given on the command line (or chart values) for clusters where the controllers
 /// may not read argocd-cm; each one set wins over argocd-cm's.

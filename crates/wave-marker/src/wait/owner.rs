@@ -10,7 +10,11 @@ use super::judge::Query;
 /// Flux's Kustomization, read as the wait reads it.
 pub(super) fn kustomization_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk("kustomize.toolkit.fluxcd.io", "v1", "Kustomization"),
+        &kube::api::GroupVersionKind::gvk(
+            nbg_core::foreign::flux::KUSTOMIZE_GROUP,
+            "v1",
+            "Kustomization",
+        ),
         "kustomizations",
     )
 }
