@@ -137,7 +137,7 @@ fn passed_by_helm() -> Map<String, Value> {
                     "description": "Flux, for every controller that reads its objects.",
                     "additionalProperties": false,
                     "properties": {
-                        "enabled": boolean("The Flux integration (reconcile triggers on Flux's objects)."),
+                        "enabled": boolean("The Flux integration (reconcile triggers on Flux's objects, the aggregate on Kustomizations)."),
                         "namespaces": {
                             "type": "array",
                             "uniqueItems": true,

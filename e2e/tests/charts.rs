@@ -117,36 +117,99 @@ fn every_environment_variable_a_chart_sets_is_read_by_its_binary() {
     }
 }
 
+/// The value of the environment entry `name` of the chart's Deployment.
+fn env(docs: &[serde_json::Value], name: &str) -> Option<String> {
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment")?;
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str().map(String::from))
+}
+
+/// `<kind>/<namespace>` of the Roles and ClusterRoles whose name ends with `suffix`.
+fn roles_named(docs: &[serde_json::Value], suffix: &str) -> Vec<String> {
+    docs.iter()
+        .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
+        .filter(|d| {
+            d["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(suffix))
+        })
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap_or_default(),
+                d["metadata"]["namespace"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
 #[test]
-fn trigger_controller_gets_flux_kinds_where_flux_keeps_them_only_with_flux_on() {
+fn app_status_aggregator_serves_the_engines_turned_on_with_rights_on_their_objects_only() {
     let cluster = Cluster::get();
-    let chart = repo_root().join("charts/trigger-controller");
+    let chart = repo_root().join("charts/app-status-aggregator");
     let render = |values: &[&str]| render_chart_documents(&cluster, &chart, "r", "ml", values);
-    let env = |docs: &[serde_json::Value], name: &str| -> Option<String> {
-        let deployment = docs.iter().find(|d| d["kind"] == "Deployment")?;
-        deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-            .as_array()?
-            .iter()
-            .find(|e| e["name"] == name)
-            .and_then(|e| e["value"].as_str().map(String::from))
-    };
-    let flux_roles = |docs: &[serde_json::Value]| -> Vec<String> {
+    let rules_in = |docs: &[serde_json::Value], suffix: &str| -> String {
         docs.iter()
             .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
             .filter(|d| {
                 d["metadata"]["name"]
                     .as_str()
-                    .is_some_and(|n| n.ends_with("-flux"))
+                    .is_some_and(|n| n.ends_with(suffix))
             })
-            .map(|d| {
-                format!(
-                    "{}/{}",
-                    d["kind"].as_str().unwrap_or_default(),
-                    d["metadata"]["namespace"].as_str().unwrap_or("")
-                )
-            })
+            .map(|d| d["rules"].to_string())
             .collect()
     };
+
+    let argocd = render(&["watchNamespaces={ml}"]);
+    assert_eq!(env(&argocd, "NBG_ENGINES").as_deref(), Some("argocd"));
+    assert_eq!(env(&argocd, "NBG_FLUX_NAMESPACES"), None);
+    assert!(roles_named(&argocd, "-flux").is_empty());
+    assert!(rules_in(&argocd, "-applications").contains("applications"));
+
+    let both = render(&["watchNamespaces={ml}", "global.flux.enabled=true"]);
+    assert_eq!(env(&both, "NBG_ENGINES").as_deref(), Some("argocd,flux"));
+    assert_eq!(
+        env(&both, "NBG_FLUX_NAMESPACES").as_deref(),
+        Some("flux-system")
+    );
+    assert_eq!(roles_named(&both, "-flux"), ["Role/flux-system"]);
+    let flux_rules = rules_in(&both, "-flux");
+    assert!(flux_rules.contains("kustomizations"), "{flux_rules}");
+    assert!(!flux_rules.contains("applications"), "{flux_rules}");
+    assert!(
+        !flux_rules.contains("helmreleases"),
+        "Kustomizations only: {flux_rules}"
+    );
+
+    let flux = render(&["global.argocd.enabled=false", "global.flux.enabled=true"]);
+    assert_eq!(env(&flux, "NBG_ENGINES").as_deref(), Some("flux"));
+    assert_eq!(env(&flux, "NBG_ARGOCD_NAMESPACE"), None);
+    assert!(roles_named(&flux, "-applications").is_empty());
+    assert!(roles_named(&flux, "-argocd-settings").is_empty());
+
+    let neither = std::process::Command::new(&cluster.helm)
+        .args(["template", "r"])
+        .arg(&chart)
+        .args(["--set", "global.argocd.enabled=false"])
+        .output()
+        .expect("helm template");
+    let stderr = String::from_utf8_lossy(&neither.stderr);
+    assert!(!neither.status.success());
+    assert!(
+        stderr.contains("both global.argocd.enabled and global.flux.enabled are false"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn trigger_controller_gets_flux_kinds_where_flux_keeps_them_only_with_flux_on() {
+    let cluster = Cluster::get();
+    let chart = repo_root().join("charts/trigger-controller");
+    let render = |values: &[&str]| render_chart_documents(&cluster, &chart, "r", "ml", values);
+    let flux_roles = |docs: &[serde_json::Value]| roles_named(docs, "-flux");
     let off = render(&["watchNamespaces={ml}"]);
     let kinds = env(&off, "NBG_ALLOWED_KINDS").expect("allowed kinds");
     assert!(!kinds.contains("fluxcd.io"), "{kinds}");

@@ -11,14 +11,19 @@
 //!   once the run is marked complete, and 1 when a run fails;
 //! - event-notifier posts one event per ended run about `train`, with the run's message, to the
 //!   events address (a receiver of this test's, where notification-controller listens), beside
-//!   kustomize-controller's own events, whose health-check failure does not carry it.
+//!   kustomize-controller's own events, whose health-check failure does not carry it;
+//! - app-status-aggregator, with both engines on under its chart's RBAC, writes the aggregate on
+//!   `train` (the NVJs its inventory lists) as each run ends, and on an Application (played: the
+//!   plane's test CRD) for an NVJ Argo CD tracks, from one process.
 
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::PostParams;
 use kube::api::{Api, DynamicObject};
+use nbg_core::annotations::{NOTEBOOK_STATUS, NotebookStatusSummary};
 use nbg_core::nvj::{NotebookValidationJob, Phase};
-use nbg_e2e::harness::argocd::{Received, nvj_manifest};
+use nbg_e2e::harness::argocd::{Received, application, applications, nvj_manifest};
 use nbg_e2e::harness::cluster::eventually;
 use nbg_e2e::harness::controller::{ChartedController, ControllerSpec};
 use nbg_e2e::harness::flux::{FluxPlane, git_repository, kustomization, kustomizations, ready};
@@ -36,6 +41,32 @@ async fn train(api: &Api<DynamicObject>) -> (Option<(String, String, String)>, S
         .unwrap_or_default()
         .to_string();
     (ready(&k), applied)
+}
+
+/// `(total, succeeded, failed, running)` of an aggregate.
+type Counts = (i64, i64, i64, i64);
+
+/// The counts of the aggregate an object carries, and its `mlops.dev/last-failed-run`.
+fn aggregate(o: &DynamicObject) -> Option<(Counts, Option<String>)> {
+    let annotations = o.metadata.annotations.as_ref()?;
+    let s = NotebookStatusSummary::parse(annotations.get(NOTEBOOK_STATUS)?).ok()?;
+    Some((
+        (s.total, s.succeeded, s.failed, s.running),
+        annotations.get("mlops.dev/last-failed-run").cloned(),
+    ))
+}
+
+/// Waits until `name`'s aggregate counts are `want`; returns it.
+async fn aggregate_becomes(
+    api: &Api<DynamicObject>,
+    name: &str,
+    want: Counts,
+) -> (Counts, Option<String>) {
+    eventually(Duration::from_secs(30), "the aggregate", || async {
+        let o = api.get(name).await.ok()?;
+        aggregate(&o).filter(|(counts, _)| *counts == want)
+    })
+    .await
 }
 
 fn is_ready(condition: &Option<(String, String, String)>) -> bool {
@@ -96,6 +127,25 @@ async fn flux_applies_what_depends_on_a_validation_only_after_its_current_run_su
             release_namespace: "ml",
             namespaces: &["ml"],
             values: &[],
+            args: &[],
+        },
+    )
+    .await;
+    // Both engines, as a cluster with Argo CD and Flux runs it: Argo CD's namespace, and a team
+    // namespace whose NVJ an Application tracks.
+    for ns in ["argocd", "team"] {
+        flux.plane
+            .cluster
+            .kubectl_ok(&["create", "namespace", ns], None)
+            .expect("a namespace");
+    }
+    let _aggregator = ChartedController::start(
+        &flux.plane.cluster,
+        ControllerSpec {
+            name: "app-status-aggregator",
+            release_namespace: "ml",
+            namespaces: &["ml", "team"],
+            values: &["global.flux.enabled=true".to_string()],
             args: &[],
         },
     )
@@ -192,6 +242,12 @@ async fn flux_applies_what_depends_on_a_validation_only_after_its_current_run_su
         train_ready.as_secs_f64(),
         succeeded_at.elapsed().as_secs_f64()
     );
+    let (_, last_failed) = aggregate_becomes(&ks, "train", (1, 1, 0, 0)).await;
+    assert_eq!(last_failed, None);
+    println!(
+        "run Succeeded -> the aggregate on train within {:.1} s (looked at once serve applied)",
+        succeeded_at.elapsed().as_secs_f64()
+    );
 
     // A spec change is a new run: train holds until it ends, and fails with it.
     nvj["spec"]["timeout"] = json!("31m");
@@ -243,6 +299,44 @@ async fn flux_applies_what_depends_on_a_validation_only_after_its_current_run_su
     let (code, output) = second_wait.finish(Duration::from_secs(60));
     assert_eq!(code, 1, "{output}");
     assert!(output.contains("KeyError: x"), "{output}");
+    let (_, last_failed) = aggregate_becomes(&ks, "train", (1, 0, 1, 0)).await;
+    let last_failed = last_failed.unwrap_or_default();
+    assert!(last_failed.contains(" ml/train "), "{last_failed}");
+    assert!(
+        last_failed.ends_with("/2"),
+        "the second generation's run: {last_failed}"
+    );
+
+    // The Argo CD engine beside it, in the same process: an NVJ an Application tracks and lists.
+    let team: Api<NotebookValidationJob> = Api::namespaced(client.clone(), "team");
+    let tracked = nbg_e2e::harness::nvj::minimal(
+        "argo-side",
+        &nbg_e2e::harness::nvj::annotations(&[(
+            nbg_core::annotations::ARGOCD_TRACKING_ID,
+            "team-app:mlops.mlops.dev/NotebookValidationJob:team/argo-side",
+        )]),
+    );
+    let tracked = team
+        .create(&PostParams::default(), &tracked)
+        .await
+        .expect("the tracked NVJ");
+    let apps = applications(&client, "argocd");
+    let app: DynamicObject =
+        serde_json::from_value(application("team-app", &[("team", "argo-side")]))
+            .expect("an Application");
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("the Application");
+    mark_finished(&team, &tracked, Phase::Succeeded, "All cells succeeded")
+        .await
+        .expect("write its run");
+    aggregate_becomes(&apps, "team-app", (1, 1, 0, 0)).await;
+    let (counts, _) = aggregate(&ks.get("train").await.expect("train")).unwrap_or_default();
+    assert_eq!(
+        counts,
+        (1, 0, 1, 0),
+        "the Kustomization counts only its own"
+    );
 
     // One event per ended run from event-notifier, about the Kustomization, with the message.
     let ours = |reason: &str| {

@@ -1,5 +1,6 @@
-//! The annotations an Application should carry, decided without a cluster: a pure function of
-//! the Application, the facts of the NVJs whose tracking names it, and what it carries now.
+//! The annotations an owner - an Argo CD Application, a Flux Kustomization - should carry,
+//! decided without a cluster: a pure function of the owner, the facts of the NVJs whose
+//! metadata names it, and what it carries now.
 //!
 //! - `mlops.dev/notebook-status`: `{"total","succeeded","failed","running","lastUpdate",
 //!   "failedJobs"}` (plus `failedJobsOmitted` when the list is cut);
@@ -9,24 +10,23 @@
 //!   triggers that fire once per run (`oncePer`). They only move forward in time, so deleting
 //!   the latest NVJ never brings an older run back (and never re-fires its notification).
 //!
-//! Only NVJs the Application's own `status.resources` lists count: a tracking id alone is
-//! forgeable. No NVJ left: none of the annotations.
+//! Only NVJs the owner's own list (`status.resources`, `status.inventory`) holds count: a
+//! tracking id or a label alone is forgeable. No NVJ left: none of the annotations.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::Timestamp;
 use nbg_core::annotations::{NOTEBOOK_STATUS, NOTEBOOK_SUMMARY, NotebookStatusSummary};
-use nbg_core::foreign::Application;
-use nbg_core::nvj::{GROUP, KIND};
 
+use crate::engine::Owner;
 use crate::facts::{NvjFacts, RunState};
 
-/// On the Application: the latest failed run (see the module documentation).
+/// On the owner: the latest failed run (see the module documentation).
 pub const LAST_FAILED_RUN: &str = "mlops.dev/last-failed-run";
-/// On the Application: the latest succeeded run.
+/// On the owner: the latest succeeded run.
 pub const LAST_SUCCEEDED_RUN: &str = "mlops.dev/last-succeeded-run";
 
-/// Every annotation the aggregator owns on an Application.
+/// Every annotation the aggregator owns on an owner.
 pub const OWNED_ANNOTATIONS: [&str; 4] = [
     NOTEBOOK_STATUS,
     NOTEBOOK_SUMMARY,
@@ -34,9 +34,9 @@ pub const OWNED_ANNOTATIONS: [&str; 4] = [
     LAST_SUCCEEDED_RUN,
 ];
 
-/// The aggregator's annotations as they are on the Application now.
-pub fn current(app: &Application) -> BTreeMap<String, String> {
-    let Some(all) = app.metadata.annotations.as_ref() else {
+/// The aggregator's annotations as they are on the owner now.
+pub fn current<O: Owner>(owner: &O) -> BTreeMap<String, String> {
+    let Some(all) = owner.meta().annotations.as_ref() else {
         return BTreeMap::new();
     };
     OWNED_ANNOTATIONS
@@ -45,12 +45,12 @@ pub fn current(app: &Application) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The NVJs that count for `app`: tracked by it and listed by it.
-pub fn counted<'a>(app: &Application, tracked: &[&'a NvjFacts]) -> Vec<&'a NvjFacts> {
-    tracked
+/// The NVJs that count for `owner`: naming it and listed by it.
+pub fn counted<'a, O: Owner>(owner: &O, named: &[&'a NvjFacts]) -> Vec<&'a NvjFacts> {
+    named
         .iter()
         .copied()
-        .filter(|f| app.lists(GROUP, KIND, &f.namespace, &f.name))
+        .filter(|f| owner.lists_nvj(&f.namespace, &f.name))
         .collect()
 }
 
@@ -77,9 +77,9 @@ fn last_run(nvjs: &[&NvjFacts], state: RunState, shown: Option<&String>) -> Opti
     }
 }
 
-/// The annotations `app` should carry, given the facts of the NVJs whose tracking names it.
-pub fn desired(app: &Application, tracked: &[&NvjFacts]) -> BTreeMap<String, String> {
-    let nvjs = counted(app, tracked);
+/// The annotations `owner` should carry, given the facts of the NVJs whose metadata names it.
+pub fn desired<O: Owner>(owner: &O, named: &[&NvjFacts]) -> BTreeMap<String, String> {
+    let nvjs = counted(owner, named);
     let mut out = BTreeMap::new();
     if nvjs.is_empty() {
         return out;
@@ -115,7 +115,7 @@ pub fn desired(app: &Application, tracked: &[&NvjFacts]) -> BTreeMap<String, Str
     };
     out.insert(NOTEBOOK_STATUS.to_string(), summary.to_annotation());
     out.insert(NOTEBOOK_SUMMARY.to_string(), summary.one_line());
-    let shown = current(app);
+    let shown = current(owner);
     for (key, state) in [
         (LAST_FAILED_RUN, RunState::Failed),
         (LAST_SUCCEEDED_RUN, RunState::Succeeded),
@@ -127,16 +127,18 @@ pub fn desired(app: &Application, tracked: &[&NvjFacts]) -> BTreeMap<String, Str
     out
 }
 
-/// The annotations to write, or `None` when the Application carries them already.
-pub fn decide(app: &Application, tracked: &[&NvjFacts]) -> Option<BTreeMap<String, String>> {
-    let want = desired(app, tracked);
-    (want != current(app)).then_some(want)
+/// The annotations to write, or `None` when the owner carries them already.
+pub fn decide<O: Owner>(owner: &O, named: &[&NvjFacts]) -> Option<BTreeMap<String, String>> {
+    let want = desired(owner, named);
+    (want != current(owner)).then_some(want)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nbg_core::foreign::tracking::AppRef;
+    use nbg_core::foreign::flux::Kustomization;
+    use nbg_core::foreign::{Application, NamespacedName};
+    use nbg_core::nvj::{GROUP, KIND};
 
     fn app(listed: &[(&str, &str)], annotations: serde_json::Value) -> Application {
         let resources: Vec<serde_json::Value> = listed
@@ -156,7 +158,7 @@ mod tests {
         NvjFacts {
             namespace: ns.into(),
             name: name.into(),
-            app: Some(AppRef {
+            owner: Some(NamespacedName {
                 namespace: "argocd".into(),
                 name: "train".into(),
             }),
@@ -274,5 +276,33 @@ mod tests {
         assert!(size < 16 * 1024, "{size} bytes");
         let s = NotebookStatusSummary::parse(&out[NOTEBOOK_STATUS]).expect("valid JSON");
         assert_eq!((s.failed, s.failed_jobs_omitted), (5000, 5000 - 50));
+    }
+
+    #[test]
+    fn a_kustomization_counts_what_its_inventory_lists() {
+        let kustomization = |annotations: serde_json::Value| -> Kustomization {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "train", "namespace": "flux-system", "annotations": annotations},
+                "status": {"inventory": {"entries": [
+                    {"id": format!("ml_a_{GROUP}_{KIND}"), "v": "v1alpha1"},
+                    {"id": "ml_serve_apps_Deployment", "v": "v1"}]}}
+            }))
+            .expect("kustomization")
+        };
+        let a = nvj("ml", "a", RunState::Failed, Some("2026-11-30T10:00:00Z"));
+        let forged = nvj(
+            "ml",
+            "forged",
+            RunState::Failed,
+            Some("2026-11-30T11:00:00Z"),
+        );
+        let want = desired(&kustomization(serde_json::json!({})), &[&a, &forged]);
+        assert_eq!(
+            want[NOTEBOOK_SUMMARY], "0/1 notebooks succeeded; failed: a",
+            "only what the inventory lists counts"
+        );
+        assert_eq!(want[LAST_FAILED_RUN], "2026-11-30T10:00:00Z ml/a uid-a/1");
+        let written = kustomization(serde_json::to_value(&want).expect("json"));
+        assert_eq!(decide(&written, &[&a, &forged]), None);
     }
 }

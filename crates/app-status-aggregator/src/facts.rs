@@ -1,5 +1,6 @@
 //! What the aggregator keeps of each NVJ - a few facts, not the object - and the index of
-//! NVJs by the Application that tracks them. Pure data, unit-tested; the watch that feeds it is
+//! NVJs by the object that manages them (the Application its tracking names, the Kustomization
+//! its labels name). Pure data, unit-tested; the watch that feeds it is
 //! in [`crate::reconcile`].
 
 use std::collections::{BTreeSet, HashMap};
@@ -7,8 +8,11 @@ use std::collections::{BTreeSet, HashMap};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use nbg_core::annotations::ARGOCD_TRACKING_ID;
-use nbg_core::foreign::tracking::{AppRef, INSTALLATION_ID_ANNOTATION, Tracking};
+use nbg_core::foreign::NamespacedName;
+use nbg_core::foreign::tracking::INSTALLATION_ID_ANNOTATION;
 use nbg_core::nvj::{NotebookValidationJob, Phase};
+
+use crate::engine::Namer;
 
 /// Where an NVJ's current run stands, for the aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,9 +29,9 @@ pub enum RunState {
 pub struct NvjFacts {
     pub namespace: String,
     pub name: String,
-    /// The Application its tracking names (not yet checked against the Application's list).
-    pub app: Option<AppRef>,
-    /// What tracking reads: its labels and Argo CD's two tracking annotations, so a change of
+    /// The object its metadata names (not yet checked against that object's list).
+    pub owner: Option<NamespacedName>,
+    /// What names the owner: its labels and Argo CD's two tracking annotations, so a change of
     /// Argo CD's settings re-reads every NVJ without a new list.
     pub tracking_meta: ObjectMeta,
     pub state: RunState,
@@ -45,7 +49,7 @@ impl NvjFacts {
         format!("{}/{}", self.namespace, self.name)
     }
 
-    pub fn of(nvj: &NotebookValidationJob, tracking: &Tracking) -> Self {
+    pub fn of(nvj: &NotebookValidationJob, namer: &Namer) -> Self {
         let status = nvj.status.as_ref();
         let state = match nvj.current_phase() {
             // The served model answered its check wrongly: the NVJ is Degraded, as failed.
@@ -89,7 +93,7 @@ impl NvjFacts {
         Self {
             namespace: nvj.metadata.namespace.clone().unwrap_or_default(),
             name: nvj.metadata.name.clone().unwrap_or_default(),
-            app: tracking.application(&tracking_meta),
+            owner: namer(&tracking_meta),
             tracking_meta,
             state,
             changed,
@@ -99,61 +103,65 @@ impl NvjFacts {
     }
 }
 
-/// NVJ facts by `namespace/name`, and the keys tracked by each Application.
+/// NVJ facts by `namespace/name`, and the keys each owner's name is on.
 #[derive(Debug, Default)]
 pub struct Index {
     facts: HashMap<String, NvjFacts>,
-    by_app: HashMap<AppRef, BTreeSet<String>>,
+    by_owner: HashMap<NamespacedName, BTreeSet<String>>,
 }
 
 impl Index {
-    fn unlink(&mut self, key: &str, app: &AppRef) {
-        if let Some(keys) = self.by_app.get_mut(app) {
+    fn unlink(&mut self, key: &str, owner: &NamespacedName) {
+        if let Some(keys) = self.by_owner.get_mut(owner) {
             keys.remove(key);
             if keys.is_empty() {
-                self.by_app.remove(app);
+                self.by_owner.remove(owner);
             }
         }
     }
 
-    /// Records the facts of one NVJ; returns the Applications whose aggregate may have changed
-    /// (none when nothing the aggregate reads changed).
-    pub fn upsert(&mut self, facts: NvjFacts) -> Vec<AppRef> {
+    /// Records the facts of one NVJ; returns the owners whose aggregate may have changed (none
+    /// when nothing the aggregate reads changed).
+    pub fn upsert(&mut self, facts: NvjFacts) -> Vec<NamespacedName> {
         let key = facts.key();
         if self.facts.get(&key) == Some(&facts) {
             return Vec::new();
         }
         let mut affected = Vec::new();
         if let Some(old) = self.facts.remove(&key)
-            && let Some(app) = old.app
+            && let Some(owner) = old.owner
         {
-            self.unlink(&key, &app);
-            affected.push(app);
+            self.unlink(&key, &owner);
+            affected.push(owner);
         }
-        if let Some(app) = &facts.app {
-            self.by_app
-                .entry(app.clone())
+        if let Some(owner) = &facts.owner {
+            self.by_owner
+                .entry(owner.clone())
                 .or_default()
                 .insert(key.clone());
-            if !affected.contains(app) {
-                affected.push(app.clone());
+            if !affected.contains(owner) {
+                affected.push(owner.clone());
             }
         }
         self.facts.insert(key, facts);
         affected
     }
 
-    /// Forgets an NVJ; returns the Application it counted for.
-    pub fn remove(&mut self, key: &str) -> Option<AppRef> {
+    /// Forgets an NVJ; returns the owner it counted for.
+    pub fn remove(&mut self, key: &str) -> Option<NamespacedName> {
         let old = self.facts.remove(key)?;
-        let app = old.app?;
-        self.unlink(key, &app);
-        Some(app)
+        let owner = old.owner?;
+        self.unlink(key, &owner);
+        Some(owner)
     }
 
     /// Replaces every NVJ of `namespace` (all with `None`) by a fresh list, after a (re-)list;
-    /// returns every Application that had or has one of them.
-    pub fn replace(&mut self, namespace: Option<&str>, fresh: Vec<NvjFacts>) -> BTreeSet<AppRef> {
+    /// returns every owner that had or has one of them.
+    pub fn replace(
+        &mut self,
+        namespace: Option<&str>,
+        fresh: Vec<NvjFacts>,
+    ) -> BTreeSet<NamespacedName> {
         let stale: Vec<String> = self
             .facts
             .values()
@@ -170,16 +178,15 @@ impl Index {
         affected
     }
 
-    /// Reads every NVJ's tracking again with new settings; returns the Applications that
-    /// gained or lost one.
-    pub fn retrack(&mut self, tracking: &Tracking) -> BTreeSet<AppRef> {
+    /// Reads every NVJ's owner again with new settings; returns the owners that gained or lost
+    /// one.
+    pub fn rename(&mut self, namer: &Namer) -> BTreeSet<NamespacedName> {
         let moved: Vec<NvjFacts> = self
             .facts
             .values()
-            .filter(|f| tracking.application(&f.tracking_meta) != f.app)
-            .map(|f| NvjFacts {
-                app: tracking.application(&f.tracking_meta),
-                ..f.clone()
+            .filter_map(|f| {
+                let owner = namer(&f.tracking_meta);
+                (owner != f.owner).then(|| NvjFacts { owner, ..f.clone() })
             })
             .collect();
         moved.into_iter().flat_map(|f| self.upsert(f)).collect()
@@ -190,17 +197,17 @@ impl Index {
         self.facts.get(key)
     }
 
-    /// The NVJs whose tracking names `app`.
-    pub fn of_app(&self, app: &AppRef) -> Vec<&NvjFacts> {
-        self.by_app
-            .get(app)
+    /// The NVJs whose metadata names `owner`.
+    pub fn of_owner(&self, owner: &NamespacedName) -> Vec<&NvjFacts> {
+        self.by_owner
+            .get(owner)
             .map(|keys| keys.iter().filter_map(|k| self.facts.get(k)).collect())
             .unwrap_or_default()
     }
 
-    /// How many Applications at least one NVJ names.
-    pub fn applications(&self) -> usize {
-        self.by_app.len()
+    /// How many owners at least one NVJ names.
+    pub fn owners(&self) -> usize {
+        self.by_owner.len()
     }
 
     pub fn len(&self) -> usize {
@@ -215,12 +222,17 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nbg_core::foreign::tracking::Tracking;
+
+    fn argocd_namer(tracking: Tracking) -> Namer {
+        crate::engine::argocd::namer_of(tracking.into())
+    }
 
     fn facts(name: &str, app: Option<&str>, state: RunState) -> NvjFacts {
         NvjFacts {
             namespace: "ml".into(),
             name: name.into(),
-            app: app.map(|a| AppRef {
+            owner: app.map(|a| NamespacedName {
                 namespace: "argocd".into(),
                 name: a.into(),
             }),
@@ -232,8 +244,8 @@ mod tests {
         }
     }
 
-    fn app(name: &str) -> AppRef {
-        AppRef {
+    fn app(name: &str) -> NamespacedName {
+        NamespacedName {
             namespace: "argocd".into(),
             name: name.into(),
         }
@@ -256,11 +268,11 @@ mod tests {
             index.upsert(facts("a", Some("serve"), RunState::Running)),
             vec![app("train"), app("serve")]
         );
-        assert!(index.of_app(&app("train")).is_empty());
-        assert_eq!(index.of_app(&app("serve")).len(), 1);
+        assert!(index.of_owner(&app("train")).is_empty());
+        assert_eq!(index.of_owner(&app("serve")).len(), 1);
         assert_eq!(index.remove("ml/a"), Some(app("serve")));
         assert!(index.is_empty());
-        assert_eq!(index.applications(), 0, "no trace left");
+        assert_eq!(index.owners(), 0, "no trace left");
     }
 
     #[test]
@@ -279,7 +291,7 @@ mod tests {
             vec![app("serve"), app("train")]
         );
         assert_eq!(index.len(), 2, "team/b kept, ml/a gone, ml/c added");
-        assert!(index.of_app(&app("train")).is_empty());
+        assert!(index.of_owner(&app("train")).is_empty());
     }
 
     #[test]
@@ -296,7 +308,7 @@ mod tests {
             }))
             .expect("nvj")
         };
-        let f = NvjFacts::of(&nvj("u/2"), &Tracking::defaults("argocd"));
+        let f = NvjFacts::of(&nvj("u/2"), &argocd_namer(Tracking::defaults("argocd")));
         assert_eq!(f.state, RunState::Failed);
         assert_eq!(
             f.run.as_deref(),
@@ -304,7 +316,7 @@ mod tests {
             "its run, for the notification"
         );
         // A result of an earlier run says nothing about this one.
-        let f = NvjFacts::of(&nvj("u/1"), &Tracking::defaults("argocd"));
+        let f = NvjFacts::of(&nvj("u/1"), &argocd_namer(Tracking::defaults("argocd")));
         assert_eq!(f.state, RunState::Succeeded);
     }
 
@@ -319,7 +331,7 @@ mod tests {
             "status": {"phase": "Failed", "observedGeneration": 2, "completionTime": "2026-11-30T11:00:00Z"}
         }))
         .expect("nvj");
-        let f = NvjFacts::of(&nvj, &Tracking::defaults("argocd"));
+        let f = NvjFacts::of(&nvj, &argocd_namer(Tracking::defaults("argocd")));
         assert_eq!(
             f.state,
             RunState::Running,
@@ -330,7 +342,7 @@ mod tests {
             f.changed.map(|t| t.to_string()).as_deref(),
             Some("2026-11-30T11:00:00Z")
         );
-        assert_eq!(f.app, Some(app("train")));
+        assert_eq!(f.owner, Some(app("train")));
     }
 
     #[test]
@@ -345,8 +357,11 @@ mod tests {
         .expect("nvj");
         let mut index = Index::default();
         // Argo CD's defaults read the default key: the Helm release's label.
-        index.upsert(NvjFacts::of(&nvj, &Tracking::defaults("argocd")));
-        assert_eq!(index.of_app(&app("release")).len(), 1);
+        index.upsert(NvjFacts::of(
+            &nvj,
+            &argocd_namer(Tracking::defaults("argocd")),
+        ));
+        assert_eq!(index.of_owner(&app("release")).len(), 1);
         let label = Tracking::from_argocd_cm(
             Some(
                 &[
@@ -364,10 +379,16 @@ mod tests {
         )
         .expect("settings");
         assert_eq!(
-            index.retrack(&label).into_iter().collect::<Vec<_>>(),
+            index
+                .rename(&argocd_namer(label.clone()))
+                .into_iter()
+                .collect::<Vec<_>>(),
             vec![app("release"), app("train")]
         );
-        assert_eq!(index.of_app(&app("train")).len(), 1);
-        assert!(index.retrack(&label).is_empty(), "nothing moves twice");
+        assert_eq!(index.of_owner(&app("train")).len(), 1);
+        assert!(
+            index.rename(&argocd_namer(label.clone())).is_empty(),
+            "nothing moves twice"
+        );
     }
 }

@@ -1,19 +1,27 @@
-//! app-status-aggregator: writes the aggregate NotebookValidationJob status onto the Argo CD
-//! Application that manages them.
+//! app-status-aggregator: writes the aggregate NotebookValidationJob status onto the GitOps
+//! object that manages them - an Argo CD Application, a Flux Kustomization, or both engines'.
 //!
-//! - [`facts`]: what is kept of each NVJ, indexed by the Application its tracking names;
-//! - [`aggregate`]: the annotations an Application should carry - a pure decision, unit-tested;
+//! - [`engine`]: what differs between Argo CD and Flux (how an NVJ names its owner, where the
+//!   owner lists what it applied, where owners live);
+//! - [`facts`]: what is kept of each NVJ, indexed by the owner its metadata names;
+//! - [`aggregate`]: the annotations an owner should carry - a pure decision, unit-tested;
 //! - [`reconcile`]: the watches and the server-side apply of the annotations.
 
 pub mod aggregate;
 pub mod coalesce;
+pub mod engine;
 pub mod facts;
 pub mod reconcile;
 
 use std::time::Duration;
 
 use nbg_runtime::argocd::{ArgoCdArgs, TrackingSettings};
+use nbg_runtime::flux::FluxArgs;
 use nbg_runtime::{CommonArgs, Runtime};
+
+use engine::argocd::ArgoCd;
+use engine::flux::Flux;
+use reconcile::AggregatorReconciler;
 
 /// The controller's name: field manager, metric label and Event reporter.
 pub const NAME: &str = "app-status-aggregator";
@@ -22,39 +30,80 @@ pub const NAME: &str = "app-status-aggregator";
 #[command(
     name = "app-status-aggregator",
     version,
-    about = "Writes the aggregate NotebookValidationJob status onto the Argo CD Application that manages them.",
-    long_about = "Writes the aggregate NotebookValidationJob status onto the Argo CD Application that manages them.\n\nFor each Application, the NVJs whose Argo CD tracking names it and that its status.resources lists are counted into mlops.dev/notebook-status (JSON: total, succeeded, failed, running, lastUpdate, failedJobs), mlops.dev/notebook-summary (one line), and mlops.dev/last-failed-run / last-succeeded-run (the latest run that ended so, for notification triggers that fire once per run). A run behind its spec generation counts as running. Written with server-side apply as field manager app-status-aggregator, annotations only, and only when they change; changes within --coalesce are written together. --namespaces / --namespace-selector scope the NVJs; Applications are read in --application-namespaces."
+    about = "Writes the aggregate NotebookValidationJob status onto the Argo CD Application or Flux Kustomization that manages them.",
+    long_about = "Writes the aggregate NotebookValidationJob status onto the Argo CD Application or Flux Kustomization that manages them.\n\nFor each Application (--engines argocd), the NVJs whose Argo CD tracking names it and that its status.resources lists, and for each Kustomization (--engines flux), the NVJs whose kustomize.toolkit.fluxcd.io labels name it and that its status.inventory lists, are counted into mlops.dev/notebook-status (JSON: total, succeeded, failed, running, lastUpdate, failedJobs), mlops.dev/notebook-summary (one line), and mlops.dev/last-failed-run / last-succeeded-run (the latest run that ended so, for notification triggers that fire once per run). A run behind its spec generation counts as running. Written with server-side apply as field manager app-status-aggregator, annotations only, and only when they change; changes within --coalesce are written together. --namespaces / --namespace-selector scope the NVJs; Applications are read in --application-namespaces, Kustomizations in --flux-namespaces."
 )]
 pub struct Cli {
     #[command(flatten)]
     pub common: CommonArgs,
+    /// The GitOps engines whose objects carry the aggregate, comma-separated: argocd
+    /// (Applications), flux (Kustomizations), or both.
+    #[arg(
+        long,
+        env = "NBG_ENGINES",
+        value_delimiter = ',',
+        default_value = "argocd"
+    )]
+    pub engines: Vec<EngineName>,
     #[command(flatten)]
     pub argocd: ArgoCdArgs,
+    #[command(flatten)]
+    pub flux: FluxArgs,
     /// An Application is written at most this long after its first unwritten change, with
     /// every change made meanwhile (Go duration; 0: at once).
     #[arg(long, env = "NBG_COALESCE", default_value = "250ms", value_parser = nbg_runtime::cli::parse_duration)]
     pub coalesce: Duration,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineName {
+    /// Argo CD Applications.
+    Argocd,
+    /// Flux Kustomizations.
+    Flux,
+}
+
 fn application_namespaces(cli: &Cli) -> Vec<String> {
     cli.argocd.application_namespaces()
 }
 
-/// Connects, then runs until SIGTERM.
+/// Connects, then runs until SIGTERM: one reconciler per engine, under one Lease.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let namespaces = application_namespaces(&cli);
+    let application_namespaces = application_namespaces(&cli);
+    let flux_namespaces = cli.flux.namespaces();
     let runtime = Runtime::connect(NAME, env!("CARGO_PKG_VERSION"), cli.common).await?;
+    let flux = cli.engines.contains(&EngineName::Flux).then(|| {
+        AggregatorReconciler::new(
+            runtime.client.clone(),
+            runtime.events.clone(),
+            Flux {
+                namespaces: flux_namespaces,
+            },
+            cli.coalesce,
+            &runtime.registry,
+        )
+    });
+    if !cli.engines.contains(&EngineName::Argocd) {
+        return match flux {
+            Some(flux) => runtime.run(flux).await,
+            None => anyhow::bail!("--engines names no engine: give argocd, flux or both"),
+        };
+    }
     let tracking = TrackingSettings::start(&runtime.client, &cli.argocd, &runtime.watches).await;
-    let metrics = reconcile::AggregatorMetrics::register(&runtime.registry);
-    let reconciler = reconcile::AggregatorReconciler::new(
+    let argocd = AggregatorReconciler::new(
         runtime.client.clone(),
         runtime.events.clone(),
-        tracking,
-        namespaces,
+        ArgoCd {
+            tracking,
+            application_namespaces,
+        },
         cli.coalesce,
-        metrics,
+        &runtime.registry,
     );
-    runtime.run(reconciler).await
+    match flux {
+        Some(flux) => runtime.run_pair(argocd, flux).await,
+        None => runtime.run(argocd).await,
+    }
 }
 
 #[cfg(test)]
@@ -84,5 +133,22 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("unknown tracking method \"labels\""), "{err}");
+    }
+
+    #[test]
+    fn engines_default_to_argocd_and_take_flux_beside_it() {
+        let engines = |args: &[&str]| {
+            Cli::try_parse_from([&["app-status-aggregator"], args].concat())
+                .map(|c| c.engines)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(engines(&[]), Ok(vec![EngineName::Argocd]));
+        assert_eq!(
+            engines(&["--engines", "flux,argocd"]),
+            Ok(vec![EngineName::Flux, EngineName::Argocd])
+        );
+        let err = engines(&["--engines", "fluxcd"]).err().unwrap_or_default();
+        assert!(err.contains("invalid value 'fluxcd'"), "{err}");
+        assert!(err.contains("argocd, flux"), "names the choices: {err}");
     }
 }

@@ -1,8 +1,9 @@
-//! The controller's I/O. The main objects are Argo CD Applications (in Argo CD's namespaces);
-//! a watch of NVJs (in the controller's scope) keeps the facts index and wakes the Applications
-//! whose NVJs changed. A reconcile waits until the NVJ watch has listed everything (so a restart
-//! never writes a partial aggregate), decides ([`crate::aggregate::decide`]) and writes with
-//! server-side apply as `app-status-aggregator`: its annotations, nothing else.
+//! The controller's I/O, one code path for every engine ([`crate::engine`]). The main objects
+//! are the owners - Argo CD Applications in Argo CD's namespaces, Flux Kustomizations in
+//! Flux's; a watch of NVJs (in the controller's scope) keeps the facts index and wakes the
+//! owners whose NVJs changed. A reconcile waits until the NVJ watch has listed everything (so a
+//! restart never writes a partial aggregate), decides ([`crate::aggregate::decide`]) and writes
+//! with server-side apply as `app-status-aggregator`: its annotations, nothing else.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -14,15 +15,12 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
-use nbg_core::foreign::Application;
-use nbg_core::foreign::tracking::{AppRef, Tracking};
+use kube::{Client, Resource};
+use nbg_core::foreign::NamespacedName;
 use nbg_core::nvj::NotebookValidationJob;
-use nbg_runtime::argocd::TrackingSettings;
 use nbg_runtime::events::Events;
 use nbg_runtime::metrics::OutcomeMetrics;
 use nbg_runtime::runner::{WatchContext, slim};
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
@@ -30,131 +28,132 @@ use tokio::sync::watch;
 use crate::NAME;
 use crate::aggregate;
 use crate::coalesce::{self, Timing};
+use crate::engine::{Engine, Namer, Owner};
 use crate::facts::{Index, NvjFacts};
 
 /// Its reconciles fail only on API requests.
 pub type Error = nbg_runtime::runner::ApiError;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ApplicationLabels {
-    /// `namespace/name`.
-    application: String,
-}
+/// One label: the owner (`application`, `kustomization`: the engine's stem) as `namespace/name`.
+type OwnerLabels = [(String, String); 1];
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct WriteLabels {
-    /// `updated` or `removed`.
-    change: String,
-}
+/// `updated` or `removed`.
+type WriteLabels = [(String, String); 1];
 
-/// Writes by change (`nbg_application_writes_total{change}`), the lag from the latest NVJ
-/// change to its Application written (`nbg_application_write_lag_seconds`), and the
-/// Applications tracked (`nbg_applications_tracked`), and per Application the NVJs it lists that
-/// tracking does not attribute to it (`nbg_application_untracked_nvjs{application}`).
+/// Per engine, with `<stem>` its [`Engine::METRIC_STEM`]: writes by change
+/// (`nbg_<stem>_writes_total{change}`), the lag from the latest NVJ change to its owner written
+/// (`nbg_<stem>_write_lag_seconds`), the owners at least one NVJ names (`nbg_<stem>s_tracked`),
+/// and per owner the NVJs it lists whose metadata does not name it
+/// (`nbg_<stem>_untracked_nvjs{<stem>}`).
 #[derive(Clone)]
 pub struct AggregatorMetrics {
+    stem: &'static str,
     writes: OutcomeMetrics<WriteLabels>,
     tracked: Gauge,
-    untracked: Family<ApplicationLabels, Gauge>,
+    untracked: Family<OwnerLabels, Gauge>,
 }
 
 impl AggregatorMetrics {
-    pub fn register(registry: &nbg_runtime::metrics::SharedRegistry) -> Self {
+    pub fn register<E: Engine>(registry: &nbg_runtime::metrics::SharedRegistry) -> Self {
+        let stem = E::METRIC_STEM;
+        let kind = E::Owner::kind(&());
         let tracked = Gauge::default();
-        let untracked = Family::<ApplicationLabels, Gauge>::default();
+        let untracked = Family::<OwnerLabels, Gauge>::default();
         if let Ok(mut r) = registry.write() {
             r.register(
-                "applications_tracked",
-                "Applications that at least one NVJ's tracking names",
+                format!("{stem}s_tracked"),
+                format!("{kind}s that at least one NVJ names"),
                 tracked.clone(),
             );
             r.register(
-                "application_untracked_nvjs",
-                "NVJs an Application lists in status.resources whose tracking does not name it (Argo CD's tracking settings and ours disagree)",
+                format!("{stem}_untracked_nvjs"),
+                format!("NVJs a {kind} lists as applied by it whose metadata does not name it (its engine's settings and ours disagree, or another tool rewrote the NVJ)"),
                 untracked.clone(),
             );
         }
         Self {
+            stem,
             writes: OutcomeMetrics::register(
                 registry,
                 (
-                    "application_writes",
-                    "Application annotation writes, by change",
+                    &format!("{stem}_writes"),
+                    &format!("{kind} annotation writes, by change"),
                 ),
                 (
-                    "application_write_lag_seconds",
-                    "From the latest NVJ change an aggregate reflects to its Application written",
+                    &format!("{stem}_write_lag_seconds"),
+                    &format!(
+                        "From the latest NVJ change an aggregate reflects to its {kind} written"
+                    ),
                 ),
             ),
             tracked,
             untracked,
         }
     }
+
+    fn owner_labels(&self, owner: &NamespacedName) -> OwnerLabels {
+        [(self.stem.to_string(), owner.to_string())]
+    }
 }
 
-/// One NVJ index per watch of Applications (per Argo CD namespace, or one for all), with the
-/// number of NVJ watches that have listed everything.
+/// One NVJ index per watch of owners (per namespace, or one for all), with the number of NVJ
+/// watches that have listed everything.
 struct Instance {
     index: Arc<Mutex<Index>>,
     synced: watch::Receiver<usize>,
     watches: usize,
 }
 
-pub struct AggregatorReconciler {
+pub struct AggregatorReconciler<E: Engine> {
     client: Client,
     events: Events,
-    tracking: TrackingSettings,
-    application_namespaces: Vec<String>,
+    engine: E,
     coalesce: Duration,
     metrics: AggregatorMetrics,
     instances: Mutex<HashMap<Option<String>, Arc<Instance>>>,
-    /// Applications whose aggregate differs from what they carry, since when.
-    pending: Mutex<HashMap<AppRef, Instant>>,
-    /// Per Application, the listed NVJs tracking does not attribute to it, as last reported:
-    /// a Warning Event when this set changes, not on every reconcile.
-    untracked: Mutex<HashMap<AppRef, BTreeSet<String>>>,
+    /// Owners whose aggregate differs from what they carry, since when.
+    pending: Mutex<HashMap<NamespacedName, Instant>>,
+    /// Per owner, the listed NVJs whose metadata does not name it, as last reported: a Warning
+    /// Event when this set changes, not on every reconcile.
+    untracked: Mutex<HashMap<NamespacedName, BTreeSet<String>>>,
 }
 
-impl AggregatorReconciler {
+impl<E: Engine> AggregatorReconciler<E> {
     pub fn new(
         client: Client,
         events: Events,
-        tracking: TrackingSettings,
-        application_namespaces: Vec<String>,
+        engine: E,
         coalesce: Duration,
-        metrics: AggregatorMetrics,
+        registry: &nbg_runtime::metrics::SharedRegistry,
     ) -> Self {
         Self {
             client,
             events,
-            tracking,
-            application_namespaces,
+            engine,
             coalesce,
-            metrics,
+            metrics: AggregatorMetrics::register::<E>(registry),
             instances: Mutex::default(),
             pending: Mutex::default(),
             untracked: Mutex::default(),
         }
     }
 
-    /// Says so when `app` lists NVJs (this controller knows) whose tracking does not name it:
-    /// a log line, the metric, and a Warning Event on the Application whenever the set changes.
+    /// Says so when `owner` lists NVJs (this controller knows) whose metadata does not name it:
+    /// a log line, the metric, and a Warning Event on the owner whenever the set changes.
     async fn report_untracked(
         &self,
-        app: &Application,
-        app_ref: &AppRef,
+        owner: &E::Owner,
+        owner_ref: &NamespacedName,
         untracked: BTreeSet<String>,
         message: Option<String>,
     ) {
-        let labels = ApplicationLabels {
-            application: app_ref.to_string(),
-        };
+        let labels = self.metrics.owner_labels(owner_ref);
         let changed = self.untracked.lock().is_ok_and(|mut seen| {
-            let before = seen.get(app_ref).cloned().unwrap_or_default();
+            let before = seen.get(owner_ref).cloned().unwrap_or_default();
             if untracked.is_empty() {
-                seen.remove(app_ref);
+                seen.remove(owner_ref);
             } else {
-                seen.insert(app_ref.clone(), untracked.clone());
+                seen.insert(owner_ref.clone(), untracked.clone());
             }
             before != untracked
         });
@@ -171,13 +170,13 @@ impl AggregatorReconciler {
         let Some(message) = message.filter(|_| changed) else {
             return;
         };
-        tracing::warn!(application = %app_ref, nvjs = ?untracked, "{message}");
+        tracing::warn!(owner = %owner_ref, kind = %E::Owner::kind(&()), nvjs = ?untracked, "{message}");
         let regarding = k8s_openapi::api::core::v1::ObjectReference {
-            api_version: Some("argoproj.io/v1alpha1".into()),
-            kind: Some("Application".into()),
-            name: app.metadata.name.clone(),
-            namespace: app.metadata.namespace.clone(),
-            uid: app.metadata.uid.clone(),
+            api_version: Some(E::Owner::api_version(&()).into_owned()),
+            kind: Some(E::Owner::kind(&()).into_owned()),
+            name: owner.meta().name.clone(),
+            namespace: owner.meta().namespace.clone(),
+            uid: owner.meta().uid.clone(),
             ..Default::default()
         };
         // Related to the first NVJ named: a new disagreement is an Event of its own, not a
@@ -208,28 +207,28 @@ impl AggregatorReconciler {
             .await;
     }
 
-    fn instance(&self, app_namespace: &str) -> Option<Arc<Instance>> {
+    fn instance(&self, owner_namespace: &str) -> Option<Arc<Instance>> {
         let instances = self.instances.lock().ok()?;
         instances
-            .get(&Some(app_namespace.to_string()))
+            .get(&Some(owner_namespace.to_string()))
             .or_else(|| instances.get(&None))
             .cloned()
     }
 }
 
-/// What one NVJ watch event does to the index: the Applications to reconcile.
+/// What one NVJ watch event does to the index: the owners to reconcile.
 fn apply_event(
     event: watcher::Event<DynamicObject>,
     index: &Mutex<Index>,
     listing: &mut Vec<NvjFacts>,
     namespace: Option<&str>,
-    tracking: &Tracking,
+    namer: &Namer,
     in_scope: &dyn Fn(&str) -> bool,
     synced: &watch::Sender<usize>,
-) -> BTreeSet<AppRef> {
+) -> BTreeSet<NamespacedName> {
     let facts = |o: DynamicObject| -> Option<NvjFacts> {
         let nvj = o.try_parse::<NotebookValidationJob>().ok()?;
-        Some(NvjFacts::of(&nvj, tracking))
+        Some(NvjFacts::of(&nvj, namer))
     };
     let key = |o: &DynamicObject| {
         format!(
@@ -269,46 +268,39 @@ fn apply_event(
     }
 }
 
-/// The Applications to reconcile: those of `affected` this instance reads (in `app_namespace`,
-/// or any when it reads all).
-fn app_refs(
-    affected: BTreeSet<AppRef>,
-    app_namespace: Option<&str>,
-) -> Vec<ObjectRef<Application>> {
+/// The owners to reconcile: those of `affected` this instance reads (in `owner_namespace`, or
+/// any when it reads all).
+fn owner_refs<O: Owner>(
+    affected: BTreeSet<NamespacedName>,
+    owner_namespace: Option<&str>,
+) -> Vec<ObjectRef<O>> {
     affected
         .into_iter()
-        .filter(|a| app_namespace.is_none_or(|ns| a.namespace == ns))
+        .filter(|a| owner_namespace.is_none_or(|ns| a.namespace == ns))
         .map(|a| ObjectRef::new(&a.name).within(&a.namespace))
         .collect()
 }
 
-/// The NVJs `app` lists in `status.resources` that this controller knows (in its scope) but
-/// whose tracking names another Application or none, with what tracking names.
-fn untracked_nvjs(
-    app: &Application,
-    app_ref: &AppRef,
+/// The NVJs `owner` lists that this controller knows (in its scope) but whose metadata names
+/// another owner or none, with what it names.
+fn untracked_nvjs<O: Owner>(
+    owner: &O,
+    owner_ref: &NamespacedName,
     index: &Index,
-    tracking: &Tracking,
-) -> std::collections::BTreeMap<String, Option<AppRef>> {
-    let listed = app
-        .status
-        .as_ref()
-        .map(|s| s.resources.as_slice())
-        .unwrap_or_default();
-    listed
-        .iter()
-        .filter(|r| r.group == nbg_core::nvj::GROUP && r.kind == nbg_core::nvj::KIND)
-        .filter_map(|r| {
-            let key = format!("{}/{}", r.namespace, r.name);
-            let facts = index.get(&key)?;
-            (facts.app.as_ref() != Some(app_ref))
-                .then(|| (key, tracking.application(&facts.tracking_meta)))
+) -> std::collections::BTreeMap<String, Option<NamespacedName>> {
+    owner
+        .listed_nvjs()
+        .into_iter()
+        .filter_map(|nvj| {
+            let facts = index.get(&nvj.to_string())?;
+            (facts.owner.as_ref() != Some(owner_ref))
+                .then(|| (nvj.to_string(), facts.owner.clone()))
         })
         .collect()
 }
 
-impl nbg_runtime::Reconciler for AggregatorReconciler {
-    type Object = Application;
+impl<E: Engine> nbg_runtime::Reconciler for AggregatorReconciler<E> {
+    type Object = E::Owner;
     type Error = Error;
 
     fn name(&self) -> &'static str {
@@ -316,30 +308,30 @@ impl nbg_runtime::Reconciler for AggregatorReconciler {
     }
 
     fn object_namespaces(&self) -> Option<Vec<String>> {
-        Some(self.application_namespaces.clone())
+        Some(self.engine.owner_namespaces())
     }
 
-    fn forget(&self, app: &Application) {
-        let app_ref = AppRef::of(app);
+    fn forget(&self, owner: &E::Owner) {
+        let owner_ref = NamespacedName::of(owner);
         if let Ok(mut pending) = self.pending.lock() {
-            pending.remove(&app_ref);
+            pending.remove(&owner_ref);
         }
         if let Ok(mut untracked) = self.untracked.lock()
-            && untracked.remove(&app_ref).is_some()
+            && untracked.remove(&owner_ref).is_some()
         {
-            self.metrics.untracked.remove(&ApplicationLabels {
-                application: app_ref.to_string(),
-            });
+            self.metrics
+                .untracked
+                .remove(&self.metrics.owner_labels(&owner_ref));
         }
     }
 
-    /// Watches NVJs in the controller's scope; each change wakes the Applications it counts
-    /// (or counted) for, in this instance's Argo CD namespace.
+    /// Watches NVJs in the controller's scope; each change wakes the owners it counts (or
+    /// counted) for, in this instance's namespace.
     fn configure(
         &self,
-        mut controller: Controller<Application>,
+        mut controller: Controller<E::Owner>,
         watch_context: &WatchContext<'_>,
-    ) -> Controller<Application> {
+    ) -> Controller<E::Owner> {
         let nvj_namespaces: Vec<Option<String>> = match watch_context.scope.listed_namespaces() {
             [] => vec![None],
             listed => listed.iter().cloned().map(Some).collect(),
@@ -356,7 +348,7 @@ impl nbg_runtime::Reconciler for AggregatorReconciler {
             instances.insert(watch_context.namespace.map(String::from), instance.clone());
         }
         let resource = ApiResource::erase::<NotebookValidationJob>(&());
-        let app_namespace = watch_context.namespace.map(String::from);
+        let owner_namespace = watch_context.namespace.map(String::from);
         for namespace in nvj_namespaces {
             let api = match &namespace {
                 Some(ns) => kube::Api::<DynamicObject>::namespaced_with(
@@ -371,12 +363,12 @@ impl nbg_runtime::Reconciler for AggregatorReconciler {
                 .watches
                 .resilient(&resource.plural, namespace.as_deref(), raw)
                 .modify(slim);
-            let (index, settings, scope) = (
+            let (index, engine, scope) = (
                 instance.index.clone(),
-                self.tracking.clone(),
+                self.engine.clone(),
                 watch_context.scope.clone(),
             );
-            let (synced, app_namespace) = (synced_tx.clone(), app_namespace.clone());
+            let (synced, owner_namespace) = (synced_tx.clone(), owner_namespace.clone());
             let mut listing = Vec::new();
             let tracked = self.metrics.tracked.clone();
             let refs = stream
@@ -388,57 +380,53 @@ impl nbg_runtime::Reconciler for AggregatorReconciler {
                             &index,
                             &mut listing,
                             namespace.as_deref(),
-                            &settings.current(),
+                            &engine.namer(),
                             &|ns| scope.allows(ns),
                             &synced,
                         ),
                         Err(_) => BTreeSet::new(),
                     };
                     if let Ok(i) = index.lock() {
-                        tracked.set(i.applications() as i64);
+                        tracked.set(i.owners() as i64);
                     }
-                    futures::stream::iter(app_refs(affected, app_namespace.as_deref()))
+                    futures::stream::iter(owner_refs(affected, owner_namespace.as_deref()))
                 })
                 .flatten();
             controller = controller.reconcile_on(refs);
         }
-        // Argo CD's tracking settings changed: every NVJ is read again, and the Applications
-        // that gained or lost one are written.
-        let (index, app_namespace) = (instance.index.clone(), app_namespace.clone());
-        let retracked = self
-            .tracking
-            .changes()
-            .map(move |tracking| {
+        // The settings behind the names changed (Argo CD's tracking): every NVJ is read again,
+        // and the owners that gained or lost one are written.
+        let (index, owner_namespace) = (instance.index.clone(), owner_namespace.clone());
+        let renamed = self
+            .engine
+            .namer_changes()
+            .map(move |namer| {
                 let affected = index
                     .lock()
-                    .map(|mut i| i.retrack(&tracking))
+                    .map(|mut i| i.rename(&namer))
                     .unwrap_or_default();
-                futures::stream::iter(app_refs(affected, app_namespace.as_deref()))
+                futures::stream::iter(owner_refs(affected, owner_namespace.as_deref()))
             })
             .flatten();
-        controller.reconcile_on(retracked)
+        controller.reconcile_on(renamed)
     }
 
-    async fn reconcile(&self, app: Arc<Application>) -> Result<Action, Error> {
-        let app_ref = AppRef {
-            namespace: app.namespace().unwrap_or_default(),
-            name: app.name_any(),
-        };
-        let Some(instance) = self.instance(&app_ref.namespace) else {
+    async fn reconcile(&self, owner: Arc<E::Owner>) -> Result<Action, Error> {
+        let owner_ref = NamespacedName::of(owner.as_ref());
+        let Some(instance) = self.instance(&owner_ref.namespace) else {
             return Ok(Action::requeue(Duration::from_secs(1)));
         };
         // Never decide from a partial list of NVJs (a restart would write wrong aggregates).
         let mut synced = instance.synced.clone();
         let _ = synced.wait_for(|n| *n >= instance.watches).await;
-        let tracking = self.tracking.current();
         let (write, untracked) = {
             let Ok(index) = instance.index.lock() else {
                 return Ok(Action::requeue(Duration::from_secs(1)));
             };
-            let untracked = untracked_nvjs(&app, &app_ref, &index, &tracking);
-            let tracked = index.of_app(&app_ref);
-            let write = aggregate::decide(&app, &tracked).map(|w| {
-                let latest = aggregate::counted(&app, &tracked)
+            let untracked = untracked_nvjs(owner.as_ref(), &owner_ref, &index);
+            let named = index.of_owner(&owner_ref);
+            let write = aggregate::decide(owner.as_ref(), &named).map(|w| {
+                let latest = aggregate::counted(owner.as_ref(), &named)
                     .iter()
                     .filter_map(|f| f.changed)
                     .max();
@@ -446,57 +434,62 @@ impl nbg_runtime::Reconciler for AggregatorReconciler {
             });
             (write, untracked)
         };
-        let message = untracked.iter().next().map(|(key, tracked)| {
+        let message = untracked.iter().next().map(|(key, named)| {
             let more = match untracked.len() {
                 1 => String::new(),
                 n => format!(" (and {} more NVJs)", n - 1),
             };
             format!(
                 "{}{more}",
-                tracking.mismatch_message(
-                    &app_ref,
+                self.engine.mismatch_message(
+                    &owner_ref,
                     &format!("NotebookValidationJob {key}"),
-                    tracked.as_ref()
+                    named.as_ref()
                 )
             )
         });
-        self.report_untracked(&app, &app_ref, untracked.keys().cloned().collect(), message)
-            .await;
+        self.report_untracked(
+            owner.as_ref(),
+            &owner_ref,
+            untracked.keys().cloned().collect(),
+            message,
+        )
+        .await;
         let Some((annotations, latest)) = write else {
             if let Ok(mut pending) = self.pending.lock() {
-                pending.remove(&app_ref);
+                pending.remove(&owner_ref);
             }
             return Ok(Action::await_change());
         };
         // Changes within the window are written together (see `coalesce`).
         if let Ok(mut pending) = self.pending.lock() {
             let now = Instant::now();
-            match coalesce::timing(pending.get(&app_ref).copied(), now, self.coalesce) {
+            match coalesce::timing(pending.get(&owner_ref).copied(), now, self.coalesce) {
                 Timing::Now => {
-                    pending.remove(&app_ref);
+                    pending.remove(&owner_ref);
                 }
                 Timing::After(wait) => {
-                    pending.entry(app_ref.clone()).or_insert(now);
+                    pending.entry(owner_ref.clone()).or_insert(now);
                     return Ok(Action::requeue(wait));
                 }
             }
         }
-        nbg_runtime::status::apply_annotations(&self.client, app.as_ref(), NAME, &annotations)
+        nbg_runtime::status::apply_annotations(&self.client, owner.as_ref(), NAME, &annotations)
             .await?;
         let change = if annotations.is_empty() {
             "removed"
         } else {
             "updated"
         };
-        self.metrics.writes.count(&WriteLabels {
-            change: change.to_string(),
-        });
+        self.metrics
+            .writes
+            .count(&[("change".to_string(), change.to_string())]);
         if let Some(t) = latest {
             self.metrics.writes.observe_since_completion(
                 Duration::try_from(Timestamp::now().duration_since(t)).unwrap_or_default(),
             );
         }
-        tracing::debug!(application = %app_ref, change, "written");
+        tracing::debug!(owner = %owner_ref, kind = %E::Owner::kind(&()), change, "written");
         Ok(Action::await_change())
     }
 }

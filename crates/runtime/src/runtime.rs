@@ -205,17 +205,35 @@ impl Runtime {
     /// Runs a reconciler under this runtime until shutdown.
     pub async fn run<R: Reconciler>(self, reconciler: R) -> anyhow::Result<()> {
         let reconciler = Arc::new(reconciler);
+        self.run_until_shutdown(|rt| runner::run(reconciler.clone(), rt.runner_parts()))
+            .await
+    }
+
+    /// What a reconciler's runner takes of this runtime.
+    fn runner_parts(&self) -> RunnerParts {
+        RunnerParts {
+            client: self.client.clone(),
+            concurrency: self.args.max_concurrent_reconciles,
+            scope: self.scope.clone(),
+            metrics: self.metrics.clone(),
+            events: self.events.clone(),
+            shutdown: self.shutdown.clone(),
+            watches: self.watches.clone(),
+        }
+    }
+
+    /// Runs two reconcilers (e.g. one per GitOps engine) under this runtime and one Lease until
+    /// shutdown.
+    pub async fn run_pair<A: Reconciler, B: Reconciler>(self, a: A, b: B) -> anyhow::Result<()> {
+        let (a, b) = (Arc::new(a), Arc::new(b));
         self.run_until_shutdown(|rt| {
-            let parts = RunnerParts {
-                client: rt.client.clone(),
-                concurrency: rt.args.max_concurrent_reconciles,
-                scope: rt.scope.clone(),
-                metrics: rt.metrics.clone(),
-                events: rt.events.clone(),
-                shutdown: rt.shutdown.clone(),
-                watches: rt.watches.clone(),
-            };
-            runner::run(reconciler.clone(), parts)
+            let (a, b) = (
+                runner::run(a.clone(), rt.runner_parts()),
+                runner::run(b.clone(), rt.runner_parts()),
+            );
+            async move {
+                futures::future::join(a, b).await;
+            }
         })
         .await
     }
