@@ -250,3 +250,47 @@ fn a_timeout_before_papermill_wrote_anything_names_the_timeout() {
         "{report}"
     );
 }
+
+/// papermill's own 60-second limit on a kernel's start would fail a run on a loaded node long
+/// before its timeout: the runner gives the kernel the run's whole deadline. Proved through a
+/// `--python` that records its arguments and runs the real papermill (which refuses an option
+/// it does not know).
+#[test]
+fn the_kernel_may_take_the_runs_whole_timeout_to_start() {
+    let d = dir("start-timeout");
+    let nb = d.join("pass.ipynb");
+    notebook(&nb, &["1 + 1"]);
+    let args_file = d.join("papermill-args");
+    let wrapper = d.join("python");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\nexec '{}' \"$@\"\n",
+            args_file.display(),
+            python()
+        ),
+    )
+    .expect("write the wrapper");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nvj-validator"))
+        .arg("run")
+        .arg(&nb)
+        .args(["--timeout", "3m", "--json", "--python"])
+        .arg(&wrapper)
+        .output()
+        .expect("run nvj-validator");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(
+        report["outcome"],
+        "Succeeded",
+        "{report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls = std::fs::read_to_string(&args_file).expect("the wrapper ran");
+    let papermill = calls
+        .lines()
+        .find(|l| l.starts_with("-m papermill"))
+        .unwrap_or_else(|| panic!("papermill not run through --python: {calls}"));
+    assert!(papermill.contains(" --start_timeout 180"), "{papermill}");
+}

@@ -123,7 +123,12 @@ pub fn run_papermill(p: &Papermill<'_>, stop: &Stop) -> std::io::Result<Executio
         .arg(output)
         .arg("--cwd")
         .arg(cwd)
-        .args(["--no-progress-bar", "--request-save-on-cell-execute"]);
+        .args(["--no-progress-bar", "--request-save-on-cell-execute"])
+        // papermill gives the kernel 60 s to start, then fails the run as if the node were
+        // broken; on a loaded node a kernel can take longer, and the run's deadline bounds it
+        // anyway. (`--start_timeout`: the spelling papermill 1.x and 2.x both accept.)
+        .arg("--start_timeout")
+        .arg(deadline.as_secs().max(1).to_string());
     if let Some(k) = kernel {
         cmd.args(["--kernel", k]);
     }
