@@ -41,7 +41,7 @@ Arguments: dict "ctx" $ "rules" <rules for Applications>. */}}
 {{- $ctx := .ctx -}}
 {{- $ns := include "nbg.argocdNamespace" $ctx -}}
 {{- if and (lookup "v1" "Namespace" "" "kube-system") (not (lookup "v1" "Namespace" "" $ns)) }}
-{{- fail (printf "%s: Argo CD's namespace %q does not exist in this cluster. Set global.argocd.namespace to the namespace Argo CD runs in (openshift-gitops on OpenShift GitOps), or install without Argo CD: --set global.argocd.enabled=false,app-status-aggregator.enabled=false" $ctx.Chart.Name $ns) }}
+{{- fail (printf "%s: Argo CD's namespace %q does not exist in this cluster. Set global.argocd.namespace to the namespace Argo CD runs in (openshift-gitops on OpenShift GitOps), or install without Argo CD: --set global.argocd.enabled=false,app-status-aggregator.enabled=false (or global.flux.enabled=true where Flux deploys)" $ctx.Chart.Name $ns) }}
 {{- end }}
 {{- $name := include "nbg.fullname" $ctx }}
 {{ include "nbg.grant" (dict "ctx" $ctx "name" (printf "%s-argocd-settings" $name) "namespace" $ns "rules" (printf "- apiGroups: [\"\"]\n  resources: [configmaps]\n  resourceNames: [argocd-cm]\n  verbs: [get, list, watch]")) }}
