@@ -127,15 +127,23 @@ fn env(docs: &[serde_json::Value], name: &str) -> Option<String> {
         .and_then(|e| e["value"].as_str().map(String::from))
 }
 
-/// `<kind>/<namespace>` of the Roles and ClusterRoles whose name ends with `suffix`.
-fn roles_named(docs: &[serde_json::Value], suffix: &str) -> Vec<String> {
+/// The Roles and ClusterRoles whose name ends with `suffix`.
+fn roles_ending<'a>(
+    docs: &'a [serde_json::Value],
+    suffix: &'a str,
+) -> impl Iterator<Item = &'a serde_json::Value> {
     docs.iter()
         .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
-        .filter(|d| {
+        .filter(move |d| {
             d["metadata"]["name"]
                 .as_str()
                 .is_some_and(|n| n.ends_with(suffix))
         })
+}
+
+/// `<kind>/<namespace>` of the Roles and ClusterRoles whose name ends with `suffix`.
+fn roles_named(docs: &[serde_json::Value], suffix: &str) -> Vec<String> {
+    roles_ending(docs, suffix)
         .map(|d| {
             format!(
                 "{}/{}",
@@ -152,13 +160,7 @@ fn app_status_aggregator_serves_the_engines_turned_on_with_rights_on_their_objec
     let chart = repo_root().join("charts/app-status-aggregator");
     let render = |values: &[&str]| render_chart_documents(&cluster, &chart, "r", "ml", values);
     let rules_in = |docs: &[serde_json::Value], suffix: &str| -> String {
-        docs.iter()
-            .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
-            .filter(|d| {
-                d["metadata"]["name"]
-                    .as_str()
-                    .is_some_and(|n| n.ends_with(suffix))
-            })
+        roles_ending(docs, suffix)
             .map(|d| d["rules"].to_string())
             .collect()
     };
