@@ -4,10 +4,10 @@
 # groups mostly wait (on Argo CD, on pods, on timeouts) and use a fraction of a core, but tests
 # with deadlines flake when too much runs beside them (the chaos run beside the four node lanes
 # and everything else reached a load of 42, and notebook kernels did not start within papermill's
-# 60 s). So:
-#   1. at once: the images (hack/images.sh: cached by their inputs, or built incrementally under
-#      the test command) with their test, and the real Argo CD tests in each configuration of the
-#      compatibility matrix (docs/argocd.md; each cell's planes, ports and nodes its own) - the
+# 60 s - the runner now gives them the run's timeout). So:
+#   1. at once: the images (hack/images.sh, started early by hack/test.sh: cached by their
+#      inputs, or built incrementally under the test command) with their test, and the real
+#      Argo CD tests in each configuration of the compatibility matrix (docs/argocd.md; each cell's planes, ports and nodes its own) - the
 #      v3.2 cell's lane then runs the real Flux tests (docs/flux.md), which mostly wait too, so
 #      their start-up does not compete with the images' build;
 #   2. once the images are there: the tests on the shared control plane (the main run), the API
