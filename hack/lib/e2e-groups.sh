@@ -7,9 +7,10 @@
 # 60 s - the runner now gives them the run's timeout). So:
 #   1. at once: the images (hack/images.sh, started early by hack/test.sh: cached by their
 #      inputs, or built incrementally under the test command) with their test, and the real
-#      Argo CD tests in each configuration of the compatibility matrix (docs/argocd.md; each cell's planes, ports and nodes its own) - the
-#      v3.2 cell's lane then runs the real Flux tests (docs/flux.md), which mostly wait too, so
-#      their start-up does not compete with the images' build;
+#      Argo CD tests in each configuration of the compatibility matrix (docs/argocd.md; each
+#      cell's planes, ports and nodes its own) - the v3.2 cell's lane then runs the real Flux
+#      tests (docs/flux.md), which mostly wait too, so their start-up does not compete with the
+#      images' build;
 #   2. once the images are there: the tests on the shared control plane (the main run), the API
 #      server restart test, the demo with the real Argo CD and KServe, and the real node's tests
 #      in four lanes (each test a control plane with a node of its own);
