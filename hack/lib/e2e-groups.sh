@@ -8,12 +8,12 @@
 #   1. at once: the images (hack/images.sh, started early by hack/test.sh: cached by their
 #      inputs, or built incrementally under the test command) with their test, and the real
 #      Argo CD tests in each configuration of the compatibility matrix (docs/argocd.md; each
-#      cell's planes, ports and nodes its own);
+#      cell's planes, ports and nodes its own), the v3.2 and v3.2-label cells' lanes then the
+#      real Flux tests (docs/flux.md; beside the node's lanes they raised the load until a
+#      training Job missed its deadline);
 #   2. once the images are there: the tests on the shared control plane (the main run), the API
-#      server restart test then the real Flux tests (docs/flux.md; they mostly wait, and their
-#      start-up does not compete with the images' build), the demo with the real Argo CD and
-#      KServe, and the real node's tests in four lanes (each test a control plane with a node of
-#      its own);
+#      server restart test, the demo with the real Argo CD and KServe, and the real node's
+#      tests in four lanes (each test a control plane with a node of its own);
 #   3. once one of those lanes is done: the chaos run.
 # Each group's output goes to target/e2e-logs/<group>.log and is printed at the end with its
 # exit code and when it ran.
@@ -110,12 +110,13 @@ node_lane_d() {
     && cargo test --workspace --test trigger_controller -- --nocapture --exact restarts_roll_real_pods_on_a_real_node
 }
 chaos() { cargo test --workspace --test chaos -- --nocapture; }
-flux() { cargo test --workspace --test flux_gate --test flux_triggers --test flux_example -- --nocapture; }
-# Both run, whatever the first's outcome; the lane fails when either does.
-api_server_restart_then_flux() {
-  local rc=0
-  cargo test --workspace --test api_server_restart || rc=$?
-  flux || rc=$?
+# argocd_then_flux CELL TEST-ARGS...: the cell's Argo CD tests, then those Flux tests; both run,
+# whatever the first's outcome; the lane fails when either does.
+argocd_then_flux() {
+  local cell=$1 rc=0
+  shift
+  argocd_cell "$cell" || rc=$?
+  cargo test --workspace "$@" -- --nocapture || rc=$?
   return "$rc"
 }
 
@@ -145,15 +146,15 @@ await_any() {
 # their fifth test): after a change to the controllers' crates their release build takes
 # 150-300 CPU-seconds, and every real-node test waits for it.
 group images images
-group argocd-v3 argocd_cell v3
-group argocd-v3-label argocd_cell v3-label
+# The real Flux tests (docs/flux.md) follow two cells' tests, split to even the lanes: they mostly
+# wait, and by then the images' build and the real node's lanes are over.
+group argocd-v3-then-flux argocd_then_flux v3 --test flux_gate --test flux_triggers
+group argocd-v3-label-then-flux argocd_then_flux v3-label --test flux_example
 group argocd-v2 argocd_cell v2
 await images
 images_ok=$?
 group main main_run
-# The API server restart test, then the real Flux tests (they mostly wait, and need no images;
-# after the v3.2 cell's tests their lane was the longest).
-group api-server-restart-then-flux api_server_restart_then_flux
+group api-server-restart cargo test --workspace --test api_server_restart
 # The demo with the real Argo CD (v3.2 as installed) and KServe: a lane of its own, beside the
 # cells' (it was the longest lane's last test).
 group demo-argocd env NBG_ARGOCD_CELL=v3 cargo test --workspace --test demo -- --nocapture \

@@ -35,6 +35,8 @@ pub struct FaultCounts {
     pub etcd_pauses: usize,
     /// Controllers that exited without being killed, with the end of their output.
     pub crashes: Vec<(String, String)>,
+    /// Control-plane components started again after they exited (as a kubelet would).
+    pub control_plane_revivals: Vec<String>,
 }
 
 impl fmt::Display for FaultCounts {
@@ -43,12 +45,18 @@ impl fmt::Display for FaultCounts {
         let per: Vec<String> = self.kills.iter().map(|(c, n)| format!("{c} {n}")).collect();
         write!(
             f,
-            "{kills} SIGKILLs ({}; {} of them of the leader of two replicas), {} API server restarts, {} etcd pauses, {} crashes",
+            "{kills} SIGKILLs ({}; {} of them of the leader of two replicas), {} API server restarts, {} etcd pauses, {} crashes, {} control-plane components started again after exiting{}",
             per.join(", "),
             self.leader_kills,
             self.apiserver_restarts,
             self.etcd_pauses,
-            self.crashes.len()
+            self.crashes.len(),
+            self.control_plane_revivals.len(),
+            if self.control_plane_revivals.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", self.control_plane_revivals.join(", "))
+            }
         )
     }
 }
@@ -93,6 +101,7 @@ impl Faults {
             self.down = None;
         }
         self.check_crashes(replicas);
+        self.revive_control_plane(plane);
         if Instant::now() < self.next || self.down.is_some() {
             return;
         }
@@ -157,6 +166,15 @@ impl Faults {
             .or_default() += 1;
         let back = self.millis(200, 3_000);
         self.down = Some((i, Instant::now() + back));
+    }
+
+    /// A control-plane component that exited after a restart (kube-controller-manager gives up
+    /// when the API server is not healthy within 10 s) is started again, as the kubelet starts a
+    /// static pod again; counted.
+    pub fn revive_control_plane(&mut self, plane: &PrivateControlPlane) {
+        self.counts
+            .control_plane_revivals
+            .extend(plane.revive_exited());
     }
 
     /// Any replica that exited without being killed crashed: recorded and started again.

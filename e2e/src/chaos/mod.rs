@@ -538,6 +538,7 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
             }
         }
         faults.check_crashes(&mut controllers);
+        faults.revive_control_plane(plane);
         let checked = invariants::check(&client, &expected, &faults.counts).await?;
         let violations: usize = checked.iter().map(|i| i.violations.len()).sum();
         if violations == 0 || stopped.elapsed() > settle {

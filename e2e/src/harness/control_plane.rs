@@ -15,8 +15,10 @@ pub struct PrivateControlPlane {
     dir: PathBuf,
     env: Vec<(String, String)>,
     apiserver_port: u16,
-    /// The components this test started again, to reap them when they are killed.
-    restarted: std::sync::Mutex<std::collections::HashMap<String, std::process::Child>>,
+    /// The components this test started again, with their command lines: to reap them when
+    /// they are killed, and to start them again when they exit.
+    restarted:
+        std::sync::Mutex<std::collections::HashMap<String, (std::process::Child, Vec<String>)>>,
 }
 
 impl PrivateControlPlane {
@@ -153,14 +155,14 @@ impl PrivateControlPlane {
             .filter(|a| !a.is_empty())
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        let Some((program, args)) = argv.split_first() else {
+        if argv.is_empty() {
             bail!("{component} {pid} has no command line");
-        };
+        }
         // It runs in a session of its own (setsid): its process group is its pid.
         Command::new("kill")
             .args(["-KILL", "--", &format!("-{pid}")])
             .status()?;
-        if let Some(mut child) = self
+        if let Some((mut child, _)) = self
             .restarted
             .lock()
             .ok()
@@ -173,6 +175,40 @@ impl PrivateControlPlane {
             std::thread::sleep(Duration::from_millis(20));
         }
         std::thread::sleep(down);
+        self.spawn(component, argv)
+    }
+
+    /// Starts again each component this plane restarted that has exited since, as the kubelet
+    /// starts a static pod again: kube-controller-manager exits when the API server is not
+    /// healthy within 10 s of its start ("failed to wait for apiserver being healthy" on a loaded
+    /// machine), and then no Deployment's status moved again. Returns those started.
+    pub fn revive_exited(&self) -> Vec<String> {
+        let exited: Vec<(String, Vec<String>)> = self
+            .restarted
+            .lock()
+            .map(|mut c| {
+                let gone: Vec<String> = c
+                    .iter_mut()
+                    .filter_map(|(name, (child, _))| {
+                        matches!(child.try_wait(), Ok(Some(_))).then(|| name.clone())
+                    })
+                    .collect();
+                gone.into_iter()
+                    .filter_map(|name| c.remove(&name).map(|(_, argv)| (name, argv)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        exited
+            .into_iter()
+            .filter_map(|(name, argv)| self.spawn(&name, argv).ok().map(|()| name))
+            .collect()
+    }
+
+    /// Starts `component` with `argv`, its output appended to its log.
+    fn spawn(&self, component: &str, argv: Vec<String>) -> anyhow::Result<()> {
+        let Some((program, args)) = argv.split_first() else {
+            bail!("{component} has no command line");
+        };
         let log = std::fs::OpenOptions::new()
             .append(true)
             .open(self.dir.join(format!("logs/{component}.log")))?;
@@ -186,7 +222,7 @@ impl PrivateControlPlane {
             .with_context(|| format!("starting {component} again"))?;
         std::fs::write(self.pid_file(component), child.id().to_string())?;
         if let Ok(mut c) = self.restarted.lock() {
-            c.insert(component.to_string(), child);
+            c.insert(component.to_string(), (child, argv));
         }
         Ok(())
     }
