@@ -49,8 +49,8 @@ pub struct Cli {
     pub argocd: ArgoCdArgs,
     #[command(flatten)]
     pub flux: FluxArgs,
-    /// An Application is written at most this long after its first unwritten change, with
-    /// every change made meanwhile (Go duration; 0: at once).
+    /// An Application or Kustomization is written at most this long after its first unwritten
+    /// change, with every change made meanwhile (Go duration; 0: at once).
     #[arg(long, env = "NBG_COALESCE", default_value = "250ms", value_parser = nbg_runtime::cli::parse_duration)]
     pub coalesce: Duration,
 }
@@ -67,42 +67,43 @@ fn application_namespaces(cli: &Cli) -> Vec<String> {
     cli.argocd.application_namespaces()
 }
 
+/// The reconciler of one engine, on `runtime`'s client, Events and metrics.
+fn reconciler<E: engine::Engine>(
+    runtime: &Runtime,
+    engine: E,
+    coalesce: Duration,
+) -> AggregatorReconciler<E> {
+    AggregatorReconciler::new(
+        runtime.client.clone(),
+        runtime.events.clone(),
+        engine,
+        coalesce,
+        &runtime.registry,
+    )
+}
+
 /// Connects, then runs until SIGTERM: one reconciler per engine, under one Lease.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let application_namespaces = application_namespaces(&cli);
     let flux_namespaces = cli.flux.namespaces();
     let runtime = Runtime::connect(NAME, env!("CARGO_PKG_VERSION"), cli.common).await?;
-    let flux = cli.engines.contains(&EngineName::Flux).then(|| {
-        AggregatorReconciler::new(
-            runtime.client.clone(),
-            runtime.events.clone(),
-            Flux {
-                namespaces: flux_namespaces,
-            },
-            cli.coalesce,
-            &runtime.registry,
-        )
-    });
-    if !cli.engines.contains(&EngineName::Argocd) {
-        return match flux {
-            Some(flux) => runtime.run(flux).await,
-            None => anyhow::bail!("--engines names no engine: give argocd, flux or both"),
-        };
-    }
-    let tracking = TrackingSettings::start(&runtime.client, &cli.argocd, &runtime.watches).await;
-    let argocd = AggregatorReconciler::new(
-        runtime.client.clone(),
-        runtime.events.clone(),
-        ArgoCd {
-            tracking,
+    let argocd = match cli.engines.contains(&EngineName::Argocd) {
+        true => Some(ArgoCd {
+            tracking: TrackingSettings::start(&runtime.client, &cli.argocd, &runtime.watches).await,
             application_namespaces,
-        },
-        cli.coalesce,
-        &runtime.registry,
-    );
-    match flux {
-        Some(flux) => runtime.run_pair(argocd, flux).await,
-        None => runtime.run(argocd).await,
+        }),
+        false => None,
+    };
+    let flux = cli.engines.contains(&EngineName::Flux).then_some(Flux {
+        namespaces: flux_namespaces,
+    });
+    let argocd = argocd.map(|e| reconciler(&runtime, e, cli.coalesce));
+    let flux = flux.map(|e| reconciler(&runtime, e, cli.coalesce));
+    match (argocd, flux) {
+        (Some(argocd), Some(flux)) => runtime.run_pair(argocd, flux).await,
+        (Some(argocd), None) => runtime.run(argocd).await,
+        (None, Some(flux)) => runtime.run(flux).await,
+        (None, None) => anyhow::bail!("--engines names no engine: give argocd, flux or both"),
     }
 }
 
