@@ -23,7 +23,12 @@ async fn the_five_controllers_lose_nothing_and_repeat_nothing_under_faults() {
     };
     let report = chaos::run(&config).await.expect("the chaos run");
     report.print();
-    assert_eq!(report.violations(), 0, "seed {seed}: see the report above");
+    assert_eq!(
+        report.violations(),
+        0,
+        "seed {seed} (the report above); the first violations:\n{}",
+        report.violations_summary(5)
+    );
     assert!(
         report.faults.apiserver_restarts + report.faults.etcd_pauses > 0
             && report.faults.kills.values().sum::<usize>() > 0,

@@ -127,6 +127,20 @@ impl Report {
             );
         }
         println!("\n{} violations in all", self.violations());
+        if self.violations() > 0 {
+            println!("the first:\n{}", self.violations_summary(5));
+        }
+    }
+
+    /// The violations, each after its invariant's name, at most `n`: repeated at the end of the
+    /// output (and in the test's failure message), where a CI log's tail shows it.
+    pub fn violations_summary(&self, n: usize) -> String {
+        self.invariants
+            .iter()
+            .flat_map(|i| i.violations.iter().map(move |v| format!("{}: {v}", i.name)))
+            .take(n)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
