@@ -24,11 +24,29 @@ pub fn python() -> &'static str {
     })
 }
 
-pub fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nbg-run-{name}-{}", std::process::id()));
+/// A scratch directory of one test, under cargo's directory for test scratch (not the host's
+/// /tmp), removed when the test ends.
+pub struct ScratchDir(PathBuf);
+
+impl std::ops::Deref for ScratchDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn dir(name: &str) -> ScratchDir {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("nbg-run-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("dir");
-    d
+    ScratchDir(d)
 }
 
 pub fn notebook(path: &Path, cells: &[&str]) {
