@@ -83,23 +83,33 @@ impl Interruption {
 
 /// The delays of one watch's retries: none after a `410`, otherwise 250 ms doubling up to
 /// 5 s, with up to 25 % jitter so many watches do not retry in lockstep. Reset by any event.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone)]
 pub struct RetryDelays {
     failures: u32,
+    first: Duration,
+    max: Duration,
+}
+
+impl Default for RetryDelays {
+    fn default() -> Self {
+        Self {
+            failures: 0,
+            first: Duration::from_millis(250),
+            max: Duration::from_secs(5),
+        }
+    }
 }
 
 impl RetryDelays {
-    const FIRST: Duration = Duration::from_millis(250);
-    const MAX: Duration = Duration::from_secs(5);
-
     /// The pause before the watch tries again after `why`; `jitter` in [0, 1).
     pub fn next(&mut self, why: Interruption, jitter: f64) -> Duration {
         if why == Interruption::Expired {
             return Duration::ZERO;
         }
-        let base = Self::FIRST
+        let base = self
+            .first
             .saturating_mul(2u32.saturating_pow(self.failures))
-            .min(Self::MAX);
+            .min(self.max);
         self.failures = self.failures.saturating_add(1);
         base.mul_f64(1.0 + 0.25 * jitter.clamp(0.0, 1.0))
     }
@@ -122,6 +132,8 @@ pub struct Watches {
     controller: &'static str,
     restarts: Family<RestartLabels, Counter>,
     recoveries: tokio::sync::watch::Sender<u64>,
+    /// Each watch's delays start from these.
+    delays: RetryDelays,
 }
 
 impl Watches {
@@ -138,7 +150,21 @@ impl Watches {
             controller,
             restarts,
             recoveries: tokio::sync::watch::Sender::new(0),
+            delays: RetryDelays::default(),
         }
+    }
+
+    /// The same watches with shorter delays: a test sees the backoff grow in milliseconds
+    /// (tokio's paused clock would need its `test-util` feature, which changes the features of
+    /// tokio - and so the build of every crate - between `cargo build` and `cargo test`).
+    #[cfg(test)]
+    fn with_delays(mut self, first: Duration, max: Duration) -> Self {
+        self.delays = RetryDelays {
+            failures: 0,
+            first,
+            max,
+        };
+        self
     }
 
     /// Yields once each time a watch of this process delivers an event again after an
@@ -169,7 +195,7 @@ impl Watches {
         let this = self.clone();
         let resource = resource.into();
         let namespace = namespace.unwrap_or("").to_string();
-        let mut delays = RetryDelays::default();
+        let mut delays = self.delays.clone();
         let mut down_since: Option<Instant> = None;
         stream.filter_map(move |item| {
             let pause = match item {
@@ -328,10 +354,11 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn the_start_of_a_refused_list_is_no_recovery() {
         let registry = crate::metrics::new_registry();
-        let watches = Watches::register(&registry, "test");
+        let watches = Watches::register(&registry, "test")
+            .with_delays(Duration::from_millis(10), Duration::from_millis(200));
         // What kube's watcher yields while a list keeps failing (a CRD not installed): an
         // `Init`, then the error, again and again. The pause must grow, not restart.
         let mut items: Vec<Result<watcher::Event<u32>, watcher::Error>> = Vec::new();
@@ -339,15 +366,16 @@ mod tests {
             items.push(Ok(watcher::Event::Init));
             items.push(Err(status(404)));
         }
-        let started = tokio::time::Instant::now();
+        let started = std::time::Instant::now();
         let out: Vec<_> = watches
             .resilient("things", None, futures::stream::iter(items))
             .collect()
             .await;
         assert_eq!(out.len(), 6, "the Init events pass through");
-        // 250 ms doubling: at least 0.25+0.5+1+2+4+5 s, far more than six fixed 250 ms pauses.
+        // 10 ms doubling: at least 10+20+40+80+160+200 ms, far more than six fixed 10 ms
+        // pauses (75 ms with the most jitter).
         assert!(
-            started.elapsed() >= Duration::from_secs(12),
+            started.elapsed() >= Duration::from_millis(510),
             "{:?}",
             started.elapsed()
         );
