@@ -8,9 +8,9 @@
 #   1. at once: the images (hack/images.sh, started early by hack/test.sh: cached by their
 #      inputs, or built incrementally under the test command) with their test, and the real
 #      Argo CD tests in each configuration of the compatibility matrix (docs/argocd.md; each
-#      cell's planes, ports and nodes its own), the v3.2 and v3.2-label cells' lanes then the
-#      real Flux tests (docs/flux.md; beside the node's lanes they raised the load until a
-#      training Job missed its deadline);
+#      cell's planes, ports and nodes its own), each cell's lane then one of the real Flux tests
+#      (docs/flux.md; beside the node's lanes they raised the load until a training Job missed
+#      its deadline);
 #   2. once the images are there: the tests on the shared control plane (the main run), the API
 #      server restart test, the demo with the real Argo CD and KServe, and the real node's
 #      tests in four lanes (each test a control plane with a node of its own);
@@ -146,11 +146,11 @@ await_any() {
 # their fifth test): after a change to the controllers' crates their release build takes
 # 150-300 CPU-seconds, and every real-node test waits for it.
 group images images
-# The real Flux tests (docs/flux.md) follow two cells' tests, split to even the lanes: they mostly
-# wait, and by then the images' build and the real node's lanes are over.
-group argocd-v3-then-flux argocd_then_flux v3 --test flux_gate --test flux_triggers
+# The real Flux tests (docs/flux.md) follow the cells' tests, one after each, to even the lanes:
+# they mostly wait, and by then the images' build and the real node's lanes are over.
+group argocd-v3-then-flux argocd_then_flux v3 --test flux_gate
 group argocd-v3-label-then-flux argocd_then_flux v3-label --test flux_example
-group argocd-v2 argocd_cell v2
+group argocd-v2-then-flux argocd_then_flux v2 --test flux_triggers
 await images
 images_ok=$?
 group main main_run
