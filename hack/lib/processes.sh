@@ -30,12 +30,27 @@ install_missing() {
 }
 
 # install_packages DEBIAN_PACKAGE...: installs them with apt-get (as root on Debian or Ubuntu),
-# or exits naming them.
+# or exits naming them. Tests side by side may need the same packages at once (on a new machine
+# every real node's first start installs containerd): one apt-get at a time (a lock in the
+# project's cache; apt-get itself fails at once on a held dpkg lock), and what another installed
+# meanwhile is not installed again.
 install_packages() {
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-    echo "installing $* (apt-get)" >&2
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    local lock="${NBG_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/notebook-gitops}/apt.lock" left=() pkg
+    mkdir -p "$(dirname "$lock")"
+    exec 7>"$lock"
+    flock 7
+    for pkg in "$@"; do
+      dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || left+=("$pkg")
+    done
+    if [ ${#left[@]} -gt 0 ]; then
+      echo "installing ${left[*]} (apt-get)" >&2
+      apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        -o DPkg::Lock::Timeout=300 "${left[@]}" >/dev/null
+    fi
+    flock -u 7
+    exec 7>&-
   else
     echo "error: install these packages first (Debian/Ubuntu names): $*" >&2
     exit 1
