@@ -83,13 +83,18 @@ step "control-plane binaries (built once, cached in $NBG_BIN_DIR)"
 # Set after the Go builds above; a GOGC of the caller's own is kept.
 export GOGC="${GOGC:-400}"
 
-# The images' release build (hack/images.sh) is what the real node's tests wait for first: it
-# starts now, beside the control plane and the debug builds of the binaries and the tests (other
-# profile directories: no lock between them), and the images group finds it done or waits for it
-# (its lock); a failure shows there. 4-5 minutes after a change to the controllers' crates.
+# The images' release build (hack/images.sh) is what the real node's tests wait for first: where
+# it was built before (its mirror exists), it starts now, beside the control plane and the debug
+# builds of the binaries and the tests (other profile directories: no lock between them) - a
+# cache hit or an incremental build of what changed - and the images group finds it done or
+# waits for it (its lock); a failure shows there. On a new machine its first, whole build waits
+# for the images group, beside the Argo CD lanes, which mostly wait: beside the debug builds it
+# took 17 minutes and held them up 6 (2026-12-06).
 mkdir -p target/e2e-logs
-setsid bash -c 'exec hack/images.sh >target/e2e-logs/images-early.log 2>&1' &
-images_pgid=$!
+if [ -d "$NBG_CACHE_DIR/release-src" ]; then
+  setsid bash -c 'exec hack/images.sh >target/e2e-logs/images-early.log 2>&1' &
+  images_pgid=$!
+fi
 
 step "local control plane"
 if ! "$here/local-cluster.sh" status | grep -q '^api: ready'; then
