@@ -114,7 +114,9 @@ impl<'a> Env<'a> {
         serde_json::json!({
             "notebook": {"git": {"url": self.url(repo), "ref": reference}, "path": path},
             "podConfig": {"containerImage": self.node.notebook_image, "imagePullPolicy": "Never"},
-            "timeout": "2m"
+            // Room for a loaded 2-core CI machine: a three-cell run took over 2 minutes there
+            // (2026-12-06) with nine groups of tests beside it.
+            "timeout": "4m"
         })
     }
 }
@@ -167,7 +169,7 @@ async fn parameters_and_output_checks_judge_what_the_notebook_produced(node: &Re
     env.create("warned", warned).await;
 
     let s = env
-        .finished("trained", Duration::from_secs(180))
+        .finished("trained", Duration::from_secs(300))
         .await
         .status
         .expect("status");
@@ -186,7 +188,7 @@ async fn parameters_and_output_checks_judge_what_the_notebook_produced(node: &Re
     assert!(message.contains("2 output checks passed"), "{message}");
 
     let s = env
-        .finished("short", Duration::from_secs(180))
+        .finished("short", Duration::from_secs(300))
         .await
         .status
         .expect("status");
@@ -207,7 +209,7 @@ async fn parameters_and_output_checks_judge_what_the_notebook_produced(node: &Re
     );
 
     let s = env
-        .finished("warned", Duration::from_secs(180))
+        .finished("warned", Duration::from_secs(300))
         .await
         .status
         .expect("status");
@@ -247,7 +249,7 @@ async fn passing_and_failing_notebooks_report_every_cell_and_run_once(node: &Rea
     env.create("fail", env.spec("notebooks", "nb/fail.ipynb", "main"))
         .await;
 
-    let pass = env.finished("pass", Duration::from_secs(180)).await;
+    let pass = env.finished("pass", Duration::from_secs(300)).await;
     let s = pass.status.clone().expect("status");
     assert_eq!(s.phase, Some(Phase::Succeeded), "{:?}", s.message);
     assert_eq!(s.results.len(), 3);
@@ -258,7 +260,7 @@ async fn passing_and_failing_notebooks_report_every_cell_and_run_once(node: &Rea
         s.start_time.is_some() && s.completion_time.is_some() && s.validation_pod_name.is_some()
     );
 
-    let fail = env.finished("fail", Duration::from_secs(180)).await;
+    let fail = env.finished("fail", Duration::from_secs(300)).await;
     let s = fail.status.clone().expect("status");
     assert_eq!(s.phase, Some(Phase::Failed));
     let message = s.message.clone().unwrap_or_default();
@@ -366,7 +368,7 @@ async fn golden_comparison_within_and_beyond_tolerance(node: &RealNode) {
         env.create(name, spec).await;
     }
     let close = env
-        .finished("close", Duration::from_secs(180))
+        .finished("close", Duration::from_secs(300))
         .await
         .status
         .expect("status");
@@ -379,7 +381,7 @@ async fn golden_comparison_within_and_beyond_tolerance(node: &RealNode) {
         Some((2, 2))
     );
     let far = env
-        .finished("far", Duration::from_secs(180))
+        .finished("far", Duration::from_secs(300))
         .await
         .status
         .expect("status");
@@ -451,7 +453,7 @@ async fn a_private_repository_with_a_credentials_secret_and_no_secret_in_the_pod
     env.create("anonymous", env.spec("private", "train.ipynb", &sha))
         .await;
     let anonymous = env
-        .finished("anonymous", Duration::from_secs(180))
+        .finished("anonymous", Duration::from_secs(300))
         .await
         .status
         .expect("status");
@@ -465,7 +467,7 @@ async fn a_private_repository_with_a_credentials_secret_and_no_secret_in_the_pod
     let mut spec = env.spec("private", "train.ipynb", &sha);
     spec["notebook"]["git"]["credentialsSecret"] = serde_json::json!("git-credentials");
     env.create("private", spec).await;
-    let done = env.finished("private", Duration::from_secs(180)).await;
+    let done = env.finished("private", Duration::from_secs(300)).await;
     let s = done.status.clone().expect("status");
     assert_eq!(s.phase, Some(Phase::Succeeded), "{:?}", s.message);
     let pod = env
@@ -499,7 +501,7 @@ async fn a_spec_change_after_failure_reruns_and_a_deleted_pod_is_retried(node: &
     );
     env.create("rerun", env.spec("rerun", "train.ipynb", &broken))
         .await;
-    let first = env.finished("rerun", Duration::from_secs(180)).await;
+    let first = env.finished("rerun", Duration::from_secs(300)).await;
     assert_eq!(
         first.status.as_ref().and_then(|s| s.phase),
         Some(Phase::Failed)
