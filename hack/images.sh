@@ -63,7 +63,7 @@ else
   # mirror rewrites only the files whose content differs (rsync --checksum), so only what
   # changed is rebuilt. One build in the mirror at a time.
   install_missing rsync:rsync
-  src="$NBG_CACHE_DIR/release-src"
+  src="$NBG_RELEASE_SRC"
   mkdir -p "$src"
   exec 8>"$NBG_CACHE_DIR/.release-src.lock"
   flock 8

@@ -91,7 +91,7 @@ export GOGC="${GOGC:-400}"
 # for the images group, beside the Argo CD lanes, which mostly wait: beside the debug builds it
 # took 17 minutes and held them up 6 (2026-12-06).
 mkdir -p target/e2e-logs
-if [ -d "$NBG_CACHE_DIR/release-src" ]; then
+if [ -d "$NBG_RELEASE_SRC" ]; then
   setsid bash -c 'exec hack/images.sh >target/e2e-logs/images-early.log 2>&1' &
   images_pgid=$!
 fi

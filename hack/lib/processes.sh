@@ -36,7 +36,7 @@ install_missing() {
 # meanwhile is not installed again.
 install_packages() {
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-    local lock="${NBG_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/notebook-gitops}/apt.lock" left=() pkg
+    local lock="$NBG_CACHE_DIR/apt.lock" left=() pkg
     mkdir -p "$(dirname "$lock")"
     exec 7>"$lock"
     flock 7

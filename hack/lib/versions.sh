@@ -35,3 +35,6 @@ JUST_VERSION="1.59.0"
 # Binaries are cached outside the repository, keyed by version, so a fresh clone reuses them.
 NBG_CACHE_DIR="${NBG_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/notebook-gitops}"
 NBG_BIN_DIR="$NBG_CACHE_DIR/bin"
+# The mirror of the checkout the images' release build runs in (hack/images.sh); it exists once
+# the images were built on this machine.
+NBG_RELEASE_SRC="$NBG_CACHE_DIR/release-src"
