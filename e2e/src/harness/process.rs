@@ -402,8 +402,8 @@ pub fn built_tool(name: &str) -> anyhow::Result<PathBuf> {
 const PORT_RANGE: std::ops::Range<u32> = 24_000..32_000;
 
 /// A TCP port free on 127.0.0.1 right now (for a process's --http-addr, a control plane's
-/// ports): never one this process handed out before, and spread by process id so test
-/// processes side by side start far apart.
+/// ports): never one this process or another running test process handed out before
+/// ([`reserve_port`]), and spread by process id so test processes side by side start far apart.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static HANDED_OUT: AtomicU32 = AtomicU32::new(0);
@@ -415,16 +415,102 @@ pub fn free_port() -> u16 {
         let Ok(port) = u16::try_from(port) else {
             continue;
         };
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && reserve_port(port) {
             return port;
         }
     }
     panic!("no free port in 127.0.0.1:{PORT_RANGE:?}")
 }
 
+/// Holds `port` for this process until it exits: a lock on `target/e2e-ports/<port>`, which the
+/// test processes of this checkout all take. A port free when checked is not yet bound by the
+/// server it is for; two test processes checking at once both found it free (a control plane
+/// and another test's trigger-controller were once handed the same port). False when another
+/// process holds it; true when no lock can be taken at all (the bind check alone then).
+/// The lock files of the ports [`reserve_port`] holds, by port.
+static HELD_PORTS: std::sync::OnceLock<std::sync::Mutex<Vec<(u16, std::fs::File)>>> =
+    std::sync::OnceLock::new();
+
+fn reserve_port(port: u16) -> bool {
+    use std::fs::{File, TryLockError};
+    use std::sync::Mutex;
+    let held = HELD_PORTS.get_or_init(Mutex::default);
+    let dir = repo_root().join("target/e2e-ports");
+    let file = std::fs::create_dir_all(&dir).and_then(|()| {
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+    });
+    let Ok(file) = file else {
+        return true;
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            held.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((port, file));
+            true
+        }
+        Err(TryLockError::WouldBlock) => false,
+        Err(TryLockError::Error(_)) => true,
+    }
+}
+
+/// Lets another process take `port` (closing its lock file releases the lock).
+#[cfg(test)]
+fn release_port(port: u16) {
+    if let Some(held) = HELD_PORTS.get() {
+        held.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(p, _)| *p != port);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_handed_out_is_held_against_other_processes_and_theirs_against_this_one() {
+        let port = free_port();
+        let lock = repo_root().join(format!("target/e2e-ports/{port}"));
+        let flock = |args: &[&str]| {
+            // --close: the lock is flock's own, not its command's (killed with flock).
+            std::process::Command::new("flock")
+                .arg("--close")
+                .args(args)
+                .arg(&lock)
+                .args(["sleep", "30"])
+                .spawn()
+                .expect("flock(1)")
+        };
+        // Another test process cannot take it while this one lives.
+        let refused = flock(&["--nonblock", "--conflict-exit-code", "75"])
+            .wait()
+            .expect("flock(1) ends");
+        assert_eq!(refused.code(), Some(75), "another process took port {port}");
+
+        // And a port another process holds is not handed out here.
+        release_port(port);
+        let mut holder = flock(&[]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while reserve_port(port) {
+            release_port(port);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "flock(1) never took {lock:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        holder.kill().ok();
+        holder.wait().ok();
+        assert!(
+            reserve_port(port),
+            "port {port} is free again once its holder exited"
+        );
+    }
 
     #[test]
     fn free_ports_are_distinct_and_outside_the_ephemeral_range() {
