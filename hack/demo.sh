@@ -61,11 +61,7 @@ if ! "$here/local-cluster.sh" status | grep -q '^api: ready'; then
   started_cluster=1
 fi
 # The pods run on a real node (a running control plane without one is restarted with one).
-# The notebook runner, and KServe's sklearn server where the real KServe serves the model.
-node_images="notebook-runner"
-case " ${components[*]} " in *" kserve "*) node_images+=" kserve-sklearnserver" ;; esac
-NBG_NODE=real NBG_NODE_IMAGE_DIR="${CARGO_TARGET_DIR:-$repo/target}/images" NBG_NODE_IMAGE_SET="$node_images" \
-  "$here/local-cluster.sh" up
+NBG_NODE=real NBG_NODE_IMAGE_DIR="${CARGO_TARGET_DIR:-$repo/target}/images" "$here/local-cluster.sh" up
 
 step "the demo"
 # In its own process group, so everything it starts stops with it.

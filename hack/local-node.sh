@@ -12,15 +12,16 @@
 # The API server listens on every host address; the node and its pods reach it at
 # 10.201.<k>.1 (the `kubernetes` Service's endpoint), the host reaches pods through the route.
 # Everything the node changes on the host - the network namespace and its link, the route,
-# /var/lib/nbg-node/<k>, /run/nbg-node/<k>, the mounts below them, the cgroups /nbg-node-<k>,
-# the pod network namespaces - is undone by `down`.
+# /var/lib/nbg-node/<k>, /run/nbg-node/<k>, the pods' logs in /var/log/nbg-node/<k> and the
+# kubelet's links to them in /var/log/containers, the mounts below them, the cgroups
+# /nbg-node-<k>, the pod network namespaces - is undone by `down`.
 #
 # usage: hack/local-node.sh link|up|down|status    (the environment of hack/local-cluster.sh;
-#        NBG_NODE_IMAGE_SET: which of hack/node-images.sh's images to import, default all;
 #        NBG_NODE_IMAGE_DIR: a directory of more image archives to import, the controllers')
 #   link  allocate the node's number and network (before the API server starts: it advertises
 #         the host end of the link)
-#   up    start containerd, import the images, start CoreDNS, the kubelet and kube-proxy; wait
+#   up    start containerd with hack/node-images.sh's images (hack/node-seed.sh) and import the
+#         controllers', start CoreDNS, the kubelet and kube-proxy; wait
 #         until the node is Ready and cluster names resolve
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -162,6 +163,9 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, nodefs.inodesFree: 1%, imagefs.available: 1%}
 nodeStatusReportFrequency: 10s
+# The node's own: a kubelet removes every pod log directory of pods it does not run, so nodes
+# side by side on one host must not share the default /var/log/pods.
+podLogsDir: /var/log/nbg-node/$k/pods
 YAML
   cat >"$node_state/kube-proxy.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
@@ -263,33 +267,29 @@ cmd_up() {
   "$here/build-binaries.sh" kubelet kube-proxy coredns >/dev/null
   local images; images="$("$here/node-images.sh")" || die "building the node's images failed"
   pause_ref="$(awk '$1=="pause" {print $2}' <<<"$images")"
+  local seed; seed="$("$here/node-seed.sh")" || die "importing the node's images (hack/node-seed.sh) failed"
   write_configs
   local k; k="$(node_id)"
   local run="/run/nbg-node/$k"
+  # The node's images: its containerd root starts as the seed's, layers and blobs as hard links
+  # (a full copy where the seed is on another file system), the databases containerd writes copied.
+  local root="/var/lib/nbg-node/$k/containerd" db
+  rm -rf "$root"
+  cp -al "$seed" "$root" 2>/dev/null || { rm -rf "$root"; cp -a "$seed" "$root"; }
+  for db in io.containerd.metadata.v1.bolt/meta.db io.containerd.snapshotter.v1.overlayfs/metadata.db; do
+    cp --remove-destination "$seed/$db" "$root/$db"
+  done
 
   say "starting containerd"
   start_in_node containerd containerd --config "$node_state/containerd.toml"
   wait_for "containerd" 30 ctr --address "$run/containerd.sock" version
-  # hack/node-images.sh's images named by NBG_NODE_IMAGE_SET (default: all of them; the sandbox
-  # image always), and the controllers' from NBG_NODE_IMAGE_DIR. Importing a few hundred MB
-  # costs seconds of CPU: a test's node takes only what it runs.
-  local archive name wanted="${NBG_NODE_IMAGE_SET:-}"
-  local archives=()
-  while read -r name _ archive; do
-    if [ "$name" = pause ] || [ -z "$wanted" ] || [[ " $wanted " == *" $name "* ]]; then
-      archives+=("$archive")
-    fi
-  done <<<"$images"
-  for archive in "${archives[@]}" ${NBG_NODE_IMAGE_DIR:+"$NBG_NODE_IMAGE_DIR"/*.oci.tar}; do
+  # The controllers' images, from NBG_NODE_IMAGE_DIR: a few MB each, rebuilt with the code.
+  local archive
+  for archive in ${NBG_NODE_IMAGE_DIR:+"$NBG_NODE_IMAGE_DIR"/*.oci.tar}; do
     [ -f "$archive" ] || continue
     ctr --address "$run/containerd.sock" -n k8s.io images import "$archive" >/dev/null \
       || die "importing $archive into the node failed"
   done
-  # The notebook runner also by the project's version alone: what the playground's examples name.
-  local runner_ref; runner_ref="$(awk '$1=="notebook-runner" {print $2}' <<<"$images")"
-  if [ -z "$wanted" ] || [[ " $wanted " == *" notebook-runner "* ]]; then
-    ctr --address "$run/containerd.sock" -n k8s.io images tag --force "$runner_ref" "${runner_ref%-*}" >/dev/null
-  fi
   say "images on the node: $(ctr --address "$run/containerd.sock" -n k8s.io images ls -q | grep -v '^sha256:' | tr '\n' ' ')"
 
   # The kubelet's cgroup root exists in every hierarchy (cgroup v1, cgroupfs driver).
@@ -347,10 +347,12 @@ cmd_down() {
     [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
   ip link del "nbg-h$k" 2>/dev/null || true
-  rm -rf "/var/lib/nbg-node/$k" "/run/nbg-node/$k"
+  # The kubelet's links to its pods' logs (/var/log/containers is the kubelet's, not a setting).
+  find /var/log/containers -maxdepth 1 -lname "/var/log/nbg-node/$k/*" -delete 2>/dev/null || true
+  rm -rf "/var/lib/nbg-node/$k" "/run/nbg-node/$k" "/var/log/nbg-node/$k"
   # Parents that only held this node's (rmdir leaves them when another node uses them); the
   # runc shims' socket directory.
-  rmdir /var/lib/nbg-node /run/nbg-node /run/containerd/s /run/containerd 2>/dev/null || true
+  rmdir /var/lib/nbg-node /run/nbg-node /var/log/nbg-node /var/log/containers /run/containerd/s /run/containerd 2>/dev/null || true
   # Last: the namespace is the lock on the number k (cmd_link); released earlier, another plane
   # would take k and start in the directories being removed here.
   ip netns del "$(netns_of "$k")" 2>/dev/null || true

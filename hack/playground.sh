@@ -66,7 +66,7 @@ cmd_up() {
   step "the controllers' images (release builds; several minutes the first time)"
   "$here/images.sh" "$target/images"
   step "local control plane with a real node (the node's images are built the first time, about a minute)"
-  NBG_NODE=real NBG_NODE_IMAGE_DIR="$target/images" NBG_NODE_IMAGE_SET=notebook-runner "$here/local-cluster.sh" up
+  NBG_NODE=real NBG_NODE_IMAGE_DIR="$target/images" "$here/local-cluster.sh" up
 
   step "playground components"
   local node_id host_ip git_port

@@ -33,8 +33,7 @@ fn manifests(notebooks: &str, notebook_path: &str, image: &str) -> Vec<(&'static
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn argo_cd_applies_the_next_wave_only_after_nvj_validator_ran_the_notebook() {
-    let node = RealNode::start("argocd-validated", &["notebook-runner"])
-        .expect("a control plane with a real node");
+    let node = RealNode::start("argocd-validated").expect("a control plane with a real node");
     let argocd = RealArgoCd::start(&node.plane.cluster).expect("the real Argo CD");
     let cluster = &node.plane.cluster;
     let client = cluster.client().await;

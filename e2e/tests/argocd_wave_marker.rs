@@ -43,7 +43,7 @@ async fn operation(apps: &Api<DynamicObject>) -> Option<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_serving_hook_waits_for_the_training_nvj_under_the_real_argo_cd() {
-    let node = RealNode::start("argocd-hook", &[]).expect("a control plane with a real node");
+    let node = RealNode::start("argocd-hook").expect("a control plane with a real node");
     let argocd = RealArgoCd::start(&node.plane.cluster).expect("the real Argo CD");
     let cluster = &node.plane.cluster;
     let client = cluster.client().await;

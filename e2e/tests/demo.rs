@@ -24,8 +24,7 @@ fn check(summary: &DemoSummary) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_plays_its_acts_with_the_real_argo_cd_and_kserve() {
-    let node = RealNode::start("demo-argocd", &["notebook-runner", "kserve-sklearnserver"])
-        .expect("a control plane with a real node");
+    let node = RealNode::start("demo-argocd").expect("a control plane with a real node");
     let plane = &node.plane;
     let config = DemoConfig {
         namespace: "fraud-detection".into(),
@@ -53,8 +52,7 @@ async fn the_demo_plays_its_acts_with_the_real_argo_cd_and_kserve() {
 
 #[tokio::test]
 async fn the_demo_plays_its_acts_without_argo_cd_and_kserve() {
-    let node = RealNode::start("demo-played", &["notebook-runner"])
-        .expect("a control plane with a real node");
+    let node = RealNode::start("demo-played").expect("a control plane with a real node");
     let config = DemoConfig {
         namespace: "fraud-detection".into(),
         argocd_namespace: "argocd".into(),

@@ -123,8 +123,7 @@ impl<'a> Env<'a> {
 
 #[tokio::test]
 async fn validation_runs_report_compare_time_out_and_retry_on_a_real_node() {
-    let node = RealNode::start("nvj-validator-node", &["notebook-runner"])
-        .expect("a control plane with a real node");
+    let node = RealNode::start("nvj-validator-node").expect("a control plane with a real node");
     tokio::join!(
         passing_and_failing_notebooks_report_every_cell_and_run_once(&node),
         golden_comparison_within_and_beyond_tolerance(&node),

@@ -83,11 +83,7 @@ impl Scenario<'_> {
 
 #[tokio::test]
 async fn validation_pods_behave_on_a_real_node_as_on_any_cluster() {
-    let node = RealNode::start(
-        "real-node-cluster",
-        &["notebook-runner", "test-user-root", "test-user-named-user"],
-    )
-    .expect("a control plane with a real node");
+    let node = RealNode::start("real-node-cluster").expect("a control plane with a real node");
     let cluster: &Cluster = &node.plane.cluster;
     let labels = BTreeMap::from([(
         "pod-security.kubernetes.io/enforce".to_string(),

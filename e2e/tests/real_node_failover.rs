@@ -74,8 +74,7 @@ fn pod_logs(cluster: &Cluster, ns: &str, pod: &str) -> String {
 // Multi-threaded: helm and kubectl block their thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standby_takes_over_from_a_killed_leader_and_every_trigger_applies_once() {
-    let node =
-        RealNode::start("real-node-failover", &[]).expect("a control plane with a real node");
+    let node = RealNode::start("real-node-failover").expect("a control plane with a real node");
     let cluster = &node.plane.cluster;
     let client = cluster.client().await;
     let release_ns = TestNamespace::new(cluster, "rn-ha").await;

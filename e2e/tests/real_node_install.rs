@@ -124,8 +124,7 @@ fn kubectl_dump(cluster: &Cluster, ns: &str) -> String {
 // Multi-threaded: helm and kubectl block their thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_umbrella_chart_runs_its_controllers_and_the_flow_on_a_real_node() {
-    let node = RealNode::start("real-node-install", &["notebook-runner"])
-        .expect("a control plane with a real node");
+    let node = RealNode::start("real-node-install").expect("a control plane with a real node");
     let cluster = &node.plane.cluster;
     let client = cluster.client().await;
     let rel_ns = TestNamespace::with_labels(cluster, "rn-release", restricted()).await;

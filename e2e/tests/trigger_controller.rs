@@ -182,7 +182,7 @@ async fn play_kserve(isvcs: &Api<DynamicObject>, created: &str, ready: &str, mod
 /// The restarts whose pods roll, side by side on one control plane with a real node.
 #[tokio::test]
 async fn restarts_roll_real_pods_on_a_real_node() {
-    let node = RealNode::start("trigger-node", &[]).expect("a control plane with a real node");
+    let node = RealNode::start("trigger-node").expect("a control plane with a real node");
     tokio::join!(
         a_succeeded_run_restarts_a_deployment_once_and_denies_without_consent(&node),
         every_action_on_every_kind(&node),

@@ -344,7 +344,6 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
     let audit_log = audit.join("audit.log");
     let node = RealNode::start_with_args(
         &format!("chaos-{}", std::process::id()),
-        &["notebook-runner"],
         &[
             "--min-request-timeout=10",
             &format!("--audit-policy-file={}", policy.display()),

@@ -40,18 +40,14 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 impl RealNode {
     /// Builds what is missing of the images, and starts the plane and its node under
-    /// `target/<name>`, with the controllers' images and these of hack/node-images.sh's
+    /// `target/<name>`, with the controllers' images and hack/node-images.sh's
     /// (`notebook-runner`, `kserve-sklearnserver`, `test-user-root`, ...) on the node.
-    pub fn start(name: &str, node_images: &[&str]) -> anyhow::Result<Self> {
-        Self::start_with_args(name, node_images, &[])
+    pub fn start(name: &str) -> anyhow::Result<Self> {
+        Self::start_with_args(name, &[])
     }
 
     /// [`RealNode::start`] with `apiserver_args` added to kube-apiserver's.
-    pub fn start_with_args(
-        name: &str,
-        node_images: &[&str],
-        apiserver_args: &[&str],
-    ) -> anyhow::Result<Self> {
+    pub fn start_with_args(name: &str, apiserver_args: &[&str]) -> anyhow::Result<Self> {
         let root = repo_root();
         let images_dir = root.join("target/images");
         let mut images = Command::new(root.join("hack/images.sh"));
@@ -88,15 +84,7 @@ impl RealNode {
         let plane = PrivateControlPlane::start_with_env(
             name,
             apiserver_args,
-            &[
-                ("NBG_NODE", "real"),
-                ("NBG_NODE_IMAGE_DIR", &images),
-                // Only what the test runs (not empty: empty means all).
-                (
-                    "NBG_NODE_IMAGE_SET",
-                    &format!("pause {}", node_images.join(" ")),
-                ),
-            ],
+            &[("NBG_NODE", "real"), ("NBG_NODE_IMAGE_DIR", &images)],
         )?;
         let id = std::fs::read_to_string(plane.dir().join("node/id"))
             .context("the node's number (node/id)")?;

@@ -540,8 +540,7 @@ async fn a_predictor_that_never_turns_ready(node: &RealNode) {
 
 #[tokio::test]
 async fn inference_service_restarts_on_the_real_kserve() {
-    let node = RealNode::start("kserve-cluster", &["kserve-sklearnserver"])
-        .expect("a control plane with a real node");
+    let node = RealNode::start("kserve-cluster").expect("a control plane with a real node");
     let kserve = KServe::start(&node.plane.cluster).expect("the KServe manager");
     // Each in a namespace of its own, side by side.
     tokio::join!(
@@ -561,8 +560,7 @@ async fn inference_service_restarts_on_the_real_kserve() {
 #[tokio::test]
 #[ignore = "a benchmark: run it by name"]
 async fn served_model_check_latency() {
-    let node = RealNode::start("kserve-bench", &["kserve-sklearnserver"])
-        .expect("a control plane with a real node");
+    let node = RealNode::start("kserve-bench").expect("a control plane with a real node");
     let kserve = KServe::start(&node.plane.cluster).expect("the KServe manager");
     let took = served_model::check_latency(&node, 20).await;
     let at = |q: f64| took[((took.len() as f64 * q).ceil() as usize).saturating_sub(1)];
