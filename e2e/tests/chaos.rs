@@ -19,6 +19,8 @@ async fn the_five_controllers_lose_nothing_and_repeat_nothing_under_faults() {
         seed,
         namespaces: 3,
         create_every: Duration::from_secs(3),
+        // Beside the other lanes of the test command, on 2 cores.
+        max_running: 8,
         fault_every: Duration::from_secs(8),
     };
     let report = chaos::run(&config).await.expect("the chaos run");

@@ -55,8 +55,12 @@ pub struct ChaosConfig {
     pub seed: u64,
     /// Team namespaces, each with an Application.
     pub namespaces: usize,
-    /// A new NVJ this often (in a random namespace).
+    /// A new NVJ this often (in a random namespace)...
     pub create_every: Duration,
+    /// ...while fewer than this many NVJs have not ended (0: no limit). On a loaded machine runs
+    /// take longer, so more of them run at once and load it further: 33 notebook runs at once
+    /// (a load of 75 on 2 cores) once kept the short form's runs past their timeouts.
+    pub max_running: usize,
     /// Faults this often on average.
     pub fault_every: Duration,
 }
@@ -266,6 +270,28 @@ fn deletable(
 }
 
 /// What `n` came to, if it has ended at its current generation and its trigger is done with.
+/// How many NVJs in `namespaces` have not ended (their current generation's run); None when the
+/// API server does not answer.
+async fn running_nvjs(client: &Client, namespaces: &[String]) -> Option<usize> {
+    let mut running = 0;
+    for ns in namespaces {
+        let api: Api<NotebookValidationJob> = Api::namespaced(client.clone(), ns);
+        let list = api.list(&Default::default()).await.ok()?;
+        running += list
+            .items
+            .iter()
+            .filter(|n| {
+                let status = n.status.as_ref();
+                !(status
+                    .and_then(|s| s.phase)
+                    .is_some_and(|p| p.is_terminal())
+                    && status.and_then(|s| s.observed_generation) == n.metadata.generation)
+            })
+            .count();
+    }
+    Some(running)
+}
+
 fn ended(n: &NotebookValidationJob, p: &Planned) -> Option<Deleted> {
     let status = n.status.as_ref()?;
     let phase = status.phase.filter(|ph| ph.is_terminal())?;
@@ -428,7 +454,12 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<Report> {
     let quarter = workload_started + config.duration / 4;
     let deadline = workload_started + config.duration;
     while Instant::now() < deadline {
-        if Instant::now() >= next_create {
+        if Instant::now() >= next_create
+            && (config.max_running == 0
+                || running_nvjs(&client, &teams)
+                    .await
+                    .is_some_and(|n| n < config.max_running))
+        {
             let ns = teams[rng.below(teams.len() as u64) as usize].clone();
             let p = Planned::random(&mut rng, &ns, planned.len());
             let made = match &p.restart {

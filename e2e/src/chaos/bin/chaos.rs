@@ -24,6 +24,9 @@ struct Args {
     /// Seconds between new NVJs.
     #[arg(long, env = "NBG_CHAOS_CREATE_EVERY", default_value_t = 3.0)]
     create_every: f64,
+    /// At most this many NVJs not ended at once: a new one waits (0: no limit).
+    #[arg(long, env = "NBG_CHAOS_MAX_RUNNING", default_value_t = 0)]
+    max_running: usize,
     /// Seconds between faults, on average.
     #[arg(long, env = "NBG_CHAOS_FAULT_EVERY", default_value_t = 15.0)]
     fault_every: f64,
@@ -42,6 +45,7 @@ async fn main() -> ExitCode {
         seed,
         namespaces: args.namespaces,
         create_every: Duration::from_secs_f64(args.create_every.max(0.1)),
+        max_running: args.max_running,
         fault_every: Duration::from_secs_f64(args.fault_every.max(1.0)),
     };
     println!("chaos run: {} minutes, seed {seed}", args.minutes);
