@@ -85,18 +85,23 @@ apart=(
 # `--workspace --test X` rather than `-p nbg-e2e`: the features of the dependencies are then the
 # workspace's, as in the build before the groups; with `-p` cargo rebuilt nbg-core and the e2e
 # crate once more (35 s, three times side by side at the start).
-argocd_tests=(--test argocd_real --test argocd_triggers --test argocd_aggregator --test argocd_wave_marker
-  --test argocd_validated_waves --test argocd_tracking)
+argocd_tests=(argocd_aggregator argocd_real argocd_validated_waves argocd_tracking argocd_triggers
+  argocd_wave_marker)
 
 main_run() {
   local skips=() t
   for t in "${apart[@]}"; do skips+=(--skip "$t"); done
   cargo test --workspace --no-fail-fast -- "${skips[@]}"
 }
+# argocd_cell CELL FIRST: the cell's Argo CD tests, one cargo run each, from the FIRST-th on
+# (and around): in one run cargo takes them in one order, and the three cells' lanes then ran
+# their real-node tests at the same time. Every test runs, whatever the others' outcomes.
 argocd_cell() {
-  local cell=$1
-  shift
-  NBG_ARGOCD_CELL=$cell cargo test --workspace "${argocd_tests[@]}" "$@"
+  local cell=$1 first=$2 rc=0 i n=${#argocd_tests[@]}
+  for ((i = 0; i < n; i++)); do
+    NBG_ARGOCD_CELL=$cell cargo test --workspace --test "${argocd_tests[(first + i) % n]}" || rc=$?
+  done
+  return "$rc"
 }
 images() { hack/images.sh && cargo test --workspace --test images; }
 node_lane_a() { cargo test --workspace --test real_node --test readme_playground -- --nocapture; }
@@ -110,12 +115,12 @@ node_lane_d() {
     && cargo test --workspace --test trigger_controller -- --nocapture --exact restarts_roll_real_pods_on_a_real_node
 }
 chaos() { cargo test --workspace --test chaos -- --nocapture; }
-# argocd_then_flux CELL TEST-ARGS...: the cell's Argo CD tests, then those Flux tests; both run,
-# whatever the first's outcome; the lane fails when either does.
+# argocd_then_flux CELL FIRST TEST-ARGS...: the cell's Argo CD tests (argocd_cell), then those
+# Flux tests; both run, whatever the first's outcome; the lane fails when either does.
 argocd_then_flux() {
-  local cell=$1 rc=0
-  shift
-  argocd_cell "$cell" || rc=$?
+  local cell=$1 first=$2 rc=0
+  shift 2
+  argocd_cell "$cell" "$first" || rc=$?
   cargo test --workspace "$@" -- --nocapture || rc=$?
   return "$rc"
 }
@@ -148,9 +153,9 @@ await_any() {
 group images images
 # The real Flux tests (docs/flux.md) follow the cells' tests, one after each, to even the lanes:
 # they mostly wait, and by then the images' build and the real node's lanes are over.
-group argocd-v3-then-flux argocd_then_flux v3 --test flux_gate
-group argocd-v3-label-then-flux argocd_then_flux v3-label --test flux_example
-group argocd-v2-then-flux argocd_then_flux v2 --test flux_triggers
+group argocd-v3-then-flux argocd_then_flux v3 0 --test flux_gate
+group argocd-v3-label-then-flux argocd_then_flux v3-label 2 --test flux_example
+group argocd-v2-then-flux argocd_then_flux v2 4 --test flux_triggers
 await images
 images_ok=$?
 group main main_run
