@@ -145,8 +145,9 @@ impl RealArgoCd {
         let manifests = source.join("manifests");
         let path = |p: &Path| p.display().to_string();
         // The test-only CRDs go (an apply would merge their schema into Argo CD's); Argo CD's
-        // own, from an earlier run, stay with their Applications.
-        let (_, part_of, _) = cluster.kubectl(
+        // own, from an earlier run, stay with their Applications; on a new plane there is none
+        // (a needless `kubectl delete` of them once hung for 284 s there).
+        let (exists, part_of, _) = cluster.kubectl(
             &[
                 "get",
                 "crd",
@@ -156,7 +157,7 @@ impl RealArgoCd {
             ],
             None,
         );
-        if part_of.trim() != "argocd" {
+        if exists && part_of.trim() != "argocd" {
             let _ = cluster.kubectl(
                 &[
                     "delete",
