@@ -34,6 +34,8 @@ source "$here/lib/processes.sh"
 source "$here/lib/kubeconfig.sh"
 # shellcheck source=lib/components.sh
 source "$here/lib/components.sh"
+# shellcheck source=lib/containerd.sh
+source "$here/lib/containerd.sh"
 
 state="${NBG_CLUSTER_DIR:-$repo/target/local-cluster}"
 # The kube-dns Service's address in the API server's Service range (10.0.0.0/24).
@@ -95,17 +97,8 @@ write_configs() {
   local k; k="$(node_id)"
   local lib="/var/lib/nbg-node/$k" run="/run/nbg-node/$k"
   mkdir -p "$lib/cni" "$run" "$node_state"
-  cat >"$node_state/containerd.toml" <<TOML
-version = 2
-root = "$lib/containerd"
-state = "$run/containerd"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = "$run/containerd.sock"
-[ttrpc]
-  address = "$run/containerd.sock.ttrpc"
-[debug]
-  address = ""
+  containerd_config_head "$lib/containerd" "$run/containerd" "$run/containerd.sock" >"$node_state/containerd.toml"
+  cat >>"$node_state/containerd.toml" <<TOML
 [plugins."io.containerd.internal.v1.opt"]
   path = "$lib/opt"
 [plugins."io.containerd.grpc.v1.cri"]

@@ -16,6 +16,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/lib/versions.sh"
 # shellcheck source=lib/processes.sh
 source "$here/lib/processes.sh"
+# shellcheck source=lib/containerd.sh
+source "$here/lib/containerd.sh"
 log() { printf '[node-seed %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -35,18 +37,8 @@ if [ ! -d "$seed/root" ]; then
   rm -rf "$tmp"
   mkdir -p "$tmp" "$run"
   # containerd alone: no CRI (no network, no sandbox image), the node's snapshotter.
-  cat >"$tmp/containerd.toml" <<TOML
-version = 2
-root = "$tmp/root"
-state = "$run/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = "$run/containerd.sock"
-[ttrpc]
-  address = "$run/containerd.sock.ttrpc"
-[debug]
-  address = ""
-TOML
+  containerd_config_head "$tmp/root" "$run/state" "$run/containerd.sock" io.containerd.grpc.v1.cri \
+    >"$tmp/containerd.toml"
   containerd --config "$tmp/containerd.toml" >"$tmp/containerd.log" 2>&1 &
   pid=$!
   trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$run"' EXIT
