@@ -318,11 +318,18 @@ async fn train(
     jobs.create(&PostParams::default(), &job)
         .await
         .expect("create the training Job");
-    let outcome = eventually(Duration::from_secs(90), "the training Job ends", || async {
-        let status = jobs.get(name).await.ok()?.status?;
-        (status.succeeded.unwrap_or(0) + status.failed.unwrap_or(0) > 0)
-            .then(|| status.succeeded.unwrap_or(0) > 0)
-    })
+    // Six trainings start side by side, beside the test command's other lanes on 2 cores: the
+    // pod's start (a Node authorizer race took 30 s once) and importing scikit-learn took a Job
+    // past 90 s under a load of 25-30. The Job's time is not what this test measures.
+    let outcome = eventually(
+        Duration::from_secs(240),
+        "the training Job ends",
+        || async {
+            let status = jobs.get(name).await.ok()?.status?;
+            (status.succeeded.unwrap_or(0) + status.failed.unwrap_or(0) > 0)
+                .then(|| status.succeeded.unwrap_or(0) > 0)
+        },
+    )
     .await;
     let (_, log, _) = cluster.kubectl(&["logs", "-n", ns, &format!("job/{name}")], None);
     assert!(outcome, "the training Job failed: {log}");
