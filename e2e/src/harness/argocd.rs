@@ -144,9 +144,10 @@ impl RealArgoCd {
         let source = build_binaries(&["--source", cell.component()])?;
         let manifests = source.join("manifests");
         let path = |p: &Path| p.display().to_string();
-        // The test-only CRDs go (an apply would merge their schema into Argo CD's); Argo CD's
-        // own, from an earlier run, stay with their Applications; on a new plane there is none
-        // (a needless `kubectl delete` of them once hung for 284 s there).
+        // The test-only CRDs (every plane has e2e/crds) go - an apply would merge their schema
+        // into Argo CD's; Argo CD's own, from an earlier run, stay with their Applications. The
+        // delete can take minutes on a new plane: the API server's CRD finalizer fails with
+        // "storage is (re)initializing" on a CRD created moments before and backs off (284 s).
         let (exists, part_of, _) = cluster.kubectl(
             &[
                 "get",
