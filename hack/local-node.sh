@@ -260,7 +260,7 @@ cmd_up() {
   "$here/build-binaries.sh" kubelet kube-proxy coredns >/dev/null
   local images; images="$("$here/node-images.sh")" || die "building the node's images failed"
   pause_ref="$(awk '$1=="pause" {print $2}' <<<"$images")"
-  local seed; seed="$("$here/node-seed.sh")" || die "importing the node's images (hack/node-seed.sh) failed"
+  local seed; seed="$("$here/node-seed.sh" <<<"$images")" || die "importing the node's images (hack/node-seed.sh) failed"
   write_configs
   local k; k="$(node_id)"
   local run="/run/nbg-node/$k"

@@ -7,9 +7,9 @@
 # The links are safe to share: containerd never writes a committed layer or a blob in place
 # (containers write to upper directories of their own); the two bolt databases, which it does
 # write, hack/local-node.sh copies.
-# Prints the root's path.
+# Reads hack/node-images.sh's listing on stdin; prints the root's path.
 #
-# usage: hack/node-seed.sh
+# usage: hack/node-images.sh | hack/node-seed.sh
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/versions.sh
@@ -22,7 +22,8 @@ log() { printf '[node-seed %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 install_missing containerd:containerd runc:runc
-images="$("$here/node-images.sh")" || die "building the node's images failed"
+images="$(cat)"
+[ -n "$images" ] || die "no images listed on stdin (hack/node-images.sh | hack/node-seed.sh)"
 key="$({ containerd --version; awk '{n = split($3, p, "/"); print $1, $2, p[n]}' <<<"$images"; } | sha256sum | cut -c1-12)"
 seeds="$NBG_CACHE_DIR/node-seed"
 seed="$seeds/$key"

@@ -269,7 +269,6 @@ fn deletable(
     }
 }
 
-/// What `n` came to, if it has ended at its current generation and its trigger is done with.
 /// How many NVJs in `namespaces` have not ended (their current generation's run); None when the
 /// API server does not answer.
 async fn running_nvjs(client: &Client, namespaces: &[String]) -> Option<usize> {
@@ -280,18 +279,13 @@ async fn running_nvjs(client: &Client, namespaces: &[String]) -> Option<usize> {
         running += list
             .items
             .iter()
-            .filter(|n| {
-                let status = n.status.as_ref();
-                !(status
-                    .and_then(|s| s.phase)
-                    .is_some_and(|p| p.is_terminal())
-                    && status.and_then(|s| s.observed_generation) == n.metadata.generation)
-            })
+            .filter(|n| !n.current_phase().is_some_and(|p| p.is_terminal()))
             .count();
     }
     Some(running)
 }
 
+/// What `n` came to, if it has ended at its current generation and its trigger is done with.
 fn ended(n: &NotebookValidationJob, p: &Planned) -> Option<Deleted> {
     let status = n.status.as_ref()?;
     let phase = status.phase.filter(|ph| ph.is_terminal())?;

@@ -148,7 +148,7 @@ impl RealArgoCd {
         // into Argo CD's; Argo CD's own, from an earlier run, stay with their Applications. The
         // delete can take minutes on a new plane: the API server's CRD finalizer fails with
         // "storage is (re)initializing" on a CRD created moments before and backs off (284 s).
-        let (exists, part_of, _) = cluster.kubectl(
+        let (_, part_of, _) = cluster.kubectl(
             &[
                 "get",
                 "crd",
@@ -158,7 +158,7 @@ impl RealArgoCd {
             ],
             None,
         );
-        if exists && part_of.trim() != "argocd" {
+        if part_of.trim() != "argocd" {
             let _ = cluster.kubectl(
                 &[
                     "delete",

@@ -422,15 +422,15 @@ pub fn free_port() -> u16 {
     panic!("no free port in 127.0.0.1:{PORT_RANGE:?}")
 }
 
+/// The lock files of the ports [`reserve_port`] holds, by port.
+static HELD_PORTS: std::sync::OnceLock<std::sync::Mutex<Vec<(u16, std::fs::File)>>> =
+    std::sync::OnceLock::new();
+
 /// Holds `port` for this process until it exits: a lock on `target/e2e-ports/<port>`, which the
 /// test processes of this checkout all take. A port free when checked is not yet bound by the
 /// server it is for; two test processes checking at once both found it free (a control plane
 /// and another test's trigger-controller were once handed the same port). False when another
 /// process holds it; true when no lock can be taken at all (the bind check alone then).
-/// The lock files of the ports [`reserve_port`] holds, by port.
-static HELD_PORTS: std::sync::OnceLock<std::sync::Mutex<Vec<(u16, std::fs::File)>>> =
-    std::sync::OnceLock::new();
-
 fn reserve_port(port: u16) -> bool {
     use std::fs::{File, TryLockError};
     use std::sync::Mutex;
